@@ -1,0 +1,3 @@
+from common.serve import serve
+
+serve("approvals", "approvals.app:create_app", 8102)

@@ -1,0 +1,137 @@
+"""approvals: subscriptions (approval-requests, decisions), the decision API and the inbox."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from dapr.ext.fastapi import DaprApp
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from pydantic import BaseModel, Field
+
+from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
+from approvals.readmodel import list_index, load_view
+from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
+from common.gateway import Gateway, schedule_once
+from common.messages import ApprovalRequested, DecisionSubmitted, Tier
+from common.settings import ServiceSettings
+from common.state import update
+from common.subscriptions import Answer, subscribe
+from common.topics import APPROVAL_REQUESTS, DECISIONS
+
+log = logging.getLogger(__name__)
+TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalRequested
+                   ) -> Answer:
+    """Schedule one approval_workflow per order; later stages are announced by that workflow."""
+    assert gateway.workflows is not None
+    iid = instance_id(req.order_id)
+    if req.stage > 1:
+        return Answer.success("later stage of an existing approval")
+    key = f"approval-seen:{req.order_id}"
+    if not gateway.state.claim(key, {"status": "claimed"}):
+        record, _ = gateway.state.get(key)
+        if (record or {}).get("status") == "scheduled" or gateway.workflows.state(iid):
+            return Answer.success("duplicate request")
+    wf_input = ApprovalInput(request=req.model_dump(mode="json"),
+                             policy=settings.policy.snapshot())
+    schedule_once(gateway, APPROVAL_WORKFLOW, iid, wf_input.model_dump(mode="json"))
+    update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
+    return Answer.success()
+
+
+def deliver_decision(gateway: Gateway, settings: ServiceSettings, decision: DecisionSubmitted,
+                     hold_for_s: float) -> Answer:
+    """Raise a decision into its approval workflow, once per decision_id.
+
+    Topics reorder: a decision may arrive before its approval exists. It is then held
+    (RETRY, the sidecar redelivers) until `hold_for_s` after it was made, then dead-lettered.
+    """
+    assert gateway.workflows is not None
+    iid = instance_id(decision.order_id)
+    state = gateway.workflows.state(iid)
+    if state is None:
+        age = (datetime.now(UTC) - decision.decided_at).total_seconds()
+        if age > hold_for_s:
+            return Answer.drop(f"no approval {iid} appeared within {hold_for_s:.0f}s")
+        return Answer.retry(f"approval {iid} does not exist yet; holding the decision")
+    if state.status in TERMINAL:
+        return Answer.success(f"{iid} already {state.status.lower()}; decision has no effect")
+    key = f"decision-seen:{decision.decision_id}"
+    if not gateway.state.claim(key, {"order_id": decision.order_id}):
+        return Answer.success("duplicate decision")
+    try:
+        gateway.workflows.raise_event(iid, DECISION_EVENT, decision.model_dump(mode="json"))
+    except Exception:
+        gateway.state.delete(key)  # let the redelivery try again
+        raise
+    return Answer.success()
+
+
+class DecisionBody(BaseModel):
+    """A decision as an approver posts it. Until tokens carry identity, the caller says who."""
+
+    approved: bool
+    reason: Annotated[str, Field(max_length=1000)] = ""
+    approver_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+    approver_role: Tier
+
+
+def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
+    def gw() -> Gateway:
+        return app.state.gateway  # type: ignore[no-any-return]
+
+    subscribe(dapr_app, pubsub=settings.pubsub, topic=APPROVAL_REQUESTS, model=ApprovalRequested,
+              handler=lambda m: accept_request(gw(), settings, m),
+              limits=lambda: settings.policy.limits, app_token=settings.app_api_token)
+    subscribe(dapr_app, pubsub=settings.pubsub, topic=DECISIONS, model=DecisionSubmitted,
+              handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
+              limits=lambda: settings.policy.limits, app_token=settings.app_api_token)
+    app.include_router(router)
+
+
+router = APIRouter(tags=["approvals"])
+
+
+@router.post("/approvals/{order_id}/decisions", status_code=202)
+def post_decision(order_id: str, body: DecisionBody, gateway: GatewayDep) -> dict[str, str]:
+    """Check what can be checked now, then publish the decision to the `decisions` topic."""
+    view = load_view(gateway.state, order_id)
+    check_can_decide(view, order_id, body.approver_id, body.approver_role)
+    decision = DecisionSubmitted(
+        decision_id=f"d-{uuid.uuid4().hex}", order_id=order_id, approved=body.approved,
+        approver_id=body.approver_id, approver_role=body.approver_role, reason=body.reason,
+        decided_at=datetime.now(UTC),
+    )
+    gateway.publisher.publish(DECISIONS, decision)
+    return {"decision_id": decision.decision_id, "order_id": order_id, "status": "submitted"}
+
+
+@router.get("/approvals")
+def inbox(
+    gateway: GatewayDep,
+    status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
+    tier: Tier | None = None,
+) -> list[dict[str, Any]]:
+    """Approvals by status and tier, soonest due first."""
+    return list_index(gateway.state, status, tier.value if tier else None)
+
+
+@router.get("/approvals/{order_id}")
+def get_approval(order_id: str, gateway: GatewayDep) -> ApprovalView:
+    """One approval: stage, due time, decision log."""
+    view = load_view(gateway.state, order_id)
+    if view is None:
+        raise UnknownApproval(f"no approval for order {order_id!r}")
+    return view

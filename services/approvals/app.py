@@ -1,0 +1,25 @@
+"""approvals: the composition root. `create_app(settings, gateway)` builds the FastAPI app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from approvals import api
+from approvals.domain import AlreadyDecided, ApprovalExpired, NotAuthorised, UnknownApproval
+from approvals.workflows import APPROVAL_WORKFLOW, approval_workflow, make_activities
+from common.app import build_app
+from common.gateway import Gateway
+from common.settings import ServiceSettings
+
+
+def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    return build_app(
+        settings=settings or ServiceSettings.from_env("approvals"),
+        gateway=gateway,
+        register=api.register,
+        description="Approver decisions, the approver inbox and approval workflows.",
+        workflows={APPROVAL_WORKFLOW: approval_workflow},
+        activities=make_activities,
+        errors={UnknownApproval: 404, AlreadyDecided: 409, ApprovalExpired: 410,
+                NotAuthorised: 403},
+    )

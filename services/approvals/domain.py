@@ -1,0 +1,77 @@
+"""Approval rules for the HTTP side and the read model's shape. Pure: no FastAPI, no Dapr.
+
+Errors (DecisionRefused and its subclasses, mapped to HTTP once in approvals.app):
+  UnknownApproval (404), AlreadyDecided (409), ApprovalExpired (410), NotAuthorised (403)
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from common.messages import Tier
+from common.policy import authority_problem
+
+
+class DecisionRefused(Exception):
+    """A decision that cannot be accepted now."""
+
+
+class UnknownApproval(DecisionRefused):
+    """No approval exists (yet) for this order."""
+
+
+class AlreadyDecided(DecisionRefused):
+    """The approval has an outcome already."""
+
+
+class ApprovalExpired(DecisionRefused):
+    """The approval timed out."""
+
+
+class NotAuthorised(DecisionRefused):
+    """The caller may not decide this stage."""
+
+
+class LogEntry(BaseModel):
+    """One line of the decision log: what arrived and what the workflow did with it."""
+
+    at: datetime
+    kind: str  # requested, accepted, ignored, duplicate, malformed, escalated, timed_out
+    stage: int
+    tier: Tier
+    decision_id: str | None = None
+    approver_id: str | None = None
+    approved: bool | None = None
+    note: str = ""
+
+
+class ApprovalView(BaseModel):
+    """The read model the approver inbox shows; written by the record_approval activity."""
+
+    order_id: str
+    customer_id: str
+    amount: str
+    currency: str
+    status: str  # pending, approved, rejected, expired
+    tier: Tier
+    stage: int
+    due_at: datetime
+    decided_by: str | None = None
+    reason: str = ""
+    log: list[LogEntry] = []
+def check_can_decide(view: ApprovalView | None, order_id: str, approver_id: str,
+                     approver_role: Tier) -> ApprovalView:
+    """Raise why this approver may not decide this order's current stage; else the view."""
+    if view is None:
+        raise UnknownApproval(f"no approval is waiting for order {order_id!r}")
+    if view.status == "expired":
+        raise ApprovalExpired(f"the approval of order {order_id} expired")
+    if view.status != "pending":
+        raise AlreadyDecided(f"order {order_id} was already {view.status} by {view.decided_by}")
+    problem = authority_problem(stage_tier=view.tier, approver_id=approver_id,
+                                approver_role=approver_role, customer_id=view.customer_id)
+    if problem:
+        raise NotAuthorised(f"{problem} (order {order_id} is at the {view.tier.value} stage)")
+    return view

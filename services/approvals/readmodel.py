@@ -1,0 +1,48 @@
+"""The approver inbox read model in the state store, kept by the workflow's activities.
+
+One document per approval ("approval:<order_id>") plus one small index of every approval's
+status and tier, so the inbox never scans workflows. The index is updated under optimistic
+concurrency; at this project's scale one document is enough (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from approvals.domain import ApprovalView
+from common.gateway import StateStore
+from common.state import update
+
+INDEX_KEY = "approvals-index"
+
+
+def view_key(order_id: str) -> str:
+    return f"approval:{order_id}"
+
+
+def save_view(state: StateStore, view: ApprovalView) -> None:
+    """Write the approval's document, then its line in the index."""
+    state.put(view_key(view.order_id), view.model_dump(mode="json"))
+    line = {"status": view.status, "tier": view.tier.value, "due_at": view.due_at.isoformat(),
+            "amount": view.amount, "currency": view.currency}
+
+    def change(index: dict[str, Any] | None) -> dict[str, Any] | None:
+        if index is not None and index.get(view.order_id) == line:
+            return None
+        return {**(index or {}), view.order_id: line}
+
+    update(state, INDEX_KEY, change)
+
+
+def load_view(state: StateStore, order_id: str) -> ApprovalView | None:
+    data, _ = state.get(view_key(order_id))
+    return ApprovalView.model_validate(data) if data else None
+
+
+def list_index(state: StateStore, status: str | None, tier: str | None) -> list[dict[str, Any]]:
+    """Index lines matching the filters, soonest due first."""
+    index, _ = state.get(INDEX_KEY)
+    rows = [{"order_id": oid, **line} for oid, line in (index or {}).items()
+            if (status is None or line["status"] == status)
+            and (tier is None or line["tier"] == tier)]
+    return sorted(rows, key=lambda r: str(r["due_at"]))

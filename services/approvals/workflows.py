@@ -1,0 +1,174 @@
+"""approval_workflow (one per order, "approval-<order_id>") and its activities.
+
+For each stage the workflow races the next `decision` event against the stage deadline. A
+decision from someone without authority, a malformed one, or a duplicate (same decision_id) is
+written to the decision log and the wait goes on against the same deadline. On a manager
+timeout the policy says escalate (a new VP stage, announced with a new ApprovalRequested) or
+reject; on the last stage's timeout the approval expires. The end is one ApprovalOutcome.
+
+One `decision` waiter is pending at a time and reused across deadline changes: durabletask
+hands an event to the oldest pending waiter, so an abandoned waiter would swallow the next one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator
+from typing import Any
+
+from dapr.ext.workflow import when_any
+from pydantic import BaseModel, ValidationError
+
+from approvals.domain import ApprovalView, LogEntry
+from approvals.readmodel import save_view
+from common.gateway import Gateway
+from common.messages import (
+    TRUSTED,
+    ApprovalOutcome,
+    ApprovalRequested,
+    DecisionSubmitted,
+    Outcome,
+    Tier,
+)
+from common.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
+from common.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
+from common.workflow import now
+
+log = logging.getLogger(__name__)
+
+APPROVAL_WORKFLOW = "approval_workflow"
+DECISION_EVENT = "decision"
+PUBLISH_OUTCOME = "publish_approval_outcome"
+REQUEST_NEXT_STAGE = "request_next_stage"
+RECORD_APPROVAL = "record_approval"
+INSTANCE_PREFIX = "approval-"
+
+
+def instance_id(order_id: str) -> str:
+    return f"{INSTANCE_PREFIX}{order_id}"
+
+
+class ApprovalInput(BaseModel):
+    request: dict[str, Any]
+    policy: dict[str, Any]
+
+
+class ApprovalResult(BaseModel):
+    order_id: str
+    outcome: Outcome
+    decided_by: str
+    reason: str
+    stages: int
+    log: list[LogEntry]
+
+
+def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
+    """Stages with deadlines, authority checks and escalation, ending in one outcome."""
+    inp = ApprovalInput.model_validate(raw)
+    policy = ApprovalPolicy.model_validate(inp.policy)
+    req = ApprovalRequested.model_validate(inp.request, context=TRUSTED)
+    tier, stage, due = req.tier, req.stage, req.due_at
+    entries: list[LogEntry] = []
+    seen: set[str] = set()
+
+    def note(kind: str, text: str = "", d: DecisionSubmitted | None = None) -> None:
+        entries.append(LogEntry(
+            at=now(ctx), kind=kind, stage=stage, tier=tier, note=text,
+            decision_id=d.decision_id if d else None, approver_id=d.approver_id if d else None,
+            approved=d.approved if d else None,
+        ))
+
+    def view(status: str, decided_by: str | None = None, reason: str = "") -> dict[str, Any]:
+        return ApprovalView(
+            order_id=req.order_id, customer_id=req.customer_id, amount=str(req.amount),
+            currency=req.currency, status=status, tier=tier, stage=stage, due_at=due,
+            decided_by=decided_by, reason=reason, log=entries,
+        ).model_dump(mode="json")
+
+    note("requested", req.reason)
+    yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
+    deadline = ctx.create_timer(due)
+    waiting = ctx.wait_for_external_event(DECISION_EVENT)
+    while True:
+        ctx.set_custom_status(f"awaiting {tier.value} decision (stage {stage}), due "
+                              f"{due.isoformat()}")
+        winner = yield when_any([waiting, deadline])
+        if winner is deadline:
+            escalate = (tier is Tier.MANAGER
+                        and policy.on_manager_timeout is OnManagerTimeout.ESCALATE_TO_VP)
+            if escalate:
+                note("timed_out", "manager deadline passed; escalating to a VP")
+                stage, tier = stage + 1, Tier.VP
+                due = now(ctx) + policy.vp_deadline
+                note("escalated", f"VP decision due {due.isoformat()}")
+                nxt = req.model_copy(update={
+                    "request_id": ApprovalRequested.make_id(req.order_id, stage, tier),
+                    "tier": tier, "stage": stage, "due_at": due,
+                    "reason": "the manager did not decide in time; escalated to a VP",
+                })
+                yield ctx.call_activity(REQUEST_NEXT_STAGE, input=nxt.model_dump(mode="json"))
+                yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
+                deadline = ctx.create_timer(due)
+                continue
+            if tier is Tier.MANAGER:
+                outcome, reason = Outcome.REJECTED, "manager_timeout"
+            else:
+                outcome, reason = Outcome.EXPIRED, "approval_timeout"
+            note("timed_out", reason)
+            decided_by = "policy"
+            break
+
+        data = waiting.get_result()
+        waiting = ctx.wait_for_external_event(DECISION_EVENT)
+        try:
+            decision = DecisionSubmitted.model_validate(data)
+        except ValidationError:
+            note("malformed", "a decision event that is not a DecisionSubmitted")
+            continue
+        if decision.order_id != req.order_id:
+            note("ignored", f"decision is for order {decision.order_id}", decision)
+            continue
+        if decision.decision_id in seen:
+            note("duplicate", "already counted", decision)
+            continue
+        seen.add(decision.decision_id)
+        problem = authority_problem(stage_tier=tier, approver_id=decision.approver_id,
+                                    approver_role=decision.approver_role,
+                                    customer_id=req.customer_id)
+        if problem:
+            note("ignored", problem, decision)
+            if not ctx.is_replaying:
+                log.info("approval %s: ignored decision %s: %s", req.order_id,
+                         decision.decision_id, problem)
+            yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
+            continue
+        note("accepted", decision.reason, decision)
+        outcome = Outcome.APPROVED if decision.approved else Outcome.REJECTED
+        decided_by = decision.approver_id
+        reason = decision.reason or outcome.value
+        break
+
+    result = ApprovalOutcome(order_id=req.order_id, outcome=outcome, decided_by=decided_by,
+                             reason=reason, decided_at=now(ctx))
+    ctx.set_custom_status(f"{outcome.value} by {decided_by}")
+    yield ctx.call_activity(PUBLISH_OUTCOME, input=result.model_dump(mode="json"))
+    yield ctx.call_activity(RECORD_APPROVAL, input=view(outcome.value, decided_by, reason))
+    return ApprovalResult(order_id=req.order_id, outcome=outcome, decided_by=decided_by,
+                          reason=reason, stages=stage, log=entries).model_dump(mode="json")
+
+
+def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
+    """The approval activities, bound to this app's gateway; registered by name."""
+    def publish_approval_outcome(ctx: Any, data: dict[str, Any]) -> None:
+        gateway.publisher.publish(APPROVAL_OUTCOMES, ApprovalOutcome.model_validate(data))
+
+    def request_next_stage(ctx: Any, data: dict[str, Any]) -> None:
+        gateway.publisher.publish(
+            APPROVAL_REQUESTS, ApprovalRequested.model_validate(data, context=TRUSTED)
+        )
+
+    def record_approval(ctx: Any, data: dict[str, Any]) -> None:
+        save_view(gateway.state, ApprovalView.model_validate(data))
+
+    return {PUBLISH_OUTCOME: publish_approval_outcome, REQUEST_NEXT_STAGE: request_next_stage,
+            RECORD_APPROVAL: record_approval}

@@ -1,0 +1,245 @@
+"""The one seam between our code and the Dapr sidecar: pub/sub, state, workflows.
+
+Each concern is a small Protocol with a Dapr implementation; tests pass fakes
+(tests/fakes.py) that record what happened. The clients are synchronous and thread-safe
+(gRPC channels), built once per app in the lifespan; routes that use them are plain `def`.
+
+Errors (all GatewayError):
+  Transient       the sidecar or a component is not ready or timed out: retry later
+  NotFound        the workflow instance or key does not exist
+  Conflict        an optimistic-concurrency write lost (etag mismatch, first-write taken)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+import grpc
+
+from common.cloudevents import CONTENT_TYPE, wrap
+from common.messages import Message
+
+
+class GatewayError(Exception):
+    """A call to the sidecar failed."""
+
+
+class Transient(GatewayError):
+    """Worth retrying: the sidecar, placement or a component is not ready."""
+
+
+class NotFound(GatewayError):
+    """The instance or key does not exist."""
+
+
+class Conflict(GatewayError):
+    """A concurrent write won (etag mismatch or first-write already taken)."""
+
+
+class Publisher(Protocol):
+    def publish(self, topic: str, message: Message) -> None: ...
+
+
+class StateStore(Protocol):
+    def get(self, key: str) -> tuple[Any | None, str | None]: ...
+    def put(self, key: str, value: Any, etag: str | None = None) -> None: ...
+    def claim(self, key: str, value: Any) -> bool: ...
+    def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """What Dapr reports about one workflow instance."""
+
+    instance_id: str
+    name: str
+    status: str  # RUNNING, COMPLETED, FAILED, TERMINATED, PENDING, SUSPENDED, STALLED
+    created_at: datetime | None
+    updated_at: datetime | None
+    custom_status: str | None
+    input: str | None
+    output: str | None
+    failure: str | None
+
+
+class Workflows(Protocol):
+    def schedule(self, name: str, instance_id: str, input: Any) -> str: ...
+    def state(self, instance_id: str, payloads: bool = False) -> InstanceState | None: ...
+    def raise_event(self, instance_id: str, name: str, data: Any) -> None: ...
+    def terminate(self, instance_id: str, output: Any = None) -> None: ...
+    def suspend(self, instance_id: str, reason: str) -> None: ...
+    def resume(self, instance_id: str, reason: str) -> None: ...
+    def purge(self, instance_id: str) -> bool: ...
+    def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None: ...
+
+
+@dataclass
+class Gateway:
+    """Everything an app needs from its sidecar; built once in the lifespan."""
+
+    publisher: Publisher
+    state: StateStore
+    workflows: Workflows | None = None
+
+
+_TRANSIENT = {
+    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+}
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Map sidecar errors onto our small error tree."""
+    try:
+        yield
+    except GatewayError:
+        raise
+    except Exception as exc:
+        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        text = str(exc)
+        if code in _TRANSIENT or "not registered" in text or "no such host" in text:
+            raise Transient(f"{what}: {text}") from exc
+        if code == grpc.StatusCode.NOT_FOUND or "not found" in text.lower():
+            raise NotFound(f"{what}: {text}") from exc
+        if "etag" in text.lower() or "possible etag mismatch" in text:
+            raise Conflict(f"{what}: {text}") from exc
+        raise GatewayError(f"{what}: {text}") from exc
+
+
+class DaprPublisher:
+    """Publishes messages as CloudEvents whose id is the message's business id."""
+
+    def __init__(self, client: Any, pubsub: str, source: str) -> None:
+        self._client, self._pubsub, self._source = client, pubsub, source
+
+    def publish(self, topic: str, message: Message) -> None:
+        with _translated(f"publish {message.event_type()} to {topic}"):
+            self._client.publish_event(
+                pubsub_name=self._pubsub, topic_name=topic,
+                data=wrap(message, self._source), data_content_type=CONTENT_TYPE,
+            )
+
+
+class DaprStateStore:
+    """JSON values in the Dapr state store, with etags and an atomic first write."""
+
+    def __init__(self, client: Any, store: str) -> None:
+        self._client, self._store = client, store
+
+    def get(self, key: str) -> tuple[Any | None, str | None]:
+        with _translated(f"get state {key}"):
+            resp = self._client.get_state(self._store, key)
+        if not resp.data:
+            return None, None
+        return json.loads(resp.data), resp.etag or None
+
+    def put(self, key: str, value: Any, etag: str | None = None) -> None:
+        from dapr.clients.grpc._state import Concurrency, StateOptions
+
+        options = StateOptions(concurrency=Concurrency.first_write) if etag else None
+        with _translated(f"save state {key}"):
+            self._client.save_state(self._store, key, json.dumps(value), etag=etag, options=options)
+
+    def claim(self, key: str, value: Any) -> bool:
+        """Write `value` only if `key` does not exist yet; True when this call won."""
+        from dapr.clients.grpc._state import Concurrency, StateOptions
+
+        try:
+            with _translated(f"claim {key}"):
+                self._client.save_state(
+                    self._store, key, json.dumps(value),
+                    options=StateOptions(concurrency=Concurrency.first_write),
+                )
+        except Conflict:
+            return False
+        except GatewayError as exc:
+            # Redis reports a lost first write without an etag as a plain "failed to set key".
+            if "failed to set key" in str(exc):
+                return False
+            raise
+        return True
+
+    def delete(self, key: str) -> None:
+        with _translated(f"delete state {key}"):
+            self._client.delete_state(self._store, key)
+
+
+def _status_name(raw: Any) -> str:
+    name = getattr(raw, "name", str(raw))
+    return str(name).upper()
+
+
+class DaprWorkflows:
+    """Dapr Workflow management for the instances this app hosts."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def schedule(self, name: str, instance_id: str, input: Any) -> str:
+        with _translated(f"schedule {name} {instance_id}"):
+            return str(self._client.schedule_new_workflow(name, input=input,
+                                                          instance_id=instance_id))
+
+    def state(self, instance_id: str, payloads: bool = False) -> InstanceState | None:
+        with _translated(f"get workflow {instance_id}"):
+            st = self._client.get_workflow_state(instance_id, fetch_payloads=payloads)
+        if st is None:
+            return None
+        failure = getattr(st, "failure_details", None)
+        return InstanceState(
+            instance_id=instance_id,
+            name=str(getattr(st, "name", "")),
+            status=_status_name(st.runtime_status),
+            created_at=getattr(st, "created_at", None),
+            updated_at=getattr(st, "last_updated_at", None),
+            custom_status=getattr(st, "serialized_custom_status", None),
+            input=getattr(st, "serialized_input", None) if payloads else None,
+            output=getattr(st, "serialized_output", None) if payloads else None,
+            failure=getattr(failure, "message", None) if failure else None,
+        )
+
+    def raise_event(self, instance_id: str, name: str, data: Any) -> None:
+        with _translated(f"raise {name} on {instance_id}"):
+            self._client.raise_workflow_event(instance_id, name, data=data)
+
+    def terminate(self, instance_id: str, output: Any = None) -> None:
+        with _translated(f"terminate {instance_id}"):
+            self._client.terminate_workflow(instance_id, output=output)
+
+    def suspend(self, instance_id: str, reason: str) -> None:
+        with _translated(f"suspend {instance_id}"):
+            self._client.pause_workflow(instance_id)
+
+    def resume(self, instance_id: str, reason: str) -> None:
+        with _translated(f"resume {instance_id}"):
+            self._client.resume_workflow(instance_id)
+
+    def purge(self, instance_id: str) -> bool:
+        with _translated(f"purge {instance_id}"):
+            return bool(self._client.purge_workflow(instance_id))
+
+    def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
+        with _translated(f"wait for {instance_id}"):
+            try:
+                self._client.wait_for_workflow_completion(
+                    instance_id, fetch_payloads=False, timeout_in_seconds=int(max(1, timeout_s))
+                )
+            except TimeoutError:
+                pass
+        return self.state(instance_id)
+
+
+def schedule_once(gateway: Gateway, name: str, instance_id: str, input: Any) -> None:
+    """Schedule a workflow; an instance that is already running counts as done."""
+    assert gateway.workflows is not None, "this app hosts no workflows"
+    try:
+        gateway.workflows.schedule(name, instance_id, input)
+    except GatewayError as exc:
+        if "already exists" not in str(exc):
+            raise

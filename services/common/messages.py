@@ -1,0 +1,219 @@
+"""Message contracts shared by every service: one pydantic model per message type.
+
+Each message has a stable business id (`message_id`) that the publisher also sets as the
+CloudEvent `id`, so every subscriber can drop duplicates. Money is Decimal, timestamps are
+timezone-aware, ids fit Dapr's workflow instance-id rules once prefixed.
+
+Limits that are settings rather than rules (the largest amount, the accepted currencies) come
+from a `MessageLimits` passed as pydantic validation context; without one, the defaults apply.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, ClassVar
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+)
+
+# Dapr workflow instance ids: at most 64 chars of [A-Za-z0-9_-]. The longest prefix we add is
+# "approval-" (9 chars), so a business id may have 55.
+ID_MAX = 55
+_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+DEFAULT_CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
+DEFAULT_MAX_AMOUNT = Decimal("10000000")
+
+
+@dataclass(frozen=True)
+class MessageLimits:
+    """Configurable bounds on message values, passed as validation context.
+
+    None means "no bound": `TRUSTED` re-reads a message that was already checked against the
+    policy in force when it entered the system (e.g. inside an activity).
+    """
+
+    max_amount: Decimal | None = DEFAULT_MAX_AMOUNT
+    currencies: frozenset[str] | None = DEFAULT_CURRENCIES
+
+
+TRUSTED = MessageLimits(max_amount=None, currencies=None)
+
+
+def _limits(info: ValidationInfo) -> MessageLimits:
+    ctx = info.context
+    if isinstance(ctx, MessageLimits):
+        return ctx
+    if isinstance(ctx, dict) and isinstance(ctx.get("limits"), MessageLimits):
+        return ctx["limits"]
+    return MessageLimits()
+
+
+def _check_id(value: str) -> str:
+    if not value or len(value) > ID_MAX or not _ID_RE.match(value):
+        raise ValueError(
+            f"must be 1-{ID_MAX} characters of A-Z, a-z, 0-9, '_' or '-' "
+            "(it becomes part of a Dapr workflow instance id)"
+        )
+    return value
+
+
+BusinessId = Annotated[str, AfterValidator(_check_id)]
+PersonId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+Amount = Annotated[Decimal, Field(gt=0, decimal_places=2, allow_inf_nan=False)]
+
+
+class Tier(StrEnum):
+    MANAGER = "manager"
+    VP = "vp"
+
+
+class Outcome(StrEnum):
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class OrderStatus(StrEnum):
+    RECEIVED = "received"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+class Message(BaseModel):
+    """Base of every message: strict about unknown fields, immutable once parsed."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    # CloudEvent `type` is f"{TYPE_PREFIX}.{ClassName}.v1".
+    TYPE_PREFIX: ClassVar[str] = "order-approvals"
+
+    @property
+    def message_id(self) -> str:
+        """The stable business id; also the CloudEvent id."""
+        raise NotImplementedError
+
+    @classmethod
+    def event_type(cls) -> str:
+        return f"{cls.TYPE_PREFIX}.{cls.__name__}.v1"
+
+
+class _Priced(Message):
+    amount: Amount
+    currency: str
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_within_limit(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        limit = _limits(info).max_amount
+        if limit is not None and value > limit:
+            raise ValueError(f"must not exceed {limit}")
+        return value
+
+    @field_validator("currency")
+    @classmethod
+    def _known_currency(cls, value: str, info: ValidationInfo) -> str:
+        allowed = _limits(info).currencies
+        if allowed is None:
+            if not re.fullmatch(r"[A-Z]{3}", value):
+                raise ValueError(f"{value!r} is not an ISO-4217 currency code")
+            return value
+        if value not in allowed:
+            raise ValueError(f"{value!r} is not accepted; use one of {', '.join(sorted(allowed))}")
+        return value
+
+
+class OrderItem(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    quantity: Annotated[int, Field(gt=0, le=100_000)]
+
+
+class OrderPlaced(_Priced):
+    order_id: BusinessId
+    customer_id: PersonId
+    items: Annotated[list[OrderItem], Field(max_length=500)] = []
+    placed_at: AwareDatetime
+
+    @property
+    def message_id(self) -> str:
+        return self.order_id
+
+
+class ApprovalRequested(_Priced):
+    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    order_id: BusinessId
+    customer_id: PersonId
+    tier: Tier
+    stage: Annotated[int, Field(ge=1, le=10)]
+    due_at: AwareDatetime
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+    @property
+    def message_id(self) -> str:
+        return self.request_id
+
+    @staticmethod
+    def make_id(order_id: str, stage: int, tier: Tier) -> str:
+        return f"{order_id}-s{stage}-{tier.value}"
+
+
+class DecisionSubmitted(Message):
+    decision_id: BusinessId
+    order_id: BusinessId
+    approved: bool
+    approver_id: PersonId
+    approver_role: Tier
+    reason: Annotated[str, Field(max_length=1000)] = ""
+    decided_at: AwareDatetime
+
+    @property
+    def message_id(self) -> str:
+        return self.decision_id
+
+
+class ApprovalOutcome(Message):
+    order_id: BusinessId
+    outcome: Outcome
+    decided_by: Annotated[str, Field(min_length=1, max_length=128)]
+    reason: Annotated[str, Field(max_length=1000)] = ""
+    decided_at: AwareDatetime
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.order_id}-outcome"
+
+
+class OrderStatusChanged(Message):
+    order_id: BusinessId
+    status: OrderStatus
+    at: AwareDatetime
+    detail: Annotated[str, Field(max_length=1000)] = ""
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.order_id}-{self.status.value}"
+
+
+def describe_errors(exc: Any) -> str:
+    """One readable line from a pydantic ValidationError: 'field: problem; field: problem'."""
+    parts = []
+    for err in exc.errors(include_url=False):
+        where = ".".join(str(p) for p in err.get("loc", ())) or "message"
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts)
+

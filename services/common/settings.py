@@ -1,0 +1,45 @@
+"""Settings every service shares, read from the environment once, in the composition root."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from common.policy import ApprovalPolicy, load_policy, parse_duration
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Environment: APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
+    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, and the POLICY_* variables (see common.policy)."""
+
+    app_id: str
+    pubsub: str = "pubsub"
+    state_store: str = "statestore"
+    max_body_bytes: int = 64 * 1024
+    app_api_token: str | None = field(default=None, repr=False)
+    dapr_host: str = "127.0.0.1"
+    dapr_http_port: int = 3500
+    policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    # How long a decision whose approval does not exist yet is held before dead-lettering.
+    decision_hold_s: float = 300.0
+
+    @classmethod
+    def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
+        env = os.environ if env is None else env
+        return cls(
+            app_id=env.get("APP_ID", app_id),
+            pubsub=env.get("PUBSUB_NAME", "pubsub"),
+            state_store=env.get("STATE_STORE", "statestore"),
+            max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
+            app_api_token=env.get("APP_API_TOKEN") or None,
+            dapr_host=env.get("DAPR_RUNTIME_HOST", "127.0.0.1"),
+            dapr_http_port=int(env.get("DAPR_HTTP_PORT", "3500")),
+            policy=load_policy(env),
+            decision_hold_s=parse_duration(env.get("DECISION_HOLD", "5m")).total_seconds(),
+        )
+
+    @property
+    def sidecar_url(self) -> str:
+        return f"http://{self.dapr_host}:{self.dapr_http_port}"

@@ -1,0 +1,129 @@
+"""HTTP plumbing every service shares: body limit, app-token check, health, error mapping."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(app_id: str) -> None:
+    """One line per record, with the app id, on stderr."""
+    logging.basicConfig(
+        level=logging.INFO,
+        format=f"%(asctime)s {app_id} %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413, before the app reads them."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = (b'{"detail": "request body is larger than %d bytes"}' % self.limit)
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def require_app_token(request: Request, expected: str | None) -> JSONResponse | None:
+    """When APP_API_TOKEN is set, only the sidecar (which sends it) may call; else None."""
+    if not expected:
+        return None
+    given = request.headers.get("dapr-api-token", "")
+    if hmac.compare_digest(given.encode(), expected.encode()):
+        return None
+    return JSONResponse({"detail": "missing or wrong dapr-api-token"}, status_code=401)
+
+
+Check = Callable[[], Awaitable[str | None]]
+
+
+def health_router(sidecar_url: Callable[[], str], extra: dict[str, Check] | None = None
+                  ) -> APIRouter:
+    """/healthz: the process answers. /readyz: the sidecar and every extra check are ready."""
+    router = APIRouter(tags=["health"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        problems: dict[str, str] = {}
+        try:
+            async with httpx.AsyncClient(timeout=2) as client:
+                resp = await client.get(f"{sidecar_url()}/v1.0/healthz/outbound")
+            if resp.status_code >= 300:
+                problems["sidecar"] = f"healthz answered {resp.status_code}"
+        except httpx.HTTPError as exc:
+            problems["sidecar"] = f"unreachable: {exc.__class__.__name__}"
+        for name, check in (extra or {}).items():
+            problem = await check()
+            if problem:
+                problems[name] = problem
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    return router
+
+
+def install_error_handlers(app: FastAPI, mapping: dict[type[Exception], int]) -> None:
+    """Domain exceptions become HTTP errors here, once; bad input is a 422 with a message."""
+
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for cls, code in mapping.items() if isinstance(exc, cls))
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    for cls in mapping:
+        app.add_exception_handler(cls, domain_error)
+
+    async def invalid(request: Request, exc: Any) -> JSONResponse:
+        errors = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            for e in exc.errors()
+        ]
+        return JSONResponse({"detail": "; ".join(errors) or "invalid request"}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid)

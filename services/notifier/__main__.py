@@ -1,0 +1,3 @@
+from common.serve import serve
+
+serve("notifier", "notifier.app:create_app", 8103)

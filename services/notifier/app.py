@@ -1,0 +1,19 @@
+"""notifier: the composition root. `create_app(settings, gateway)` builds the FastAPI app."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from common.app import build_app
+from common.gateway import Gateway
+from common.settings import ServiceSettings
+from notifier import api
+
+
+def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    return build_app(
+        settings=settings or ServiceSettings.from_env("notifier"),
+        gateway=gateway,
+        register=api.register,
+        description="Delivers approval requests and order status changes to people.",
+    )

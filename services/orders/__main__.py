@@ -1,0 +1,3 @@
+from common.serve import serve
+
+serve("orders", "orders.app:create_app", 8101)

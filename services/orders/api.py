@@ -1,0 +1,136 @@
+"""orders: subscriptions (orders, approval-outcomes) and the order HTTP API."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from dapr.ext.fastapi import DaprApp
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import ValidationError
+
+from common.gateway import Gateway, NotFound, schedule_once
+from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
+from common.settings import ServiceSettings
+from common.state import update
+from common.subscriptions import Answer, subscribe
+from common.topics import APPROVAL_OUTCOMES, ORDERS
+from orders.workflows import (
+    APPROVAL_OUTCOME_EVENT,
+    ORDER_WORKFLOW,
+    OrderInput,
+    instance_id,
+)
+
+log = logging.getLogger(__name__)
+TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}
+
+
+def get_gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
+
+
+def seen_key(order_id: str) -> str:
+    return f"order-seen:{order_id}"
+
+
+def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced) -> Answer:
+    """Schedule one order_workflow per order id, however often the message arrives.
+
+    Dapr lets a finished instance id be reused, so a processed-orders record (claimed
+    atomically) is what makes a late redelivery harmless.
+    """
+    assert gateway.workflows is not None
+    key = seen_key(order.order_id)
+    iid = instance_id(order.order_id)
+    if not gateway.state.claim(key, {"status": "claimed"}):
+        record, _ = gateway.state.get(key)
+        if (record or {}).get("status") == "scheduled" or gateway.workflows.state(iid):
+            return Answer.success("duplicate order")
+        # The first delivery claimed the id but never scheduled: finish its job.
+    wf_input = OrderInput(order=order.model_dump(mode="json"),
+                          policy=settings.policy.snapshot())
+    schedule_once(gateway, ORDER_WORKFLOW, iid, wf_input.model_dump(mode="json"))
+    update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
+    log.info("order %s: scheduled %s", order.order_id, iid)
+    return Answer.success()
+
+
+def deliver_outcome(gateway: Gateway, outcome: ApprovalOutcome) -> Answer:
+    """Raise the approval outcome into the order's own workflow."""
+    assert gateway.workflows is not None
+    iid = instance_id(outcome.order_id)
+    state = gateway.workflows.state(iid)
+    if state is None:
+        return Answer.drop(f"no order workflow {iid}")
+    if state.status in TERMINAL:
+        return Answer.success(f"{iid} already {state.status.lower()}")
+    gateway.workflows.raise_event(iid, APPROVAL_OUTCOME_EVENT, outcome.model_dump(mode="json"))
+    return Answer.success()
+
+
+def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
+    """Mount the subscriptions and routes on the app."""
+
+    def gw() -> Gateway:
+        return app.state.gateway  # type: ignore[no-any-return]
+
+    def limits() -> Any:
+        return settings.policy.limits
+
+    subscribe(dapr_app, pubsub=settings.pubsub, topic=ORDERS, model=OrderPlaced,
+              handler=lambda m: accept_order(gw(), settings, m), limits=limits,
+              app_token=settings.app_api_token)
+    subscribe(dapr_app, pubsub=settings.pubsub, topic=APPROVAL_OUTCOMES, model=ApprovalOutcome,
+              handler=lambda m: deliver_outcome(gw(), m), limits=limits,
+              app_token=settings.app_api_token)
+    app.include_router(router)
+
+
+router = APIRouter(tags=["orders"])
+
+
+@router.post("/orders", status_code=202)
+def place_order(body: dict[str, Any], gateway: GatewayDep, request: Request) -> dict[str, str]:
+    """Publish an OrderPlaced to the `orders` topic, as a shop would (placed_at defaults to now)."""
+    settings: ServiceSettings = request.app.state.settings
+    body.setdefault("placed_at", datetime.now(UTC).isoformat())
+    try:
+        order = OrderPlaced.model_validate(body, context=settings.policy.limits)
+    except ValidationError as exc:
+        raise HTTPException(422, describe_errors(exc)) from None
+    gateway.publisher.publish(ORDERS, order)
+    return {"order_id": order.order_id, "instance_id": instance_id(order.order_id)}
+
+
+@router.get("/orders/{order_id}")
+def get_order(order_id: str, gateway: GatewayDep) -> dict[str, Any]:
+    """The order's workflow status, custom status and result."""
+    assert gateway.workflows is not None
+    state = gateway.workflows.state(instance_id(order_id), payloads=True)
+    if state is None:
+        raise NotFound(f"no order {order_id!r}")
+    return {
+        "order_id": order_id,
+        "instance_id": state.instance_id,
+        "workflow_status": state.status,
+        "custom_status": _json_or_text(state.custom_status),
+        "result": _json_or_text(state.output),
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "failure": state.failure,
+    }
+
+
+def _json_or_text(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw

@@ -1,0 +1,26 @@
+"""orders: the composition root. `create_app(settings, gateway)` builds the FastAPI app.
+
+With no gateway, the lifespan opens the Dapr clients and starts the WorkflowRuntime hosting
+order_workflow; service tests pass a fake gateway and nothing talks to a sidecar.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from common.app import build_app
+from common.gateway import Gateway
+from common.settings import ServiceSettings
+from orders import api
+from orders.workflows import ORDER_WORKFLOW, make_activities, order_workflow
+
+
+def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:
+    return build_app(
+        settings=settings or ServiceSettings.from_env("orders"),
+        gateway=gateway,
+        register=api.register,
+        description="Order intake, order workflows and their management API.",
+        workflows={ORDER_WORKFLOW: order_workflow},
+        activities=make_activities,
+    )

@@ -1,0 +1,144 @@
+"""Start, watch and stop child processes; wait for readiness by probing, never by sleeping blind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from devstack.errors import DevstackError
+from devstack.log import say
+
+LOOPBACK = "127.0.0.1"
+
+
+class PortBusy(DevstackError):
+    """A port the stack needs is already in use."""
+
+
+class StartupFailed(DevstackError):
+    """A process exited early or did not become healthy in time."""
+
+
+def free_port() -> int:
+    """A port that is free on loopback right now (the kernel picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def ensure_port_free(port: int, owner: str) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((LOOPBACK, port))
+        except OSError:
+            raise PortBusy(
+                f"port {port} ({owner}) is already in use on {LOOPBACK}: stop what holds it "
+                f"(`ss -ltnp 'sport = :{port}'`) or run with --free-ports"
+            ) from None
+
+
+def http_ok(url: str, timeout: float = 1.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return 200 <= int(resp.status) < 300
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def redis_ping(port: int) -> bool:
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=1) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass
+class Proc:
+    """One child process in its own session, with its output in a log file."""
+
+    name: str
+    args: list[str]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+    cwd: Path | None = None
+    popen: subprocess.Popen[bytes] | None = None
+    _log: IO[bytes] | None = None
+
+    def start(self) -> Proc:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            self.args,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **self.env},
+            cwd=self.cwd,
+            start_new_session=True,
+        )
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.popen is not None
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def wait_ready(self, probe: Callable[[], bool], what: str, timeout: float) -> None:
+        """Poll `probe` until it passes; fail fast if the process dies meanwhile."""
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise StartupFailed(
+                    f"{self.name} exited with code {self.popen.returncode if self.popen else '?'}"
+                    f" before {what}; last lines of {self.log_path}:\n{self.tail()}"
+                )
+            if probe():
+                return
+            time.sleep(delay)
+            delay = min(delay * 1.5, 0.5)
+        raise StartupFailed(
+            f"{self.name} did not reach {what} within {timeout:.0f}s; "
+            f"last lines of {self.log_path}:\n{self.tail()}"
+        )
+
+    def tail(self, lines: int = 25) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM the process group, then SIGKILL after `grace` seconds."""
+        if self.popen is None:
+            return
+        if self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGTERM)
+            try:
+                self.popen.wait(grace)
+            except subprocess.TimeoutExpired:
+                say(f"{self.name} (pid {self.popen.pid}) ignored SIGTERM; killing it")
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.popen.pid, signal.SIGKILL)
+                self.popen.wait(5)
+        # Reap anything the process group left behind (e.g. a reloader's child).
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        if self._log:
+            self._log.close()

@@ -1,0 +1,256 @@
+"""Obtain the Dapr runtime binaries (daprd, placement, scheduler) at the pinned version.
+
+Order of preference:
+1. binaries already installed (PATH or ~/.dapr/bin) whose `--version` matches the pin;
+2. a previous build in the cache (~/.cache/order-approvals/dapr/<version>/.dapr/bin);
+3. a build from the Go module github.com/dapr/dapr at the pinned version.
+
+A build goes to a scratch directory and is renamed into the cache only when every binary
+is there, so a half-finished build never counts as cached.
+
+Errors: RuntimeUnavailable (subclass of DevstackError) with a one-line, actionable message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.errors import DevstackError
+from devstack.log import say
+
+# The newest runtime the Go module proxy serves with every dependency (see docs/operations.md):
+# 1.19.x is not served, and v1.18.3 needs durabletask-go v0.12.4, which the proxy refuses.
+PINNED_VERSION = "1.18.2"
+# Tried in order when the pinned module (or one of its dependencies) is not served: the next
+# patch release first, as the issue tracker's policy says.
+FALLBACK_VERSIONS = ("1.18.3",)
+BUILD_TAGS = os.environ.get("DAPR_BUILD_TAGS", "allcomponents")
+BINARIES = ("daprd", "placement", "scheduler")
+MARKER = ".complete.json"
+
+
+class RuntimeUnavailable(DevstackError):
+    """The runtime could not be found or built."""
+
+
+@dataclass(frozen=True)
+class Runtime:
+    version: str
+    bin_dir: Path
+    source: str  # "installed", "cache" or "built"
+
+    def binary(self, name: str) -> Path:
+        return self.bin_dir / name
+
+
+def cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(os.environ.get("ORDER_APPROVALS_CACHE", Path(base) / "order-approvals"))
+
+
+def runtime_dir(version: str) -> Path:
+    """Laid out like `dapr init --slim`: <dir>/.dapr/bin, usable as DAPR_RUNTIME_PATH."""
+    return cache_root() / "dapr" / version
+
+
+def _binary_version(path: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            [str(path), "--version"], capture_output=True, text=True, timeout=20, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[-1].strip().lstrip("v") if text else None
+
+
+def _installed(version: str) -> Runtime | None:
+    candidates = []
+    on_path = shutil.which("daprd")
+    if on_path:
+        candidates.append(Path(on_path).parent)
+    candidates.append(Path.home() / ".dapr" / "bin")
+    for bin_dir in candidates:
+        if all((bin_dir / b).is_file() for b in BINARIES):
+            found = _binary_version(bin_dir / "daprd")
+            if found == version:
+                return Runtime(version, bin_dir, "installed")
+            if found:
+                say(f"runtime: ignoring {bin_dir}/daprd: version {found}, pinned {version}")
+    return None
+
+
+def _cached(version: str) -> Runtime | None:
+    bin_dir = runtime_dir(version) / ".dapr" / "bin"
+    if (bin_dir / MARKER).is_file() and all((bin_dir / b).is_file() for b in BINARIES):
+        return Runtime(version, bin_dir, "cache")
+    return None
+
+
+def ensure_runtime(version: str | None = None) -> Runtime:
+    """Return a usable runtime, building it (minutes, once) when nothing matches."""
+    pinned = version or os.environ.get("DAPR_RUNTIME_VERSION", PINNED_VERSION)
+    versions = [pinned] if version else [pinned, *FALLBACK_VERSIONS]
+    for v in versions:
+        found = _installed(v) or _cached(v)
+        if found:
+            return found
+    _require_go()
+    errors: list[str] = []
+    for v in versions:
+        try:
+            return _build(v)
+        except ModuleNotServed as exc:
+            errors.append(str(exc))
+            say(f"runtime: {exc}; trying the next release")
+    raise RuntimeUnavailable(
+        "no Dapr runtime version could be built here: " + "; ".join(errors)
+    )
+
+
+class ModuleNotServed(DevstackError):
+    """The module proxy refused a module version (403/404/410)."""
+
+
+def _require_go() -> None:
+    if not shutil.which("go"):
+        raise RuntimeUnavailable(
+            "Go is not installed and no daprd matching the pin was found: install Go "
+            "(https://go.dev/doc/install, or `apt-get install golang`) or put daprd, "
+            f"placement and scheduler {PINNED_VERSION} in ~/.dapr/bin"
+        )
+
+
+def _go_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"CGO_ENABLED": "0", "GOTOOLCHAIN": env.get("GOTOOLCHAIN", "auto")})
+    env.update(extra)
+    return env
+
+
+def _run_go(args: list[str], cwd: Path, env: dict[str, str], label: str) -> None:
+    """Run a go command, printing a progress line every 15 s, failing with its last lines."""
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        args, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert proc.stdout is not None
+    counts = {"downloaded": 0, "compiled": 0}
+    tail: list[str] = []
+    stop = threading.Event()
+
+    def report() -> None:
+        while not stop.wait(15):
+            elapsed = int(time.monotonic() - started)
+            say(
+                f"  {label}: {counts['downloaded']} modules downloaded, "
+                f"{counts['compiled']} packages compiled ({elapsed // 60}m{elapsed % 60:02d}s)"
+            )
+
+    reporter = threading.Thread(target=report, daemon=True)
+    reporter.start()
+    for line in proc.stdout:
+        line = line.rstrip()
+        if line.startswith("go: downloading"):
+            counts["downloaded"] += 1
+        elif line and not line.startswith(("go:", "#", " ")) and "/" in line:
+            counts["compiled"] += 1
+        else:
+            tail = [*tail[-30:], line]
+    rc = proc.wait()
+    stop.set()
+    if rc != 0:
+        text = "\n".join(tail)
+        if "403 Forbidden" in text or "404 Not Found" in text or "410 Gone" in text:
+            missing = [ln for ln in tail if "not available" in ln or "reading https" in ln]
+            raise ModuleNotServed(
+                f"the Go module proxy does not serve a module needed by {label}: "
+                + (missing[0].strip() if missing else text.splitlines()[-1])
+            )
+        raise RuntimeUnavailable(f"{label} failed (`{' '.join(args)}`):\n{text}")
+    say(f"  {label}: done in {int(time.monotonic() - started)}s")
+
+
+def _build(version: str) -> Runtime:
+    final = runtime_dir(version)
+    say(
+        f"runtime: building Dapr {version} from Go modules (tags: {BUILD_TAGS}); "
+        "this takes several minutes the first time and is cached in "
+        f"{final}"
+    )
+    module = f"github.com/dapr/dapr@v{version}"
+    cache_root().mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"building-dapr-{version}-", dir=cache_root()))
+    try:
+        # The checksum database may be unreachable: skip it for the top-level module only;
+        # its go.sum then verifies every dependency during the build.
+        dl_env = _go_env(GONOSUMDB="github.com/dapr/dapr")
+        out = subprocess.run(
+            ["go", "mod", "download", "-json", module],
+            cwd=scratch, env=dl_env, capture_output=True, text=True, check=False,
+        )
+        info = json.loads(out.stdout or "{}") if out.stdout.strip().startswith("{") else {}
+        if out.returncode != 0 or not info.get("Dir"):
+            reason = info.get("Error") or out.stderr.strip() or "unknown error"
+            if "not available" in reason or "403" in reason or "404" in reason:
+                raise ModuleNotServed(f"{module} is not served: {reason}")
+            raise RuntimeUnavailable(f"`go mod download {module}` failed: {reason}")
+        src = scratch / "src"
+        # The module has replace directives, so `go install pkg@version` is refused: build
+        # from a writable copy instead.
+        shutil.copytree(info["Dir"], src)
+        for path in src.rglob("*"):
+            if not path.is_symlink():
+                path.chmod(path.stat().st_mode | 0o200)
+        src.chmod(src.stat().st_mode | 0o200)
+        bin_dir = scratch / "out" / ".dapr" / "bin"
+        bin_dir.mkdir(parents=True)
+        ldflags = f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={version}"
+        for name in BINARIES:
+            say(f"runtime: compiling {name} {version}")
+            _run_go(
+                ["go", "build", "-v", "-trimpath", "-tags", BUILD_TAGS, "-ldflags", ldflags,
+                 "-o", str(bin_dir / name), f"./cmd/{name}"],
+                cwd=src, env=_go_env(), label=f"go build {name}",
+            )
+        got = _binary_version(bin_dir / "daprd")
+        if got != version:
+            raise RuntimeUnavailable(f"built daprd reports version {got!r}, expected {version}")
+        (scratch / "out" / ".dapr" / "components").mkdir()
+        (bin_dir / MARKER).write_text(
+            json.dumps({"version": version, "tags": BUILD_TAGS, "go": _go_version()}) + "\n"
+        )
+        if final.exists():
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        (scratch / "out").rename(final)
+        say(f"runtime: Dapr {version} ready in {final / '.dapr' / 'bin'}")
+        return Runtime(version, final / ".dapr" / "bin", "built")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _go_version() -> str:
+    out = subprocess.run(["go", "version"], capture_output=True, text=True, check=False)
+    return out.stdout.strip()
+
+
+def main_runtime(version: str | None) -> int:
+    """`devstack runtime`: make sure the runtime is there and say where."""
+    try:
+        rt = ensure_runtime(version)
+    except DevstackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    say(f"runtime: Dapr {rt.version} ({rt.source}) in {rt.bin_dir}")
+    print(rt.bin_dir)
+    return 0

@@ -1,0 +1,307 @@
+"""The local stack: redis-server, placement, scheduler, and each app of dapr.yaml with its daprd.
+
+Everything listens on 127.0.0.1. The Dapr resources in components/ are rendered into the run
+directory with the stack's actual Redis address and a SQLite name-resolution database, so the
+sidecars never use mDNS (which multicasts on the LAN).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from devstack.errors import DevstackError
+from devstack.log import say
+from devstack.procs import (
+    LOOPBACK,
+    Proc,
+    StartupFailed,
+    ensure_port_free,
+    free_port,
+    http_ok,
+    redis_ping,
+)
+from devstack.redis import ensure_redis_server
+from devstack.runtime import Runtime, ensure_runtime
+
+DEFAULT_REDIS_PORT = 6380
+REDIS_COMPONENT_TYPES = {"pubsub.redis", "state.redis", "bindings.redis", "lock.redis"}
+READY_TIMEOUT = float(os.environ.get("DEVSTACK_READY_TIMEOUT", "90"))
+
+
+class RunFileError(DevstackError):
+    """dapr.yaml is missing a field devstack needs."""
+
+
+@dataclass(frozen=True)
+class AppSpec:
+    app_id: str
+    app_dir: Path
+    command: list[str]
+    app_port: int
+    http_port: int
+    grpc_port: int
+    metrics_port: int
+    health_path: str
+    env: dict[str, str]
+
+
+@dataclass(frozen=True)
+class App:
+    """Where one running app and its sidecar listen."""
+
+    app_id: str
+    app_port: int
+    http_port: int
+    grpc_port: int
+
+    @property
+    def app_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.app_port}"
+
+    @property
+    def dapr_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.http_port}"
+
+
+@dataclass
+class RunFile:
+    """The parts of a multi-app run file (dapr.yaml) that devstack uses."""
+
+    path: Path
+    resources_path: Path
+    config_path: Path
+    placement_port: int
+    scheduler_port: int
+    log_level: str
+    common_env: dict[str, str]
+    apps: list[AppSpec]
+
+    @classmethod
+    def load(cls, path: Path) -> RunFile:
+        doc = yaml.safe_load(path.read_text())
+        base = path.parent.resolve()
+        common = doc.get("common") or {}
+
+        def need(src: dict[str, Any], key: str, where: str) -> Any:
+            if key not in src:
+                raise RunFileError(f"{path}: {where} has no `{key}`")
+            return src[key]
+
+        def port_of(address: str) -> int:
+            return int(str(address).rsplit(":", 1)[1])
+
+        apps = []
+        for raw in need(doc, "apps", "the file"):
+            merged = {**common, **raw}
+            app_id = need(merged, "appID", "an app")
+            where = f"app {app_id}"
+            apps.append(
+                AppSpec(
+                    app_id=app_id,
+                    app_dir=(base / merged.get("appDirPath", ".")).resolve(),
+                    command=[str(c) for c in need(merged, "command", where)],
+                    app_port=int(need(merged, "appPort", where)),
+                    http_port=int(need(merged, "daprHTTPPort", where)),
+                    grpc_port=int(need(merged, "daprGRPCPort", where)),
+                    metrics_port=int(need(merged, "metricsPort", where)),
+                    health_path=str(merged.get("appHealthCheckPath", "/healthz")),
+                    env={k: str(v) for k, v in (raw.get("env") or {}).items()},
+                )
+            )
+        return cls(
+            path=path,
+            resources_path=(base / need(common, "resourcesPath", "common")).resolve(),
+            config_path=(base / need(common, "configFilePath", "common")).resolve(),
+            placement_port=port_of(need(common, "placementHostAddress", "common")),
+            scheduler_port=port_of(need(common, "schedulerHostAddress", "common")),
+            log_level=str(common.get("logLevel", "info")),
+            common_env={k: str(v) for k, v in (common.get("env") or {}).items()},
+            apps=apps,
+        )
+
+
+@dataclass
+class Stack:
+    """Start with `start()` (or `with Stack(...)`); `stop()` ends every process it started."""
+
+    run_file: Path
+    run_dir: Path
+    free_ports: bool = False
+    env: dict[str, str] = field(default_factory=dict)
+    redis_port: int = DEFAULT_REDIS_PORT
+    runtime: Runtime | None = None
+    apps: dict[str, App] = field(default_factory=dict)
+    procs: list[Proc] = field(default_factory=list)
+
+    def __enter__(self) -> Stack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _port(self, configured: int, owner: str) -> int:
+        if self.free_ports:
+            return free_port()
+        ensure_port_free(configured, owner)
+        return configured
+
+    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None,
+               cwd: Path | None = None) -> Proc:
+        proc = Proc(name, args, self.run_dir / "logs" / f"{name}.log", env or {}, cwd).start()
+        self.procs.append(proc)
+        return proc
+
+    def start(self) -> Stack:
+        started = time.monotonic()
+        spec = RunFile.load(self.run_file)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            rt = self.runtime or ensure_runtime()
+            self.runtime = rt
+            say(f"runtime: Dapr {rt.version} ({rt.source}) from {rt.bin_dir}")
+            self._start_redis()
+            placement, scheduler = self._start_control_plane(rt, spec)
+            resources, config = self._render_resources(spec)
+            self._start_apps(rt, spec, placement, scheduler, resources, config)
+        except BaseException:
+            self.stop()
+            raise
+        say(f"stack ready in {time.monotonic() - started:.1f}s; logs in {self.run_dir / 'logs'}")
+        return self
+
+    def _start_redis(self) -> None:
+        binary = ensure_redis_server()
+        self.redis_port = self._port(self.redis_port, "redis")
+        data = self.run_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        proc = self._spawn("redis", [
+            str(binary), "--bind", LOOPBACK, "--port", str(self.redis_port),
+            "--dir", str(data), "--appendonly", "yes", "--save", "",
+            "--protected-mode", "yes", "--daemonize", "no",
+        ])
+        proc.wait_ready(lambda: redis_ping(self.redis_port), "answering PING", READY_TIMEOUT)
+        say(f"redis: {LOOPBACK}:{self.redis_port} (pid {proc.pid}, data {data})")
+
+    def _start_control_plane(self, rt: Runtime, spec: RunFile) -> tuple[int, int]:
+        placement = self._port(spec.placement_port, "placement")
+        scheduler = self._port(spec.scheduler_port, "scheduler")
+        p_health, s_health = free_port(), free_port()
+        common = ["--metrics-listen-address", LOOPBACK, "--log-level", "info"]
+        host_env = {"DAPR_HOST_IP": LOOPBACK}
+        pproc = self._spawn("placement", [
+            str(rt.binary("placement")), "--port", str(placement), "--listen-address", LOOPBACK,
+            "--healthz-port", str(p_health), "--healthz-listen-address", LOOPBACK,
+            "--metrics-port", str(free_port()),
+            "--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}", *common,
+        ], host_env)
+        etcd_dir = self.run_dir / "scheduler-etcd"
+        sproc = self._spawn("scheduler", [
+            str(rt.binary("scheduler")), "--port", str(scheduler), "--listen-address", LOOPBACK,
+            "--healthz-port", str(s_health), "--healthz-listen-address", LOOPBACK,
+            "--metrics-port", str(free_port()),
+            "--override-broadcast-host-port", f"{LOOPBACK}:{scheduler}",
+            "--etcd-data-dir", str(etcd_dir), "--etcd-client-port", str(free_port()),
+            "--etcd-client-listen-address", LOOPBACK,
+            "--etcd-initial-cluster", f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
+            "--id", "dapr-scheduler-server-0", *common,
+        ], host_env)
+        for proc, port in ((pproc, p_health), (sproc, s_health)):
+            url = f"http://{LOOPBACK}:{port}/healthz"
+            proc.wait_ready(lambda u=url: http_ok(u), f"healthy at {url}", READY_TIMEOUT)
+        say(f"placement: {LOOPBACK}:{placement} (pid {pproc.pid}); "
+            f"scheduler: {LOOPBACK}:{scheduler} (pid {sproc.pid})")
+        return placement, scheduler
+
+    def _render_resources(self, spec: RunFile) -> tuple[Path, Path]:
+        """Copy components/ and the Configuration into the run dir with this stack's addresses."""
+        out = self.run_dir / "resources"
+        out.mkdir(parents=True, exist_ok=True)
+        for stale in out.glob("*.yaml"):
+            stale.unlink()
+        for src in sorted(spec.resources_path.glob("*.y*ml")):
+            docs = [d for d in yaml.safe_load_all(src.read_text()) if d]
+            for doc in docs:
+                if doc.get("kind") == "Component" and doc["spec"]["type"] in REDIS_COMPONENT_TYPES:
+                    for item in doc["spec"].get("metadata") or []:
+                        if item.get("name") == "redisHost":
+                            item["value"] = f"{LOOPBACK}:{self.redis_port}"
+            (out / src.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+        config = yaml.safe_load(spec.config_path.read_text())
+        resolver = config["spec"].get("nameResolution") or {}
+        if resolver.get("component") == "sqlite":
+            resolver.setdefault("configuration", {})["connectionString"] = str(
+                self.run_dir / "nameresolution.db"
+            )
+        config_out = self.run_dir / "config.yaml"
+        config_out.write_text(yaml.safe_dump(config, sort_keys=False))
+        return out, config_out
+
+    def _start_apps(self, rt: Runtime, spec: RunFile, placement: int, scheduler: int,
+                    resources: Path, config: Path) -> None:
+        pending: list[tuple[Proc, Proc, App, AppSpec]] = []
+        for app in spec.apps:
+            ports = App(
+                app.app_id,
+                self._port(app.app_port, f"{app.app_id} app"),
+                self._port(app.http_port, f"{app.app_id} sidecar HTTP"),
+                self._port(app.grpc_port, f"{app.app_id} sidecar gRPC"),
+            )
+            metrics = self._port(app.metrics_port, f"{app.app_id} sidecar metrics")
+            tokens = {k: v for k, v in os.environ.items() if k in ("APP_API_TOKEN", "DAPR_API_TOKEN")}
+            sidecar_env = {**spec.common_env, **tokens, **self.env, "DAPR_HOST_IP": LOOPBACK}
+            daprd = self._spawn(f"{app.app_id}-daprd", [
+                str(rt.binary("daprd")), "--mode", "standalone", "--app-id", app.app_id,
+                "--app-port", str(ports.app_port), "--app-protocol", "http",
+                "--app-channel-address", LOOPBACK,
+                "--dapr-http-port", str(ports.http_port), "--dapr-grpc-port", str(ports.grpc_port),
+                "--dapr-internal-grpc-port", str(free_port()),
+                "--dapr-internal-grpc-listen-address", LOOPBACK,
+                "--dapr-listen-addresses", LOOPBACK,
+                "--metrics-port", str(metrics), "--metrics-listen-address", LOOPBACK,
+                "--placement-host-address", f"{LOOPBACK}:{placement}",
+                "--scheduler-host-address", f"{LOOPBACK}:{scheduler}",
+                "--resources-path", str(resources), "--config", str(config),
+                "--log-level", spec.log_level,
+                "--enable-app-health-check", "--app-health-check-path", app.health_path,
+                "--app-health-probe-interval", "2",
+            ], sidecar_env, cwd=self.run_dir)
+            command = [sys.executable if c == "python" else c for c in app.command]
+            app_env = {
+                **spec.common_env, **app.env, **self.env,
+                "APP_ID": app.app_id, "APP_PORT": str(ports.app_port), "APP_HOST": LOOPBACK,
+                "DAPR_HTTP_PORT": str(ports.http_port), "DAPR_GRPC_PORT": str(ports.grpc_port),
+                "DAPR_RUNTIME_HOST": LOOPBACK, "PYTHONUNBUFFERED": "1",
+            }
+            proc = self._spawn(app.app_id, command, app_env, cwd=app.app_dir)
+            pending.append((proc, daprd, ports, app))
+        for proc, daprd, ports, app in pending:
+            daprd.wait_ready(lambda p=ports: http_ok(f"{p.dapr_url}/v1.0/healthz"),
+                             f"healthy at {ports.dapr_url}/v1.0/healthz", READY_TIMEOUT)
+            proc.wait_ready(lambda p=ports: http_ok(f"{p.app_url}/readyz"),
+                            f"ready at {ports.app_url}/readyz", READY_TIMEOUT)
+            self.apps[app.app_id] = ports
+            say(f"{app.app_id}: app {ports.app_url} (pid {proc.pid}); sidecar HTTP "
+                f"{ports.dapr_url}, gRPC {LOOPBACK}:{ports.grpc_port} (pid {daprd.pid})")
+
+    def check_alive(self) -> None:
+        """Raise if any process of the stack has exited."""
+        for proc in self.procs:
+            if not proc.alive():
+                raise StartupFailed(f"{proc.name} exited; last lines:\n{proc.tail()}")
+
+    def stop(self) -> None:
+        """Stop every process this stack started, apps first, redis last."""
+        for proc in reversed(self.procs):
+            with contextlib.suppress(Exception):
+                proc.stop()
+        if self.procs:
+            say(f"stopped {len(self.procs)} processes")
+        self.procs.clear()
