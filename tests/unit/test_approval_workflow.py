@@ -1,0 +1,163 @@
+"""approval_workflow, driven step by step on a virtual clock: days pass in microseconds."""
+
+from datetime import timedelta
+from typing import Any
+
+from approvals.workflows import (
+    DECISION_EVENT,
+    PUBLISH_OUTCOME,
+    RECORD_APPROVAL,
+    REQUEST_NEXT_STAGE,
+    ApprovalInput,
+    approval_workflow,
+)
+from common.policy import ApprovalPolicy, OnManagerTimeout
+from common.workflow_testing import DEFAULT_START, WorkflowHarness
+
+POLICY = ApprovalPolicy()
+T0 = DEFAULT_START
+_counter = iter(range(1, 10_000))
+
+
+def harness(tier: str = "manager", policy: ApprovalPolicy = POLICY) -> WorkflowHarness:
+    due = T0 + (policy.manager_deadline if tier == "manager" else policy.vp_deadline)
+    request = {"request_id": f"o-1-s1-{tier}", "order_id": "o-1", "customer_id": "c-1",
+               "amount": "1200.00" if tier == "manager" else "9000.00", "currency": "EUR",
+               "tier": tier, "stage": 1, "due_at": due.isoformat(), "reason": "test"}
+    inp = ApprovalInput(request=request, policy=policy.snapshot())
+    return WorkflowHarness(approval_workflow, inp.model_dump(mode="json"),
+                           instance_id="approval-o-1",
+                           activities={PUBLISH_OUTCOME: None, RECORD_APPROVAL: None,
+                                       REQUEST_NEXT_STAGE: None})
+
+
+def decision(approver: str = "m-1", role: str = "manager", approved: bool = True,
+             decision_id: str | None = None, order_id: str = "o-1") -> dict[str, Any]:
+    return {"decision_id": decision_id or f"d-{next(_counter)}", "order_id": order_id,
+            "approved": approved, "approver_id": approver, "approver_role": role,
+            "reason": "ok" if approved else "no", "decided_at": T0.isoformat()}
+
+
+def published(h: WorkflowHarness) -> dict[str, Any]:
+    (call,) = h.calls_to(PUBLISH_OUTCOME)
+    return call.input  # type: ignore[no-any-return]
+
+
+def kinds(h: WorkflowHarness) -> list[str]:
+    return [e["kind"] for e in h.result["log"]]
+
+
+def test_manager_approves() -> None:
+    h = harness().start()
+    assert h.custom_status is not None and h.custom_status.startswith("awaiting manager decision")
+    h.advance(timedelta(hours=20)).raise_event(DECISION_EVENT, decision())
+    assert published(h)["outcome"] == "approved" and published(h)["decided_by"] == "m-1"
+    assert h.result["stages"] == 1 and kinds(h) == ["requested", "accepted"]
+    assert h.calls_to(RECORD_APPROVAL)[-1].input["status"] == "approved"
+    h.assert_deterministic()
+
+
+def test_manager_rejects() -> None:
+    h = harness().start().raise_event(DECISION_EVENT, decision(approved=False))
+    assert published(h)["outcome"] == "rejected" and published(h)["reason"] == "no"
+
+
+def test_vp_approves_a_large_order() -> None:
+    h = harness("vp").start().raise_event(DECISION_EVENT, decision("v-1", "vp"))
+    assert published(h)["outcome"] == "approved" and published(h)["decided_by"] == "v-1"
+
+
+def test_vp_may_decide_a_manager_stage() -> None:
+    h = harness().start().raise_event(DECISION_EVENT, decision("v-1", "vp"))
+    assert published(h)["decided_by"] == "v-1"
+
+
+def test_unauthorised_decision_is_recorded_and_ignored_then_a_valid_one_counts() -> None:
+    h = harness("vp").start()
+    h.raise_event(DECISION_EVENT, decision("m-1", "manager"))
+    assert not h.done
+    view = h.calls_to(RECORD_APPROVAL)[-1].input
+    assert view["status"] == "pending" and view["log"][-1]["kind"] == "ignored"
+    assert "manager may not decide a VP stage" in view["log"][-1]["note"]
+    h.raise_event(DECISION_EVENT, decision("v-1", "vp"))
+    assert published(h)["decided_by"] == "v-1"
+    assert kinds(h) == ["requested", "ignored", "accepted"]
+    h.assert_deterministic()
+
+
+def test_nobody_decides_their_own_order() -> None:
+    h = harness().start().raise_event(DECISION_EVENT, decision("c-1", "vp"))
+    assert not h.done
+    h.raise_event(DECISION_EVENT, decision("m-2"))
+    assert published(h)["decided_by"] == "m-2"
+    assert "own order" in h.result["log"][1]["note"]
+
+
+def test_duplicate_decision_counts_once() -> None:
+    h = harness("vp").start()
+    h.raise_event(DECISION_EVENT, decision("m-1", "manager", decision_id="d-dup"))
+    h.raise_event(DECISION_EVENT, decision("m-1", "manager", decision_id="d-dup"))
+    h.raise_event(DECISION_EVENT, decision("v-1", "vp", approved=False))
+    assert kinds(h) == ["requested", "ignored", "duplicate", "accepted"]
+    assert published(h)["outcome"] == "rejected"
+
+
+def test_decision_that_arrives_before_the_wait_is_not_lost() -> None:
+    h = harness()
+    h.raise_event(DECISION_EVENT, decision("m-1"))  # buffered: the instance has not waited yet
+    h.start()
+    assert published(h)["outcome"] == "approved"
+
+
+def test_decision_after_completion_has_no_effect() -> None:
+    h = harness().start().raise_event(DECISION_EVENT, decision("m-1"))
+    result = h.result
+    h.raise_event(DECISION_EVENT, decision("v-1", "vp", approved=False))
+    assert h.result == result and len(h.calls_to(PUBLISH_OUTCOME)) == 1
+
+
+def test_manager_timeout_escalates_to_vp_who_approves() -> None:
+    h = harness().start()
+    h.advance(POLICY.manager_deadline)
+    (nxt,) = h.calls_to(REQUEST_NEXT_STAGE)
+    assert nxt.input["tier"] == "vp" and nxt.input["stage"] == 2
+    assert nxt.input["request_id"] == "o-1-s2-vp"
+    assert nxt.input["due_at"].startswith((T0 + timedelta(days=8)).date().isoformat())
+    assert h.custom_status is not None and "awaiting vp decision (stage 2)" in h.custom_status
+    h.raise_event(DECISION_EVENT, decision("m-1", "manager"))  # too late for a manager
+    h.raise_event(DECISION_EVENT, decision("v-1", "vp"))
+    assert published(h)["decided_by"] == "v-1" and h.result["stages"] == 2
+    assert kinds(h) == ["requested", "timed_out", "escalated", "ignored", "accepted"]
+    h.assert_deterministic()
+
+
+def test_manager_timeout_rejects_when_configured() -> None:
+    h = harness(policy=ApprovalPolicy(on_manager_timeout=OnManagerTimeout.REJECT)).start()
+    h.run_until_complete()
+    assert published(h)["outcome"] == "rejected" and published(h)["reason"] == "manager_timeout"
+    assert not h.calls_to(REQUEST_NEXT_STAGE)
+    assert h.now == T0 + POLICY.manager_deadline
+
+
+def test_last_stage_timeout_expires() -> None:
+    h = harness().start()
+    h.run_until_complete()
+    assert published(h) | {"decided_at": None} == {
+        "order_id": "o-1", "outcome": "expired", "decided_by": "policy",
+        "reason": "approval_timeout", "decided_at": None}
+    assert h.now == T0 + POLICY.manager_deadline + POLICY.vp_deadline
+    h.assert_deterministic()
+
+
+def test_an_ignored_decision_does_not_restart_the_stage_clock() -> None:
+    h = harness().start()
+    h.advance(timedelta(days=2)).raise_event(DECISION_EVENT, decision("c-1"))
+    h.advance(timedelta(days=1))
+    assert len(h.calls_to(REQUEST_NEXT_STAGE)) == 1  # escalated at day 3, not day 5
+
+
+def test_malformed_decision_is_logged_and_ignored() -> None:
+    h = harness().start().raise_event(DECISION_EVENT, {"approved": "maybe"})
+    h.raise_event(DECISION_EVENT, decision(order_id="o-2"))
+    h.raise_event(DECISION_EVENT, decision())
+    assert kinds(h) == ["requested", "malformed", "ignored", "accepted"]

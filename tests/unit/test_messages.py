@@ -1,0 +1,101 @@
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+from pydantic import ValidationError
+
+from common.cloudevents import BadEnvelope, BadPayload, unwrap, wrap
+from common.messages import (
+    ApprovalRequested,
+    DecisionSubmitted,
+    MessageLimits,
+    OrderPlaced,
+    OrderStatusChanged,
+    Tier,
+    describe_errors,
+)
+
+NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+
+def order(**over: object) -> dict[str, object]:
+    return {"order_id": "o-1", "customer_id": "c-1", "amount": "120.00", "currency": "EUR",
+            "placed_at": "2026-01-05T09:00:00Z", **over}
+
+
+def problem(data: dict[str, object], limits: MessageLimits | None = None) -> str:
+    with pytest.raises(ValidationError) as err:
+        OrderPlaced.model_validate(data, context=limits or MessageLimits())
+    return describe_errors(err.value)
+
+
+@pytest.mark.parametrize(
+    ("amount", "says"),
+    [("-1", "greater than 0"), ("0", "greater than 0"), ("NaN", "finite"),
+     ("Infinity", "finite"), ("1.234", "2 decimal places"), ("10000000.01", "must not exceed"),
+     ("abc", "valid decimal")],
+)
+def test_bad_amounts_get_a_clear_message(amount: str, says: str) -> None:
+    text = problem(order(amount=amount))
+    assert text.startswith("amount:") and says in text
+
+
+def test_money_is_decimal_never_float() -> None:
+    msg = OrderPlaced.model_validate(order(amount=0.1))
+    assert msg.amount == Decimal("0.1")
+    assert "2 decimal places" in problem(order(amount=0.1 + 0.2))
+
+
+def test_unknown_currency_lists_the_accepted_ones() -> None:
+    assert "currency: 'XYZ' is not accepted; use one of" in problem(order(currency="XYZ"))
+    assert problem(order(currency="EUR"), MessageLimits(currencies=frozenset({"USD"})))
+
+
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 56, "ü", "o/1", "o.1"])
+def test_ids_fit_dapr_instance_ids(bad: str) -> None:
+    assert "order_id: must be 1-55 characters" in problem(order(order_id=bad))
+
+
+def test_naive_timestamps_are_refused() -> None:
+    assert "placed_at: Input should have timezone info" in problem(
+        order(placed_at="2026-01-05T09:00:00"))
+
+
+def test_unknown_fields_are_refused() -> None:
+    assert "extra" in problem(order(colour="red")).lower()
+
+
+def test_cloudevent_round_trip_uses_business_id() -> None:
+    msg = OrderPlaced.model_validate(order())
+    body = wrap(msg, "shop")
+    envelope = json.loads(body)
+    assert envelope["id"] == "o-1" and envelope["specversion"] == "1.0"
+    assert envelope["type"] == "order-approvals.OrderPlaced.v1"
+    assert unwrap(body, OrderPlaced) == ("o-1", msg)
+
+
+def test_stable_ids_for_every_message() -> None:
+    status = OrderStatusChanged(order_id="o-1", status="approved", at=NOW)
+    assert status.message_id == "o-1-approved"
+    req = ApprovalRequested(request_id=ApprovalRequested.make_id("o-1", 2, Tier.VP), order_id="o-1",
+                            customer_id="c", amount="9000", currency="EUR", tier="vp",
+                            stage=2, due_at=NOW)
+    assert req.message_id == "o-1-s2-vp"
+    dec = DecisionSubmitted(decision_id="d-1", order_id="o-1", approved=True,
+                            approver_id="m", approver_role="manager", decided_at=NOW)
+    assert dec.message_id == "d-1"
+
+
+@pytest.mark.parametrize(
+    ("body", "error", "says"),
+    [(b"not json", BadEnvelope, "not JSON"), (b"[1]", BadEnvelope, "JSON object"),
+     (b'{"id": "x"}', BadEnvelope, "CloudEvents"),
+     (b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t", "data": "oops"}',
+      BadPayload, "data is not JSON"),
+     (b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t", "data": {"order_id": 1}}',
+      BadPayload, "OrderPlaced is invalid")],
+)
+def test_unwrap_refuses_what_can_never_succeed(body: bytes, error: type, says: str) -> None:
+    with pytest.raises(error, match=says):
+        unwrap(body, OrderPlaced)

@@ -1,0 +1,141 @@
+"""order_workflow, driven step by step on a virtual clock."""
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from dapr.ext.workflow import TaskFailedError
+
+from common.policy import ApprovalPolicy
+from common.workflow_testing import DEFAULT_START, ActivityFailed, WorkflowHarness
+from orders.workflows import (
+    APPROVAL_OUTCOME_EVENT,
+    FULFIL_ORDER,
+    PUBLISH_STATUS,
+    REQUEST_APPROVAL,
+    OrderInput,
+    order_workflow,
+)
+
+POLICY = ApprovalPolicy()
+
+
+def order(amount: str = "120.00", **over: Any) -> dict[str, Any]:
+    return {"order_id": "o-1", "customer_id": "c-1", "amount": amount, "currency": "EUR",
+            "placed_at": DEFAULT_START.isoformat(), **over}
+
+
+def harness(amount: str = "120.00", policy: ApprovalPolicy = POLICY, **over: Any
+            ) -> WorkflowHarness:
+    inp = OrderInput(order=order(amount, **over), policy=policy.snapshot())
+    return WorkflowHarness(order_workflow, inp.model_dump(mode="json"), instance_id="order-o-1",
+                           activities={PUBLISH_STATUS: None, REQUEST_APPROVAL: None,
+                                       FULFIL_ORDER: {}})
+
+
+def outcome(result: str, by: str = "m-1", reason: str = "", order_id: str = "o-1"
+            ) -> dict[str, Any]:
+    return {"order_id": order_id, "outcome": result, "decided_by": by, "reason": reason,
+            "decided_at": DEFAULT_START.isoformat()}
+
+
+def statuses(h: WorkflowHarness) -> list[str]:
+    return [c.input["status"] for c in h.calls_to(PUBLISH_STATUS)]
+
+
+def test_small_order_is_approved_automatically() -> None:
+    h = harness("499.99").start()
+    assert h.done and h.result["status"] == "completed"
+    assert h.result["reason"] == "auto_approved" and h.result["decided_by"] == "policy"
+    assert statuses(h) == ["received", "approved", "completed"]
+    assert not h.calls_to(REQUEST_APPROVAL)
+    assert len(h.calls_to(FULFIL_ORDER)) == 1
+    h.assert_deterministic()
+
+
+@pytest.mark.parametrize(("amount", "tier", "days"), [("500.00", "manager", 3),
+                                                      ("5000.00", "manager", 3),
+                                                      ("5000.01", "vp", 5)])
+def test_larger_orders_request_approval_from_the_right_tier(amount: str, tier: str,
+                                                             days: int) -> None:
+    h = harness(amount).start()
+    assert not h.done and h.waiting_for == {APPROVAL_OUTCOME_EVENT}
+    (req,) = h.calls_to(REQUEST_APPROVAL)
+    due = DEFAULT_START + timedelta(days=days)
+    assert req.input["tier"] == tier and req.input["stage"] == 1
+    assert req.input["due_at"] == due.isoformat().replace("+00:00", "Z")
+    assert h.custom_status == f"awaiting {tier} approval, due {due.isoformat()}"
+    assert statuses(h) == ["received", "awaiting_approval"]
+
+
+def test_approved_outcome_fulfils_and_completes() -> None:
+    h = harness("1200.00").start()
+    h.advance(timedelta(hours=5)).raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved"))
+    assert h.result["status"] == "completed" and h.result["decided_by"] == "m-1"
+    assert statuses(h) == ["received", "awaiting_approval", "approved", "completed"]
+    assert h.calls_to(FULFIL_ORDER)[0].at == DEFAULT_START + timedelta(hours=5)
+    h.assert_deterministic()
+
+
+def test_rejected_outcome_rejects_without_fulfilment() -> None:
+    h = harness("1200.00").start().raise_event(APPROVAL_OUTCOME_EVENT,
+                                               outcome("rejected", reason="too expensive"))
+    assert h.result == {"order_id": "o-1", "status": "rejected", "reason": "too expensive",
+                        "decided_by": "m-1", "tier": "manager"}
+    assert statuses(h)[-1] == "rejected" and not h.calls_to(FULFIL_ORDER)
+
+
+def test_expired_approval_expires_the_order() -> None:
+    h = harness("9000.00").start().raise_event(
+        APPROVAL_OUTCOME_EVENT, outcome("expired", by="policy", reason="approval_timeout"))
+    assert h.result["status"] == "expired" and h.result["reason"] == "approval_timeout"
+
+
+def test_backstop_timeout_expires_the_order() -> None:
+    h = harness("9000.00").start()
+    h.run_until_complete()
+    assert h.now == DEFAULT_START + POLICY.order_backstop
+    assert h.result["status"] == "expired" and h.result["reason"] == "approval_timeout"
+    assert statuses(h)[-1] == "expired"
+    h.assert_deterministic()
+
+
+def test_malformed_or_foreign_outcomes_are_ignored_and_the_wait_goes_on() -> None:
+    h = harness("900.00").start()
+    h.raise_event(APPROVAL_OUTCOME_EVENT, {"nonsense": True})
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", order_id="other"))
+    assert not h.done
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected"))
+    assert h.result["status"] == "rejected"
+    h.assert_deterministic()
+
+
+def test_invalid_order_is_rejected_not_failed() -> None:
+    h = harness("-5").start()
+    assert h.failure is None
+    assert h.result["status"] == "rejected" and h.result["reason"] == "invalid_order"
+    (status,) = h.calls_to(PUBLISH_STATUS)
+    assert status.input["status"] == "rejected"
+    assert "amount: Input should be greater than 0" in status.input["detail"]
+
+
+def test_order_with_an_unusable_id_ends_without_publishing() -> None:
+    h = harness(order_id="bad id!").start()
+    assert h.result["status"] == "rejected" and not h.calls
+
+
+def test_policy_snapshot_in_the_input_rules() -> None:
+    generous = ApprovalPolicy(auto_approve_below="1000")
+    assert harness("900.00", policy=generous).start().result["status"] == "completed"
+
+
+def test_failing_activity_fails_the_workflow_for_dapr_to_report() -> None:
+    h = harness()
+
+    def broken(_: Any) -> None:
+        raise ActivityFailed("pubsub unavailable")
+
+    h.activities[PUBLISH_STATUS] = broken
+    h.start()
+    assert isinstance(h.failure, TaskFailedError)
+    assert "pubsub unavailable" in str(h.failure)
