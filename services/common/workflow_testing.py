@@ -273,6 +273,8 @@ class WorkflowHarness:
         except StopIteration as stop:
             self.done, self.result = True, stop.value
             return
+        except HarnessError:
+            raise
         except Exception as exc:  # the workflow failed: Dapr would mark it FAILED
             self.done, self.failure = True, exc
             return
