@@ -56,3 +56,10 @@ def eventually(probe: Callable[[], T | None], timeout: float = 30, what: str = "
             return last
         time.sleep(0.2)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last saw {last!r}")
+
+
+@pytest.fixture
+def flow(stack: Stack, http: httpx.Client) -> Any:
+    from tests.e2e.flow import Flow
+
+    return Flow(stack, http)

@@ -1,0 +1,119 @@
+"""Every approval path through the real topics and HTTP APIs (deadlines shortened to seconds)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from common.messages import DecisionSubmitted
+from tests.e2e.conftest import eventually, unique
+from tests.e2e.flow import Flow
+
+pytestmark = pytest.mark.e2e
+
+
+def test_manager_approves(flow: Flow) -> None:
+    order = flow.place("1200.00")
+    flow.pending(order.order_id)
+    resp = flow.decide(order.order_id, "mgr-1", "manager", reason="fine")
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["decision_id"].startswith("d-")
+    state = flow.finished(order.order_id)
+    assert state["result"] == {"order_id": order.order_id, "status": "completed",
+                               "reason": "fine", "decided_by": "mgr-1", "tier": "manager"}
+    assert flow.customer_statuses(order.order_id, "completed") == [
+        "received", "awaiting_approval", "approved", "completed"]
+    approvers = eventually(lambda: [n for n in flow.notifications(order.order_id)
+                                    if n["audience"] == "approvers:manager"],
+                           what="the manager to be notified")
+    assert len(approvers) == 1 and "needs manager approval" in approvers[0]["text"]
+
+
+def test_manager_rejects(flow: Flow) -> None:
+    order = flow.place("800.00")
+    flow.pending(order.order_id)
+    assert flow.decide(order.order_id, "mgr-1", "manager", approved=False,
+                       reason="over budget").status_code == 202
+    state = flow.finished(order.order_id)
+    assert state["result"]["status"] == "rejected"
+    assert state["result"]["reason"] == "over budget"
+    assert flow.customer_statuses(order.order_id, "rejected")[-1] == "rejected"
+
+
+def test_vp_approves_a_large_order_and_a_manager_gets_403(flow: Flow) -> None:
+    order = flow.place("9000.00")
+    flow.pending(order.order_id, tier="vp")
+    refused = flow.decide(order.order_id, "mgr-1", "manager")
+    assert refused.status_code == 403
+    assert "manager may not decide a VP stage" in refused.json()["detail"]
+    assert flow.decide(order.order_id, "vp-1", "vp").status_code == 202
+    assert flow.finished(order.order_id)["result"]["decided_by"] == "vp-1"
+
+
+def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:
+    order = flow.place("2500.00")
+    flow.pending(order.order_id, tier="manager")
+    view = flow.pending(order.order_id, tier="vp", timeout=30)
+    assert view["stage"] == 2
+    assert [e["kind"] for e in view["log"]] == ["requested", "timed_out", "escalated"]
+    assert flow.decide(order.order_id, "vp-2", "vp").status_code == 202
+    state = flow.finished(order.order_id)
+    assert state["result"]["decided_by"] == "vp-2"
+    eventually(lambda: {"approvers:manager", "approvers:vp"}
+               <= {n["audience"] for n in flow.notifications(order.order_id)},
+               what="both tiers of approvers to be notified")
+
+
+def test_last_stage_timeout_expires_the_order(flow: Flow) -> None:
+    order = flow.place("7000.00")
+    state = flow.finished(order.order_id, timeout=60)
+    assert state["result"]["status"] == "expired"
+    assert state["result"]["reason"] == "approval_timeout"
+    assert flow.customer_statuses(order.order_id, "expired")[-1] == "expired"
+    decided = flow.decide(order.order_id, "vp-1", "vp")
+    assert decided.status_code == 410, decided.text
+
+
+def test_decision_published_before_the_approval_exists_is_held_then_applied(flow: Flow) -> None:
+    order_id = unique("o")
+    early = DecisionSubmitted(decision_id=unique("d"), order_id=order_id, approved=True,
+                              approver_id="vp-9", approver_role="vp", reason="pre-approved",
+                              decided_at=datetime.now(UTC))
+    flow.publish(early, "decisions", via="approvals")
+    flow.place("3000.00", order_id=order_id)
+    state = flow.finished(order_id)
+    assert state["result"]["decided_by"] == "vp-9"
+
+
+def test_same_decision_twice_has_one_effect_and_a_published_manager_vp_decision_is_ignored(
+    flow: Flow,
+) -> None:
+    order = flow.place("6000.00")
+    flow.pending(order.order_id, tier="vp")
+    sneaky = DecisionSubmitted(decision_id=unique("d"), order_id=order.order_id, approved=True,
+                               approver_id="mgr-7", approver_role="manager",
+                               decided_at=datetime.now(UTC))
+    flow.publish(sneaky, "decisions", via="approvals")
+    flow.publish(sneaky, "decisions", via="approvals")
+    eventually(lambda: any(e["kind"] == "ignored"
+                           for e in (flow.approval(order.order_id) or {}).get("log", [])),
+               what="the manager's decision to be logged as ignored")
+    assert flow.decide(order.order_id, "vp-1", "vp", approved=False).status_code == 202
+    state = flow.finished(order.order_id)
+    assert state["result"]["status"] == "rejected"
+    log = flow.approval(order.order_id)["log"]  # type: ignore[index]
+    assert [e["kind"] for e in log] == ["requested", "ignored", "accepted"]
+
+
+def test_same_order_published_three_times_runs_one_workflow(flow: Flow) -> None:
+    order = flow.place("40.00")
+    first = flow.finished(order.order_id)
+    flow.publish(order, "orders")
+    flow.publish(order, "orders")
+    marker = flow.place("41.00")
+    flow.finished(marker.order_id)
+    again = flow.order(order.order_id)
+    assert again is not None and again["created_at"] == first["created_at"]
+    assert flow.customer_statuses(order.order_id, "completed") == [
+        "received", "approved", "completed"]
