@@ -1,0 +1,96 @@
+"""Fakes for the one seam (common.gateway): they record, they do not mock."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from common.gateway import Conflict, Gateway, InstanceState, Transient
+from common.messages import Message
+
+
+@dataclass
+class FakePublisher:
+    published: list[tuple[str, Message]] = field(default_factory=list)
+    down: bool = False
+
+    def publish(self, topic: str, message: Message) -> None:
+        if self.down:
+            raise Transient("pubsub is not ready")
+        self.published.append((topic, message))
+
+    def to(self, topic: str) -> list[Message]:
+        return [m for t, m in self.published if t == topic]
+
+
+@dataclass
+class FakeStateStore:
+    data: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    _etags: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def get(self, key: str) -> tuple[Any | None, str | None]:
+        if key not in self.data:
+            return None, None
+        value, etag = self.data[key]
+        return copy.deepcopy(value), etag
+
+    def put(self, key: str, value: Any, etag: str | None = None) -> None:
+        if etag is not None and (key not in self.data or self.data[key][1] != etag):
+            raise Conflict(f"etag mismatch on {key}")
+        self.data[key] = (copy.deepcopy(value), str(next(self._etags)))
+
+    def claim(self, key: str, value: Any) -> bool:
+        if key in self.data:
+            return False
+        self.put(key, value)
+        return True
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+
+@dataclass
+class FakeWorkflows:
+    instances: dict[str, InstanceState] = field(default_factory=dict)
+    scheduled: list[tuple[str, str, Any]] = field(default_factory=list)
+    raised: list[tuple[str, str, Any]] = field(default_factory=list)
+
+    def add(self, instance_id: str, status: str = "RUNNING", name: str = "wf") -> None:
+        now = datetime.now(UTC)
+        self.instances[instance_id] = InstanceState(instance_id, name, status, now, now, None,
+                                                    None, None, None)
+
+    def schedule(self, name: str, instance_id: str, input: Any) -> str:
+        if instance_id in self.instances and self.instances[instance_id].status == "RUNNING":
+            raise Conflict(f"an active workflow with ID '{instance_id}' already exists")
+        self.scheduled.append((name, instance_id, input))
+        self.add(instance_id, name=name)
+        return instance_id
+
+    def state(self, instance_id: str, payloads: bool = False) -> InstanceState | None:
+        return self.instances.get(instance_id)
+
+    def raise_event(self, instance_id: str, name: str, data: Any) -> None:
+        self.raised.append((instance_id, name, data))
+
+    def terminate(self, instance_id: str, output: Any = None) -> None:
+        self.add(instance_id, "TERMINATED")
+
+    def suspend(self, instance_id: str, reason: str) -> None:
+        self.add(instance_id, "SUSPENDED")
+
+    def resume(self, instance_id: str, reason: str) -> None:
+        self.add(instance_id, "RUNNING")
+
+    def purge(self, instance_id: str) -> bool:
+        return self.instances.pop(instance_id, None) is not None
+
+    def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
+        return self.instances.get(instance_id)
+
+
+def fake_gateway() -> Gateway:
+    return Gateway(publisher=FakePublisher(), state=FakeStateStore(), workflows=FakeWorkflows())

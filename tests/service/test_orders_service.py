@@ -1,0 +1,101 @@
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+
+from common.gateway import Transient
+from common.messages import ApprovalOutcome, OrderPlaced
+from orders.app import create_app
+from tests.service.conftest import AppFactory, deliver
+
+NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
+ORDER = OrderPlaced(order_id="o-1", customer_id="c-1", amount="120.00", currency="EUR",
+                    placed_at=NOW)
+
+
+@pytest.fixture
+def orders(client: AppFactory) -> TestClient:
+    return client(create_app, "orders")
+
+
+def test_order_message_schedules_one_workflow_with_the_policy(orders: TestClient, gateway
+                                                                ) -> None:
+    assert deliver(orders, "orders", ORDER)["status"] == "SUCCESS"
+    ((name, iid, inp),) = gateway.workflows.scheduled
+    assert (name, iid) == ("order_workflow", "order-o-1")
+    assert inp["order"]["amount"] == "120.00" and inp["policy"]["manager_limit"] == "5000"
+
+
+def test_redelivered_order_is_a_harmless_duplicate_even_after_it_finished(
+        orders: TestClient, gateway) -> None:
+    deliver(orders, "orders", ORDER)
+    gateway.workflows.add("order-o-1", "COMPLETED")
+    answer = deliver(orders, "orders", ORDER)
+    assert answer == {"status": "SUCCESS", "reason": "duplicate order"}
+    assert len(gateway.workflows.scheduled) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [(b"{not json", "body is not JSON"),
+     (b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t",'
+      b' "data": {"order_id": "o-2", "amount": "-3"}}', "OrderPlaced is invalid")],
+)
+def test_what_can_never_succeed_is_dropped_with_a_reason(orders: TestClient, gateway,
+                                                          body: bytes, reason: str) -> None:
+    answer = deliver(orders, "orders", body)
+    assert answer["status"] == "DROP" and reason in answer["reason"]
+    assert not gateway.workflows.scheduled
+
+
+def test_transient_sidecar_trouble_asks_for_a_retry(orders: TestClient, gateway) -> None:
+    def down(*_: object) -> bool:
+        raise Transient("state store not ready")
+
+    gateway.state.claim = down
+    assert deliver(orders, "orders", ORDER)["status"] == "RETRY"
+
+
+def test_approval_outcome_is_raised_into_the_running_order(orders: TestClient, gateway) -> None:
+    outcome = ApprovalOutcome(order_id="o-1", outcome="approved", decided_by="m",
+                              decided_at=NOW)
+    assert deliver(orders, "approval-outcomes", outcome)["status"] == "DROP"  # no such order
+    gateway.workflows.add("order-o-1")
+    assert deliver(orders, "approval-outcomes", outcome)["status"] == "SUCCESS"
+    ((iid, event, data),) = gateway.workflows.raised
+    assert (iid, event, data["outcome"]) == ("order-o-1", "approval_outcome", "approved")
+    gateway.workflows.add("order-o-1", "COMPLETED")
+    assert "already completed" in deliver(orders, "approval-outcomes", outcome)["reason"]
+    assert len(gateway.workflows.raised) == 1
+
+
+def test_oversized_body_is_refused_early(client: AppFactory) -> None:
+    small = client(create_app, "orders", max_body_bytes=100)
+    resp = small.post("/events/orders", content=b"x" * 101)
+    assert resp.status_code == 413 and "larger than 100 bytes" in resp.json()["detail"]
+
+
+def test_app_token_guards_the_subscription_routes(client: AppFactory, gateway) -> None:
+    guarded = client(create_app, "orders", app_api_token="s3cret")
+    assert deliver(guarded, "orders", ORDER)["detail"] == "missing or wrong dapr-api-token"
+    assert deliver(guarded, "orders", ORDER, {"dapr-api-token": "wrong"})["detail"]
+    assert deliver(guarded, "orders", ORDER, {"dapr-api-token": "s3cret"})["status"] == "SUCCESS"
+
+
+def test_place_order_publishes_and_bad_input_gets_a_message(orders: TestClient, gateway
+                                                            ) -> None:
+    resp = orders.post("/orders", json={"order_id": "o-9", "customer_id": "c",
+                                        "amount": "10.00", "currency": "EUR"})
+    assert resp.status_code == 202 and resp.json()["instance_id"] == "order-o-9"
+    assert [m.message_id for m in gateway.publisher.to("orders")] == ["o-9"]
+    bad = orders.post("/orders", json={"order_id": "o 9", "customer_id": "c", "amount": "1.001",
+                                       "currency": "EUR"})
+    assert bad.status_code == 422
+    assert "amount:" in bad.json()["detail"] and "order_id:" in bad.json()["detail"]
+    assert orders.post("/orders", content=b"[").status_code == 422
+
+
+def test_unknown_order_is_404_not_500(orders: TestClient) -> None:
+    resp = orders.get("/orders/nope")
+    assert resp.status_code == 404 and resp.json() == {"detail": "no order 'nope'"}
+
