@@ -89,15 +89,15 @@ class DecisionBody(BaseModel):
 
 
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
+    """Mount the subscriptions and routes on the app."""
+
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
-    subscribe(dapr_app, pubsub=settings.pubsub, topic=APPROVAL_REQUESTS, model=ApprovalRequested,
-              handler=lambda m: accept_request(gw(), settings, m),
-              limits=lambda: settings.policy.limits, app_token=settings.app_api_token)
-    subscribe(dapr_app, pubsub=settings.pubsub, topic=DECISIONS, model=DecisionSubmitted,
-              handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
-              limits=lambda: settings.policy.limits, app_token=settings.app_api_token)
+    subscribe(dapr_app, gw, settings, topic=APPROVAL_REQUESTS, model=ApprovalRequested,
+              handler=lambda m: accept_request(gw(), settings, m))
+    subscribe(dapr_app, gw, settings, topic=DECISIONS, model=DecisionSubmitted,
+              handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s))
     app.include_router(router)
 
 

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from common.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
 from common.runtime import ActivityFactory, open_dapr
 from common.settings import ServiceSettings
+from common.subscriptions import dead_letters_router
 from common.web import BodyLimit, configure_logging, health_router, install_error_handlers
 
 Register = Callable[[FastAPI, DaprApp, ServiceSettings], None]
@@ -51,5 +52,6 @@ def build_app(
     install_error_handlers(app, {**(errors or {}), NotFound: 404, Conflict: 409,
                                  Transient: 503, GatewayError: 502})
     app.include_router(health_router(lambda: settings.sidecar_url))
+    app.include_router(dead_letters_router(lambda: app.state.gateway))
     register(app, DaprApp(app), settings)
     return app

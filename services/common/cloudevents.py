@@ -27,6 +27,10 @@ class BadEnvelope(ValueError):
 class BadPayload(ValueError):
     """The envelope's data does not validate against the expected message model."""
 
+    def __init__(self, message: str, event_id: str = "?") -> None:
+        super().__init__(message)
+        self.event_id = event_id
+
 
 def wrap(message: Message, source: str) -> bytes:
     """Serialize `message` as a structured-mode CloudEvent whose id is the business id."""
@@ -62,16 +66,18 @@ def envelope(body: bytes) -> dict[str, Any]:
 def unwrap(body: bytes, model: type[M], limits: MessageLimits | None = None) -> tuple[str, M]:
     """Return (CloudEvent id, parsed message); raise BadEnvelope or BadPayload."""
     attrs = envelope(body)
+    event_id = str(attrs["id"])
     data = attrs.get("data")
     if isinstance(data, (str, bytes)):
         try:
             data = json.loads(data)
         except ValueError:
-            raise BadPayload("data is not JSON") from None
+            raise BadPayload("data is not JSON", event_id) from None
     if not isinstance(data, dict):
-        raise BadPayload(f"data must be a JSON object with a {model.__name__}")
+        raise BadPayload(f"data must be a JSON object with a {model.__name__}", event_id)
     try:
         message = model.model_validate(data, context=limits or MessageLimits())
     except ValidationError as exc:
-        raise BadPayload(f"{model.__name__} is invalid: {describe_errors(exc)}") from None
-    return str(attrs["id"]), message
+        raise BadPayload(f"{model.__name__} is invalid: {describe_errors(exc)}",
+                         event_id) from None
+    return event_id, message

@@ -7,29 +7,39 @@ forever), hands a validated message to a plain handler in the threadpool, and ma
   BadEnvelope / BadPayload        -> DROP (the sidecar moves it to the dead-letter topic)
   gateway.Transient               -> RETRY (the resiliency policy retries, then dead-letters)
   any other exception             -> RETRY, logged with its stack trace
+
+Before answering DROP, the reason is written to the state store, so that when the message
+comes back on the app's dead-letter topic the collector can say why (GET /deadletters).
 """
 
 from __future__ import annotations
 
+import base64
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from common.cloudevents import BadEnvelope, BadPayload, unwrap
-from common.gateway import Transient
-from common.messages import Message, MessageLimits
+from common.gateway import Gateway, GatewayError, Transient
+from common.messages import Message
+from common.settings import ServiceSettings
+from common.state import update
 from common.topics import dead_letter
 from common.web import require_app_token
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)
+DEAD_LETTERS_KEY = "deadletters"
+DEAD_LETTERS_KEPT = 1000
 
 
 class Verdict(StrEnum):
@@ -57,28 +67,44 @@ class Answer:
 
 
 Handler = Callable[[M], Answer]
+GatewayRef = Callable[[], Gateway]
 
 
-def route_for(topic: str) -> str:
-    return f"/events/{topic}"
+def _drop_key(app_id: str, topic: str, event_id: str) -> str:
+    return f"dropped:{app_id}:{topic}:{event_id}"
 
 
-def make_endpoint(
-    topic: str, model: type[M], handler: Handler[M], limits: Callable[[], MessageLimits],
-    app_token: str | None,
-) -> Callable[[Request], object]:
+def _lenient_id(body: bytes) -> str:
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return "?"
+    return str(raw.get("id", "?")) if isinstance(raw, dict) else "?"
+
+
+def make_endpoint(topic: str, model: type[M], handler: Handler[M], gateway: GatewayRef,
+                  settings: ServiceSettings) -> Callable[[Request], Awaitable[JSONResponse]]:
     """The ASGI endpoint for one topic; separate from registration so tests can call it."""
 
+    def record_drop(event_id: str, reason: str) -> None:
+        try:
+            gateway().state.put(_drop_key(settings.app_id, topic, event_id),
+                                {"reason": reason, "at": datetime.now(UTC).isoformat()})
+        except GatewayError:  # the reason is in the log; dead-lettering must not wait on it
+            log.warning("could not record why %s on %s was dropped", event_id, topic)
+
     async def endpoint(request: Request) -> JSONResponse:
-        refused = require_app_token(request, app_token)
+        refused = require_app_token(request, settings.app_api_token)
         if refused is not None:
             return refused
         body = await request.body()
         event_id = "?"
         try:
-            event_id, message = unwrap(body, model, limits())
-        except (BadEnvelope, BadPayload) as exc:
-            answer = Answer.drop(str(exc))
+            event_id, message = unwrap(body, model, settings.policy.limits)
+        except BadPayload as exc:
+            event_id, answer = exc.event_id, Answer.drop(str(exc))
+        except BadEnvelope as exc:
+            event_id, answer = _lenient_id(body), Answer.drop(str(exc))
         else:
             try:
                 answer = await run_in_threadpool(handler, message)
@@ -88,6 +114,8 @@ def make_endpoint(
                 log.exception("topic %s: handler failed on event %s; asking for a retry",
                               topic, event_id)
                 answer = Answer.retry("unexpected error")
+        if answer.verdict is Verdict.DROP:
+            await run_in_threadpool(record_drop, event_id, answer.reason)
         level = logging.INFO if answer.verdict is Verdict.SUCCESS else logging.WARNING
         log.log(level, "topic %s event %s -> %s%s", topic, event_id, answer.verdict,
                 f" ({answer.reason})" if answer.reason else "")
@@ -97,12 +125,89 @@ def make_endpoint(
     return endpoint
 
 
-def subscribe(
-    dapr_app: DaprApp, *, pubsub: str, topic: str, model: type[M], handler: Handler[M],
-    limits: Callable[[], MessageLimits], app_token: str | None = None,
-) -> None:
-    """Register a subscription to `topic` with its dead-letter topic."""
-    endpoint = make_endpoint(topic, model, handler, limits, app_token)
-    dapr_app.subscribe(
-        pubsub=pubsub, topic=topic, route=route_for(topic), dead_letter_topic=dead_letter(topic),
-    )(endpoint)
+def subscribe(dapr_app: DaprApp, gateway: GatewayRef, settings: ServiceSettings, *,
+              topic: str, model: type[M], handler: Handler[M]) -> None:
+    """Register a subscription to `topic`, its dead-letter topic, and the collector for it."""
+    endpoint = make_endpoint(topic, model, handler, gateway, settings)
+    dlq = dead_letter(topic, settings.app_id)
+    dapr_app.subscribe(pubsub=settings.pubsub, topic=topic, route=f"/events/{topic}",
+                       dead_letter_topic=dlq)(endpoint)
+    collector = make_dead_letter_endpoint(topic, gateway, settings)
+    # rawPayload: the sidecar hands over the dead letter's original bytes (as data_base64),
+    # even when they were never a CloudEvent it could parse.
+    dapr_app.subscribe(pubsub=settings.pubsub, topic=dlq, route=f"/deadletters/{topic}",
+                       metadata={"rawPayload": "true"})(collector)
+
+
+def make_dead_letter_endpoint(topic: str, gateway: GatewayRef, settings: ServiceSettings
+                              ) -> Callable[[Request], Awaitable[JSONResponse]]:
+    """Keep what came back on the dead-letter topic, with the reason recorded at DROP time."""
+
+    def keep(delivered: bytes) -> None:
+        body = _original_bytes(delivered)
+        try:
+            envelope = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            envelope = {}
+        envelope = envelope if isinstance(envelope, dict) else {}
+        event_id = str(envelope.get("id", "?"))
+        dropped, _ = gateway().state.get(_drop_key(settings.app_id, topic, event_id))
+        record = {
+            "topic": topic, "event_id": event_id, "type": envelope.get("type"),
+            "source": envelope.get("source"),
+            "reason": (dropped or {}).get(
+                "reason", "not a CloudEvent the sidecar could parse, or retries ran out"),
+            "received_at": datetime.now(UTC).isoformat(),
+            "body": body[:4096].decode("utf-8", "replace"),
+        }
+
+        def add(items: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+            items = items or []
+            if any(i["event_id"] == event_id and i["topic"] == topic and event_id != "?"
+                   for i in items):
+                return None
+            return [*items, record][-DEAD_LETTERS_KEPT:]
+
+        update(gateway().state, DEAD_LETTERS_KEY, add)
+        log.warning("dead letter on %s: %s (%s)", topic, event_id, record["reason"])
+
+    async def collector(request: Request) -> JSONResponse:
+        refused = require_app_token(request, settings.app_api_token)
+        if refused is not None:
+            return refused
+        body = await request.body()
+        try:
+            await run_in_threadpool(keep, body)
+        except Transient as exc:
+            return JSONResponse({"status": Verdict.RETRY.value, "reason": str(exc)})
+        return JSONResponse({"status": Verdict.SUCCESS.value, "reason": ""})
+
+    collector.__name__ = f"dead_letters_of_{topic.replace('-', '_')}"
+    return collector
+
+
+def _original_bytes(delivered: bytes) -> bytes:
+    """Unwrap the raw-payload envelope the sidecar puts around a dead letter."""
+    try:
+        outer = json.loads(delivered)
+    except (ValueError, UnicodeDecodeError):
+        return delivered
+    if isinstance(outer, dict) and isinstance(outer.get("data_base64"), str):
+        try:
+            return base64.b64decode(outer["data_base64"])
+        except ValueError:
+            return delivered
+    return delivered
+
+
+def dead_letters_router(gateway: GatewayRef) -> APIRouter:
+    """GET /deadletters: what this app refused, newest last, with the reason."""
+    router = APIRouter(tags=["dead letters"])
+
+    @router.get("/deadletters")
+    def list_dead_letters(topic: str | None = Query(None, max_length=100)
+                          ) -> list[dict[str, Any]]:
+        items, _ = gateway().state.get(DEAD_LETTERS_KEY)
+        return [i for i in (items or []) if topic is None or i["topic"] == topic]
+
+    return router

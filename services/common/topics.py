@@ -7,6 +7,9 @@ APPROVAL_OUTCOMES = "approval-outcomes"
 ORDER_STATUS = "order-status"
 
 
-def dead_letter(topic: str) -> str:
-    """Where a subscriber's sidecar sends what the app answered DROP (or gave up retrying)."""
-    return f"{topic}-deadletter"
+def dead_letter(topic: str, app_id: str) -> str:
+    """Where `app_id`'s sidecar sends what it answered DROP on `topic` (or gave up retrying).
+
+    One per app and topic: two apps subscribed to one topic do not see each other's rejects.
+    """
+    return f"deadletter-{app_id}-{topic}"

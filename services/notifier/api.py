@@ -48,15 +48,15 @@ def _append(gateway: Gateway, key: str, item: dict[str, Any]) -> None:
 
 
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
+    """Mount the subscriptions and routes on the app."""
+
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
-    subscribe(dapr_app, pubsub=settings.pubsub, topic=APPROVAL_REQUESTS,
-              model=ApprovalRequested, handler=lambda m: deliver(gw(), for_approval_request(m)),
-              limits=lambda: settings.policy.limits, app_token=settings.app_api_token)
-    subscribe(dapr_app, pubsub=settings.pubsub, topic=ORDER_STATUS, model=OrderStatusChanged,
-              handler=lambda m: deliver(gw(), for_status_change(m)),
-              limits=lambda: settings.policy.limits, app_token=settings.app_api_token)
+    subscribe(dapr_app, gw, settings, topic=APPROVAL_REQUESTS, model=ApprovalRequested,
+              handler=lambda m: deliver(gw(), for_approval_request(m)))
+    subscribe(dapr_app, gw, settings, topic=ORDER_STATUS, model=OrderStatusChanged,
+              handler=lambda m: deliver(gw(), for_status_change(m)))
     app.include_router(router)
 
 

@@ -80,15 +80,10 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
-    def limits() -> Any:
-        return settings.policy.limits
-
-    subscribe(dapr_app, pubsub=settings.pubsub, topic=ORDERS, model=OrderPlaced,
-              handler=lambda m: accept_order(gw(), settings, m), limits=limits,
-              app_token=settings.app_api_token)
-    subscribe(dapr_app, pubsub=settings.pubsub, topic=APPROVAL_OUTCOMES, model=ApprovalOutcome,
-              handler=lambda m: deliver_outcome(gw(), m), limits=limits,
-              app_token=settings.app_api_token)
+    subscribe(dapr_app, gw, settings, topic=ORDERS, model=OrderPlaced,
+              handler=lambda m: accept_order(gw(), settings, m))
+    subscribe(dapr_app, gw, settings, topic=APPROVAL_OUTCOMES, model=ApprovalOutcome,
+              handler=lambda m: deliver_outcome(gw(), m))
     app.include_router(router)
 
 

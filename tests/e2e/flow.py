@@ -21,12 +21,17 @@ class Flow:
         self.notifier = stack.apps["notifier"].app_url
 
     def publish(self, message: Message | bytes, topic: str, via: str = "orders",
-                content_type: str = CONTENT_TYPE) -> None:
-        """Publish through an app's sidecar, as a shop or a script would."""
+                raw: bool = False) -> None:
+        """Publish through an app's sidecar, as a shop or a script would.
+
+        `raw` skips the sidecar's CloudEvent handling, so any bytes reach the topic as they are.
+        """
         body = message if isinstance(message, bytes) else wrap(message, "e2e")
         sidecar = self.stack.apps[via].dapr_url
-        resp = self.http.post(f"{sidecar}/v1.0/publish/pubsub/{topic}", content=body,
-                              headers={"content-type": content_type})
+        resp = self.http.post(
+            f"{sidecar}/v1.0/publish/pubsub/{topic}", content=body,
+            params={"metadata.rawPayload": "true"} if raw else None,
+            headers={"content-type": "application/json" if raw else CONTENT_TYPE})
         assert resp.status_code == 204, resp.text
 
     def place(self, amount: str, customer: str = "cust-1", order_id: str | None = None

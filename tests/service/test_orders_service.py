@@ -99,3 +99,15 @@ def test_unknown_order_is_404_not_500(orders: TestClient) -> None:
     resp = orders.get("/orders/nope")
     assert resp.status_code == 404 and resp.json() == {"detail": "no order 'nope'"}
 
+
+
+def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:
+    body = (b'{"specversion": "1.0", "id": "bad-1", "source": "s", "type": "t",'
+            b' "data": {"order_id": "o-3", "amount": "1.001"}}')
+    assert deliver(orders, "orders", body)["status"] == "DROP"
+    assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"
+    assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"
+    (kept,) = orders.get("/deadletters").json()
+    assert kept["event_id"] == "bad-1" and kept["topic"] == "orders"
+    assert "amount: Decimal input should have no more than 2 decimal places" in kept["reason"]
+    assert orders.get("/deadletters", params={"topic": "approval-outcomes"}).json() == []
