@@ -92,5 +92,19 @@ class FakeWorkflows:
         return self.instances.get(instance_id)
 
 
+@dataclass
+class FakeBindings:
+    """Records output-binding calls; `failing` makes them raise like an unreachable endpoint."""
+
+    calls: list[tuple[str, str, bytes, dict[str, str]]] = field(default_factory=list)
+    failing: bool = False
+
+    def invoke(self, name: str, operation: str, data: bytes, metadata: dict[str, str]) -> None:
+        if self.failing:
+            raise Transient(f"binding {name}: connection refused")
+        self.calls.append((name, operation, data, metadata))
+
+
 def fake_gateway() -> Gateway:
-    return Gateway(publisher=FakePublisher(), state=FakeStateStore(), workflows=FakeWorkflows())
+    return Gateway(publisher=FakePublisher(), state=FakeStateStore(), workflows=FakeWorkflows(),
+                   bindings=FakeBindings())

@@ -52,6 +52,10 @@ class StateStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+class Bindings(Protocol):
+    def invoke(self, name: str, operation: str, data: bytes, metadata: dict[str, str]) -> None: ...
+
+
 @dataclass(frozen=True)
 class InstanceState:
     """What Dapr reports about one workflow instance."""
@@ -85,6 +89,7 @@ class Gateway:
     publisher: Publisher
     state: StateStore
     workflows: Workflows | None = None
+    bindings: Bindings | None = None
 
 
 _TRANSIENT = {
@@ -168,6 +173,17 @@ class DaprStateStore:
     def delete(self, key: str) -> None:
         with _translated(f"delete state {key}"):
             self._client.delete_state(self._store, key)
+
+
+class DaprBindings:
+    """Dapr output bindings (e.g. bindings.http for webhooks)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def invoke(self, name: str, operation: str, data: bytes, metadata: dict[str, str]) -> None:
+        with _translated(f"invoke binding {name}"):
+            self._client.invoke_binding(name, operation, data, binding_metadata=metadata)
 
 
 def _status_name(raw: Any) -> str:

@@ -7,7 +7,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common.gateway import DaprPublisher, DaprStateStore, DaprWorkflows, Gateway
+from common.gateway import (
+    DaprBindings,
+    DaprPublisher,
+    DaprStateStore,
+    DaprWorkflows,
+    Gateway,
+)
 from common.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +49,7 @@ def open_dapr(
     gateway = Gateway(
         publisher=DaprPublisher(client, settings.pubsub, source=settings.app_id),
         state=DaprStateStore(client, settings.state_store),
+        bindings=DaprBindings(client),
     )
     res = DaprResources(gateway, [client.close])
     if workflows:

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
-from common.gateway import Gateway
+from common.gateway import Gateway, GatewayError
 from common.messages import ApprovalRequested, OrderStatusChanged
 from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
+from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
+from notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
 
@@ -26,12 +29,37 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def deliver(gateway: Gateway, note: Notification) -> Answer:
-    """Deliver a notification once per message id, and add it to the order's delivery log."""
-    record = note.model_dump(mode="json") | {"channel": "log"}
-    if not gateway.state.claim(f"notification:{note.id}", record):
+def channels_for(gateway: Gateway, settings: NotifierSettings) -> list[Channel]:
+    """The channels the settings name, bound to this app's sidecar."""
+    chosen: list[Channel] = []
+    for name in settings.channels:
+        if name == "log":
+            chosen.append(LogChannel())
+        elif name == "webhook" and gateway.bindings is not None:
+            chosen.append(WebhookChannel(gateway.bindings, settings.webhook_binding))
+    return chosen
+
+
+def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) -> Answer:
+    """Deliver a notification once per message id, and add it to the order's delivery log.
+
+    A redelivered message finds the delivery record and stops. Delivery happens before the
+    record is written, so a failed channel means RETRY and nothing is recorded as sent.
+    """
+    key = f"notification:{note.id}"
+    done, _ = gateway.state.get(key)
+    if done:
         return Answer.success("already delivered")
-    log.info("NOTIFY %s | %s | %s", note.audience, note.subject, note.text)
+    sent: dict[str, str] = {}
+    for channel in channels_for(gateway, settings):
+        try:
+            channel.send(note)
+        except GatewayError as exc:
+            return Answer.retry(f"{channel.name} delivery failed: {exc}")
+        sent[channel.name] = datetime.now(UTC).isoformat()
+    record = note.model_dump(mode="json") | {"delivered": sent}
+    if not gateway.state.claim(key, record):
+        return Answer.success("already delivered")
     _append(gateway, f"notifications-by-order:{note.order_id}", record)
     return Answer.success()
 
@@ -49,14 +77,16 @@ def _append(gateway: Gateway, key: str, item: dict[str, Any]) -> None:
 
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
     """Mount the subscriptions and routes on the app."""
+    assert isinstance(settings, NotifierSettings)
+    conf = settings
 
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
     subscribe(dapr_app, gw, settings, topic=APPROVAL_REQUESTS, model=ApprovalRequested,
-              handler=lambda m: deliver(gw(), for_approval_request(m)))
+              handler=lambda m: deliver(gw(), conf, for_approval_request(m)))
     subscribe(dapr_app, gw, settings, topic=ORDER_STATUS, model=OrderStatusChanged,
-              handler=lambda m: deliver(gw(), for_status_change(m)))
+              handler=lambda m: deliver(gw(), conf, for_status_change(m)))
     app.include_router(router)
 
 

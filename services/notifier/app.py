@@ -6,13 +6,14 @@ from fastapi import FastAPI
 
 from common.app import build_app
 from common.gateway import Gateway
-from common.settings import ServiceSettings
 from notifier import api
+from notifier.settings import NotifierSettings
 
 
-def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:
+def create_app(settings: NotifierSettings | None = None, gateway: Gateway | None = None
+               ) -> FastAPI:
     return build_app(
-        settings=settings or ServiceSettings.from_env("notifier"),
+        settings=settings or NotifierSettings.from_env(),
         gateway=gateway,
         register=api.register,
         description="Delivers approval requests and order status changes to people.",

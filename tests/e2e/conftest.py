@@ -3,10 +3,13 @@ daprd sidecars, on free loopback ports. Scenarios use unique ids, so they share 
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,11 +30,46 @@ E2E_ENV = {
 }
 
 
+class WebhookSink:
+    """A tiny HTTP server on loopback that keeps every JSON POST it receives, by path."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, Any]]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                sink.received.append((self.path, json.loads(body)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def for_order(self, order_id: str) -> list[tuple[str, dict[str, Any]]]:
+        return [(p, n) for p, n in list(self.received) if n.get("order_id") == order_id]
+
+
 @pytest.fixture(scope="session")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def webhook() -> Iterator[WebhookSink]:
+    sink = WebhookSink()
+    sink.thread.start()
+    yield sink
+    sink.server.shutdown()
+    sink.server.server_close()
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Iterator[Stack]:
     run_dir = Path(os.environ.get("E2E_RUN_DIR") or tmp_path_factory.mktemp("stack"))
     with Stack(run_file=ROOT / "dapr.yaml", run_dir=run_dir, free_ports=True,
-               env=E2E_ENV) as running:
+               env={**E2E_ENV, "NOTIFY_CHANNELS": "log,webhook"},
+               component_metadata={"notify-webhook": {"url": webhook.url}}) as running:
         yield running
 
 

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 import pytest
 
 from common.messages import DecisionSubmitted
-from tests.e2e.conftest import eventually, unique
+from tests.e2e.conftest import WebhookSink, eventually, unique
 from tests.e2e.flow import Flow
 
 pytestmark = pytest.mark.e2e
 
 
-def test_manager_approves(flow: Flow) -> None:
+def test_manager_approves(flow: Flow, webhook: WebhookSink) -> None:
     order = flow.place("1200.00")
     flow.pending(order.order_id)
     resp = flow.decide(order.order_id, "mgr-1", "manager", reason="fine")
@@ -28,6 +28,10 @@ def test_manager_approves(flow: Flow) -> None:
                                     if n["audience"] == "approvers:manager"],
                            what="the manager to be notified")
     assert len(approvers) == 1 and "needs manager approval" in approvers[0]["text"]
+    hooks = eventually(lambda: (got := webhook.for_order(order.order_id)) and len(got) >= 5
+                       and got, what="approver and customer notifications on the webhook")
+    paths = sorted(p for p, _ in hooks)
+    assert paths == ["/hooks/approvers/manager"] + ["/hooks/customer"] * 4
 
 
 def test_manager_rejects(flow: Flow) -> None:

@@ -27,8 +27,8 @@ AppFactory = Callable[..., TestClient]
 def client(gateway: Gateway) -> Iterator[AppFactory]:
     clients: list[TestClient] = []
 
-    def make(create_app: Callable[..., Any], app_id: str, **settings: Any) -> TestClient:
-        app = create_app(ServiceSettings(app_id=app_id, **settings), gateway=gateway)
+    def make(create_app: Callable[..., Any], settings: ServiceSettings) -> TestClient:
+        app = create_app(settings, gateway=gateway)
         c = TestClient(app, raise_server_exceptions=False)
         c.__enter__()
         clients.append(c)

@@ -7,6 +7,7 @@ from approvals.app import create_app
 from approvals.domain import ApprovalView
 from approvals.readmodel import save_view
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
+from common.settings import ServiceSettings
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime.now(UTC)
@@ -31,7 +32,7 @@ def view(status: str = "pending", tier: Tier = Tier.MANAGER) -> ApprovalView:
 
 @pytest.fixture
 def approvals(client: AppFactory) -> TestClient:
-    return client(create_app, "approvals", decision_hold_s=60)
+    return client(create_app, ServiceSettings(app_id="approvals", decision_hold_s=60))
 
 
 def test_request_schedules_one_approval_workflow(approvals: TestClient, gateway) -> None:

@@ -1,19 +1,52 @@
+import json
 from datetime import UTC, datetime
 
+import pytest
 from fastapi.testclient import TestClient
 
-from common.messages import OrderStatusChanged
+from common.messages import ApprovalRequested, OrderStatusChanged
 from notifier.app import create_app
+from notifier.settings import NotifierSettings, SettingsError
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
+STATUS = OrderStatusChanged(order_id="o-1", status="approved", at=NOW, detail="by m-1")
 
 
 def test_each_message_is_delivered_once(client: AppFactory) -> None:
-    notifier: TestClient = client(create_app, "notifier")
-    msg = OrderStatusChanged(order_id="o-1", status="approved", at=NOW, detail="by m-1")
-    assert deliver(notifier, "order-status", msg)["status"] == "SUCCESS"
-    assert deliver(notifier, "order-status", msg)["reason"] == "already delivered"
+    notifier: TestClient = client(create_app, NotifierSettings(app_id="notifier"))
+    assert deliver(notifier, "order-status", STATUS)["status"] == "SUCCESS"
+    assert deliver(notifier, "order-status", STATUS)["reason"] == "already delivered"
     (note,) = notifier.get("/notifications", params={"order_id": "o-1"}).json()
     assert note["id"] == "o-1-approved" and note["audience"] == "customer"
+    assert list(note["delivered"]) == ["log"]
     assert notifier.get("/notifications", params={"order_id": "a b"}).status_code == 422
+
+
+def test_webhook_channel_posts_through_the_binding(client: AppFactory, gateway) -> None:
+    notifier = client(create_app, NotifierSettings(app_id="notifier",
+                                                   channels=("log", "webhook")))
+    request = ApprovalRequested(request_id="o-1-s1-vp", order_id="o-1", customer_id="c",
+                                amount="9000.00", currency="EUR", tier="vp", stage=1,
+                                due_at=NOW)
+    assert deliver(notifier, "approval-requests", request)["status"] == "SUCCESS"
+    ((name, operation, data, metadata),) = gateway.bindings.calls
+    assert (name, operation, metadata["path"]) == ("notify-webhook", "post", "/approvers/vp")
+    assert json.loads(data)["order_id"] == "o-1"
+
+
+def test_failed_webhook_asks_for_a_retry_and_records_nothing(client: AppFactory, gateway
+                                                             ) -> None:
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("webhook",)))
+    gateway.bindings.failing = True
+    answer = deliver(notifier, "order-status", STATUS)
+    assert answer["status"] == "RETRY" and "webhook delivery failed" in answer["reason"]
+    assert notifier.get("/notifications", params={"order_id": "o-1"}).json() == []
+    gateway.bindings.failing = False
+    assert deliver(notifier, "order-status", STATUS)["status"] == "SUCCESS"
+    assert len(gateway.bindings.calls) == 1
+
+
+def test_unknown_channel_fails_startup_with_a_clear_message() -> None:
+    with pytest.raises(SettingsError, match="NOTIFY_CHANNELS: unknown channel"):
+        NotifierSettings.from_env(env={"NOTIFY_CHANNELS": "log,pigeon"})

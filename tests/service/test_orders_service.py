@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from common.gateway import Transient
 from common.messages import ApprovalOutcome, OrderPlaced
 from orders.app import create_app
+from common.settings import ServiceSettings
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -15,7 +16,7 @@ ORDER = OrderPlaced(order_id="o-1", customer_id="c-1", amount="120.00", currency
 
 @pytest.fixture
 def orders(client: AppFactory) -> TestClient:
-    return client(create_app, "orders")
+    return client(create_app, ServiceSettings(app_id="orders"))
 
 
 def test_order_message_schedules_one_workflow_with_the_policy(orders: TestClient, gateway
@@ -70,13 +71,13 @@ def test_approval_outcome_is_raised_into_the_running_order(orders: TestClient, g
 
 
 def test_oversized_body_is_refused_early(client: AppFactory) -> None:
-    small = client(create_app, "orders", max_body_bytes=100)
+    small = client(create_app, ServiceSettings(app_id="orders", max_body_bytes=100))
     resp = small.post("/events/orders", content=b"x" * 101)
     assert resp.status_code == 413 and "larger than 100 bytes" in resp.json()["detail"]
 
 
 def test_app_token_guards_the_subscription_routes(client: AppFactory, gateway) -> None:
-    guarded = client(create_app, "orders", app_api_token="s3cret")
+    guarded = client(create_app, ServiceSettings(app_id="orders", app_api_token="s3cret"))
     assert deliver(guarded, "orders", ORDER)["detail"] == "missing or wrong dapr-api-token"
     assert deliver(guarded, "orders", ORDER, {"dapr-api-token": "wrong"})["detail"]
     assert deliver(guarded, "orders", ORDER, {"dapr-api-token": "s3cret"})["status"] == "SUCCESS"

@@ -137,6 +137,8 @@ class Stack:
     free_ports: bool = False
     env: dict[str, str] = field(default_factory=dict)
     redis_port: int = DEFAULT_REDIS_PORT
+    # Component metadata to override when rendering, e.g. {"notify-webhook": {"url": ...}}.
+    component_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
     runtime: Runtime | None = None
     apps: dict[str, App] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
@@ -229,10 +231,16 @@ class Stack:
         for src in sorted(spec.resources_path.glob("*.y*ml")):
             docs = [d for d in yaml.safe_load_all(src.read_text()) if d]
             for doc in docs:
-                if doc.get("kind") == "Component" and doc["spec"]["type"] in REDIS_COMPONENT_TYPES:
-                    for item in doc["spec"].get("metadata") or []:
-                        if item.get("name") == "redisHost":
-                            item["value"] = f"{LOOPBACK}:{self.redis_port}"
+                if doc.get("kind") != "Component":
+                    continue
+                overrides = dict(self.component_metadata.get(doc["metadata"]["name"], {}))
+                if doc["spec"]["type"] in REDIS_COMPONENT_TYPES:
+                    overrides.setdefault("redisHost", f"{LOOPBACK}:{self.redis_port}")
+                items = doc["spec"].setdefault("metadata", [])
+                for item in items:
+                    if item.get("name") in overrides:
+                        item["value"] = overrides.pop(item["name"])
+                items.extend({"name": k, "value": v} for k, v in overrides.items())
             (out / src.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
         config = yaml.safe_load(spec.config_path.read_text())
         resolver = config["spec"].get("nameResolution") or {}
