@@ -60,8 +60,9 @@ class FakeWorkflows:
 
     def add(self, instance_id: str, status: str = "RUNNING", name: str = "wf") -> None:
         now = datetime.now(UTC)
-        self.instances[instance_id] = InstanceState(instance_id, name, status, now, now, None,
-                                                    None, None, None)
+        self.instances[instance_id] = InstanceState(
+            instance_id, name, status, now, now, None, None, None, None
+        )
 
     def schedule(self, name: str, instance_id: str, input: Any) -> str:
         if instance_id in self.instances and self.instances[instance_id].status == "RUNNING":
@@ -106,5 +107,9 @@ class FakeBindings:
 
 
 def fake_gateway() -> Gateway:
-    return Gateway(publisher=FakePublisher(), state=FakeStateStore(), workflows=FakeWorkflows(),
-                   bindings=FakeBindings())
+    return Gateway(
+        publisher=FakePublisher(),
+        state=FakeStateStore(),
+        workflows=FakeWorkflows(),
+        bindings=FakeBindings(),
+    )

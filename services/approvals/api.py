@@ -7,6 +7,12 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from common.gateway import Gateway, schedule_once
+from common.messages import ApprovalRequested, DecisionSubmitted, Tier
+from common.settings import ServiceSettings
+from common.state import update
+from common.subscriptions import Answer, subscribe
+from common.topics import APPROVAL_REQUESTS, DECISIONS
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
@@ -14,12 +20,6 @@ from pydantic import BaseModel, Field
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
-from common.gateway import Gateway, schedule_once
-from common.messages import ApprovalRequested, DecisionSubmitted, Tier
-from common.settings import ServiceSettings
-from common.state import update
-from common.subscriptions import Answer, subscribe
-from common.topics import APPROVAL_REQUESTS, DECISIONS
 
 log = logging.getLogger(__name__)
 TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}
@@ -32,8 +32,7 @@ def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
-def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalRequested
-                   ) -> Answer:
+def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalRequested) -> Answer:
     """Schedule one approval_workflow per order; later stages are announced by that workflow."""
     assert gateway.workflows is not None
     iid = instance_id(req.order_id)
@@ -44,15 +43,15 @@ def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalReq
         record, _ = gateway.state.get(key)
         if (record or {}).get("status") == "scheduled" or gateway.workflows.state(iid):
             return Answer.success("duplicate request")
-    wf_input = ApprovalInput(request=req.model_dump(mode="json"),
-                             policy=settings.policy.snapshot())
+    wf_input = ApprovalInput(request=req.model_dump(mode="json"), policy=settings.policy.snapshot())
     schedule_once(gateway, APPROVAL_WORKFLOW, iid, wf_input.model_dump(mode="json"))
     update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
     return Answer.success()
 
 
-def deliver_decision(gateway: Gateway, settings: ServiceSettings, decision: DecisionSubmitted,
-                     hold_for_s: float) -> Answer:
+def deliver_decision(
+    gateway: Gateway, settings: ServiceSettings, decision: DecisionSubmitted, hold_for_s: float
+) -> Answer:
     """Raise a decision into its approval workflow, once per decision_id.
 
     Topics reorder: a decision may arrive before its approval exists. It is then held
@@ -94,10 +93,22 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
-    subscribe(dapr_app, gw, settings, topic=APPROVAL_REQUESTS, model=ApprovalRequested,
-              handler=lambda m: accept_request(gw(), settings, m))
-    subscribe(dapr_app, gw, settings, topic=DECISIONS, model=DecisionSubmitted,
-              handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s))
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=APPROVAL_REQUESTS,
+        model=ApprovalRequested,
+        handler=lambda m: accept_request(gw(), settings, m),
+    )
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=DECISIONS,
+        model=DecisionSubmitted,
+        handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
+    )
     app.include_router(router)
 
 
@@ -110,8 +121,12 @@ def post_decision(order_id: str, body: DecisionBody, gateway: GatewayDep) -> dic
     view = load_view(gateway.state, order_id)
     check_can_decide(view, order_id, body.approver_id, body.approver_role)
     decision = DecisionSubmitted(
-        decision_id=f"d-{uuid.uuid4().hex}", order_id=order_id, approved=body.approved,
-        approver_id=body.approver_id, approver_role=body.approver_role, reason=body.reason,
+        decision_id=f"d-{uuid.uuid4().hex}",
+        order_id=order_id,
+        approved=body.approved,
+        approver_id=body.approver_id,
+        approver_role=body.approver_role,
+        reason=body.reason,
         decided_at=datetime.now(UTC),
     )
     gateway.publisher.publish(DECISIONS, decision)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
-
 from common.messages import Tier
 from common.policy import authority_problem
+from pydantic import BaseModel
 
 
 class DecisionRefused(Exception):
@@ -61,8 +60,11 @@ class ApprovalView(BaseModel):
     decided_by: str | None = None
     reason: str = ""
     log: list[LogEntry] = []
-def check_can_decide(view: ApprovalView | None, order_id: str, approver_id: str,
-                     approver_role: Tier) -> ApprovalView:
+
+
+def check_can_decide(
+    view: ApprovalView | None, order_id: str, approver_id: str, approver_role: Tier
+) -> ApprovalView:
     """Raise why this approver may not decide this order's current stage; else the view."""
     if view is None:
         raise UnknownApproval(f"no approval is waiting for order {order_id!r}")
@@ -70,8 +72,12 @@ def check_can_decide(view: ApprovalView | None, order_id: str, approver_id: str,
         raise ApprovalExpired(f"the approval of order {order_id} expired")
     if view.status != "pending":
         raise AlreadyDecided(f"order {order_id} was already {view.status} by {view.decided_by}")
-    problem = authority_problem(stage_tier=view.tier, approver_id=approver_id,
-                                approver_role=approver_role, customer_id=view.customer_id)
+    problem = authority_problem(
+        stage_tier=view.tier,
+        approver_id=approver_id,
+        approver_role=approver_role,
+        customer_id=view.customer_id,
+    )
     if problem:
         raise NotAuthorised(f"{problem} (order {order_id} is at the {view.tier.value} stage)")
     return view

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from approvals.domain import ApprovalView
 from common.gateway import StateStore
 from common.state import update
+
+from approvals.domain import ApprovalView
 
 INDEX_KEY = "approvals-index"
 
@@ -23,8 +24,13 @@ def view_key(order_id: str) -> str:
 def save_view(state: StateStore, view: ApprovalView) -> None:
     """Write the approval's document, then its line in the index."""
     state.put(view_key(view.order_id), view.model_dump(mode="json"))
-    line = {"status": view.status, "tier": view.tier.value, "due_at": view.due_at.isoformat(),
-            "amount": view.amount, "currency": view.currency}
+    line = {
+        "status": view.status,
+        "tier": view.tier.value,
+        "due_at": view.due_at.isoformat(),
+        "amount": view.amount,
+        "currency": view.currency,
+    }
 
     def change(index: dict[str, Any] | None) -> dict[str, Any] | None:
         if index is not None and index.get(view.order_id) == line:
@@ -42,7 +48,9 @@ def load_view(state: StateStore, order_id: str) -> ApprovalView | None:
 def list_index(state: StateStore, status: str | None, tier: str | None) -> list[dict[str, Any]]:
     """Index lines matching the filters, soonest due first."""
     index, _ = state.get(INDEX_KEY)
-    rows = [{"order_id": oid, **line} for oid, line in (index or {}).items()
-            if (status is None or line["status"] == status)
-            and (tier is None or line["tier"] == tier)]
+    rows = [
+        {"order_id": oid, **line}
+        for oid, line in (index or {}).items()
+        if (status is None or line["status"] == status) and (tier is None or line["tier"] == tier)
+    ]
     return sorted(rows, key=lambda r: str(r["due_at"]))

@@ -16,11 +16,6 @@ import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
-from dapr.ext.workflow import when_any
-from pydantic import BaseModel, ValidationError
-
-from approvals.domain import ApprovalView, LogEntry
-from approvals.readmodel import save_view
 from common.gateway import Gateway
 from common.messages import (
     TRUSTED,
@@ -33,6 +28,11 @@ from common.messages import (
 from common.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
 from common.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
 from common.workflow import now
+from dapr.ext.workflow import when_any
+from pydantic import BaseModel, ValidationError
+
+from approvals.domain import ApprovalView, LogEntry
+from approvals.readmodel import save_view
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +72,32 @@ def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict
     seen: set[str] = set()
 
     def note(kind: str, text: str = "", d: DecisionSubmitted | None = None) -> None:
-        entries.append(LogEntry(
-            at=now(ctx), kind=kind, stage=stage, tier=tier, note=text,
-            decision_id=d.decision_id if d else None, approver_id=d.approver_id if d else None,
-            approved=d.approved if d else None,
-        ))
+        entries.append(
+            LogEntry(
+                at=now(ctx),
+                kind=kind,
+                stage=stage,
+                tier=tier,
+                note=text,
+                decision_id=d.decision_id if d else None,
+                approver_id=d.approver_id if d else None,
+                approved=d.approved if d else None,
+            )
+        )
 
     def view(status: str, decided_by: str | None = None, reason: str = "") -> dict[str, Any]:
         return ApprovalView(
-            order_id=req.order_id, customer_id=req.customer_id, amount=str(req.amount),
-            currency=req.currency, status=status, tier=tier, stage=stage, due_at=due,
-            decided_by=decided_by, reason=reason, log=entries,
+            order_id=req.order_id,
+            customer_id=req.customer_id,
+            amount=str(req.amount),
+            currency=req.currency,
+            status=status,
+            tier=tier,
+            stage=stage,
+            due_at=due,
+            decided_by=decided_by,
+            reason=reason,
+            log=entries,
         ).model_dump(mode="json")
 
     note("requested", req.reason)
@@ -90,22 +105,29 @@ def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict
     deadline = ctx.create_timer(due)
     waiting = ctx.wait_for_external_event(DECISION_EVENT)
     while True:
-        ctx.set_custom_status(f"awaiting {tier.value} decision (stage {stage}), due "
-                              f"{due.isoformat()}")
+        ctx.set_custom_status(
+            f"awaiting {tier.value} decision (stage {stage}), due {due.isoformat()}"
+        )
         winner = yield when_any([waiting, deadline])
         if winner is deadline:
-            escalate = (tier is Tier.MANAGER
-                        and policy.on_manager_timeout is OnManagerTimeout.ESCALATE_TO_VP)
+            escalate = (
+                tier is Tier.MANAGER
+                and policy.on_manager_timeout is OnManagerTimeout.ESCALATE_TO_VP
+            )
             if escalate:
                 note("timed_out", "manager deadline passed; escalating to a VP")
                 stage, tier = stage + 1, Tier.VP
                 due = now(ctx) + policy.vp_deadline
                 note("escalated", f"VP decision due {due.isoformat()}")
-                nxt = req.model_copy(update={
-                    "request_id": ApprovalRequested.make_id(req.order_id, stage, tier),
-                    "tier": tier, "stage": stage, "due_at": due,
-                    "reason": "the manager did not decide in time; escalated to a VP",
-                })
+                nxt = req.model_copy(
+                    update={
+                        "request_id": ApprovalRequested.make_id(req.order_id, stage, tier),
+                        "tier": tier,
+                        "stage": stage,
+                        "due_at": due,
+                        "reason": "the manager did not decide in time; escalated to a VP",
+                    }
+                )
                 yield ctx.call_activity(REQUEST_NEXT_STAGE, input=nxt.model_dump(mode="json"))
                 yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
                 deadline = ctx.create_timer(due)
@@ -132,14 +154,21 @@ def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict
             note("duplicate", "already counted", decision)
             continue
         seen.add(decision.decision_id)
-        problem = authority_problem(stage_tier=tier, approver_id=decision.approver_id,
-                                    approver_role=decision.approver_role,
-                                    customer_id=req.customer_id)
+        problem = authority_problem(
+            stage_tier=tier,
+            approver_id=decision.approver_id,
+            approver_role=decision.approver_role,
+            customer_id=req.customer_id,
+        )
         if problem:
             note("ignored", problem, decision)
             if not ctx.is_replaying:
-                log.info("approval %s: ignored decision %s: %s", req.order_id,
-                         decision.decision_id, problem)
+                log.info(
+                    "approval %s: ignored decision %s: %s",
+                    req.order_id,
+                    decision.decision_id,
+                    problem,
+                )
             yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
             continue
         note("accepted", decision.reason, decision)
@@ -148,17 +177,29 @@ def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict
         reason = decision.reason or outcome.value
         break
 
-    result = ApprovalOutcome(order_id=req.order_id, outcome=outcome, decided_by=decided_by,
-                             reason=reason, decided_at=now(ctx))
+    result = ApprovalOutcome(
+        order_id=req.order_id,
+        outcome=outcome,
+        decided_by=decided_by,
+        reason=reason,
+        decided_at=now(ctx),
+    )
     ctx.set_custom_status(f"{outcome.value} by {decided_by}")
     yield ctx.call_activity(PUBLISH_OUTCOME, input=result.model_dump(mode="json"))
     yield ctx.call_activity(RECORD_APPROVAL, input=view(outcome.value, decided_by, reason))
-    return ApprovalResult(order_id=req.order_id, outcome=outcome, decided_by=decided_by,
-                          reason=reason, stages=stage, log=entries).model_dump(mode="json")
+    return ApprovalResult(
+        order_id=req.order_id,
+        outcome=outcome,
+        decided_by=decided_by,
+        reason=reason,
+        stages=stage,
+        log=entries,
+    ).model_dump(mode="json")
 
 
 def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
     """The approval activities, bound to this app's gateway; registered by name."""
+
     def publish_approval_outcome(ctx: Any, data: dict[str, Any]) -> None:
         gateway.publisher.publish(APPROVAL_OUTCOMES, ApprovalOutcome.model_validate(data))
 
@@ -170,5 +211,8 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
     def record_approval(ctx: Any, data: dict[str, Any]) -> None:
         save_view(gateway.state, ApprovalView.model_validate(data))
 
-    return {PUBLISH_OUTCOME: publish_approval_outcome, REQUEST_NEXT_STAGE: request_next_stage,
-            RECORD_APPROVAL: record_approval}
+    return {
+        PUBLISH_OUTCOME: publish_approval_outcome,
+        REQUEST_NEXT_STAGE: request_next_stage,
+        RECORD_APPROVAL: record_approval,
+    }

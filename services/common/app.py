@@ -49,8 +49,9 @@ def build_app(
     app = FastAPI(title=settings.app_id, description=description, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    install_error_handlers(app, {**(errors or {}), NotFound: 404, Conflict: 409,
-                                 Transient: 503, GatewayError: 502})
+    install_error_handlers(
+        app, {**(errors or {}), NotFound: 404, Conflict: 409, Transient: 503, GatewayError: 502}
+    )
     app.include_router(health_router(lambda: settings.sidecar_url))
     app.include_router(dead_letters_router(lambda: app.state.gateway))
     register(app, DaprApp(app), settings)

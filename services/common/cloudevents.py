@@ -78,6 +78,5 @@ def unwrap(body: bytes, model: type[M], limits: MessageLimits | None = None) -> 
     try:
         message = model.model_validate(data, context=limits or MessageLimits())
     except ValidationError as exc:
-        raise BadPayload(f"{model.__name__} is invalid: {describe_errors(exc)}",
-                         event_id) from None
+        raise BadPayload(f"{model.__name__} is invalid: {describe_errors(exc)}", event_id) from None
     return event_id, message

@@ -12,6 +12,7 @@ Errors (all GatewayError):
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,8 +94,10 @@ class Gateway:
 
 
 _TRANSIENT = {
-    grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-    grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.ABORTED,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+    grpc.StatusCode.ABORTED,
 }
 
 
@@ -106,7 +109,8 @@ def _translated(what: str) -> Iterator[None]:
     except GatewayError:
         raise
     except Exception as exc:
-        code = exc.code() if callable(getattr(exc, "code", None)) else None
+        code_of = getattr(exc, "code", None)
+        code = code_of() if callable(code_of) else None
         text = str(exc)
         if code in _TRANSIENT or "not registered" in text or "no such host" in text:
             raise Transient(f"{what}: {text}") from exc
@@ -126,8 +130,10 @@ class DaprPublisher:
     def publish(self, topic: str, message: Message) -> None:
         with _translated(f"publish {message.event_type()} to {topic}"):
             self._client.publish_event(
-                pubsub_name=self._pubsub, topic_name=topic,
-                data=wrap(message, self._source), data_content_type=CONTENT_TYPE,
+                pubsub_name=self._pubsub,
+                topic_name=topic,
+                data=wrap(message, self._source),
+                data_content_type=CONTENT_TYPE,
             )
 
 
@@ -158,7 +164,9 @@ class DaprStateStore:
         try:
             with _translated(f"claim {key}"):
                 self._client.save_state(
-                    self._store, key, json.dumps(value),
+                    self._store,
+                    key,
+                    json.dumps(value),
                     options=StateOptions(concurrency=Concurrency.first_write),
                 )
         except Conflict:
@@ -199,8 +207,9 @@ class DaprWorkflows:
 
     def schedule(self, name: str, instance_id: str, input: Any) -> str:
         with _translated(f"schedule {name} {instance_id}"):
-            return str(self._client.schedule_new_workflow(name, input=input,
-                                                          instance_id=instance_id))
+            return str(
+                self._client.schedule_new_workflow(name, input=input, instance_id=instance_id)
+            )
 
     def state(self, instance_id: str, payloads: bool = False) -> InstanceState | None:
         with _translated(f"get workflow {instance_id}"):
@@ -241,13 +250,10 @@ class DaprWorkflows:
             return bool(self._client.purge_workflow(instance_id))
 
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
-        with _translated(f"wait for {instance_id}"):
-            try:
-                self._client.wait_for_workflow_completion(
-                    instance_id, fetch_payloads=False, timeout_in_seconds=int(max(1, timeout_s))
-                )
-            except TimeoutError:
-                pass
+        with _translated(f"wait for {instance_id}"), contextlib.suppress(TimeoutError):
+            self._client.wait_for_workflow_completion(
+                instance_id, fetch_payloads=False, timeout_in_seconds=int(max(1, timeout_s))
+            )
         return self.state(instance_id)
 
 

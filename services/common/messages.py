@@ -53,8 +53,9 @@ def _limits(info: ValidationInfo) -> MessageLimits:
     ctx = info.context
     if isinstance(ctx, MessageLimits):
         return ctx
-    if isinstance(ctx, dict) and isinstance(ctx.get("limits"), MessageLimits):
-        return ctx["limits"]
+    nested = ctx.get("limits") if isinstance(ctx, dict) else None
+    if isinstance(nested, MessageLimits):
+        return nested
     return MessageLimits()
 
 
@@ -216,4 +217,3 @@ def describe_errors(exc: Any) -> str:
         msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
-

@@ -46,8 +46,12 @@ def parse_duration(value: Any) -> timedelta:
     iso = _ISO.match(text.upper())
     if iso and text.upper() not in ("P", "PT") and any(iso.groupdict().values()):
         parts = {k: float(v) for k, v in iso.groupdict().items() if v}
-        seconds = (parts.get("d", 0) * 86400 + parts.get("h", 0) * 3600
-                   + parts.get("m", 0) * 60 + parts.get("s", 0))
+        seconds = (
+            parts.get("d", 0) * 86400
+            + parts.get("h", 0) * 3600
+            + parts.get("m", 0) * 60
+            + parts.get("s", 0)
+        )
     elif text and _GO_PART.sub("", text) == "":
         seconds = sum(float(n) * _GO_UNITS[u] for n, u in _GO_PART.findall(text))
     if seconds is None:
@@ -86,7 +90,8 @@ class ApprovalPolicy(BaseModel):
         if self.manager_limit < self.auto_approve_below:
             raise ValueError("manager_limit must not be below auto_approve_below")
         longest = self.vp_deadline + (
-            self.manager_deadline if self.on_manager_timeout is OnManagerTimeout.ESCALATE_TO_VP
+            self.manager_deadline
+            if self.on_manager_timeout is OnManagerTimeout.ESCALATE_TO_VP
             else timedelta(0)
         )
         if self.order_backstop < longest:

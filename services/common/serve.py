@@ -17,5 +17,6 @@ def serve(app_id: str, factory: str, default_port: int) -> None:
     parser.add_argument("--host", default=os.environ.get("APP_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("APP_PORT", default_port)))
     args = parser.parse_args()
-    uvicorn.run(factory, factory=True, host=args.host, port=args.port, log_level="info",
-                access_log=False)
+    uvicorn.run(
+        factory, factory=True, host=args.host, port=args.port, log_level="info", access_log=False
+    )

@@ -11,8 +11,8 @@ from common.policy import ApprovalPolicy, load_policy, parse_duration
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Environment: APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
-    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, and the POLICY_* variables (see common.policy)."""
+    """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
+    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD and POLICY_* (see common.policy)."""
 
     app_id: str
     pubsub: str = "pubsub"

@@ -8,8 +8,9 @@ from typing import Any
 from common.gateway import Conflict, StateStore
 
 
-def update(state: StateStore, key: str, change: Callable[[Any | None], Any | None],
-           attempts: int = 20) -> Any | None:
+def update(
+    state: StateStore, key: str, change: Callable[[Any | None], Any | None], attempts: int = 20
+) -> Any | None:
     """Apply `change` to the current value and write it back; retry when a writer raced us.
 
     `change` returns the new value, or None to leave the document as it is. A document that

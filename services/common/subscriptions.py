@@ -82,14 +82,17 @@ def _lenient_id(body: bytes) -> str:
     return str(raw.get("id", "?")) if isinstance(raw, dict) else "?"
 
 
-def make_endpoint(topic: str, model: type[M], handler: Handler[M], gateway: GatewayRef,
-                  settings: ServiceSettings) -> Callable[[Request], Awaitable[JSONResponse]]:
+def make_endpoint(
+    topic: str, model: type[M], handler: Handler[M], gateway: GatewayRef, settings: ServiceSettings
+) -> Callable[[Request], Awaitable[JSONResponse]]:
     """The ASGI endpoint for one topic; separate from registration so tests can call it."""
 
     def record_drop(event_id: str, reason: str) -> None:
         try:
-            gateway().state.put(_drop_key(settings.app_id, topic, event_id),
-                                {"reason": reason, "at": datetime.now(UTC).isoformat()})
+            gateway().state.put(
+                _drop_key(settings.app_id, topic, event_id),
+                {"reason": reason, "at": datetime.now(UTC).isoformat()},
+            )
         except GatewayError:  # the reason is in the log; dead-lettering must not wait on it
             log.warning("could not record why %s on %s was dropped", event_id, topic)
 
@@ -111,36 +114,56 @@ def make_endpoint(topic: str, model: type[M], handler: Handler[M], gateway: Gate
             except Transient as exc:
                 answer = Answer.retry(str(exc))
             except Exception:
-                log.exception("topic %s: handler failed on event %s; asking for a retry",
-                              topic, event_id)
+                log.exception(
+                    "topic %s: handler failed on event %s; asking for a retry", topic, event_id
+                )
                 answer = Answer.retry("unexpected error")
         if answer.verdict is Verdict.DROP:
             await run_in_threadpool(record_drop, event_id, answer.reason)
         level = logging.INFO if answer.verdict is Verdict.SUCCESS else logging.WARNING
-        log.log(level, "topic %s event %s -> %s%s", topic, event_id, answer.verdict,
-                f" ({answer.reason})" if answer.reason else "")
+        log.log(
+            level,
+            "topic %s event %s -> %s%s",
+            topic,
+            event_id,
+            answer.verdict,
+            f" ({answer.reason})" if answer.reason else "",
+        )
         return JSONResponse({"status": answer.verdict.value, "reason": answer.reason})
 
     endpoint.__name__ = f"on_{topic.replace('-', '_')}"
     return endpoint
 
 
-def subscribe(dapr_app: DaprApp, gateway: GatewayRef, settings: ServiceSettings, *,
-              topic: str, model: type[M], handler: Handler[M]) -> None:
+def subscribe(
+    dapr_app: DaprApp,
+    gateway: GatewayRef,
+    settings: ServiceSettings,
+    *,
+    topic: str,
+    model: type[M],
+    handler: Handler[M],
+) -> None:
     """Register a subscription to `topic`, its dead-letter topic, and the collector for it."""
     endpoint = make_endpoint(topic, model, handler, gateway, settings)
     dlq = dead_letter(topic, settings.app_id)
-    dapr_app.subscribe(pubsub=settings.pubsub, topic=topic, route=f"/events/{topic}",
-                       dead_letter_topic=dlq)(endpoint)
+    dapr_app.subscribe(
+        pubsub=settings.pubsub, topic=topic, route=f"/events/{topic}", dead_letter_topic=dlq
+    )(endpoint)
     collector = make_dead_letter_endpoint(topic, gateway, settings)
     # rawPayload: the sidecar hands over the dead letter's original bytes (as data_base64),
     # even when they were never a CloudEvent it could parse.
-    dapr_app.subscribe(pubsub=settings.pubsub, topic=dlq, route=f"/deadletters/{topic}",
-                       metadata={"rawPayload": "true"})(collector)
+    dapr_app.subscribe(
+        pubsub=settings.pubsub,
+        topic=dlq,
+        route=f"/deadletters/{topic}",
+        metadata={"rawPayload": "true"},
+    )(collector)
 
 
-def make_dead_letter_endpoint(topic: str, gateway: GatewayRef, settings: ServiceSettings
-                              ) -> Callable[[Request], Awaitable[JSONResponse]]:
+def make_dead_letter_endpoint(
+    topic: str, gateway: GatewayRef, settings: ServiceSettings
+) -> Callable[[Request], Awaitable[JSONResponse]]:
     """Keep what came back on the dead-letter topic, with the reason recorded at DROP time."""
 
     def keep(delivered: bytes) -> None:
@@ -153,18 +176,22 @@ def make_dead_letter_endpoint(topic: str, gateway: GatewayRef, settings: Service
         event_id = str(envelope.get("id", "?"))
         dropped, _ = gateway().state.get(_drop_key(settings.app_id, topic, event_id))
         record = {
-            "topic": topic, "event_id": event_id, "type": envelope.get("type"),
+            "topic": topic,
+            "event_id": event_id,
+            "type": envelope.get("type"),
             "source": envelope.get("source"),
             "reason": (dropped or {}).get(
-                "reason", "not a CloudEvent the sidecar could parse, or retries ran out"),
+                "reason", "not a CloudEvent the sidecar could parse, or retries ran out"
+            ),
             "received_at": datetime.now(UTC).isoformat(),
             "body": body[:4096].decode("utf-8", "replace"),
         }
 
         def add(items: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
             items = items or []
-            if any(i["event_id"] == event_id and i["topic"] == topic and event_id != "?"
-                   for i in items):
+            if any(
+                i["event_id"] == event_id and i["topic"] == topic and event_id != "?" for i in items
+            ):
                 return None
             return [*items, record][-DEAD_LETTERS_KEPT:]
 
@@ -205,8 +232,7 @@ def dead_letters_router(gateway: GatewayRef) -> APIRouter:
     router = APIRouter(tags=["dead letters"])
 
     @router.get("/deadletters")
-    def list_dead_letters(topic: str | None = Query(None, max_length=100)
-                          ) -> list[dict[str, Any]]:
+    def list_dead_letters(topic: str | None = Query(None, max_length=100)) -> list[dict[str, Any]]:
         items, _ = gateway().state.get(DEAD_LETTERS_KEY)
         return [i for i in (items or []) if topic is None or i["topic"] == topic]
 

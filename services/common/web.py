@@ -55,10 +55,17 @@ class BodyLimit:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = (b'{"detail": "request body is larger than %d bytes"}' % self.limit)
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode())]})
+        body = b'{"detail": "request body is larger than %d bytes"}' % self.limit
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
 
@@ -79,8 +86,9 @@ def require_app_token(request: Request, expected: str | None) -> JSONResponse | 
 Check = Callable[[], Awaitable[str | None]]
 
 
-def health_router(sidecar_url: Callable[[], str], extra: dict[str, Check] | None = None
-                  ) -> APIRouter:
+def health_router(
+    sidecar_url: Callable[[], str], extra: dict[str, Check] | None = None
+) -> APIRouter:
     """/healthz: the process answers. /readyz: the sidecar and every extra check are ready."""
     router = APIRouter(tags=["health"])
 

@@ -76,8 +76,14 @@ class _Context:
         self.custom_status = status
         self.harness.statuses.append(status)
 
-    def call_activity(self, activity: Any, *, input: Any = None, retry_policy: Any = None,
-                      app_id: str | None = None) -> dt.Task[Any]:
+    def call_activity(
+        self,
+        activity: Any,
+        *,
+        input: Any = None,
+        retry_policy: Any = None,
+        app_id: str | None = None,
+    ) -> dt.Task[Any]:
         name = activity if isinstance(activity, str) else getattr(activity, "__name__", "?")
         return self.harness._call(name, input)
 
@@ -86,8 +92,10 @@ class _Context:
 
     def wait_for_external_event(self, name: str, *, timeout: Any = None) -> dt.Task[Any]:
         if timeout is not None:
-            raise HarnessError("wait_for_external_event(timeout=...) is not modelled; "
-                               "race the event against create_timer with when_any")
+            raise HarnessError(
+                "wait_for_external_event(timeout=...) is not modelled; "
+                "race the event against create_timer with when_any"
+            )
         return self.harness._wait(name)
 
 
@@ -139,16 +147,18 @@ class WorkflowHarness:
         self._pump()
         return self
 
-    def advance(self, by: timedelta | None = None, *, to: datetime | None = None
-                ) -> WorkflowHarness:
+    def advance(
+        self, by: timedelta | None = None, *, to: datetime | None = None
+    ) -> WorkflowHarness:
         """Move the clock forward, firing every timer due on the way, in order."""
         target = to if to is not None else self.now + (by or timedelta(0))
         if target < self.now:
             raise HarnessError("time does not go backwards")
         self._stimuli.append(("advance", target))
         while not self.done:
-            due = sorted((t for t in self._timers if not t.task.is_complete),
-                         key=lambda t: t.fire_at)
+            due = sorted(
+                (t for t in self._timers if not t.task.is_complete), key=lambda t: t.fire_at
+            )
             if not due or due[0].fire_at > target:
                 break
             self.now = max(self.now, due[0].fire_at)
@@ -193,8 +203,9 @@ class WorkflowHarness:
 
     def assert_deterministic(self) -> None:
         """Replay the same inputs with is_replaying=True; every action must repeat exactly."""
-        replay = WorkflowHarness(self.workflow, self.input, instance_id=self.instance_id,
-                                 now=self._started_at)
+        replay = WorkflowHarness(
+            self.workflow, self.input, instance_id=self.instance_id, now=self._started_at
+        )
         replay._replay_results = list(self._results_log)
         replay._ctx.is_replaying = True
         replay.start()
@@ -210,7 +221,8 @@ class WorkflowHarness:
                 if a != b:
                     raise AssertionError(f"replay diverged at action {i}: {a!r} != {b!r}")
             raise AssertionError(
-                f"replay made {len(replay.actions)} actions, the run {len(self.actions)}")
+                f"replay made {len(replay.actions)} actions, the run {len(self.actions)}"
+            )
 
     # ---- the context's side ------------------------------------------------------------
 
@@ -232,8 +244,10 @@ class WorkflowHarness:
 
     def _run_activity(self, name: str, input: Any) -> tuple[str, Any]:
         if name not in self.activities:
-            raise HarnessError(f"the workflow called activity {name!r}, which the test did "
-                               f"not script (scripted: {sorted(self.activities)})")
+            raise HarnessError(
+                f"the workflow called activity {name!r}, which the test did "
+                f"not script (scripted: {sorted(self.activities)})"
+            )
         script = self.activities[name]
         if not callable(script):
             return "ok", script

@@ -6,15 +6,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-
 from common.gateway import Gateway, GatewayError
 from common.messages import ApprovalRequested, OrderStatusChanged
 from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
+from dapr.ext.fastapi import DaprApp
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
 from notifier.settings import NotifierSettings
@@ -83,10 +83,22 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
-    subscribe(dapr_app, gw, settings, topic=APPROVAL_REQUESTS, model=ApprovalRequested,
-              handler=lambda m: deliver(gw(), conf, for_approval_request(m)))
-    subscribe(dapr_app, gw, settings, topic=ORDER_STATUS, model=OrderStatusChanged,
-              handler=lambda m: deliver(gw(), conf, for_status_change(m)))
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=APPROVAL_REQUESTS,
+        model=ApprovalRequested,
+        handler=lambda m: deliver(gw(), conf, for_approval_request(m)),
+    )
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=ORDER_STATUS,
+        model=OrderStatusChanged,
+        handler=lambda m: deliver(gw(), conf, for_status_change(m)),
+    )
     app.include_router(router)
 
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-
 from common.app import build_app
 from common.gateway import Gateway
+from fastapi import FastAPI
+
 from notifier import api
 from notifier.settings import NotifierSettings
 
 
-def create_app(settings: NotifierSettings | None = None, gateway: Gateway | None = None
-               ) -> FastAPI:
+def create_app(settings: NotifierSettings | None = None, gateway: Gateway | None = None) -> FastAPI:
     return build_app(
         settings=settings or NotifierSettings.from_env(),
         gateway=gateway,

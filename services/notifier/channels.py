@@ -6,6 +6,7 @@ import logging
 from typing import Protocol
 
 from common.gateway import Bindings
+
 from notifier.domain import Notification
 
 log = logging.getLogger("notifier.delivery")
@@ -39,7 +40,12 @@ class WebhookChannel:
         self._bindings, self._binding = bindings, binding
 
     def send(self, note: Notification) -> None:
-        self._bindings.invoke(self._binding, "post", note.model_dump_json().encode(), {
-            "path": "/" + note.audience.replace(":", "/"),
-            "Content-Type": "application/json",
-        })
+        self._bindings.invoke(
+            self._binding,
+            "post",
+            note.model_dump_json().encode(),
+            {
+                "path": "/" + note.audience.replace(":", "/"),
+                "Content-Type": "application/json",
+            },
+        )

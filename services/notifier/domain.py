@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
-
 from common.messages import ApprovalRequested, OrderStatusChanged
+from pydantic import BaseModel
 
 
 class Notification(BaseModel):
@@ -22,17 +21,23 @@ class Notification(BaseModel):
 
 def for_approval_request(msg: ApprovalRequested) -> Notification:
     return Notification(
-        id=msg.message_id, order_id=msg.order_id, audience=f"approvers:{msg.tier.value}",
+        id=msg.message_id,
+        order_id=msg.order_id,
+        audience=f"approvers:{msg.tier.value}",
         subject=f"Approval needed: order {msg.order_id}",
-        text=(f"Order {msg.order_id} for {msg.amount} {msg.currency} needs {msg.tier.value} "
-              f"approval by {msg.due_at.isoformat()} (stage {msg.stage}). {msg.reason}").strip(),
+        text=(
+            f"Order {msg.order_id} for {msg.amount} {msg.currency} needs {msg.tier.value} "
+            f"approval by {msg.due_at.isoformat()} (stage {msg.stage}). {msg.reason}"
+        ).strip(),
         at=msg.due_at,
     )
 
 
 def for_status_change(msg: OrderStatusChanged) -> Notification:
     return Notification(
-        id=msg.message_id, order_id=msg.order_id, audience="customer",
+        id=msg.message_id,
+        order_id=msg.order_id,
+        audience="customer",
         subject=f"Order {msg.order_id}: {msg.status.value.replace('_', ' ')}",
         text=f"Your order {msg.order_id} is now {msg.status.value}. {msg.detail}".strip(),
         at=msg.at,

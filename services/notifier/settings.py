@@ -25,16 +25,22 @@ class NotifierSettings(ServiceSettings):
     webhook_binding: str = "notify-webhook"
 
     @classmethod
-    def from_env(cls, app_id: str = "notifier", env: Mapping[str, str] | None = None
-                 ) -> NotifierSettings:
+    def from_env(
+        cls, app_id: str = "notifier", env: Mapping[str, str] | None = None
+    ) -> NotifierSettings:
         env = os.environ if env is None else env
         base = ServiceSettings.from_env(app_id, env)
-        channels = tuple(c.strip() for c in env.get("NOTIFY_CHANNELS", "log").split(",")
-                         if c.strip())
+        channels = tuple(
+            c.strip() for c in env.get("NOTIFY_CHANNELS", "log").split(",") if c.strip()
+        )
         unknown = sorted(set(channels) - set(CHANNELS))
         if unknown or not channels:
-            raise SettingsError(f"NOTIFY_CHANNELS: unknown channel(s) {unknown or channels}; "
-                                f"use a comma list of {', '.join(CHANNELS)}")
-        return cls(**{f.name: getattr(base, f.name) for f in fields(ServiceSettings)},
-                   channels=channels,
-                   webhook_binding=env.get("WEBHOOK_BINDING", "notify-webhook"))
+            raise SettingsError(
+                f"NOTIFY_CHANNELS: unknown channel(s) {unknown or channels}; "
+                f"use a comma list of {', '.join(CHANNELS)}"
+            )
+        return cls(
+            **{f.name: getattr(base, f.name) for f in fields(ServiceSettings)},
+            channels=channels,
+            webhook_binding=env.get("WEBHOOK_BINDING", "notify-webhook"),
+        )

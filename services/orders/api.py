@@ -7,16 +7,16 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from pydantic import ValidationError
-
 from common.gateway import Gateway, NotFound, schedule_once
 from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_OUTCOMES, ORDERS
+from dapr.ext.fastapi import DaprApp
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import ValidationError
+
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     ORDER_WORKFLOW,
@@ -53,8 +53,7 @@ def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced
         if (record or {}).get("status") == "scheduled" or gateway.workflows.state(iid):
             return Answer.success("duplicate order")
         # The first delivery claimed the id but never scheduled: finish its job.
-    wf_input = OrderInput(order=order.model_dump(mode="json"),
-                          policy=settings.policy.snapshot())
+    wf_input = OrderInput(order=order.model_dump(mode="json"), policy=settings.policy.snapshot())
     schedule_once(gateway, ORDER_WORKFLOW, iid, wf_input.model_dump(mode="json"))
     update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
     log.info("order %s: scheduled %s", order.order_id, iid)
@@ -80,10 +79,22 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
-    subscribe(dapr_app, gw, settings, topic=ORDERS, model=OrderPlaced,
-              handler=lambda m: accept_order(gw(), settings, m))
-    subscribe(dapr_app, gw, settings, topic=APPROVAL_OUTCOMES, model=ApprovalOutcome,
-              handler=lambda m: deliver_outcome(gw(), m))
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=ORDERS,
+        model=OrderPlaced,
+        handler=lambda m: accept_order(gw(), settings, m),
+    )
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=APPROVAL_OUTCOMES,
+        model=ApprovalOutcome,
+        handler=lambda m: deliver_outcome(gw(), m),
+    )
     app.include_router(router)
 
 

@@ -9,27 +9,27 @@ Activities do the side effects, idempotently: every message they publish has a s
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
-from dapr.ext.workflow import when_any
-from pydantic import BaseModel, ValidationError
-
 from common.gateway import Gateway
 from common.messages import (
+    TRUSTED,
     ApprovalOutcome,
     ApprovalRequested,
     OrderPlaced,
     OrderStatus,
     OrderStatusChanged,
     Outcome,
-    TRUSTED,
     describe_errors,
 )
 from common.policy import ApprovalPolicy
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from common.workflow import now
+from dapr.ext.workflow import when_any
+from pydantic import BaseModel, ValidationError
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +67,16 @@ def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[st
     order_id = str(inp.order.get("order_id") or ctx.instance_id.removeprefix(INSTANCE_PREFIX))
 
     def status(value: OrderStatus, detail: str = "") -> Any:
-        msg = OrderStatusChanged(order_id=order_id, status=value, at=now(ctx),
-                                 detail=detail)
+        msg = OrderStatusChanged(order_id=order_id, status=value, at=now(ctx), detail=detail)
         return ctx.call_activity(PUBLISH_STATUS, input=msg.model_dump(mode="json"))
 
-    def finish(value: OrderStatus, reason: str, decided_by: str = "", tier: str | None = None
-               ) -> dict[str, Any]:
+    def finish(
+        value: OrderStatus, reason: str, decided_by: str = "", tier: str | None = None
+    ) -> dict[str, Any]:
         ctx.set_custom_status(f"{value.value}" + (f": {reason}" if reason else ""))
-        return OrderResult(order_id=order_id, status=value, reason=reason,
-                           decided_by=decided_by, tier=tier).model_dump(mode="json")
+        return OrderResult(
+            order_id=order_id, status=value, reason=reason, decided_by=decided_by, tier=tier
+        ).model_dump(mode="json")
 
     try:
         order = OrderPlaced.model_validate(inp.order, context=policy.limits)
@@ -83,24 +84,33 @@ def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[st
         reason = f"invalid_order: {describe_errors(exc)}"
         if not ctx.is_replaying:
             log.warning("order %s rejected: %s", order_id, reason)
-        try:
+        # An unusable order id leaves nothing to publish the status under.
+        with contextlib.suppress(ValidationError):
             yield status(OrderStatus.REJECTED, reason)
-        except ValidationError:  # the order id itself is unusable: nothing to publish under
-            pass
         return finish(OrderStatus.REJECTED, "invalid_order")
 
     yield status(OrderStatus.RECEIVED, f"{order.amount} {order.currency}")
     tier = policy.tier_for(order.amount)
+    outcome: ApprovalOutcome | None
     if tier is None:
-        outcome = ApprovalOutcome(order_id=order.order_id, outcome=Outcome.APPROVED,
-                                  decided_by="policy", reason="auto_approved",
-                                  decided_at=now(ctx))
+        outcome = ApprovalOutcome(
+            order_id=order.order_id,
+            outcome=Outcome.APPROVED,
+            decided_by="policy",
+            reason="auto_approved",
+            decided_at=now(ctx),
+        )
     else:
         due = now(ctx) + policy.deadline_for(tier)
         request = ApprovalRequested(
             request_id=ApprovalRequested.make_id(order.order_id, 1, tier),
-            order_id=order.order_id, customer_id=order.customer_id, amount=order.amount,
-            currency=order.currency, tier=tier, stage=1, due_at=due,
+            order_id=order.order_id,
+            customer_id=order.customer_id,
+            amount=order.amount,
+            currency=order.currency,
+            tier=tier,
+            stage=1,
+            due_at=due,
             reason=f"{order.amount} {order.currency} needs {tier.value} approval",
         )
         ctx.set_custom_status(f"awaiting {tier.value} approval, due {due.isoformat()}")
@@ -112,20 +122,26 @@ def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[st
             event = ctx.wait_for_external_event(APPROVAL_OUTCOME_EVENT)
             winner = yield when_any([event, backstop])
             if winner is backstop:
-                outcome = ApprovalOutcome(order_id=order.order_id, outcome=Outcome.EXPIRED,
-                                          decided_by="policy", reason="approval_timeout",
-                                          decided_at=now(ctx))
+                outcome = ApprovalOutcome(
+                    order_id=order.order_id,
+                    outcome=Outcome.EXPIRED,
+                    decided_by="policy",
+                    reason="approval_timeout",
+                    decided_at=now(ctx),
+                )
                 break
             outcome = _parse_outcome(event.get_result(), order.order_id)
             if outcome is None and not ctx.is_replaying:
                 log.warning("order %s: ignored a malformed approval outcome", order.order_id)
 
+    assert outcome is not None
     if outcome.outcome is Outcome.APPROVED:
         yield status(OrderStatus.APPROVED, f"by {outcome.decided_by}: {outcome.reason}".strip())
         yield ctx.call_activity(FULFIL_ORDER, input=order.model_dump(mode="json"))
         yield status(OrderStatus.COMPLETED)
-        return finish(OrderStatus.COMPLETED, outcome.reason, outcome.decided_by,
-                      tier.value if tier else None)
+        return finish(
+            OrderStatus.COMPLETED, outcome.reason, outcome.decided_by, tier.value if tier else None
+        )
     final = OrderStatus.EXPIRED if outcome.outcome is Outcome.EXPIRED else OrderStatus.REJECTED
     yield status(final, outcome.reason)
     return finish(final, outcome.reason, outcome.decided_by, tier.value if tier else None)
@@ -153,10 +169,17 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
 
     def fulfil_order(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
         order = OrderPlaced.model_validate(data, context=TRUSTED)
-        record = {"order_id": order.order_id, "amount": str(order.amount),
-                  "currency": order.currency, "items": [i.model_dump() for i in order.items]}
+        record = {
+            "order_id": order.order_id,
+            "amount": str(order.amount),
+            "currency": order.currency,
+            "items": [i.model_dump() for i in order.items],
+        }
         gateway.state.put(f"fulfilment:{order.order_id}", record)
         return record
 
-    return {PUBLISH_STATUS: publish_order_status, REQUEST_APPROVAL: request_approval,
-            FULFIL_ORDER: fulfil_order}
+    return {
+        PUBLISH_STATUS: publish_order_status,
+        REQUEST_APPROVAL: request_approval,
+        FULFIL_ORDER: fulfil_order,
+    }

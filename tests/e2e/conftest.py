@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
-
 from devstack.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,9 +66,13 @@ def webhook() -> Iterator[WebhookSink]:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Iterator[Stack]:
     run_dir = Path(os.environ.get("E2E_RUN_DIR") or tmp_path_factory.mktemp("stack"))
-    with Stack(run_file=ROOT / "dapr.yaml", run_dir=run_dir, free_ports=True,
-               env={**E2E_ENV, "NOTIFY_CHANNELS": "log,webhook"},
-               component_metadata={"notify-webhook": {"url": webhook.url}}) as running:
+    with Stack(
+        run_file=ROOT / "dapr.yaml",
+        run_dir=run_dir,
+        free_ports=True,
+        env={**E2E_ENV, "NOTIFY_CHANNELS": "log,webhook"},
+        component_metadata={"notify-webhook": {"url": webhook.url}},
+    ) as running:
         yield running
 
 
@@ -83,8 +86,7 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
-def eventually(probe: Callable[[], T | None], timeout: float = 30, what: str = "condition"
-               ) -> T:
+def eventually(probe: Callable[[], T | None], timeout: float = 30, what: str = "condition") -> T:
     """Poll `probe` until it returns something truthy; fail with `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last: Any = None

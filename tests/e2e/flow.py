@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
-
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.messages import Message, OrderPlaced
 from devstack.stack import Stack
+
 from tests.e2e.conftest import eventually, unique
 
 
@@ -20,8 +20,9 @@ class Flow:
         self.approvals = stack.apps["approvals"].app_url
         self.notifier = stack.apps["notifier"].app_url
 
-    def publish(self, message: Message | bytes, topic: str, via: str = "orders",
-                raw: bool = False) -> None:
+    def publish(
+        self, message: Message | bytes, topic: str, via: str = "orders", raw: bool = False
+    ) -> None:
         """Publish through an app's sidecar, as a shop or a script would.
 
         `raw` skips the sidecar's CloudEvent handling, so any bytes reach the topic as they are.
@@ -29,15 +30,23 @@ class Flow:
         body = message if isinstance(message, bytes) else wrap(message, "e2e")
         sidecar = self.stack.apps[via].dapr_url
         resp = self.http.post(
-            f"{sidecar}/v1.0/publish/pubsub/{topic}", content=body,
+            f"{sidecar}/v1.0/publish/pubsub/{topic}",
+            content=body,
             params={"metadata.rawPayload": "true"} if raw else None,
-            headers={"content-type": "application/json" if raw else CONTENT_TYPE})
+            headers={"content-type": "application/json" if raw else CONTENT_TYPE},
+        )
         assert resp.status_code == 204, resp.text
 
-    def place(self, amount: str, customer: str = "cust-1", order_id: str | None = None
-              ) -> OrderPlaced:
-        order = OrderPlaced(order_id=order_id or unique("o"), customer_id=customer,
-                            amount=amount, currency="EUR", placed_at=datetime.now(UTC))
+    def place(
+        self, amount: str, customer: str = "cust-1", order_id: str | None = None
+    ) -> OrderPlaced:
+        order = OrderPlaced(
+            order_id=order_id or unique("o"),
+            customer_id=customer,
+            amount=amount,
+            currency="EUR",
+            placed_at=datetime.now(UTC),
+        )
         self.publish(order, "orders")
         return order
 
@@ -48,8 +57,12 @@ class Flow:
     def finished(self, order_id: str, timeout: float = 45) -> dict[str, Any]:
         def done() -> dict[str, Any] | None:
             state = self.order(order_id)
-            return state if state and state["workflow_status"] in (
-                "COMPLETED", "FAILED", "TERMINATED") else None
+            return (
+                state
+                if state and state["workflow_status"] in ("COMPLETED", "FAILED", "TERMINATED")
+                else None
+            )
+
         state = eventually(done, timeout, f"order {order_id} to finish")
         assert state["workflow_status"] == "COMPLETED", state
         return state
@@ -58,27 +71,46 @@ class Flow:
         resp = self.http.get(f"{self.approvals}/approvals/{order_id}")
         return resp.json() if resp.status_code == 200 else None
 
-    def pending(self, order_id: str, tier: str = "manager", timeout: float = 30
-                ) -> dict[str, Any]:
+    def pending(self, order_id: str, tier: str = "manager", timeout: float = 30) -> dict[str, Any]:
         return eventually(
-            lambda: (a := self.approval(order_id)) and a["status"] == "pending"
-            and a["tier"] == tier and a,
-            timeout, f"approval of {order_id} pending at the {tier} stage")
+            lambda: (
+                (a := self.approval(order_id))
+                and a["status"] == "pending"
+                and a["tier"] == tier
+                and a
+            ),
+            timeout,
+            f"approval of {order_id} pending at the {tier} stage",
+        )
 
-    def decide(self, order_id: str, approver: str, role: str, approved: bool = True,
-               reason: str = "") -> httpx.Response:
-        return self.http.post(f"{self.approvals}/approvals/{order_id}/decisions", json={
-            "approved": approved, "reason": reason, "approver_id": approver,
-            "approver_role": role})
+    def decide(
+        self, order_id: str, approver: str, role: str, approved: bool = True, reason: str = ""
+    ) -> httpx.Response:
+        return self.http.post(
+            f"{self.approvals}/approvals/{order_id}/decisions",
+            json={
+                "approved": approved,
+                "reason": reason,
+                "approver_id": approver,
+                "approver_role": role,
+            },
+        )
 
     def notifications(self, order_id: str) -> list[dict[str, Any]]:
-        return self.http.get(f"{self.notifier}/notifications",  # type: ignore[no-any-return]
-                             params={"order_id": order_id}).json()
+        return self.http.get(
+            f"{self.notifier}/notifications",  # type: ignore[no-any-return]
+            params={"order_id": order_id},
+        ).json()
 
     def customer_statuses(self, order_id: str, until: str, timeout: float = 20) -> list[str]:
         """The order-status notifications the customer got, once `until` is among them."""
+
         def seen() -> list[str] | None:
-            got = [n["id"].removeprefix(f"{order_id}-") for n in self.notifications(order_id)
-                   if n["audience"] == "customer"]
+            got = [
+                n["id"].removeprefix(f"{order_id}-")
+                for n in self.notifications(order_id)
+                if n["audience"] == "customer"
+            ]
             return got if until in got else None
+
         return eventually(seen, timeout, f"customer told {until!r} about {order_id}")

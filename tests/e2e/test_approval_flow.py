@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-
 from common.messages import DecisionSubmitted
+
 from tests.e2e.conftest import WebhookSink, eventually, unique
 from tests.e2e.flow import Flow
 
@@ -20,16 +20,30 @@ def test_manager_approves(flow: Flow, webhook: WebhookSink) -> None:
     assert resp.status_code == 202, resp.text
     assert resp.json()["decision_id"].startswith("d-")
     state = flow.finished(order.order_id)
-    assert state["result"] == {"order_id": order.order_id, "status": "completed",
-                               "reason": "fine", "decided_by": "mgr-1", "tier": "manager"}
+    assert state["result"] == {
+        "order_id": order.order_id,
+        "status": "completed",
+        "reason": "fine",
+        "decided_by": "mgr-1",
+        "tier": "manager",
+    }
     assert flow.customer_statuses(order.order_id, "completed") == [
-        "received", "awaiting_approval", "approved", "completed"]
-    approvers = eventually(lambda: [n for n in flow.notifications(order.order_id)
-                                    if n["audience"] == "approvers:manager"],
-                           what="the manager to be notified")
+        "received",
+        "awaiting_approval",
+        "approved",
+        "completed",
+    ]
+    approvers = eventually(
+        lambda: [
+            n for n in flow.notifications(order.order_id) if n["audience"] == "approvers:manager"
+        ],
+        what="the manager to be notified",
+    )
     assert len(approvers) == 1 and "needs manager approval" in approvers[0]["text"]
-    hooks = eventually(lambda: (got := webhook.for_order(order.order_id)) and len(got) >= 5
-                       and got, what="approver and customer notifications on the webhook")
+    hooks = eventually(
+        lambda: (got := webhook.for_order(order.order_id)) and len(got) >= 5 and got,
+        what="approver and customer notifications on the webhook",
+    )
     paths = sorted(p for p, _ in hooks)
     assert paths == ["/hooks/approvers/manager"] + ["/hooks/customer"] * 4
 
@@ -37,8 +51,12 @@ def test_manager_approves(flow: Flow, webhook: WebhookSink) -> None:
 def test_manager_rejects(flow: Flow) -> None:
     order = flow.place("800.00")
     flow.pending(order.order_id)
-    assert flow.decide(order.order_id, "mgr-1", "manager", approved=False,
-                       reason="over budget").status_code == 202
+    assert (
+        flow.decide(
+            order.order_id, "mgr-1", "manager", approved=False, reason="over budget"
+        ).status_code
+        == 202
+    )
     state = flow.finished(order.order_id)
     assert state["result"]["status"] == "rejected"
     assert state["result"]["reason"] == "over budget"
@@ -64,9 +82,13 @@ def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:
     assert flow.decide(order.order_id, "vp-2", "vp").status_code == 202
     state = flow.finished(order.order_id)
     assert state["result"]["decided_by"] == "vp-2"
-    eventually(lambda: {"approvers:manager", "approvers:vp"}
-               <= {n["audience"] for n in flow.notifications(order.order_id)},
-               what="both tiers of approvers to be notified")
+    eventually(
+        lambda: (
+            {"approvers:manager", "approvers:vp"}
+            <= {n["audience"] for n in flow.notifications(order.order_id)}
+        ),
+        what="both tiers of approvers to be notified",
+    )
 
 
 def test_last_stage_timeout_expires_the_order(flow: Flow) -> None:
@@ -81,9 +103,15 @@ def test_last_stage_timeout_expires_the_order(flow: Flow) -> None:
 
 def test_decision_published_before_the_approval_exists_is_held_then_applied(flow: Flow) -> None:
     order_id = unique("o")
-    early = DecisionSubmitted(decision_id=unique("d"), order_id=order_id, approved=True,
-                              approver_id="vp-9", approver_role="vp", reason="pre-approved",
-                              decided_at=datetime.now(UTC))
+    early = DecisionSubmitted(
+        decision_id=unique("d"),
+        order_id=order_id,
+        approved=True,
+        approver_id="vp-9",
+        approver_role="vp",
+        reason="pre-approved",
+        decided_at=datetime.now(UTC),
+    )
     flow.publish(early, "decisions", via="approvals")
     flow.place("3000.00", order_id=order_id)
     state = flow.finished(order_id)
@@ -95,14 +123,22 @@ def test_same_decision_twice_has_one_effect_and_a_published_manager_vp_decision_
 ) -> None:
     order = flow.place("6000.00")
     flow.pending(order.order_id, tier="vp")
-    sneaky = DecisionSubmitted(decision_id=unique("d"), order_id=order.order_id, approved=True,
-                               approver_id="mgr-7", approver_role="manager",
-                               decided_at=datetime.now(UTC))
+    sneaky = DecisionSubmitted(
+        decision_id=unique("d"),
+        order_id=order.order_id,
+        approved=True,
+        approver_id="mgr-7",
+        approver_role="manager",
+        decided_at=datetime.now(UTC),
+    )
     flow.publish(sneaky, "decisions", via="approvals")
     flow.publish(sneaky, "decisions", via="approvals")
-    eventually(lambda: any(e["kind"] == "ignored"
-                           for e in (flow.approval(order.order_id) or {}).get("log", [])),
-               what="the manager's decision to be logged as ignored")
+    eventually(
+        lambda: any(
+            e["kind"] == "ignored" for e in (flow.approval(order.order_id) or {}).get("log", [])
+        ),
+        what="the manager's decision to be logged as ignored",
+    )
     assert flow.decide(order.order_id, "vp-1", "vp", approved=False).status_code == 202
     state = flow.finished(order.order_id)
     assert state["result"]["status"] == "rejected"
@@ -120,4 +156,7 @@ def test_same_order_published_three_times_runs_one_workflow(flow: Flow) -> None:
     again = flow.order(order.order_id)
     assert again is not None and again["created_at"] == first["created_at"]
     assert flow.customer_statuses(order.order_id, "completed") == [
-        "received", "approved", "completed"]
+        "received",
+        "approved",
+        "completed",
+    ]

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
 from common.messages import DecisionSubmitted
+
 from tests.e2e.conftest import eventually, unique
 from tests.e2e.flow import Flow
 
@@ -27,8 +27,10 @@ TOPICS = {
 
 def dead_letters(flow: Flow, app: str, topic: str) -> list[dict[str, Any]]:
     url = flow.stack.apps[app].app_url
-    return flow.http.get(f"{url}/deadletters",  # type: ignore[no-any-return]
-                         params={"topic": topic}).json()
+    return flow.http.get(
+        f"{url}/deadletters",  # type: ignore[no-any-return]
+        params={"topic": topic},
+    ).json()
 
 
 @pytest.mark.parametrize("topic", sorted(TOPICS))
@@ -37,16 +39,30 @@ def test_malformed_and_wrong_schema_messages_are_dead_lettered(flow: Flow, topic
     marker = unique("junk")
     flow.publish(f'{{"{marker}": '.encode(), topic, via=via, raw=True)  # not even JSON
     wrong_id = unique("wrong")
-    wrong = {"specversion": "1.0", "id": wrong_id, "source": "e2e", "type": "t",
-             "datacontenttype": "application/json", "data": {"bogus": marker}}
+    wrong = {
+        "specversion": "1.0",
+        "id": wrong_id,
+        "source": "e2e",
+        "type": "t",
+        "datacontenttype": "application/json",
+        "data": {"bogus": marker},
+    }
     flow.publish(json.dumps(wrong).encode(), topic, via=via)
     for app in subscribers:
         kept = eventually(
-            lambda app=app: (lambda items: items if (
-                any(i["event_id"] == wrong_id for i in items)
-                and any(marker in i["body"] and i["event_id"] != wrong_id for i in items)
-            ) else None)(dead_letters(flow, app, topic)),
-            timeout=30, what=f"both bad messages on {topic} dead-lettered by {app}")
+            lambda app=app: (
+                lambda items: (
+                    items
+                    if (
+                        any(i["event_id"] == wrong_id for i in items)
+                        and any(marker in i["body"] and i["event_id"] != wrong_id for i in items)
+                    )
+                    else None
+                )
+            )(dead_letters(flow, app, topic)),
+            timeout=30,
+            what=f"both bad messages on {topic} dead-lettered by {app}",
+        )
         (schema,) = [i for i in kept if i["event_id"] == wrong_id]
         assert "is invalid" in schema["reason"] and "bogus" in schema["reason"]
         assert flow.http.get(f"{flow.stack.apps[app].app_url}/readyz").status_code == 200
@@ -55,12 +71,22 @@ def test_malformed_and_wrong_schema_messages_are_dead_lettered(flow: Flow, topic
 def test_decision_for_an_order_that_never_appears_is_dead_lettered_after_the_hold(
     flow: Flow,
 ) -> None:
-    orphan = DecisionSubmitted(decision_id=unique("d"), order_id=unique("ghost"), approved=True,
-                               approver_id="vp-1", approver_role="vp",
-                               decided_at=datetime.now(UTC))
+    orphan = DecisionSubmitted(
+        decision_id=unique("d"),
+        order_id=unique("ghost"),
+        approved=True,
+        approver_id="vp-1",
+        approver_role="vp",
+        decided_at=datetime.now(UTC),
+    )
     flow.publish(orphan, "decisions", via="approvals")
     (kept,) = eventually(
-        lambda: [i for i in dead_letters(flow, "approvals", "decisions")
-                 if i["event_id"] == orphan.decision_id],
-        timeout=40, what="the orphan decision in the dead letters")
+        lambda: [
+            i
+            for i in dead_letters(flow, "approvals", "decisions")
+            if i["event_id"] == orphan.decision_id
+        ],
+        timeout=40,
+        what="the orphan decision in the dead letters",
+    )
     assert "appeared within 6s" in kept["reason"]

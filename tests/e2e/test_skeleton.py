@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
-
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.messages import OrderPlaced
 from devstack.stack import Stack
+
 from tests.e2e.conftest import eventually, unique
 
 pytestmark = pytest.mark.e2e
@@ -19,20 +19,31 @@ pytestmark = pytest.mark.e2e
 def publish_order(http: httpx.Client, stack: Stack, order: OrderPlaced) -> None:
     """Publish as a shop would: through a sidecar's publish API, as a CloudEvent."""
     sidecar = stack.apps["orders"].dapr_url
-    resp = http.post(f"{sidecar}/v1.0/publish/pubsub/orders", content=wrap(order, "shop"),
-                     headers={"content-type": CONTENT_TYPE})
+    resp = http.post(
+        f"{sidecar}/v1.0/publish/pubsub/orders",
+        content=wrap(order, "shop"),
+        headers={"content-type": CONTENT_TYPE},
+    )
     assert resp.status_code == 204, resp.text
 
 
 def test_small_order_completes_and_customer_is_told(stack: Stack, http: httpx.Client) -> None:
-    order = OrderPlaced(order_id=unique("o"), customer_id="cust-1", amount="120.00",
-                        currency="EUR", placed_at=datetime.now(UTC))
+    order = OrderPlaced(
+        order_id=unique("o"),
+        customer_id="cust-1",
+        amount="120.00",
+        currency="EUR",
+        placed_at=datetime.now(UTC),
+    )
     publish_order(http, stack, order)
 
     orders = stack.apps["orders"].app_url
     state = eventually(
-        lambda: (r := http.get(f"{orders}/orders/{order.order_id}")).status_code == 200
-        and r.json()["workflow_status"] == "COMPLETED" and r.json(),
+        lambda: (
+            (r := http.get(f"{orders}/orders/{order.order_id}")).status_code == 200
+            and r.json()["workflow_status"] == "COMPLETED"
+            and r.json()
+        ),
         what="order workflow COMPLETED",
     )
     assert state["result"]["status"] == "completed"
@@ -40,10 +51,19 @@ def test_small_order_completes_and_customer_is_told(stack: Stack, http: httpx.Cl
 
     notifier = stack.apps["notifier"].app_url
     notes = eventually(
-        lambda: [n["id"] for n in http.get(f"{notifier}/notifications",
-                                             params={"order_id": order.order_id}).json()]
-        if len(http.get(f"{notifier}/notifications",
-                        params={"order_id": order.order_id}).json()) >= 3 else None,
+        lambda: (
+            [
+                n["id"]
+                for n in http.get(
+                    f"{notifier}/notifications", params={"order_id": order.order_id}
+                ).json()
+            ]
+            if len(
+                http.get(f"{notifier}/notifications", params={"order_id": order.order_id}).json()
+            )
+            >= 3
+            else None
+        ),
         what="three customer notifications",
     )
     suffixes = sorted(n.rsplit("-", 1)[1] for n in notes)
@@ -54,16 +74,26 @@ def test_malformed_message_on_orders_does_not_stall_the_topic(
     stack: Stack, http: httpx.Client
 ) -> None:
     sidecar = stack.apps["orders"].dapr_url
-    bad = http.post(f"{sidecar}/v1.0/publish/pubsub/orders", content=b'{"order_id": 5}',
-                    headers={"content-type": "application/json"})
+    bad = http.post(
+        f"{sidecar}/v1.0/publish/pubsub/orders",
+        content=b'{"order_id": 5}',
+        headers={"content-type": "application/json"},
+    )
     assert bad.status_code == 204, bad.text
-    order = OrderPlaced(order_id=unique("o"), customer_id="cust-2", amount="10.00",
-                        currency="USD", placed_at=datetime.now(UTC))
+    order = OrderPlaced(
+        order_id=unique("o"),
+        customer_id="cust-2",
+        amount="10.00",
+        currency="USD",
+        placed_at=datetime.now(UTC),
+    )
     publish_order(http, stack, order)
     orders = stack.apps["orders"].app_url
     eventually(
-        lambda: (r := http.get(f"{orders}/orders/{order.order_id}")).status_code == 200
-        and r.json()["workflow_status"] == "COMPLETED",
+        lambda: (
+            (r := http.get(f"{orders}/orders/{order.order_id}")).status_code == 200
+            and r.json()["workflow_status"] == "COMPLETED"
+        ),
         what="the next order to complete",
     )
     assert http.get(f"{orders}/readyz").status_code == 200

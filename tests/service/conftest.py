@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
-
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.gateway import Gateway
 from common.messages import Message
 from common.settings import ServiceSettings
+from fastapi.testclient import TestClient
+
 from tests.fakes import fake_gateway
 
 
@@ -39,11 +39,13 @@ def client(gateway: Gateway) -> Iterator[AppFactory]:
         c.__exit__(None, None, None)
 
 
-def deliver(client: TestClient, topic: str, message: Message | bytes,
-            headers: dict[str, str] | None = None) -> dict[str, Any]:
+def deliver(
+    client: TestClient, topic: str, message: Message | bytes, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     """POST what the sidecar would: a CloudEvent JSON body to the subscription route."""
     body = message if isinstance(message, bytes) else wrap(message, "test")
-    resp = client.post(f"/events/{topic}", content=body,
-                       headers={"content-type": CONTENT_TYPE, **(headers or {})})
+    resp = client.post(
+        f"/events/{topic}", content=body, headers={"content-type": CONTENT_TYPE, **(headers or {})}
+    )
     assert resp.status_code in (200, 401), resp.text
     return resp.json()  # type: ignore[no-any-return]

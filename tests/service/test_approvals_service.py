@@ -1,33 +1,54 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from fastapi.testclient import TestClient
-
 from approvals.app import create_app
 from approvals.domain import ApprovalView
 from approvals.readmodel import save_view
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
 from common.settings import ServiceSettings
+from fastapi.testclient import TestClient
+
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime.now(UTC)
 
 
 def request(stage: int = 1, tier: Tier = Tier.MANAGER) -> ApprovalRequested:
-    return ApprovalRequested(request_id=ApprovalRequested.make_id("o-1", stage, tier),
-                             order_id="o-1", customer_id="c-1", amount="1200.00",
-                             currency="EUR", tier=tier, stage=stage, due_at=NOW)
+    return ApprovalRequested(
+        request_id=ApprovalRequested.make_id("o-1", stage, tier),
+        order_id="o-1",
+        customer_id="c-1",
+        amount="1200.00",
+        currency="EUR",
+        tier=tier,
+        stage=stage,
+        due_at=NOW,
+    )
 
 
 def decision(decided_at: datetime = NOW, decision_id: str = "d-1") -> DecisionSubmitted:
-    return DecisionSubmitted(decision_id=decision_id, order_id="o-1", approved=True,
-                             approver_id="m-1", approver_role="manager", decided_at=decided_at)
+    return DecisionSubmitted(
+        decision_id=decision_id,
+        order_id="o-1",
+        approved=True,
+        approver_id="m-1",
+        approver_role="manager",
+        decided_at=decided_at,
+    )
 
 
 def view(status: str = "pending", tier: Tier = Tier.MANAGER) -> ApprovalView:
-    return ApprovalView(order_id="o-1", customer_id="c-1", amount="1200.00", currency="EUR",
-                        status=status, tier=tier, stage=1, due_at=NOW + timedelta(days=3),
-                        decided_by="v-1" if status != "pending" else None)
+    return ApprovalView(
+        order_id="o-1",
+        customer_id="c-1",
+        amount="1200.00",
+        currency="EUR",
+        status=status,
+        tier=tier,
+        stage=1,
+        due_at=NOW + timedelta(days=3),
+        decided_by="v-1" if status != "pending" else None,
+    )
 
 
 @pytest.fixture
@@ -39,17 +60,18 @@ def test_request_schedules_one_approval_workflow(approvals: TestClient, gateway)
     assert deliver(approvals, "approval-requests", request())["status"] == "SUCCESS"
     assert deliver(approvals, "approval-requests", request())["reason"] == "duplicate request"
     assert [(n, i) for n, i, _ in gateway.workflows.scheduled] == [
-        ("approval_workflow", "approval-o-1")]
+        ("approval_workflow", "approval-o-1")
+    ]
 
 
 def test_escalation_request_from_our_own_workflow_is_not_scheduled_again(
-        approvals: TestClient, gateway) -> None:
+    approvals: TestClient, gateway
+) -> None:
     answer = deliver(approvals, "approval-requests", request(stage=2, tier=Tier.VP))
     assert answer["status"] == "SUCCESS" and not gateway.workflows.scheduled
 
 
-def test_decision_before_its_approval_is_held_then_dead_lettered(approvals: TestClient
-                                                                  ) -> None:
+def test_decision_before_its_approval_is_held_then_dead_lettered(approvals: TestClient) -> None:
     held = deliver(approvals, "decisions", decision())
     assert held["status"] == "RETRY" and "does not exist yet" in held["reason"]
     stale = deliver(approvals, "decisions", decision(NOW - timedelta(minutes=5), "d-2"))
@@ -69,21 +91,26 @@ def test_decision_for_a_finished_approval_has_no_effect(approvals: TestClient, g
     assert not gateway.workflows.raised
 
 
-def post(approvals: TestClient, approver: str = "m-1", role: str = "manager"):  # noqa: ANN201
-    return approvals.post("/approvals/o-1/decisions", json={
-        "approved": True, "reason": "ok", "approver_id": approver, "approver_role": role})
+def post(approvals: TestClient, approver: str = "m-1", role: str = "manager"):
+    return approvals.post(
+        "/approvals/o-1/decisions",
+        json={"approved": True, "reason": "ok", "approver_id": approver, "approver_role": role},
+    )
 
 
 @pytest.mark.parametrize(
     ("stored", "approver", "role", "code", "says"),
-    [(None, "m-1", "manager", 404, "no approval is waiting"),
-     (view(tier=Tier.VP), "m-1", "manager", 403, "manager may not decide a VP stage"),
-     (view(), "c-1", "vp", 403, "own order"),
-     (view("approved"), "m-1", "manager", 409, "already approved"),
-     (view("expired"), "m-1", "manager", 410, "expired")],
+    [
+        (None, "m-1", "manager", 404, "no approval is waiting"),
+        (view(tier=Tier.VP), "m-1", "manager", 403, "manager may not decide a VP stage"),
+        (view(), "c-1", "vp", 403, "own order"),
+        (view("approved"), "m-1", "manager", 409, "already approved"),
+        (view("expired"), "m-1", "manager", 410, "expired"),
+    ],
 )
-def test_decision_api_refuses_clearly(approvals: TestClient, gateway, stored, approver, role,
-                                      code, says) -> None:
+def test_decision_api_refuses_clearly(
+    approvals: TestClient, gateway, stored, approver, role, code, says
+) -> None:
     if stored:
         save_view(gateway.state, stored)
     resp = post(approvals, approver, role)
@@ -91,8 +118,9 @@ def test_decision_api_refuses_clearly(approvals: TestClient, gateway, stored, ap
     assert not gateway.publisher.published
 
 
-def test_valid_decision_is_published_and_accepted_for_processing(approvals: TestClient,
-                                                                  gateway) -> None:
+def test_valid_decision_is_published_and_accepted_for_processing(
+    approvals: TestClient, gateway
+) -> None:
     save_view(gateway.state, view())
     resp = post(approvals)
     assert resp.status_code == 202

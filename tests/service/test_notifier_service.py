@@ -2,11 +2,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from fastapi.testclient import TestClient
-
 from common.messages import ApprovalRequested, OrderStatusChanged
+from fastapi.testclient import TestClient
 from notifier.app import create_app
 from notifier.settings import NotifierSettings, SettingsError
+
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -24,19 +24,24 @@ def test_each_message_is_delivered_once(client: AppFactory) -> None:
 
 
 def test_webhook_channel_posts_through_the_binding(client: AppFactory, gateway) -> None:
-    notifier = client(create_app, NotifierSettings(app_id="notifier",
-                                                   channels=("log", "webhook")))
-    request = ApprovalRequested(request_id="o-1-s1-vp", order_id="o-1", customer_id="c",
-                                amount="9000.00", currency="EUR", tier="vp", stage=1,
-                                due_at=NOW)
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("log", "webhook")))
+    request = ApprovalRequested(
+        request_id="o-1-s1-vp",
+        order_id="o-1",
+        customer_id="c",
+        amount="9000.00",
+        currency="EUR",
+        tier="vp",
+        stage=1,
+        due_at=NOW,
+    )
     assert deliver(notifier, "approval-requests", request)["status"] == "SUCCESS"
     ((name, operation, data, metadata),) = gateway.bindings.calls
     assert (name, operation, metadata["path"]) == ("notify-webhook", "post", "/approvers/vp")
     assert json.loads(data)["order_id"] == "o-1"
 
 
-def test_failed_webhook_asks_for_a_retry_and_records_nothing(client: AppFactory, gateway
-                                                             ) -> None:
+def test_failed_webhook_asks_for_a_retry_and_records_nothing(client: AppFactory, gateway) -> None:
     notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("webhook",)))
     gateway.bindings.failing = True
     answer = deliver(notifier, "order-status", STATUS)

@@ -1,17 +1,18 @@
 from datetime import UTC, datetime
 
 import pytest
-from fastapi.testclient import TestClient
-
 from common.gateway import Transient
 from common.messages import ApprovalOutcome, OrderPlaced
-from orders.app import create_app
 from common.settings import ServiceSettings
+from fastapi.testclient import TestClient
+from orders.app import create_app
+
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
-ORDER = OrderPlaced(order_id="o-1", customer_id="c-1", amount="120.00", currency="EUR",
-                    placed_at=NOW)
+ORDER = OrderPlaced(
+    order_id="o-1", customer_id="c-1", amount="120.00", currency="EUR", placed_at=NOW
+)
 
 
 @pytest.fixture
@@ -19,8 +20,7 @@ def orders(client: AppFactory) -> TestClient:
     return client(create_app, ServiceSettings(app_id="orders"))
 
 
-def test_order_message_schedules_one_workflow_with_the_policy(orders: TestClient, gateway
-                                                                ) -> None:
+def test_order_message_schedules_one_workflow_with_the_policy(orders: TestClient, gateway) -> None:
     assert deliver(orders, "orders", ORDER)["status"] == "SUCCESS"
     ((name, iid, inp),) = gateway.workflows.scheduled
     assert (name, iid) == ("order_workflow", "order-o-1")
@@ -28,7 +28,8 @@ def test_order_message_schedules_one_workflow_with_the_policy(orders: TestClient
 
 
 def test_redelivered_order_is_a_harmless_duplicate_even_after_it_finished(
-        orders: TestClient, gateway) -> None:
+    orders: TestClient, gateway
+) -> None:
     deliver(orders, "orders", ORDER)
     gateway.workflows.add("order-o-1", "COMPLETED")
     answer = deliver(orders, "orders", ORDER)
@@ -38,12 +39,18 @@ def test_redelivered_order_is_a_harmless_duplicate_even_after_it_finished(
 
 @pytest.mark.parametrize(
     ("body", "reason"),
-    [(b"{not json", "body is not JSON"),
-     (b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t",'
-      b' "data": {"order_id": "o-2", "amount": "-3"}}', "OrderPlaced is invalid")],
+    [
+        (b"{not json", "body is not JSON"),
+        (
+            b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t",'
+            b' "data": {"order_id": "o-2", "amount": "-3"}}',
+            "OrderPlaced is invalid",
+        ),
+    ],
 )
-def test_what_can_never_succeed_is_dropped_with_a_reason(orders: TestClient, gateway,
-                                                          body: bytes, reason: str) -> None:
+def test_what_can_never_succeed_is_dropped_with_a_reason(
+    orders: TestClient, gateway, body: bytes, reason: str
+) -> None:
     answer = deliver(orders, "orders", body)
     assert answer["status"] == "DROP" and reason in answer["reason"]
     assert not gateway.workflows.scheduled
@@ -58,8 +65,7 @@ def test_transient_sidecar_trouble_asks_for_a_retry(orders: TestClient, gateway)
 
 
 def test_approval_outcome_is_raised_into_the_running_order(orders: TestClient, gateway) -> None:
-    outcome = ApprovalOutcome(order_id="o-1", outcome="approved", decided_by="m",
-                              decided_at=NOW)
+    outcome = ApprovalOutcome(order_id="o-1", outcome="approved", decided_by="m", decided_at=NOW)
     assert deliver(orders, "approval-outcomes", outcome)["status"] == "DROP"  # no such order
     gateway.workflows.add("order-o-1")
     assert deliver(orders, "approval-outcomes", outcome)["status"] == "SUCCESS"
@@ -83,14 +89,17 @@ def test_app_token_guards_the_subscription_routes(client: AppFactory, gateway) -
     assert deliver(guarded, "orders", ORDER, {"dapr-api-token": "s3cret"})["status"] == "SUCCESS"
 
 
-def test_place_order_publishes_and_bad_input_gets_a_message(orders: TestClient, gateway
-                                                            ) -> None:
-    resp = orders.post("/orders", json={"order_id": "o-9", "customer_id": "c",
-                                        "amount": "10.00", "currency": "EUR"})
+def test_place_order_publishes_and_bad_input_gets_a_message(orders: TestClient, gateway) -> None:
+    resp = orders.post(
+        "/orders",
+        json={"order_id": "o-9", "customer_id": "c", "amount": "10.00", "currency": "EUR"},
+    )
     assert resp.status_code == 202 and resp.json()["instance_id"] == "order-o-9"
     assert [m.message_id for m in gateway.publisher.to("orders")] == ["o-9"]
-    bad = orders.post("/orders", json={"order_id": "o 9", "customer_id": "c", "amount": "1.001",
-                                       "currency": "EUR"})
+    bad = orders.post(
+        "/orders",
+        json={"order_id": "o 9", "customer_id": "c", "amount": "1.001", "currency": "EUR"},
+    )
     assert bad.status_code == 422
     assert "amount:" in bad.json()["detail"] and "order_id:" in bad.json()["detail"]
     assert orders.post("/orders", content=b"[").status_code == 422
@@ -101,10 +110,11 @@ def test_unknown_order_is_404_not_500(orders: TestClient) -> None:
     assert resp.status_code == 404 and resp.json() == {"detail": "no order 'nope'"}
 
 
-
 def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:
-    body = (b'{"specversion": "1.0", "id": "bad-1", "source": "s", "type": "t",'
-            b' "data": {"order_id": "o-3", "amount": "1.001"}}')
+    body = (
+        b'{"specversion": "1.0", "id": "bad-1", "source": "s", "type": "t",'
+        b' "data": {"order_id": "o-3", "amount": "1.001"}}'
+    )
     assert deliver(orders, "orders", body)["status"] == "DROP"
     assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"
     assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"

@@ -21,21 +21,42 @@ _counter = iter(range(1, 10_000))
 
 def harness(tier: str = "manager", policy: ApprovalPolicy = POLICY) -> WorkflowHarness:
     due = T0 + (policy.manager_deadline if tier == "manager" else policy.vp_deadline)
-    request = {"request_id": f"o-1-s1-{tier}", "order_id": "o-1", "customer_id": "c-1",
-               "amount": "1200.00" if tier == "manager" else "9000.00", "currency": "EUR",
-               "tier": tier, "stage": 1, "due_at": due.isoformat(), "reason": "test"}
+    request = {
+        "request_id": f"o-1-s1-{tier}",
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "amount": "1200.00" if tier == "manager" else "9000.00",
+        "currency": "EUR",
+        "tier": tier,
+        "stage": 1,
+        "due_at": due.isoformat(),
+        "reason": "test",
+    }
     inp = ApprovalInput(request=request, policy=policy.snapshot())
-    return WorkflowHarness(approval_workflow, inp.model_dump(mode="json"),
-                           instance_id="approval-o-1",
-                           activities={PUBLISH_OUTCOME: None, RECORD_APPROVAL: None,
-                                       REQUEST_NEXT_STAGE: None})
+    return WorkflowHarness(
+        approval_workflow,
+        inp.model_dump(mode="json"),
+        instance_id="approval-o-1",
+        activities={PUBLISH_OUTCOME: None, RECORD_APPROVAL: None, REQUEST_NEXT_STAGE: None},
+    )
 
 
-def decision(approver: str = "m-1", role: str = "manager", approved: bool = True,
-             decision_id: str | None = None, order_id: str = "o-1") -> dict[str, Any]:
-    return {"decision_id": decision_id or f"d-{next(_counter)}", "order_id": order_id,
-            "approved": approved, "approver_id": approver, "approver_role": role,
-            "reason": "ok" if approved else "no", "decided_at": T0.isoformat()}
+def decision(
+    approver: str = "m-1",
+    role: str = "manager",
+    approved: bool = True,
+    decision_id: str | None = None,
+    order_id: str = "o-1",
+) -> dict[str, Any]:
+    return {
+        "decision_id": decision_id or f"d-{next(_counter)}",
+        "order_id": order_id,
+        "approved": approved,
+        "approver_id": approver,
+        "approver_role": role,
+        "reason": "ok" if approved else "no",
+        "decided_at": T0.isoformat(),
+    }
 
 
 def published(h: WorkflowHarness) -> dict[str, Any]:
@@ -143,8 +164,12 @@ def test_last_stage_timeout_expires() -> None:
     h = harness().start()
     h.run_until_complete()
     assert published(h) | {"decided_at": None} == {
-        "order_id": "o-1", "outcome": "expired", "decided_by": "policy",
-        "reason": "approval_timeout", "decided_at": None}
+        "order_id": "o-1",
+        "outcome": "expired",
+        "decided_by": "policy",
+        "reason": "approval_timeout",
+        "decided_at": None,
+    }
     assert h.now == T0 + POLICY.manager_deadline + POLICY.vp_deadline
     h.assert_deterministic()
 

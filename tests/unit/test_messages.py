@@ -3,8 +3,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
-from pydantic import ValidationError
-
 from common.cloudevents import BadEnvelope, BadPayload, unwrap, wrap
 from common.messages import (
     ApprovalRequested,
@@ -15,13 +13,20 @@ from common.messages import (
     Tier,
     describe_errors,
 )
+from pydantic import ValidationError
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
 
 def order(**over: object) -> dict[str, object]:
-    return {"order_id": "o-1", "customer_id": "c-1", "amount": "120.00", "currency": "EUR",
-            "placed_at": "2026-01-05T09:00:00Z", **over}
+    return {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "amount": "120.00",
+        "currency": "EUR",
+        "placed_at": "2026-01-05T09:00:00Z",
+        **over,
+    }
 
 
 def problem(data: dict[str, object], limits: MessageLimits | None = None) -> str:
@@ -32,9 +37,15 @@ def problem(data: dict[str, object], limits: MessageLimits | None = None) -> str
 
 @pytest.mark.parametrize(
     ("amount", "says"),
-    [("-1", "greater than 0"), ("0", "greater than 0"), ("NaN", "finite"),
-     ("Infinity", "finite"), ("1.234", "2 decimal places"), ("10000000.01", "must not exceed"),
-     ("abc", "valid decimal")],
+    [
+        ("-1", "greater than 0"),
+        ("0", "greater than 0"),
+        ("NaN", "finite"),
+        ("Infinity", "finite"),
+        ("1.234", "2 decimal places"),
+        ("10000000.01", "must not exceed"),
+        ("abc", "valid decimal"),
+    ],
 )
 def test_bad_amounts_get_a_clear_message(amount: str, says: str) -> None:
     text = problem(order(amount=amount))
@@ -59,7 +70,8 @@ def test_ids_fit_dapr_instance_ids(bad: str) -> None:
 
 def test_naive_timestamps_are_refused() -> None:
     assert "placed_at: Input should have timezone info" in problem(
-        order(placed_at="2026-01-05T09:00:00"))
+        order(placed_at="2026-01-05T09:00:00")
+    )
 
 
 def test_unknown_fields_are_refused() -> None:
@@ -78,23 +90,46 @@ def test_cloudevent_round_trip_uses_business_id() -> None:
 def test_stable_ids_for_every_message() -> None:
     status = OrderStatusChanged(order_id="o-1", status="approved", at=NOW)
     assert status.message_id == "o-1-approved"
-    req = ApprovalRequested(request_id=ApprovalRequested.make_id("o-1", 2, Tier.VP), order_id="o-1",
-                            customer_id="c", amount="9000", currency="EUR", tier="vp",
-                            stage=2, due_at=NOW)
+    req = ApprovalRequested(
+        request_id=ApprovalRequested.make_id("o-1", 2, Tier.VP),
+        order_id="o-1",
+        customer_id="c",
+        amount="9000",
+        currency="EUR",
+        tier="vp",
+        stage=2,
+        due_at=NOW,
+    )
     assert req.message_id == "o-1-s2-vp"
-    dec = DecisionSubmitted(decision_id="d-1", order_id="o-1", approved=True,
-                            approver_id="m", approver_role="manager", decided_at=NOW)
+    dec = DecisionSubmitted(
+        decision_id="d-1",
+        order_id="o-1",
+        approved=True,
+        approver_id="m",
+        approver_role="manager",
+        decided_at=NOW,
+    )
     assert dec.message_id == "d-1"
 
 
 @pytest.mark.parametrize(
     ("body", "error", "says"),
-    [(b"not json", BadEnvelope, "not JSON"), (b"[1]", BadEnvelope, "JSON object"),
-     (b'{"id": "x"}', BadEnvelope, "CloudEvents"),
-     (b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t", "data": "oops"}',
-      BadPayload, "data is not JSON"),
-     (b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t", "data": {"order_id": 1}}',
-      BadPayload, "OrderPlaced is invalid")],
+    [
+        (b"not json", BadEnvelope, "not JSON"),
+        (b"[1]", BadEnvelope, "JSON object"),
+        (b'{"id": "x"}', BadEnvelope, "CloudEvents"),
+        (
+            b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t", "data": "oops"}',
+            BadPayload,
+            "data is not JSON",
+        ),
+        (
+            b'{"specversion": "1.0", "id": "x", "source": "s", "type": "t",'
+            b' "data": {"order_id": 1}}',
+            BadPayload,
+            "OrderPlaced is invalid",
+        ),
+    ],
 )
 def test_unwrap_refuses_what_can_never_succeed(body: bytes, error: type, says: str) -> None:
     with pytest.raises(error, match=says):

@@ -4,10 +4,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from dapr.ext.workflow import TaskFailedError
-
 from common.policy import ApprovalPolicy
 from common.workflow_testing import DEFAULT_START, ActivityFailed, WorkflowHarness
+from dapr.ext.workflow import TaskFailedError
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     FULFIL_ORDER,
@@ -21,22 +20,38 @@ POLICY = ApprovalPolicy()
 
 
 def order(amount: str = "120.00", **over: Any) -> dict[str, Any]:
-    return {"order_id": "o-1", "customer_id": "c-1", "amount": amount, "currency": "EUR",
-            "placed_at": DEFAULT_START.isoformat(), **over}
+    return {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "amount": amount,
+        "currency": "EUR",
+        "placed_at": DEFAULT_START.isoformat(),
+        **over,
+    }
 
 
-def harness(amount: str = "120.00", policy: ApprovalPolicy = POLICY, **over: Any
-            ) -> WorkflowHarness:
+def harness(
+    amount: str = "120.00", policy: ApprovalPolicy = POLICY, **over: Any
+) -> WorkflowHarness:
     inp = OrderInput(order=order(amount, **over), policy=policy.snapshot())
-    return WorkflowHarness(order_workflow, inp.model_dump(mode="json"), instance_id="order-o-1",
-                           activities={PUBLISH_STATUS: None, REQUEST_APPROVAL: None,
-                                       FULFIL_ORDER: {}})
+    return WorkflowHarness(
+        order_workflow,
+        inp.model_dump(mode="json"),
+        instance_id="order-o-1",
+        activities={PUBLISH_STATUS: None, REQUEST_APPROVAL: None, FULFIL_ORDER: {}},
+    )
 
 
-def outcome(result: str, by: str = "m-1", reason: str = "", order_id: str = "o-1"
-            ) -> dict[str, Any]:
-    return {"order_id": order_id, "outcome": result, "decided_by": by, "reason": reason,
-            "decided_at": DEFAULT_START.isoformat()}
+def outcome(
+    result: str, by: str = "m-1", reason: str = "", order_id: str = "o-1"
+) -> dict[str, Any]:
+    return {
+        "order_id": order_id,
+        "outcome": result,
+        "decided_by": by,
+        "reason": reason,
+        "decided_at": DEFAULT_START.isoformat(),
+    }
 
 
 def statuses(h: WorkflowHarness) -> list[str]:
@@ -53,11 +68,13 @@ def test_small_order_is_approved_automatically() -> None:
     h.assert_deterministic()
 
 
-@pytest.mark.parametrize(("amount", "tier", "days"), [("500.00", "manager", 3),
-                                                      ("5000.00", "manager", 3),
-                                                      ("5000.01", "vp", 5)])
-def test_larger_orders_request_approval_from_the_right_tier(amount: str, tier: str,
-                                                             days: int) -> None:
+@pytest.mark.parametrize(
+    ("amount", "tier", "days"),
+    [("500.00", "manager", 3), ("5000.00", "manager", 3), ("5000.01", "vp", 5)],
+)
+def test_larger_orders_request_approval_from_the_right_tier(
+    amount: str, tier: str, days: int
+) -> None:
     h = harness(amount).start()
     assert not h.done and h.waiting_for == {APPROVAL_OUTCOME_EVENT}
     (req,) = h.calls_to(REQUEST_APPROVAL)
@@ -78,16 +95,29 @@ def test_approved_outcome_fulfils_and_completes() -> None:
 
 
 def test_rejected_outcome_rejects_without_fulfilment() -> None:
-    h = harness("1200.00").start().raise_event(APPROVAL_OUTCOME_EVENT,
-                                               outcome("rejected", reason="too expensive"))
-    assert h.result == {"order_id": "o-1", "status": "rejected", "reason": "too expensive",
-                        "decided_by": "m-1", "tier": "manager"}
+    h = (
+        harness("1200.00")
+        .start()
+        .raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected", reason="too expensive"))
+    )
+    assert h.result == {
+        "order_id": "o-1",
+        "status": "rejected",
+        "reason": "too expensive",
+        "decided_by": "m-1",
+        "tier": "manager",
+    }
     assert statuses(h)[-1] == "rejected" and not h.calls_to(FULFIL_ORDER)
 
 
 def test_expired_approval_expires_the_order() -> None:
-    h = harness("9000.00").start().raise_event(
-        APPROVAL_OUTCOME_EVENT, outcome("expired", by="policy", reason="approval_timeout"))
+    h = (
+        harness("9000.00")
+        .start()
+        .raise_event(
+            APPROVAL_OUTCOME_EVENT, outcome("expired", by="policy", reason="approval_timeout")
+        )
+    )
     assert h.result["status"] == "expired" and h.result["reason"] == "approval_timeout"
 
 

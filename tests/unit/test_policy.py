@@ -2,7 +2,6 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-
 from common.messages import Tier
 from common.policy import (
     ApprovalPolicy,
@@ -18,8 +17,14 @@ DEFAULT = ApprovalPolicy()
 
 @pytest.mark.parametrize(
     ("amount", "tier"),
-    [("0.01", None), ("499.99", None), ("500.00", Tier.MANAGER), ("5000.00", Tier.MANAGER),
-     ("5000.01", Tier.VP), ("9999999.99", Tier.VP)],
+    [
+        ("0.01", None),
+        ("499.99", None),
+        ("500.00", Tier.MANAGER),
+        ("5000.00", Tier.MANAGER),
+        ("5000.01", Tier.VP),
+        ("9999999.99", Tier.VP),
+    ],
 )
 def test_tier_boundaries(amount: str, tier: Tier | None) -> None:
     assert DEFAULT.tier_for(Decimal(amount)) == tier
@@ -33,9 +38,16 @@ def test_defaults_are_the_business_rules() -> None:
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("72h", timedelta(hours=72)), ("1h30m", timedelta(minutes=90)), ("5s", timedelta(seconds=5)),
-     ("500ms", timedelta(milliseconds=500)), ("PT5S", timedelta(seconds=5)),
-     ("P3D", timedelta(days=3)), ("P1DT12H", timedelta(hours=36)), ("pt2m", timedelta(minutes=2))],
+    [
+        ("72h", timedelta(hours=72)),
+        ("1h30m", timedelta(minutes=90)),
+        ("5s", timedelta(seconds=5)),
+        ("500ms", timedelta(milliseconds=500)),
+        ("PT5S", timedelta(seconds=5)),
+        ("P3D", timedelta(days=3)),
+        ("P1DT12H", timedelta(hours=36)),
+        ("pt2m", timedelta(minutes=2)),
+    ],
 )
 def test_durations_go_style_and_iso(text: str, expected: timedelta) -> None:
     assert parse_duration(text) == expected
@@ -48,8 +60,14 @@ def test_bad_durations_say_what_is_accepted(text: str) -> None:
 
 
 def test_env_overrides_and_snapshot_round_trip() -> None:
-    policy = load_policy({"POLICY_MANAGER_DEADLINE": "PT5S", "POLICY_VP_DEADLINE": "7s",
-                          "POLICY_ORDER_BACKSTOP": "1m", "POLICY_CURRENCIES": "EUR, USD"})
+    policy = load_policy(
+        {
+            "POLICY_MANAGER_DEADLINE": "PT5S",
+            "POLICY_VP_DEADLINE": "7s",
+            "POLICY_ORDER_BACKSTOP": "1m",
+            "POLICY_CURRENCIES": "EUR, USD",
+        }
+    )
     assert policy.manager_deadline == timedelta(seconds=5)
     assert policy.currencies == frozenset({"EUR", "USD"})
     assert ApprovalPolicy.model_validate(policy.snapshot()) == policy
@@ -76,11 +94,17 @@ def test_unknown_setting_is_refused(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     ("stage", "approver", "role", "problem"),
-    [(Tier.MANAGER, "m1", Tier.MANAGER, None), (Tier.MANAGER, "v1", Tier.VP, None),
-     (Tier.VP, "v1", Tier.VP, None), (Tier.VP, "m1", Tier.MANAGER, "manager may not"),
-     (Tier.MANAGER, "cust-1", Tier.MANAGER, "own order"), (Tier.VP, "cust-1", Tier.VP, "own order")],
+    [
+        (Tier.MANAGER, "m1", Tier.MANAGER, None),
+        (Tier.MANAGER, "v1", Tier.VP, None),
+        (Tier.VP, "v1", Tier.VP, None),
+        (Tier.VP, "m1", Tier.MANAGER, "manager may not"),
+        (Tier.MANAGER, "cust-1", Tier.MANAGER, "own order"),
+        (Tier.VP, "cust-1", Tier.VP, "own order"),
+    ],
 )
 def test_authority(stage: Tier, approver: str, role: Tier, problem: str | None) -> None:
-    found = authority_problem(stage_tier=stage, approver_id=approver, approver_role=role,
-                              customer_id="cust-1")
+    found = authority_problem(
+        stage_tier=stage, approver_id=approver, approver_role=role, customer_id="cust-1"
+    )
     assert (found is None) if problem is None else (problem in (found or ""))

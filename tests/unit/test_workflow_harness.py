@@ -6,9 +6,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from dapr.ext.workflow import when_all, when_any
-
 from common.workflow_testing import HarnessError, WorkflowHarness
+from dapr.ext.workflow import when_all, when_any
 
 
 def test_replay_catches_a_workflow_that_is_not_deterministic() -> None:
@@ -22,8 +21,7 @@ def test_replay_catches_a_workflow_that_is_not_deterministic() -> None:
 
 def test_an_abandoned_waiter_takes_the_next_event_as_in_the_runtime() -> None:
     def naive(ctx: Any, _: Any) -> Generator[Any, Any, Any]:
-        first = yield when_any([ctx.wait_for_external_event("go"), ctx.create_timer(
-            timedelta(hours=1))])
+        yield when_any([ctx.wait_for_external_event("go"), ctx.create_timer(timedelta(hours=1))])
         second = ctx.wait_for_external_event("go")  # the first waiter is still pending
         got = yield when_any([second, ctx.create_timer(timedelta(hours=1))])
         return "received" if got is second else "lost"

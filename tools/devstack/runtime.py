@@ -112,9 +112,7 @@ def ensure_runtime(version: str | None = None) -> Runtime:
         except ModuleNotServed as exc:
             errors.append(str(exc))
             say(f"runtime: {exc}; trying the next release")
-    raise RuntimeUnavailable(
-        "no Dapr runtime version could be built here: " + "; ".join(errors)
-    )
+    raise RuntimeUnavailable("no Dapr runtime version could be built here: " + "; ".join(errors))
 
 
 class ModuleNotServed(DevstackError):
@@ -196,7 +194,11 @@ def _build(version: str) -> Runtime:
         dl_env = _go_env(GONOSUMDB="github.com/dapr/dapr")
         out = subprocess.run(
             ["go", "mod", "download", "-json", module],
-            cwd=scratch, env=dl_env, capture_output=True, text=True, check=False,
+            cwd=scratch,
+            env=dl_env,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         info = json.loads(out.stdout or "{}") if out.stdout.strip().startswith("{") else {}
         if out.returncode != 0 or not info.get("Dir"):
@@ -218,9 +220,22 @@ def _build(version: str) -> Runtime:
         for name in BINARIES:
             say(f"runtime: compiling {name} {version}")
             _run_go(
-                ["go", "build", "-v", "-trimpath", "-tags", BUILD_TAGS, "-ldflags", ldflags,
-                 "-o", str(bin_dir / name), f"./cmd/{name}"],
-                cwd=src, env=_go_env(), label=f"go build {name}",
+                [
+                    "go",
+                    "build",
+                    "-v",
+                    "-trimpath",
+                    "-tags",
+                    BUILD_TAGS,
+                    "-ldflags",
+                    ldflags,
+                    "-o",
+                    str(bin_dir / name),
+                    f"./cmd/{name}",
+                ],
+                cwd=src,
+                env=_go_env(),
+                label=f"go build {name}",
             )
         got = _binary_version(bin_dir / "daprd")
         if got != version:

@@ -12,6 +12,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,9 @@ class Stack:
         ensure_port_free(configured, owner)
         return configured
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None,
-               cwd: Path | None = None) -> Proc:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> Proc:
         proc = Proc(name, args, self.run_dir / "logs" / f"{name}.log", env or {}, cwd).start()
         self.procs.append(proc)
         return proc
@@ -184,11 +186,26 @@ class Stack:
         self.redis_port = self._port(self.redis_port, "redis")
         data = self.run_dir / "redis"
         data.mkdir(parents=True, exist_ok=True)
-        proc = self._spawn("redis", [
-            str(binary), "--bind", LOOPBACK, "--port", str(self.redis_port),
-            "--dir", str(data), "--appendonly", "yes", "--save", "",
-            "--protected-mode", "yes", "--daemonize", "no",
-        ])
+        proc = self._spawn(
+            "redis",
+            [
+                str(binary),
+                "--bind",
+                LOOPBACK,
+                "--port",
+                str(self.redis_port),
+                "--dir",
+                str(data),
+                "--appendonly",
+                "yes",
+                "--save",
+                "",
+                "--protected-mode",
+                "yes",
+                "--daemonize",
+                "no",
+            ],
+        )
         proc.wait_ready(lambda: redis_ping(self.redis_port), "answering PING", READY_TIMEOUT)
         say(f"redis: {LOOPBACK}:{self.redis_port} (pid {proc.pid}, data {data})")
 
@@ -198,28 +215,64 @@ class Stack:
         p_health, s_health = free_port(), free_port()
         common = ["--metrics-listen-address", LOOPBACK, "--log-level", "info"]
         host_env = {"DAPR_HOST_IP": LOOPBACK}
-        pproc = self._spawn("placement", [
-            str(rt.binary("placement")), "--port", str(placement), "--listen-address", LOOPBACK,
-            "--healthz-port", str(p_health), "--healthz-listen-address", LOOPBACK,
-            "--metrics-port", str(free_port()),
-            "--initial-cluster", f"dapr-placement-0={LOOPBACK}:{free_port()}", *common,
-        ], host_env)
+        pproc = self._spawn(
+            "placement",
+            [
+                str(rt.binary("placement")),
+                "--port",
+                str(placement),
+                "--listen-address",
+                LOOPBACK,
+                "--healthz-port",
+                str(p_health),
+                "--healthz-listen-address",
+                LOOPBACK,
+                "--metrics-port",
+                str(free_port()),
+                "--initial-cluster",
+                f"dapr-placement-0={LOOPBACK}:{free_port()}",
+                *common,
+            ],
+            host_env,
+        )
         etcd_dir = self.run_dir / "scheduler-etcd"
-        sproc = self._spawn("scheduler", [
-            str(rt.binary("scheduler")), "--port", str(scheduler), "--listen-address", LOOPBACK,
-            "--healthz-port", str(s_health), "--healthz-listen-address", LOOPBACK,
-            "--metrics-port", str(free_port()),
-            "--override-broadcast-host-port", f"{LOOPBACK}:{scheduler}",
-            "--etcd-data-dir", str(etcd_dir), "--etcd-client-port", str(free_port()),
-            "--etcd-client-listen-address", LOOPBACK,
-            "--etcd-initial-cluster", f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
-            "--id", "dapr-scheduler-server-0", *common,
-        ], host_env)
+        sproc = self._spawn(
+            "scheduler",
+            [
+                str(rt.binary("scheduler")),
+                "--port",
+                str(scheduler),
+                "--listen-address",
+                LOOPBACK,
+                "--healthz-port",
+                str(s_health),
+                "--healthz-listen-address",
+                LOOPBACK,
+                "--metrics-port",
+                str(free_port()),
+                "--override-broadcast-host-port",
+                f"{LOOPBACK}:{scheduler}",
+                "--etcd-data-dir",
+                str(etcd_dir),
+                "--etcd-client-port",
+                str(free_port()),
+                "--etcd-client-listen-address",
+                LOOPBACK,
+                "--etcd-initial-cluster",
+                f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
+                "--id",
+                "dapr-scheduler-server-0",
+                *common,
+            ],
+            host_env,
+        )
         for proc, port in ((pproc, p_health), (sproc, s_health)):
             url = f"http://{LOOPBACK}:{port}/healthz"
-            proc.wait_ready(lambda u=url: http_ok(u), f"healthy at {url}", READY_TIMEOUT)
-        say(f"placement: {LOOPBACK}:{placement} (pid {pproc.pid}); "
-            f"scheduler: {LOOPBACK}:{scheduler} (pid {sproc.pid})")
+            proc.wait_ready(partial(http_ok, url), f"healthy at {url}", READY_TIMEOUT)
+        say(
+            f"placement: {LOOPBACK}:{placement} (pid {pproc.pid}); "
+            f"scheduler: {LOOPBACK}:{scheduler} (pid {sproc.pid})"
+        )
         return placement, scheduler
 
     def _render_resources(self, spec: RunFile) -> tuple[Path, Path]:
@@ -252,8 +305,15 @@ class Stack:
         config_out.write_text(yaml.safe_dump(config, sort_keys=False))
         return out, config_out
 
-    def _start_apps(self, rt: Runtime, spec: RunFile, placement: int, scheduler: int,
-                    resources: Path, config: Path) -> None:
+    def _start_apps(
+        self,
+        rt: Runtime,
+        spec: RunFile,
+        placement: int,
+        scheduler: int,
+        resources: Path,
+        config: Path,
+    ) -> None:
         pending: list[tuple[Proc, Proc, App, AppSpec]] = []
         for app in spec.apps:
             ports = App(
@@ -263,41 +323,88 @@ class Stack:
                 self._port(app.grpc_port, f"{app.app_id} sidecar gRPC"),
             )
             metrics = self._port(app.metrics_port, f"{app.app_id} sidecar metrics")
-            tokens = {k: v for k, v in os.environ.items() if k in ("APP_API_TOKEN", "DAPR_API_TOKEN")}
+            tokens = {
+                k: v for k, v in os.environ.items() if k in ("APP_API_TOKEN", "DAPR_API_TOKEN")
+            }
             sidecar_env = {**spec.common_env, **tokens, **self.env, "DAPR_HOST_IP": LOOPBACK}
-            daprd = self._spawn(f"{app.app_id}-daprd", [
-                str(rt.binary("daprd")), "--mode", "standalone", "--app-id", app.app_id,
-                "--app-port", str(ports.app_port), "--app-protocol", "http",
-                "--app-channel-address", LOOPBACK,
-                "--dapr-http-port", str(ports.http_port), "--dapr-grpc-port", str(ports.grpc_port),
-                "--dapr-internal-grpc-port", str(free_port()),
-                "--dapr-internal-grpc-listen-address", LOOPBACK,
-                "--dapr-listen-addresses", LOOPBACK,
-                "--metrics-port", str(metrics), "--metrics-listen-address", LOOPBACK,
-                "--placement-host-address", f"{LOOPBACK}:{placement}",
-                "--scheduler-host-address", f"{LOOPBACK}:{scheduler}",
-                "--resources-path", str(resources), "--config", str(config),
-                "--log-level", spec.log_level,
-                "--enable-app-health-check", "--app-health-check-path", app.health_path,
-                "--app-health-probe-interval", "2",
-            ], sidecar_env, cwd=self.run_dir)
+            daprd = self._spawn(
+                f"{app.app_id}-daprd",
+                [
+                    str(rt.binary("daprd")),
+                    "--mode",
+                    "standalone",
+                    "--app-id",
+                    app.app_id,
+                    "--app-port",
+                    str(ports.app_port),
+                    "--app-protocol",
+                    "http",
+                    "--app-channel-address",
+                    LOOPBACK,
+                    "--dapr-http-port",
+                    str(ports.http_port),
+                    "--dapr-grpc-port",
+                    str(ports.grpc_port),
+                    "--dapr-internal-grpc-port",
+                    str(free_port()),
+                    "--dapr-internal-grpc-listen-address",
+                    LOOPBACK,
+                    "--dapr-listen-addresses",
+                    LOOPBACK,
+                    "--metrics-port",
+                    str(metrics),
+                    "--metrics-listen-address",
+                    LOOPBACK,
+                    "--placement-host-address",
+                    f"{LOOPBACK}:{placement}",
+                    "--scheduler-host-address",
+                    f"{LOOPBACK}:{scheduler}",
+                    "--resources-path",
+                    str(resources),
+                    "--config",
+                    str(config),
+                    "--log-level",
+                    spec.log_level,
+                    "--enable-app-health-check",
+                    "--app-health-check-path",
+                    app.health_path,
+                    "--app-health-probe-interval",
+                    "2",
+                ],
+                sidecar_env,
+                cwd=self.run_dir,
+            )
             command = [sys.executable if c == "python" else c for c in app.command]
             app_env = {
-                **spec.common_env, **app.env, **self.env,
-                "APP_ID": app.app_id, "APP_PORT": str(ports.app_port), "APP_HOST": LOOPBACK,
-                "DAPR_HTTP_PORT": str(ports.http_port), "DAPR_GRPC_PORT": str(ports.grpc_port),
-                "DAPR_RUNTIME_HOST": LOOPBACK, "PYTHONUNBUFFERED": "1",
+                **spec.common_env,
+                **app.env,
+                **self.env,
+                "APP_ID": app.app_id,
+                "APP_PORT": str(ports.app_port),
+                "APP_HOST": LOOPBACK,
+                "DAPR_HTTP_PORT": str(ports.http_port),
+                "DAPR_GRPC_PORT": str(ports.grpc_port),
+                "DAPR_RUNTIME_HOST": LOOPBACK,
+                "PYTHONUNBUFFERED": "1",
             }
             proc = self._spawn(app.app_id, command, app_env, cwd=app.app_dir)
             pending.append((proc, daprd, ports, app))
         for proc, daprd, ports, app in pending:
-            daprd.wait_ready(lambda p=ports: http_ok(f"{p.dapr_url}/v1.0/healthz"),
-                             f"healthy at {ports.dapr_url}/v1.0/healthz", READY_TIMEOUT)
-            proc.wait_ready(lambda p=ports: http_ok(f"{p.app_url}/readyz"),
-                            f"ready at {ports.app_url}/readyz", READY_TIMEOUT)
+            daprd.wait_ready(
+                partial(http_ok, f"{ports.dapr_url}/v1.0/healthz"),
+                f"healthy at {ports.dapr_url}/v1.0/healthz",
+                READY_TIMEOUT,
+            )
+            proc.wait_ready(
+                partial(http_ok, f"{ports.app_url}/readyz"),
+                f"ready at {ports.app_url}/readyz",
+                READY_TIMEOUT,
+            )
             self.apps[app.app_id] = ports
-            say(f"{app.app_id}: app {ports.app_url} (pid {proc.pid}); sidecar HTTP "
-                f"{ports.dapr_url}, gRPC {LOOPBACK}:{ports.grpc_port} (pid {daprd.pid})")
+            say(
+                f"{app.app_id}: app {ports.app_url} (pid {proc.pid}); sidecar HTTP "
+                f"{ports.dapr_url}, gRPC {LOOPBACK}:{ports.grpc_port} (pid {daprd.pid})"
+            )
 
     def check_alive(self) -> None:
         """Raise if any process of the stack has exited."""
