@@ -187,6 +187,8 @@ def _build(version: str) -> Runtime:
     )
     module = f"github.com/dapr/dapr@v{version}"
     cache_root().mkdir(parents=True, exist_ok=True)
+    for stale in cache_root().glob("building-dapr-*"):  # left by an interrupted build
+        shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"building-dapr-{version}-", dir=cache_root()))
     try:
         # The checksum database may be unreachable: skip it for the top-level module only;
@@ -202,7 +204,7 @@ def _build(version: str) -> Runtime:
         )
         info = json.loads(out.stdout or "{}") if out.stdout.strip().startswith("{") else {}
         if out.returncode != 0 or not info.get("Dir"):
-            reason = info.get("Error") or out.stderr.strip() or "unknown error"
+            reason = " ".join(str(info.get("Error") or out.stderr or "unknown error").split())
             if "not available" in reason or "403" in reason or "404" in reason:
                 raise ModuleNotServed(f"{module} is not served: {reason}")
             raise RuntimeUnavailable(f"`go mod download {module}` failed: {reason}")

@@ -1,0 +1,97 @@
+"""devstack: the run file, rendered resources, and clear one-line failures."""
+
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+import yaml
+
+from devstack import redis as devstack_redis
+from devstack import runtime
+from devstack.procs import PortBusy, ensure_port_free
+from devstack.stack import RunFile, RunFileError, Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_run_file_describes_three_apps_on_fixed_loopback_ports() -> None:
+    spec = RunFile.load(ROOT / "dapr.yaml")
+    assert [a.app_id for a in spec.apps] == ["orders", "approvals", "notifier"]
+    assert (spec.placement_port, spec.scheduler_port) == (50005, 50006)
+    ports = [p for a in spec.apps for p in (a.app_port, a.http_port, a.grpc_port, a.metrics_port)]
+    assert len(set(ports)) == len(ports)
+    assert not {8080, 9090, 2379, 2380} & set(ports)
+
+
+def test_a_run_file_without_a_port_names_what_is_missing(tmp_path: Path) -> None:
+    doc = yaml.safe_load((ROOT / "dapr.yaml").read_text())
+    del doc["apps"][1]["appPort"]
+    bad = tmp_path / "dapr.yaml"
+    bad.write_text(yaml.safe_dump(doc))
+    with pytest.raises(RunFileError, match="app approvals has no `appPort`"):
+        RunFile.load(bad)
+
+
+def test_resources_are_rendered_with_this_stacks_addresses(tmp_path: Path) -> None:
+    stack = Stack(run_file=ROOT / "dapr.yaml", run_dir=tmp_path, redis_port=7777,
+                  component_metadata={"notify-webhook": {"url": "http://127.0.0.1:1/x"}})
+    resources, config = stack._render_resources(RunFile.load(ROOT / "dapr.yaml"))
+    docs = {d["metadata"]["name"]: d for f in resources.glob("*.yaml")
+            for d in yaml.safe_load_all(f.read_text()) if d}
+    meta = {name: {m["name"]: m["value"] for m in d["spec"].get("metadata", [])}
+            for name, d in docs.items() if d["kind"] == "Component"}
+    assert meta["pubsub"]["redisHost"] == meta["statestore"]["redisHost"] == "127.0.0.1:7777"
+    assert meta["statestore"]["actorStateStore"] == "true"
+    assert meta["notify-webhook"]["url"] == "http://127.0.0.1:1/x"
+    resolver = yaml.safe_load(config.read_text())["spec"]["nameResolution"]
+    assert resolver["component"] == "sqlite"
+    assert resolver["configuration"]["connectionString"] == str(tmp_path / "nameresolution.db")
+
+
+def test_a_busy_port_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(PortBusy, match=f"port {port} \\(redis\\) is already in use"):
+            ensure_port_free(port, "redis")
+
+
+@pytest.fixture
+def empty_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No runtime installed or cached anywhere."""
+    monkeypatch.setenv("ORDER_APPROVALS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return tmp_path
+
+
+def test_a_half_finished_build_is_not_a_cached_runtime(empty_machine: Path) -> None:
+    bin_dir = runtime.runtime_dir("9.9.9") / ".dapr" / "bin"
+    bin_dir.mkdir(parents=True)
+    for name in runtime.BINARIES:
+        (bin_dir / name).write_text("")
+    assert runtime._cached("9.9.9") is None
+    (bin_dir / runtime.MARKER).write_text("{}")
+    assert runtime._cached("9.9.9") is not None
+
+
+def test_without_go_the_error_says_what_to_install(empty_machine: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(empty_machine / "nothing"))
+    with pytest.raises(runtime.RuntimeUnavailable, match="Go is not installed"):
+        runtime.ensure_runtime("9.9.9")
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="needs Go to ask the module proxy")
+def test_a_version_the_proxy_does_not_serve_is_named(empty_machine: Path) -> None:
+    with pytest.raises(runtime.RuntimeUnavailable, match=r"github.com/dapr/dapr@v0\.0\.1"):
+        runtime.ensure_runtime("0.0.1")
+
+
+def test_no_redis_and_no_root_says_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devstack_redis, "find_redis_server", lambda: None)
+    monkeypatch.setattr(devstack_redis.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(devstack_redis.shutil, "which", lambda name: "/usr/bin/" + name)
+    with pytest.raises(devstack_redis.RedisUnavailable, match="sudo apt-get install -y redis"):
+        devstack_redis.ensure_redis_server()
