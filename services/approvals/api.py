@@ -7,12 +7,6 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from common.gateway import Gateway, schedule_once
-from common.messages import ApprovalRequested, DecisionSubmitted, Tier
-from common.settings import ServiceSettings
-from common.state import update
-from common.subscriptions import Answer, subscribe
-from common.topics import APPROVAL_REQUESTS, DECISIONS
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from pydantic import BaseModel, Field
@@ -20,6 +14,12 @@ from pydantic import BaseModel, Field
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
+from common.gateway import Gateway, schedule_once
+from common.messages import ApprovalRequested, DecisionSubmitted, Tier
+from common.settings import ServiceSettings
+from common.state import update
+from common.subscriptions import Answer, subscribe
+from common.topics import APPROVAL_REQUESTS, DECISIONS
 
 log = logging.getLogger(__name__)
 TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}

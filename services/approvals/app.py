@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from common.app import build_app
-from common.gateway import Gateway
-from common.settings import ServiceSettings
 from fastapi import FastAPI
 
 from approvals import api
 from approvals.domain import AlreadyDecided, ApprovalExpired, NotAuthorised, UnknownApproval
 from approvals.workflows import APPROVAL_WORKFLOW, approval_workflow, make_activities
+from common.app import build_app
+from common.gateway import Gateway
+from common.settings import ServiceSettings
 
 
 def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel
+
 from common.messages import Tier
 from common.policy import authority_problem
-from pydantic import BaseModel
 
 
 class DecisionRefused(Exception):

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from approvals.domain import ApprovalView
 from common.gateway import StateStore
 from common.state import update
-
-from approvals.domain import ApprovalView
 
 INDEX_KEY = "approvals-index"
 

@@ -16,6 +16,11 @@ import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
+from dapr.ext.workflow import when_any
+from pydantic import BaseModel, ValidationError
+
+from approvals.domain import ApprovalView, LogEntry
+from approvals.readmodel import save_view
 from common.gateway import Gateway
 from common.messages import (
     TRUSTED,
@@ -28,11 +33,6 @@ from common.messages import (
 from common.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
 from common.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
 from common.workflow import now
-from dapr.ext.workflow import when_any
-from pydantic import BaseModel, ValidationError
-
-from approvals.domain import ApprovalView, LogEntry
-from approvals.readmodel import save_view
 
 log = logging.getLogger(__name__)
 

@@ -6,15 +6,15 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from dapr.ext.fastapi import DaprApp
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+
 from common.gateway import Gateway, GatewayError
 from common.messages import ApprovalRequested, OrderStatusChanged
 from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
-from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
 from notifier.settings import NotifierSettings

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from common.app import build_app
-from common.gateway import Gateway
 from fastapi import FastAPI
 
+from common.app import build_app
+from common.gateway import Gateway
 from notifier import api
 from notifier.settings import NotifierSettings
 

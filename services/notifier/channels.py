@@ -6,7 +6,6 @@ import logging
 from typing import Protocol
 
 from common.gateway import Bindings
-
 from notifier.domain import Notification
 
 log = logging.getLogger("notifier.delivery")

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from common.messages import ApprovalRequested, OrderStatusChanged
 from pydantic import BaseModel
+
+from common.messages import ApprovalRequested, OrderStatusChanged
 
 
 class Notification(BaseModel):

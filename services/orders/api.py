@@ -7,16 +7,16 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from dapr.ext.fastapi import DaprApp
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from pydantic import ValidationError
+
 from common.gateway import Gateway, NotFound, schedule_once
 from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_OUTCOMES, ORDERS
-from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
-from pydantic import ValidationError
-
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     ORDER_WORKFLOW,

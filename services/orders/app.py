@@ -6,11 +6,11 @@ order_workflow; service tests pass a fake gateway and nothing talks to a sidecar
 
 from __future__ import annotations
 
+from fastapi import FastAPI
+
 from common.app import build_app
 from common.gateway import Gateway
 from common.settings import ServiceSettings
-from fastapi import FastAPI
-
 from orders import api
 from orders.workflows import ORDER_WORKFLOW, make_activities, order_workflow
 

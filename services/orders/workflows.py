@@ -14,6 +14,9 @@ import logging
 from collections.abc import Callable, Generator
 from typing import Any
 
+from dapr.ext.workflow import when_any
+from pydantic import BaseModel, ValidationError
+
 from common.gateway import Gateway
 from common.messages import (
     TRUSTED,
@@ -28,8 +31,6 @@ from common.messages import (
 from common.policy import ApprovalPolicy
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from common.workflow import now
-from dapr.ext.workflow import when_any
-from pydantic import BaseModel, ValidationError
 
 log = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import httpx
 import pytest
+
 from devstack.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]

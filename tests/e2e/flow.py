@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.messages import Message, OrderPlaced
 from devstack.stack import Stack
-
 from tests.e2e.conftest import eventually, unique
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from common.messages import DecisionSubmitted
 
+from common.messages import DecisionSubmitted
 from tests.e2e.conftest import WebhookSink, eventually, unique
 from tests.e2e.flow import Flow
 

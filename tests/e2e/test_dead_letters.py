@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from common.messages import DecisionSubmitted
 
+from common.messages import DecisionSubmitted
 from tests.e2e.conftest import eventually, unique
 from tests.e2e.flow import Flow
 

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 import httpx
 import pytest
+
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.messages import OrderPlaced
 from devstack.stack import Stack
-
 from tests.e2e.conftest import eventually, unique
 
 pytestmark = pytest.mark.e2e

@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
+
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.gateway import Gateway
 from common.messages import Message
 from common.settings import ServiceSettings
-from fastapi.testclient import TestClient
-
 from tests.fakes import fake_gateway
 
 

@@ -1,13 +1,13 @@
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
+
 from approvals.app import create_app
 from approvals.domain import ApprovalView
 from approvals.readmodel import save_view
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
 from common.settings import ServiceSettings
-from fastapi.testclient import TestClient
-
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime.now(UTC)

@@ -2,11 +2,11 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from common.messages import ApprovalRequested, OrderStatusChanged
 from fastapi.testclient import TestClient
+
+from common.messages import ApprovalRequested, OrderStatusChanged
 from notifier.app import create_app
 from notifier.settings import NotifierSettings, SettingsError
-
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)

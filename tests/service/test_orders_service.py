@@ -1,12 +1,12 @@
 from datetime import UTC, datetime
 
 import pytest
+from fastapi.testclient import TestClient
+
 from common.gateway import Transient
 from common.messages import ApprovalOutcome, OrderPlaced
 from common.settings import ServiceSettings
-from fastapi.testclient import TestClient
 from orders.app import create_app
-
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)

@@ -34,13 +34,24 @@ def test_a_run_file_without_a_port_names_what_is_missing(tmp_path: Path) -> None
 
 
 def test_resources_are_rendered_with_this_stacks_addresses(tmp_path: Path) -> None:
-    stack = Stack(run_file=ROOT / "dapr.yaml", run_dir=tmp_path, redis_port=7777,
-                  component_metadata={"notify-webhook": {"url": "http://127.0.0.1:1/x"}})
+    stack = Stack(
+        run_file=ROOT / "dapr.yaml",
+        run_dir=tmp_path,
+        redis_port=7777,
+        component_metadata={"notify-webhook": {"url": "http://127.0.0.1:1/x"}},
+    )
     resources, config = stack._render_resources(RunFile.load(ROOT / "dapr.yaml"))
-    docs = {d["metadata"]["name"]: d for f in resources.glob("*.yaml")
-            for d in yaml.safe_load_all(f.read_text()) if d}
-    meta = {name: {m["name"]: m["value"] for m in d["spec"].get("metadata", [])}
-            for name, d in docs.items() if d["kind"] == "Component"}
+    docs = {
+        d["metadata"]["name"]: d
+        for f in resources.glob("*.yaml")
+        for d in yaml.safe_load_all(f.read_text())
+        if d
+    }
+    meta = {
+        name: {m["name"]: m["value"] for m in d["spec"].get("metadata", [])}
+        for name, d in docs.items()
+        if d["kind"] == "Component"
+    }
     assert meta["pubsub"]["redisHost"] == meta["statestore"]["redisHost"] == "127.0.0.1:7777"
     assert meta["statestore"]["actorStateStore"] == "true"
     assert meta["notify-webhook"]["url"] == "http://127.0.0.1:1/x"
@@ -76,8 +87,9 @@ def test_a_half_finished_build_is_not_a_cached_runtime(empty_machine: Path) -> N
     assert runtime._cached("9.9.9") is not None
 
 
-def test_without_go_the_error_says_what_to_install(empty_machine: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_go_the_error_says_what_to_install(
+    empty_machine: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("PATH", str(empty_machine / "nothing"))
     with pytest.raises(runtime.RuntimeUnavailable, match="Go is not installed"):
         runtime.ensure_runtime("9.9.9")

@@ -3,6 +3,8 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from pydantic import ValidationError
+
 from common.cloudevents import BadEnvelope, BadPayload, unwrap, wrap
 from common.messages import (
     ApprovalRequested,
@@ -13,7 +15,6 @@ from common.messages import (
     Tier,
     describe_errors,
 )
-from pydantic import ValidationError
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 

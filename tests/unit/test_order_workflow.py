@@ -4,9 +4,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from dapr.ext.workflow import TaskFailedError
+
 from common.policy import ApprovalPolicy
 from common.workflow_testing import DEFAULT_START, ActivityFailed, WorkflowHarness
-from dapr.ext.workflow import TaskFailedError
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     FULFIL_ORDER,

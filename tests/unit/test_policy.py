@@ -2,6 +2,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+
 from common.messages import Tier
 from common.policy import (
     ApprovalPolicy,

@@ -6,8 +6,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from common.workflow_testing import HarnessError, WorkflowHarness
 from dapr.ext.workflow import when_all, when_any
+
+from common.workflow_testing import HarnessError, WorkflowHarness
 
 
 def test_replay_catches_a_workflow_that_is_not_deterministic() -> None:

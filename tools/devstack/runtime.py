@@ -106,13 +106,19 @@ def ensure_runtime(version: str | None = None) -> Runtime:
             return found
     _require_go()
     errors: list[str] = []
-    for v in versions:
+    for i, v in enumerate(versions):
         try:
             return _build(v)
         except ModuleNotServed as exc:
             errors.append(str(exc))
-            say(f"runtime: {exc}; trying the next release")
-    raise RuntimeUnavailable("no Dapr runtime version could be built here: " + "; ".join(errors))
+            if i + 1 < len(versions):
+                say(f"runtime: {exc}; trying {versions[i + 1]}")
+    raise RuntimeUnavailable(
+        "no Dapr runtime could be built here: "
+        + "; ".join(errors)
+        + ". Install daprd, placement and scheduler of the pinned version in ~/.dapr/bin, "
+        "or set DAPR_RUNTIME_VERSION to a version your Go module proxy serves"
+    )
 
 
 class ModuleNotServed(DevstackError):
