@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from common.gateway import Conflict, Gateway, InstanceState, Transient
+from common.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
 from common.messages import Message
 
 
@@ -106,10 +108,40 @@ class FakeBindings:
         self.calls.append((name, operation, data, metadata))
 
 
+DEV_SECRETS = Path(__file__).resolve().parents[1] / "secrets" / "dev-secrets.json"
+
+
+@dataclass
+class FakeSecrets:
+    """Serves the development token table, as the local-file secret store would."""
+
+    def get(self, store: str, name: str) -> dict[str, str]:
+        secrets: dict[str, dict[str, str]] = json.loads(DEV_SECRETS.read_text())
+        if name not in secrets:
+            raise NotFound(f"secret {name} not found in {store}")
+        return secrets[name]
+
+
+TOKENS = {
+    "admin": "dev-admin-ada",
+    "operator": "dev-operator-olga",
+    "viewer": "dev-viewer-vic",
+    "manager": "dev-manager-bob",
+    "manager2": "dev-manager-mia",
+    "vp": "dev-vp-val",
+}
+
+
+def bearer(who: str) -> dict[str, str]:
+    """The Authorization header of a development principal ("admin", "manager", ...)."""
+    return {"Authorization": f"Bearer {TOKENS[who]}"}
+
+
 def fake_gateway() -> Gateway:
     return Gateway(
         publisher=FakePublisher(),
         state=FakeStateStore(),
         workflows=FakeWorkflows(),
         bindings=FakeBindings(),
+        secrets=FakeSecrets(),
     )

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
+from common.auditing import record
+from common.auth import Approver, Reader
 from common.gateway import Gateway, schedule_once
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
 from common.settings import ServiceSettings
@@ -79,12 +81,10 @@ def deliver_decision(
 
 
 class DecisionBody(BaseModel):
-    """A decision as an approver posts it. Until tokens carry identity, the caller says who."""
+    """A decision as an approver posts it; who decides comes from the bearer token."""
 
     approved: bool
     reason: Annotated[str, Field(max_length=1000)] = ""
-    approver_id: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
-    approver_role: Tier
 
 
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
@@ -116,26 +116,37 @@ router = APIRouter(tags=["approvals"])
 
 
 @router.post("/approvals/{order_id}/decisions", status_code=202)
-def post_decision(order_id: str, body: DecisionBody, gateway: GatewayDep) -> dict[str, str]:
+def post_decision(
+    order_id: str, body: DecisionBody, gateway: GatewayDep, request: Request, approver: Approver
+) -> dict[str, str]:
     """Check what can be checked now, then publish the decision to the `decisions` topic."""
+    assert approver.level is not None
     view = load_view(gateway.state, order_id)
-    check_can_decide(view, order_id, body.approver_id, body.approver_role)
+    check_can_decide(view, order_id, approver.id, approver.level)
     decision = DecisionSubmitted(
         decision_id=f"d-{uuid.uuid4().hex}",
         order_id=order_id,
         approved=body.approved,
-        approver_id=body.approver_id,
-        approver_role=body.approver_role,
+        approver_id=approver.id,
+        approver_role=approver.level,
         reason=body.reason,
         decided_at=datetime.now(UTC),
     )
     gateway.publisher.publish(DECISIONS, decision)
+    verb = "approve" if body.approved else "reject"
+    record(
+        request,
+        target=order_id,
+        reason=body.reason,
+        outcome=f"ok: {verb} as {decision.decision_id}",
+    )
     return {"decision_id": decision.decision_id, "order_id": order_id, "status": "submitted"}
 
 
 @router.get("/approvals")
 def inbox(
     gateway: GatewayDep,
+    _: Reader,
     status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
     tier: Tier | None = None,
 ) -> list[dict[str, Any]]:
@@ -144,7 +155,7 @@ def inbox(
 
 
 @router.get("/approvals/{order_id}")
-def get_approval(order_id: str, gateway: GatewayDep) -> ApprovalView:
+def get_approval(order_id: str, gateway: GatewayDep, _: Reader) -> ApprovalView:
     """One approval: stage, due time, decision log."""
     view = load_view(gateway.state, order_id)
     if view is None:

@@ -1,22 +1,46 @@
-"""The shape every service's composition root shares: lifespan, middleware, health, errors."""
+"""The shape every service's composition root shares: lifespan, middleware, health, errors,
+authentication and the audit log."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from common.audit import AuditUnavailable
+from common.auditing import audit_router, record_refusal
+from common.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from common.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
 from common.runtime import ActivityFactory, open_dapr
 from common.settings import ServiceSettings
 from common.subscriptions import dead_letters_router
-from common.web import BodyLimit, configure_logging, health_router, install_error_handlers
+from common.web import BodyLimit, InvalidInput, configure_logging, health_router
 
+log = logging.getLogger(__name__)
 Register = Callable[[FastAPI, DaprApp, ServiceSettings], None]
+
+
+def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
+    """Read the token table from the secret store; fail startup with the reason."""
+    if gateway.secrets is None:
+        raise AuthConfigError("no secret store client: cannot read the api tokens")
+    try:
+        raw = gateway.secrets.get(settings.secret_store, settings.tokens_secret)
+    except GatewayError as exc:
+        raise AuthConfigError(
+            f"cannot read secret {settings.tokens_secret!r} from secret store "
+            f"{settings.secret_store!r}: {exc}"
+        ) from None
+    return TokenTable.parse(raw)
 
 
 def build_app(
@@ -37,11 +61,13 @@ def build_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gateway is not None:
             app.state.gateway = gateway
+            app.state.tokens = load_tokens(gateway, settings)
             yield
             return
         res = await asyncio.to_thread(open_dapr, settings, workflows, activities)
         app.state.gateway = res.gateway
         try:
+            app.state.tokens = await asyncio.to_thread(load_tokens, res.gateway, settings)
             yield
         finally:
             await asyncio.to_thread(res.close)
@@ -49,10 +75,65 @@ def build_app(
     app = FastAPI(title=settings.app_id, description=description, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
-    install_error_handlers(
-        app, {**(errors or {}), NotFound: 404, Conflict: 409, Transient: 503, GatewayError: 502}
+
+    @app.middleware("http")
+    async def request_id(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
+        request.state.request_id = rid
+        response = await call_next(request)
+        response.headers["x-request-id"] = rid
+        return response
+
+    _install_error_handlers(
+        app,
+        {
+            **(errors or {}),
+            InvalidInput: 422,
+            Unauthenticated: 401,
+            Forbidden: 403,
+            NotFound: 404,
+            Conflict: 409,
+            AuditUnavailable: 503,
+            Transient: 503,
+            GatewayError: 502,
+        },
     )
     app.include_router(health_router(lambda: settings.sidecar_url))
     app.include_router(dead_letters_router(lambda: app.state.gateway))
+    app.include_router(audit_router())
     register(app, DaprApp(app), settings)
     return app
+
+
+def _install_error_handlers(app: FastAPI, mapping: dict[type[Exception], int]) -> None:
+    """Domain exceptions become HTTP errors here, once; a refused mutation is audited."""
+
+    async def answer(
+        request: Request, status: int, detail: str, headers: dict[str, str] | None = None
+    ) -> JSONResponse:
+        if status < 500:
+            try:
+                await run_in_threadpool(record_refusal, request, status, detail)
+            except (AuditUnavailable, GatewayError) as exc:
+                log.warning("could not audit a refused %s: %s", request.method, exc)
+        return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
+        status = next(code for cls, code in mapping.items() if isinstance(exc, cls))
+        headers = {"www-authenticate": "Bearer"} if status == 401 else None
+        return await answer(request, status, str(exc), headers)
+
+    for cls in mapping:
+        app.add_exception_handler(cls, domain_error)
+
+    async def invalid(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = [
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            for e in exc.errors()
+        ]
+        return await answer(request, 422, "; ".join(problems) or "invalid request")
+
+    app.add_exception_handler(RequestValidationError, invalid)

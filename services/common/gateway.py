@@ -53,6 +53,10 @@ class StateStore(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+class Secrets(Protocol):
+    def get(self, store: str, name: str) -> dict[str, str]: ...
+
+
 class Bindings(Protocol):
     def invoke(self, name: str, operation: str, data: bytes, metadata: dict[str, str]) -> None: ...
 
@@ -91,6 +95,7 @@ class Gateway:
     state: StateStore
     workflows: Workflows | None = None
     bindings: Bindings | None = None
+    secrets: Secrets | None = None
 
 
 _TRANSIENT = {
@@ -181,6 +186,17 @@ class DaprStateStore:
     def delete(self, key: str) -> None:
         with _translated(f"delete state {key}"):
             self._client.delete_state(self._store, key)
+
+
+class DaprSecrets:
+    """Dapr secret stores (a local file in development, Kubernetes secrets in a cluster)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+
+    def get(self, store: str, name: str) -> dict[str, str]:
+        with _translated(f"get secret {name} from {store}"):
+            return dict(self._client.get_secret(store, name).secret)
 
 
 class DaprBindings:

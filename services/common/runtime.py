@@ -10,6 +10,7 @@ from typing import Any
 from common.gateway import (
     DaprBindings,
     DaprPublisher,
+    DaprSecrets,
     DaprStateStore,
     DaprWorkflows,
     Gateway,
@@ -50,6 +51,7 @@ def open_dapr(
         publisher=DaprPublisher(client, settings.pubsub, source=settings.app_id),
         state=DaprStateStore(client, settings.state_store),
         bindings=DaprBindings(client),
+        secrets=DaprSecrets(client),
     )
     res = DaprResources(gateway, [client.close])
     if workflows:

@@ -12,7 +12,8 @@ from common.policy import ApprovalPolicy, load_policy, parse_duration
 @dataclass(frozen=True)
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
-    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD and POLICY_* (see common.policy)."""
+    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, SECRET_STORE, TOKENS_SECRET and
+    POLICY_* (see common.policy)."""
 
     app_id: str
     pubsub: str = "pubsub"
@@ -24,6 +25,8 @@ class ServiceSettings:
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     # How long a decision whose approval does not exist yet is held before dead-lettering.
     decision_hold_s: float = 300.0
+    secret_store: str = "localsecretstore"
+    tokens_secret: str = "api-tokens"
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -38,6 +41,8 @@ class ServiceSettings:
             dapr_http_port=int(env.get("DAPR_HTTP_PORT", "3500")),
             policy=load_policy(env),
             decision_hold_s=parse_duration(env.get("DECISION_HOLD", "5m")).total_seconds(),
+            secret_store=env.get("SECRET_STORE", "localsecretstore"),
+            tokens_secret=env.get("TOKENS_SECRET", "api-tokens"),
         )
 
     @property

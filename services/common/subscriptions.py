@@ -28,6 +28,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from common.auth import Reader
 from common.cloudevents import BadEnvelope, BadPayload, unwrap
 from common.gateway import Gateway, GatewayError, Transient
 from common.messages import Message
@@ -232,7 +233,9 @@ def dead_letters_router(gateway: GatewayRef) -> APIRouter:
     router = APIRouter(tags=["dead letters"])
 
     @router.get("/deadletters")
-    def list_dead_letters(topic: str | None = Query(None, max_length=100)) -> list[dict[str, Any]]:
+    def list_dead_letters(
+        _reader: Reader, topic: str | None = Query(None, max_length=100)
+    ) -> list[dict[str, Any]]:
         items, _ = gateway().state.get(DEAD_LETTERS_KEY)
         return [i for i in (items or []) if topic is None or i["topic"] == topic]
 

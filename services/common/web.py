@@ -5,11 +5,9 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -23,6 +21,10 @@ def configure_logging(app_id: str) -> None:
         format=f"%(asctime)s {app_id} %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+
+
+class InvalidInput(ValueError):
+    """Input a route could not accept; answered 422 with the message."""
 
 
 class BodyLimit:
@@ -115,23 +117,3 @@ def health_router(
         return JSONResponse({"status": "ready"})
 
     return router
-
-
-def install_error_handlers(app: FastAPI, mapping: dict[type[Exception], int]) -> None:
-    """Domain exceptions become HTTP errors here, once; bad input is a 422 with a message."""
-
-    async def domain_error(request: Request, exc: Exception) -> JSONResponse:
-        status = next(code for cls, code in mapping.items() if isinstance(exc, cls))
-        return JSONResponse({"detail": str(exc)}, status_code=status)
-
-    for cls in mapping:
-        app.add_exception_handler(cls, domain_error)
-
-    async def invalid(request: Request, exc: Any) -> JSONResponse:
-        errors = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
-            for e in exc.errors()
-        ]
-        return JSONResponse({"detail": "; ".join(errors) or "invalid request"}, status_code=422)
-
-    app.add_exception_handler(RequestValidationError, invalid)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 
+from common.auth import Reader
 from common.gateway import Gateway, GatewayError
 from common.messages import ApprovalRequested, OrderStatusChanged
 from common.settings import ServiceSettings
@@ -108,6 +109,7 @@ router = APIRouter(tags=["notifications"])
 @router.get("/notifications")
 def list_notifications(
     gateway: GatewayDep,
+    _reader: Reader,
     order_id: Annotated[str, Query(min_length=1, max_length=55, pattern=r"^[A-Za-z0-9_-]+$")],
 ) -> list[dict[str, Any]]:
     """The notifications delivered for one order, oldest first."""

@@ -8,15 +8,18 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import ValidationError
 
+from common.auditing import record
+from common.auth import Operator, Reader
 from common.gateway import Gateway, NotFound, schedule_once
 from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_OUTCOMES, ORDERS
+from common.web import InvalidInput
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     ORDER_WORKFLOW,
@@ -102,20 +105,23 @@ router = APIRouter(tags=["orders"])
 
 
 @router.post("/orders", status_code=202)
-def place_order(body: dict[str, Any], gateway: GatewayDep, request: Request) -> dict[str, str]:
+def place_order(
+    body: dict[str, Any], gateway: GatewayDep, request: Request, _: Operator
+) -> dict[str, str]:
     """Publish an OrderPlaced to the `orders` topic, as a shop would (placed_at defaults to now)."""
     settings: ServiceSettings = request.app.state.settings
     body.setdefault("placed_at", datetime.now(UTC).isoformat())
     try:
         order = OrderPlaced.model_validate(body, context=settings.policy.limits)
     except ValidationError as exc:
-        raise HTTPException(422, describe_errors(exc)) from None
+        raise InvalidInput(describe_errors(exc)) from None
     gateway.publisher.publish(ORDERS, order)
+    record(request, target=order.order_id, reason=f"{order.amount} {order.currency}")
     return {"order_id": order.order_id, "instance_id": instance_id(order.order_id)}
 
 
 @router.get("/orders/{order_id}")
-def get_order(order_id: str, gateway: GatewayDep) -> dict[str, Any]:
+def get_order(order_id: str, gateway: GatewayDep, _: Reader) -> dict[str, Any]:
     """The order's workflow status, custom status and result."""
     assert gateway.workflows is not None
     state = gateway.workflows.state(instance_id(order_id), payloads=True)

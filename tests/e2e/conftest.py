@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from devstack.stack import Stack
+from tests.fakes import bearer
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -79,7 +80,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Ite
 
 @pytest.fixture(scope="session")
 def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+    """A client that reads as the development admin unless a request says otherwise."""
+    with httpx.Client(timeout=10, headers=bearer("admin")) as client:
         yield client
 
 

@@ -11,6 +11,7 @@ from common.cloudevents import CONTENT_TYPE, wrap
 from common.messages import Message, OrderPlaced
 from devstack.stack import Stack
 from tests.e2e.conftest import eventually, unique
+from tests.fakes import bearer
 
 
 class Flow:
@@ -84,16 +85,13 @@ class Flow:
         )
 
     def decide(
-        self, order_id: str, approver: str, role: str, approved: bool = True, reason: str = ""
+        self, order_id: str, who: str = "manager", approved: bool = True, reason: str = ""
     ) -> httpx.Response:
+        """Post a decision as a development principal ("manager" is bob, "vp" is val)."""
         return self.http.post(
             f"{self.approvals}/approvals/{order_id}/decisions",
-            json={
-                "approved": approved,
-                "reason": reason,
-                "approver_id": approver,
-                "approver_role": role,
-            },
+            json={"approved": approved, "reason": reason},
+            headers=bearer(who),
         )
 
     def notifications(self, order_id: str) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ from common.cloudevents import CONTENT_TYPE, wrap
 from common.gateway import Gateway
 from common.messages import Message
 from common.settings import ServiceSettings
-from tests.fakes import fake_gateway
+from tests.fakes import bearer, fake_gateway
 
 
 @pytest.fixture
@@ -27,9 +27,12 @@ AppFactory = Callable[..., TestClient]
 def client(gateway: Gateway) -> Iterator[AppFactory]:
     clients: list[TestClient] = []
 
-    def make(create_app: Callable[..., Any], settings: ServiceSettings) -> TestClient:
+    def make(
+        create_app: Callable[..., Any], settings: ServiceSettings, who: str = "admin"
+    ) -> TestClient:
+        """A client of the app; it sends the development token of `who` unless told otherwise."""
         app = create_app(settings, gateway=gateway)
-        c = TestClient(app, raise_server_exceptions=False)
+        c = TestClient(app, raise_server_exceptions=False, headers=bearer(who))
         c.__enter__()
         clients.append(c)
         return c

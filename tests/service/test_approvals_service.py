@@ -8,6 +8,7 @@ from approvals.domain import ApprovalView
 from approvals.readmodel import save_view
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
 from common.settings import ServiceSettings
+from tests.fakes import bearer
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime.now(UTC)
@@ -37,10 +38,10 @@ def decision(decided_at: datetime = NOW, decision_id: str = "d-1") -> DecisionSu
     )
 
 
-def view(status: str = "pending", tier: Tier = Tier.MANAGER) -> ApprovalView:
+def view(status: str = "pending", tier: Tier = Tier.MANAGER, customer: str = "c-1") -> ApprovalView:
     return ApprovalView(
         order_id="o-1",
-        customer_id="c-1",
+        customer_id=customer,
         amount="1200.00",
         currency="EUR",
         status=status,
@@ -91,47 +92,53 @@ def test_decision_for_a_finished_approval_has_no_effect(approvals: TestClient, g
     assert not gateway.workflows.raised
 
 
-def post(approvals: TestClient, approver: str = "m-1", role: str = "manager"):
+def post(approvals: TestClient, who: str = "manager"):
     return approvals.post(
-        "/approvals/o-1/decisions",
-        json={"approved": True, "reason": "ok", "approver_id": approver, "approver_role": role},
+        "/approvals/o-1/decisions", json={"approved": True, "reason": "ok"}, headers=bearer(who)
     )
 
 
 @pytest.mark.parametrize(
-    ("stored", "approver", "role", "code", "says"),
+    ("stored", "who", "code", "says"),
     [
-        (None, "m-1", "manager", 404, "no approval is waiting"),
-        (view(tier=Tier.VP), "m-1", "manager", 403, "manager may not decide a VP stage"),
-        (view(), "c-1", "vp", 403, "own order"),
-        (view("approved"), "m-1", "manager", 409, "already approved"),
-        (view("expired"), "m-1", "manager", 410, "expired"),
+        (None, "manager", 404, "no approval is waiting"),
+        (view(tier=Tier.VP), "manager", 403, "manager may not decide a VP stage"),
+        (view(customer="bob"), "manager", 403, "own order"),
+        (view("approved"), "manager", 409, "already approved"),
+        (view("expired"), "vp", 410, "expired"),
+        (view(), "viewer", 403, "vic may not do this: it needs approver"),
+        (view(), "operator", 403, "needs approver"),
     ],
 )
-def test_decision_api_refuses_clearly(
-    approvals: TestClient, gateway, stored, approver, role, code, says
+def test_decision_api_refuses_clearly_and_audits_it(
+    approvals: TestClient, gateway, stored, who, code, says
 ) -> None:
     if stored:
         save_view(gateway.state, stored)
-    resp = post(approvals, approver, role)
+    resp = post(approvals, who)
     assert resp.status_code == code and says in resp.json()["detail"]
     assert not gateway.publisher.published
+    (entry,) = approvals.get("/audit", params={"action": "post_decision"}).json()
+    assert entry["outcome"].startswith(f"refused {code}") and entry["target"] == "o-1"
 
 
-def test_valid_decision_is_published_and_accepted_for_processing(
-    approvals: TestClient, gateway
-) -> None:
+def test_valid_decision_takes_the_approver_from_the_token(approvals: TestClient, gateway) -> None:
     save_view(gateway.state, view())
-    resp = post(approvals)
+    resp = post(approvals, "manager")
     assert resp.status_code == 202
     (msg,) = gateway.publisher.to("decisions")
-    assert msg.message_id == resp.json()["decision_id"] and msg.approver_id == "m-1"
+    assert msg.message_id == resp.json()["decision_id"]
+    assert (msg.approver_id, msg.approver_role) == ("bob", Tier.MANAGER)
+    (entry,) = approvals.get("/audit").json()
+    assert (entry["actor"], entry["role"]) == ("bob", "approver:manager")
+    assert entry["outcome"] == f"ok: approve as {msg.message_id}"
 
 
 def test_bad_decision_body_is_a_422_with_a_message(approvals: TestClient) -> None:
-    resp = approvals.post("/approvals/o-1/decisions", json={"approved": "perhaps"})
-    assert resp.status_code == 422
-    assert "approved" in resp.json()["detail"] and "approver_id" in resp.json()["detail"]
+    resp = approvals.post(
+        "/approvals/o-1/decisions", json={"approved": "perhaps"}, headers=bearer("manager")
+    )
+    assert resp.status_code == 422 and "approved" in resp.json()["detail"]
 
 
 def test_inbox_filters_by_status_and_tier(approvals: TestClient, gateway) -> None:

@@ -122,3 +122,35 @@ def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:
     assert kept["event_id"] == "bad-1" and kept["topic"] == "orders"
     assert "amount: Decimal input should have no more than 2 decimal places" in kept["reason"]
     assert orders.get("/deadletters", params={"topic": "approval-outcomes"}).json() == []
+
+
+def test_reads_need_a_token_and_mutations_need_an_operator(client: AppFactory) -> None:
+    viewer = client(create_app, ServiceSettings(app_id="orders"), who="viewer")
+    assert viewer.get("/orders/o-1", headers={"Authorization": ""}).status_code == 401
+    assert viewer.get("/orders/o-1", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert viewer.get("/orders/o-1").status_code == 404  # a viewer may read
+    order = {"order_id": "o-9", "customer_id": "c", "amount": "10.00", "currency": "EUR"}
+    refused = viewer.post("/orders", json=order)
+    assert refused.status_code == 403 and "needs operator or admin" in refused.json()["detail"]
+    anonymous = viewer.post("/orders", json=order, headers={"Authorization": ""})
+    assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
+    outcomes = [(e["actor"], e["outcome"][:11]) for e in viewer.get("/audit").json()]
+    assert outcomes == [("vic", "refused 403"), ("anonymous", "refused 401")]
+
+
+def test_the_audit_chain_verifies_and_detects_tampering(orders: TestClient, gateway) -> None:
+    for n in range(3):
+        orders.post(
+            "/orders",
+            json={"order_id": f"o-{n}", "customer_id": "c", "amount": "10.00", "currency": "EUR"},
+        )
+    assert orders.get("/audit/verify").json() == {
+        "intact": True,
+        "summary": "3 records, chain intact",
+    }
+    record, etag = gateway.state.get("audit:2")
+    gateway.state.data["audit:2"] = ({**record, "actor": "mallory"}, etag)
+    assert orders.get("/audit/verify").json() == {
+        "intact": False,
+        "summary": "record 2 was altered (its hash does not match its content)",
+    }

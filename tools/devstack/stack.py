@@ -289,6 +289,11 @@ class Stack:
                 overrides = dict(self.component_metadata.get(doc["metadata"]["name"], {}))
                 if doc["spec"]["type"] in REDIS_COMPONENT_TYPES:
                     overrides.setdefault("redisHost", f"{LOOPBACK}:{self.redis_port}")
+                if doc["spec"]["type"] == "secretstores.local.file":
+                    for item in doc["spec"].get("metadata") or []:
+                        if item.get("name") == "secretsFile":
+                            path = spec.path.parent / str(item["value"])
+                            overrides.setdefault("secretsFile", str(path.resolve()))
                 items = doc["spec"].setdefault("metadata", [])
                 for item in items:
                     if item.get("name") in overrides:

@@ -1,0 +1,124 @@
+"""Bearer tokens -> principals with roles, read once from a Dapr secret store.
+
+The secret (default: store "localsecretstore", secret "api-tokens") maps each token to
+"<principal>:<role>[,<role>...][:<approver level>]", e.g. "bob:approver:manager" or "ada:admin".
+Tokens are kept only as SHA-256 digests and never logged.
+
+Roles: viewer reads; operator and admin mutate; admin alone runs bulk jobs; approver (level
+manager or vp) decides approvals. Every authenticated principal may read.
+
+Errors: AuthConfigError (the token table is unusable: startup fails with the reason),
+Unauthenticated (401), Forbidden (403).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from common.messages import Tier
+
+
+class Role(StrEnum):
+    ADMIN = "admin"
+    OPERATOR = "operator"
+    APPROVER = "approver"
+    VIEWER = "viewer"
+
+
+class AuthConfigError(ValueError):
+    """The token table cannot be read or parsed."""
+
+
+class Unauthenticated(Exception):
+    """No token, or one we do not know (401)."""
+
+
+class Forbidden(Exception):
+    """The principal's roles do not allow this (403)."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    id: str
+    roles: frozenset[Role]
+    level: Tier | None = None  # for approvers
+
+    @property
+    def role(self) -> str:
+        """The principal's roles as one string, for the audit log."""
+        text = ",".join(sorted(r.value for r in self.roles))
+        return f"{text}:{self.level.value}" if self.level else text
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenTable:
+    by_digest: Mapping[str, Principal]
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, str]) -> TokenTable:
+        """Build from {token: "principal:roles[:level]"}; raise AuthConfigError naming the entry."""
+        table: dict[str, Principal] = {}
+        for n, (token, spec) in enumerate(sorted(raw.items()), start=1):
+            parts = str(spec).split(":")
+            if len(token) < 8 or len(parts) not in (2, 3) or not parts[0]:
+                raise AuthConfigError(
+                    f"api token entry {n}: expected a token of 8+ characters mapped to "
+                    "'principal:role[,role][:level]'"
+                )
+            try:
+                roles = frozenset(Role(r.strip()) for r in parts[1].split(","))
+                level = Tier(parts[2]) if len(parts) == 3 else None
+            except ValueError as exc:
+                raise AuthConfigError(f"api token entry {n} ({parts[0]}): {exc}") from None
+            if (Role.APPROVER in roles) != (level is not None):
+                raise AuthConfigError(
+                    f"api token entry {n} ({parts[0]}): an approver needs a level "
+                    "(manager or vp), and only an approver has one"
+                )
+            table[_digest(token)] = Principal(parts[0], roles, level)
+        return cls(table)
+
+    def lookup(self, token: str) -> Principal | None:
+        return self.by_digest.get(_digest(token))
+
+
+def authenticate(request: Request) -> Principal:
+    """The caller, from `Authorization: Bearer <token>`."""
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("send Authorization: Bearer <token>")
+    tokens: TokenTable = request.app.state.tokens
+    principal = tokens.lookup(token.strip())
+    if principal is None:
+        raise Unauthenticated("unknown token")
+    request.state.principal = principal
+    return principal
+
+
+def requires(*roles: Role) -> Callable[..., Principal]:
+    """A dependency that lets through a principal holding any of `roles`."""
+
+    def check(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+        if not principal.roles & set(roles):
+            allowed = " or ".join(r.value for r in roles)
+            raise Forbidden(f"{principal.id} may not do this: it needs {allowed}")
+        return principal
+
+    return check
+
+
+Reader = Annotated[Principal, Depends(authenticate)]
+Operator = Annotated[Principal, Depends(requires(Role.OPERATOR, Role.ADMIN))]
+Admin = Annotated[Principal, Depends(requires(Role.ADMIN))]
+Approver = Annotated[Principal, Depends(requires(Role.APPROVER))]
