@@ -39,6 +39,9 @@ class FakeStateStore:
         value, etag = self.data[key]
         return copy.deepcopy(value), etag
 
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        return {k: copy.deepcopy(self.data[k][0]) for k in keys if k in self.data}
+
     def put(self, key: str, value: Any, etag: str | None = None) -> None:
         if etag is not None and (key not in self.data or self.data[key][1] != etag):
             raise Conflict(f"etag mismatch on {key}")
@@ -93,6 +96,12 @@ class FakeWorkflows:
 
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
         return self.instances.get(instance_id)
+
+    def list_ids(self) -> list[str]:
+        return sorted(self.instances)
+
+    def history(self, instance_id: str) -> list[dict[str, Any]]:
+        return [{"event_id": -1, "type": "EXECUTION_STARTED", "name": instance_id}]
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
+from common import instances
 from common.auditing import record
 from common.auth import Approver, Reader
-from common.gateway import Gateway, schedule_once
+from common.gateway import Gateway
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
 from common.settings import ServiceSettings
 from common.state import update
@@ -46,7 +47,10 @@ def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalReq
         if (record or {}).get("status") == "scheduled" or gateway.workflows.state(iid):
             return Answer.success("duplicate request")
     wf_input = ApprovalInput(request=req.model_dump(mode="json"), policy=settings.policy.snapshot())
-    schedule_once(gateway, APPROVAL_WORKFLOW, iid, wf_input.model_dump(mode="json"))
+    last_due = req.due_at + (
+        settings.policy.vp_deadline if req.tier is Tier.MANAGER else timedelta(0)
+    )
+    instances.start(gateway, APPROVAL_WORKFLOW, iid, wf_input.model_dump(mode="json"), last_due)
     update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
     return Answer.success()
 

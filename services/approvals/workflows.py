@@ -32,7 +32,7 @@ from common.messages import (
 )
 from common.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
 from common.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
-from common.workflow import now
+from common.workflow import TRACK_INSTANCE, now, tracked
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,12 @@ class ApprovalResult(BaseModel):
 
 def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     """Stages with deadlines, authority checks and escalation, ending in one outcome."""
+    result = yield from _approval(ctx, raw)
+    yield ctx.call_activity(TRACK_INSTANCE, input=tracked(ctx, APPROVAL_WORKFLOW, "COMPLETED"))
+    return result
+
+
+def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     inp = ApprovalInput.model_validate(raw)
     policy = ApprovalPolicy.model_validate(inp.policy)
     req = ApprovalRequested.model_validate(inp.request, context=TRUSTED)

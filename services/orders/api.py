@@ -11,9 +11,10 @@ from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import ValidationError
 
+from common import instances
 from common.auditing import record
 from common.auth import Operator, Reader
-from common.gateway import Gateway, NotFound, schedule_once
+from common.gateway import Gateway, NotFound
 from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from common.settings import ServiceSettings
 from common.state import update
@@ -57,7 +58,8 @@ def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced
             return Answer.success("duplicate order")
         # The first delivery claimed the id but never scheduled: finish its job.
     wf_input = OrderInput(order=order.model_dump(mode="json"), policy=settings.policy.snapshot())
-    schedule_once(gateway, ORDER_WORKFLOW, iid, wf_input.model_dump(mode="json"))
+    deadline = datetime.now(UTC) + settings.policy.order_backstop
+    instances.start(gateway, ORDER_WORKFLOW, iid, wf_input.model_dump(mode="json"), deadline)
     update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
     log.info("order %s: scheduled %s", order.order_id, iid)
     return Answer.success()

@@ -30,7 +30,7 @@ from common.messages import (
 )
 from common.policy import ApprovalPolicy
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
-from common.workflow import now
+from common.workflow import TRACK_INSTANCE, now, tracked
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +63,12 @@ class OrderResult(BaseModel):
 
 def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     """received -> tier -> (auto | request approval, wait for outcome or backstop) -> result."""
+    result = yield from _order(ctx, raw)
+    yield ctx.call_activity(TRACK_INSTANCE, input=tracked(ctx, ORDER_WORKFLOW, "COMPLETED"))
+    return result
+
+
+def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     inp = OrderInput.model_validate(raw)
     policy = ApprovalPolicy.model_validate(inp.policy)
     order_id = str(inp.order.get("order_id") or ctx.instance_id.removeprefix(INSTANCE_PREFIX))

@@ -12,6 +12,7 @@ from approvals.workflows import (
     approval_workflow,
 )
 from common.policy import ApprovalPolicy, OnManagerTimeout
+from common.workflow import TRACK_INSTANCE
 from common.workflow_testing import DEFAULT_START, WorkflowHarness
 
 POLICY = ApprovalPolicy()
@@ -37,7 +38,12 @@ def harness(tier: str = "manager", policy: ApprovalPolicy = POLICY) -> WorkflowH
         approval_workflow,
         inp.model_dump(mode="json"),
         instance_id="approval-o-1",
-        activities={PUBLISH_OUTCOME: None, RECORD_APPROVAL: None, REQUEST_NEXT_STAGE: None},
+        activities={
+            TRACK_INSTANCE: None,
+            PUBLISH_OUTCOME: None,
+            RECORD_APPROVAL: None,
+            REQUEST_NEXT_STAGE: None,
+        },
     )
 
 

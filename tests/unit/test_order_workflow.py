@@ -7,6 +7,7 @@ import pytest
 from dapr.ext.workflow import TaskFailedError
 
 from common.policy import ApprovalPolicy
+from common.workflow import TRACK_INSTANCE
 from common.workflow_testing import DEFAULT_START, ActivityFailed, WorkflowHarness
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
@@ -39,7 +40,12 @@ def harness(
         order_workflow,
         inp.model_dump(mode="json"),
         instance_id="order-o-1",
-        activities={PUBLISH_STATUS: None, REQUEST_APPROVAL: None, FULFIL_ORDER: {}},
+        activities={
+            TRACK_INSTANCE: None,
+            PUBLISH_STATUS: None,
+            REQUEST_APPROVAL: None,
+            FULFIL_ORDER: {},
+        },
     )
 
 
@@ -152,7 +158,7 @@ def test_invalid_order_is_rejected_not_failed() -> None:
 
 def test_order_with_an_unusable_id_ends_without_publishing() -> None:
     h = harness(order_id="bad id!").start()
-    assert h.result["status"] == "rejected" and not h.calls
+    assert h.result["status"] == "rejected" and not h.calls_to(PUBLISH_STATUS)
 
 
 def test_policy_snapshot_in_the_input_rules() -> None:
