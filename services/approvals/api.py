@@ -18,6 +18,7 @@ from common import instances
 from common.auditing import record
 from common.auth import Approver, Reader
 from common.gateway import Gateway
+from common.management import management_router
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
 from common.settings import ServiceSettings
 from common.state import update
@@ -26,6 +27,7 @@ from common.topics import APPROVAL_REQUESTS, DECISIONS
 
 log = logging.getLogger(__name__)
 TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}
+WORKFLOWS = {APPROVAL_WORKFLOW}
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -114,6 +116,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
     )
     app.include_router(router)
+    app.include_router(management_router(lambda: WORKFLOWS))
 
 
 router = APIRouter(tags=["approvals"])

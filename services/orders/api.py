@@ -15,6 +15,7 @@ from common import instances
 from common.auditing import record
 from common.auth import Operator, Reader
 from common.gateway import Gateway, NotFound
+from common.management import management_router
 from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from common.settings import ServiceSettings
 from common.state import update
@@ -30,6 +31,7 @@ from orders.workflows import (
 
 log = logging.getLogger(__name__)
 TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}
+WORKFLOWS = {ORDER_WORKFLOW}
 
 
 def get_gateway(request: Request) -> Gateway:
@@ -101,6 +103,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         handler=lambda m: deliver_outcome(gw(), m),
     )
     app.include_router(router)
+    app.include_router(management_router(lambda: WORKFLOWS))
 
 
 router = APIRouter(tags=["orders"])

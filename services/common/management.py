@@ -1,0 +1,435 @@
+"""The workflow management API ("the control room"), written once, mounted by every app that
+hosts workflows, for its own instances, under /workflows.
+
+Reads need any token; mutations need operator or admin; bulk jobs need admin. Every mutation,
+done or refused, is in the audit log before the answer goes out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Path, Query, Request, Response
+from pydantic import BaseModel, Field, field_validator
+
+from common import audit, instances
+from common.auditing import record
+from common.auth import Admin, Operator, Reader
+from common.gateway import Conflict, Gateway, GatewayError, InstanceState, NotFound
+from common.policy import parse_duration
+from common.state import update
+from common.web import InvalidInput
+
+log = logging.getLogger(__name__)
+
+InstanceId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="workflow instance id")
+]
+EventName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+MAX_WAIT_S = 60.0
+LONGEST = timedelta(days=36500)
+
+
+def _duration(text: str, field: str) -> timedelta:
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: {exc}") from None
+    if value <= timedelta(0) or value > LONGEST:
+        raise InvalidInput(f"{field}: must be positive and under 100 years, got {text!r}")
+    return value
+
+
+def _json(raw: str | None) -> Any:
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def describe(state: InstanceState, payloads: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "instance_id": state.instance_id,
+        "name": state.name,
+        "status": state.status,
+        "created_at": state.created_at,
+        "updated_at": state.updated_at,
+        "custom_status": _json(state.custom_status),
+        "failure": state.failure,
+    }
+    if payloads:
+        body |= {"input": _json(state.input), "output": _json(state.output)}
+    return body
+
+
+class StartBody(BaseModel):
+    name: str
+    input: Any = None
+    instance_id: Annotated[str | None, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] = None
+
+
+class ReasonBody(BaseModel):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class TerminateBody(BaseModel):
+    output: Any = None
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class JobBody(BaseModel):
+    """A bulk job. purge: every terminal instance, or those finished longer ago than
+    `older_than`. terminate: running or suspended ones created longer ago than `older_than`,
+    or past their deadline ("stuck")."""
+
+    action: Literal["purge", "terminate"]
+    older_than: str | None = None
+    dry_run: bool = False
+
+    @field_validator("older_than")
+    @classmethod
+    def _valid_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            _duration(value, "older_than")
+        return value
+
+
+def _workflows(gateway: Gateway) -> Any:
+    assert gateway.workflows is not None, "this app hosts no workflows"
+    return gateway.workflows
+
+
+def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
+    """The /workflows routes for the workflows this app registers."""
+    router = APIRouter(prefix="/workflows", tags=["workflow management"])
+
+    def gateway_of(request: Request) -> Gateway:
+        return request.app.state.gateway  # type: ignore[no-any-return]
+
+    def existing(request: Request, instance_id: str) -> InstanceState:
+        state = _workflows(gateway_of(request)).state(instance_id)
+        if state is None:
+            raise NotFound(f"no workflow instance {instance_id!r}")
+        return state  # type: ignore[no-any-return]
+
+    @router.post("", status_code=201)
+    def start_workflow(
+        body: StartBody, request: Request, response: Response, _: Operator
+    ) -> dict[str, Any]:
+        """Start a workflow; an existing instance id answers 200 with that instance instead."""
+        if body.name not in workflow_names():
+            raise NotFound(
+                f"unknown workflow {body.name!r}; this app hosts "
+                f"{', '.join(sorted(workflow_names()))}"
+            )
+        gateway = gateway_of(request)
+        iid = body.instance_id or f"{body.name}-{uuid.uuid4().hex[:16]}"
+        current = _workflows(gateway).state(iid)
+        if current is not None:
+            response.status_code = 200
+            record(request, target=iid, outcome="ok: exists", reason=current.status)
+            return {"instance_id": iid, "created": False, "status": current.status}
+        instances.start(gateway, body.name, iid, body.input)
+        record(request, target=iid, reason=body.name)
+        return {"instance_id": iid, "created": True, "status": "RUNNING"}
+
+    @router.get("")
+    def list_workflows(
+        request: Request,
+        _: Reader,
+        status: Annotated[list[str] | None, Query(description="repeat for several")] = None,
+        name: str | None = None,
+        created_before: datetime | None = None,
+        created_after: datetime | None = None,
+        updated_before: datetime | None = None,
+        updated_after: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> dict[str, Any]:
+        """Instances from the index, newest first, filtered and paged."""
+        wanted = frozenset(s.upper() for s in status or [])
+        unknown = sorted(wanted - instances.STATUSES)
+        if unknown:
+            raise InvalidInput(f"status: unknown {unknown}; use {sorted(instances.STATUSES)}")
+        match = instances.Filter(
+            wanted, name, created_before, created_after, updated_before, updated_after
+        )
+        rows = sorted(
+            (e for e in instances.entries(gateway_of(request).state) if match(e)),
+            key=lambda e: e.created_at,
+            reverse=True,
+        )
+        page = rows[offset : offset + limit]
+        return {
+            "total": len(rows),
+            "offset": offset,
+            "limit": limit,
+            "instances": [e.model_dump(mode="json") for e in page],
+        }
+
+    @router.post("/reconcile")
+    def reconcile_index(request: Request, _: Operator) -> dict[str, int]:
+        """Rebuild the index from Dapr's own list (slow: one call per instance)."""
+        gateway = gateway_of(request)
+        counts = instances.reconcile(gateway.state, _workflows(gateway))
+        record(request, target="index", reason=json.dumps(counts))
+        return counts
+
+    @router.get("/{instance_id}")
+    def get_workflow(
+        instance_id: InstanceId, request: Request, _: Reader, payloads: bool = False
+    ) -> dict[str, Any]:
+        """Status, times, custom status, failure; input and output with ?payloads=true."""
+        state = _workflows(gateway_of(request)).state(instance_id, payloads=payloads)
+        if state is None:
+            raise NotFound(f"no workflow instance {instance_id!r}")
+        return describe(state, payloads)
+
+    @router.get("/{instance_id}/history")
+    def workflow_history(
+        instance_id: InstanceId, request: Request, _: Reader
+    ) -> list[dict[str, Any]]:
+        """The instance's execution history, oldest first."""
+        existing(request, instance_id)
+        return _workflows(gateway_of(request)).history(instance_id)  # type: ignore[no-any-return]
+
+    @router.get("/{instance_id}/wait")
+    def wait_for_workflow(
+        instance_id: InstanceId,
+        request: Request,
+        _: Reader,
+        timeout: Annotated[float, Query(gt=0, le=MAX_WAIT_S)] = 30.0,
+    ) -> dict[str, Any]:
+        """Wait (at most `timeout` seconds, up to 60) for the instance to finish."""
+        existing(request, instance_id)
+        state = _workflows(gateway_of(request)).wait(instance_id, timeout)
+        if state is None:
+            raise NotFound(f"no workflow instance {instance_id!r}")
+        return describe(state, False) | {"finished": state.status in instances.TERMINAL}
+
+    @router.post("/{instance_id}/events/{event_name}", status_code=202)
+    def raise_workflow_event(
+        instance_id: InstanceId,
+        event_name: EventName,
+        request: Request,
+        _: Operator,
+        data: Annotated[Any, Body()] = None,
+    ) -> dict[str, str]:
+        """Raise an event into the instance (the body is the event's data)."""
+        state = existing(request, instance_id)
+        if state.status in instances.TERMINAL:
+            raise Conflict(f"instance {instance_id} is {state.status}: it takes no events")
+        _workflows(gateway_of(request)).raise_event(instance_id, event_name, data)
+        record(request, target=instance_id, reason=event_name)
+        return {"instance_id": instance_id, "event": event_name, "status": "raised"}
+
+    def _transition(
+        request: Request,
+        instance_id: str,
+        allowed: set[str],
+        verb: str,
+        reason: str,
+        act: Callable[[], None],
+        new_status: str,
+    ) -> dict[str, str]:
+        state = existing(request, instance_id)
+        if state.status not in allowed:
+            raise Conflict(
+                f"instance {instance_id} is {state.status}: only "
+                f"{' or '.join(sorted(allowed))} instances can be {verb}"
+            )
+        act()
+        instances.set_status(gateway_of(request).state, instance_id, new_status)
+        record(request, target=instance_id, reason=reason)
+        return {"instance_id": instance_id, "status": new_status}
+
+    @router.post("/{instance_id}/suspend")
+    def suspend_workflow(
+        instance_id: InstanceId, body: ReasonBody, request: Request, _: Operator
+    ) -> dict[str, str]:
+        """Suspend a running instance; events raised meanwhile wait for the resume."""
+        wf = _workflows(gateway_of(request))
+        return _transition(
+            request,
+            instance_id,
+            {"RUNNING"},
+            "suspended",
+            body.reason,
+            lambda: wf.suspend(instance_id, body.reason),
+            "SUSPENDED",
+        )
+
+    @router.post("/{instance_id}/resume")
+    def resume_workflow(
+        instance_id: InstanceId, body: ReasonBody, request: Request, _: Operator
+    ) -> dict[str, str]:
+        """Resume a suspended instance."""
+        wf = _workflows(gateway_of(request))
+        return _transition(
+            request,
+            instance_id,
+            {"SUSPENDED"},
+            "resumed",
+            body.reason,
+            lambda: wf.resume(instance_id, body.reason),
+            "RUNNING",
+        )
+
+    @router.post("/{instance_id}/terminate")
+    def terminate_workflow(
+        instance_id: InstanceId, body: TerminateBody, request: Request, _: Operator
+    ) -> dict[str, str]:
+        """Terminate a running, pending or suspended instance with an optional output."""
+        wf = _workflows(gateway_of(request))
+        return _transition(
+            request,
+            instance_id,
+            {"RUNNING", "PENDING", "SUSPENDED", "STALLED"},
+            "terminated",
+            body.reason,
+            lambda: wf.terminate(instance_id, body.output),
+            "TERMINATED",
+        )
+
+    @router.delete("/{instance_id}")
+    def purge_workflow(instance_id: InstanceId, request: Request, _: Operator) -> dict[str, str]:
+        """Delete a finished instance and its history; a live one is refused with 409."""
+        state = existing(request, instance_id)
+        if state.status not in instances.TERMINAL:
+            raise Conflict(
+                f"instance {instance_id} is {state.status}: only COMPLETED, FAILED or "
+                "TERMINATED instances can be purged; terminate it first"
+            )
+        gateway = gateway_of(request)
+        _workflows(gateway).purge(instance_id)
+        instances.forget(gateway.state, instance_id)
+        record(request, target=instance_id, reason=state.status)
+        return {"instance_id": instance_id, "status": "purged"}
+
+    @router.post("/jobs", status_code=202)
+    def start_job(body: JobBody, request: Request, admin: Admin) -> dict[str, Any]:
+        """Start a bulk purge or terminate; poll GET /workflows/jobs/{job_id} for progress."""
+        gateway = gateway_of(request)
+        targets = select_targets(gateway, body, datetime.now(UTC))
+        job = {
+            "job_id": f"job-{uuid.uuid4().hex[:12]}",
+            "action": body.action,
+            "older_than": body.older_than,
+            "dry_run": body.dry_run,
+            "actor": admin.id,
+            "status": "running",
+            "total": len(targets),
+            "done": 0,
+            "results": {},
+            "created_at": datetime.now(UTC).isoformat(),
+            "finished_at": None,
+        }
+        gateway.state.put(f"job:{job['job_id']}", job)
+        record(
+            request,
+            target=job["job_id"],
+            reason=f"{body.action} {len(targets)} "
+            f"instances, older_than={body.older_than}, dry_run={body.dry_run}",
+        )
+        threading.Thread(target=run_job, args=(gateway, job, targets), daemon=True).start()
+        return job
+
+    @router.get("/jobs/{job_id}")
+    def get_job(
+        job_id: Annotated[str, Path(pattern=r"^job-[0-9a-f]{12}$")], request: Request, _: Reader
+    ) -> dict[str, Any]:
+        """A bulk job: status, progress, and what happened to each instance."""
+        job, _etag = gateway_of(request).state.get(f"job:{job_id}")
+        if job is None:
+            raise NotFound(f"no job {job_id!r}")
+        return job  # type: ignore[no-any-return]
+
+    return router
+
+
+def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
+    """The instance ids a job would touch, from the index."""
+    age = _duration(body.older_than, "older_than") if body.older_than else None
+    chosen = []
+    for e in instances.entries(gateway.state):
+        if body.action == "purge":
+            if e.status in instances.TERMINAL and (age is None or e.updated_at < now - age):
+                chosen.append(e.instance_id)
+        elif e.status in {"RUNNING", "SUSPENDED", "PENDING", "STALLED"}:
+            too_old = age is not None and e.created_at < now - age
+            overdue = age is None and e.deadline is not None and e.deadline < now
+            if too_old or overdue:
+                chosen.append(e.instance_id)
+    return sorted(chosen)
+
+
+def run_job(gateway: Gateway, job: dict[str, Any], targets: list[str]) -> None:
+    """Work through the targets, saving progress every 25; safe to run again."""
+    wf = _workflows(gateway)
+    results: dict[str, str] = {}
+    for n, iid in enumerate(targets, start=1):
+        try:
+            results[iid] = _apply(gateway, wf, job, iid)
+        except GatewayError as exc:
+            results[iid] = f"failed: {exc}"[:300]
+        if n % 25 == 0 or n == len(targets):
+            _save(gateway, job, results, n, finished=False)
+    _save(gateway, job, results, len(targets), finished=True)
+    failed = sum(1 for r in results.values() if r.startswith("failed"))
+    try:
+        audit.append(
+            gateway.state,
+            actor=job["actor"],
+            role="admin",
+            action="job_finished",
+            target=job["job_id"],
+            outcome="ok" if not failed else f"failed: {failed}",
+            reason=f"{job['action']}: {len(targets)} instances, {failed} failed",
+        )
+    except audit.AuditUnavailable:
+        log.exception("could not audit the end of %s", job["job_id"])
+
+
+def _apply(gateway: Gateway, wf: Any, job: dict[str, Any], iid: str) -> str:
+    state = wf.state(iid)
+    if state is None:
+        instances.forget(gateway.state, iid)
+        return "gone"
+    if job["action"] == "purge":
+        if state.status not in instances.TERMINAL:
+            return f"skipped: {state.status}"
+        if job["dry_run"]:
+            return "would purge"
+        wf.purge(iid)
+        instances.forget(gateway.state, iid)
+        return "purged"
+    if state.status in instances.TERMINAL:
+        return f"skipped: {state.status}"
+    if job["dry_run"]:
+        return "would terminate"
+    wf.terminate(iid, {"terminated_by": job["job_id"], "reason": "stuck"})
+    instances.set_status(gateway.state, iid, "TERMINATED")
+    return "terminated"
+
+
+def _save(
+    gateway: Gateway, job: dict[str, Any], results: dict[str, str], done: int, finished: bool
+) -> None:
+    def change(current: dict[str, Any] | None) -> dict[str, Any]:
+        base = current or job
+        return base | {
+            "done": done,
+            "results": dict(results),
+            "status": "done" if finished else "running",
+            "finished_at": datetime.now(UTC).isoformat() if finished else None,
+        }
+
+    update(gateway.state, f"job:{job['job_id']}", change)

@@ -1,0 +1,141 @@
+"""The management router through the orders app, with fakes at the gateway seam."""
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from common import instances
+from common.settings import ServiceSettings
+from orders.app import create_app
+from tests.fakes import bearer
+from tests.service.conftest import AppFactory
+
+
+@pytest.fixture
+def ops(client: AppFactory) -> TestClient:
+    return client(create_app, ServiceSettings(app_id="orders"), who="operator")
+
+
+def start(ops: TestClient, iid: str) -> dict:
+    return ops.post("/workflows", json={"name": "order_workflow", "input": {}, "instance_id": iid})
+
+
+def test_start_is_idempotent_and_audited(ops: TestClient, gateway) -> None:
+    first = start(ops, "wf-1")
+    assert first.status_code == 201 and first.json()["created"] is True
+    again = start(ops, "wf-1")
+    assert again.status_code == 200 and again.json() == {
+        "instance_id": "wf-1",
+        "created": False,
+        "status": "RUNNING",
+    }
+    assert len(gateway.workflows.scheduled) == 1
+    actions = [(e["action"], e["outcome"]) for e in ops.get("/audit").json()]
+    assert actions == [("start_workflow", "ok"), ("start_workflow", "ok: exists")]
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "says"),
+    [
+        ({"name": "nope"}, 404, "unknown workflow 'nope'; this app hosts order_workflow"),
+        ({"name": "order_workflow", "instance_id": "bad id"}, 422, "instance_id"),
+        ({"input": 1}, 422, "name"),
+    ],
+)
+def test_bad_start_requests_are_refused_and_audited(
+    ops: TestClient, gateway, body, code, says
+) -> None:
+    resp = ops.post("/workflows", json=body)
+    assert resp.status_code == code and says in resp.json()["detail"]
+    assert not gateway.workflows.scheduled
+    assert ops.get("/audit").json()[-1]["outcome"].startswith(f"refused {code}")
+
+
+def test_unknown_and_malformed_ids(ops: TestClient) -> None:
+    assert ops.get("/workflows/ghost").status_code == 404
+    assert ops.get("/workflows/bad%20id").status_code == 422
+    assert ops.post("/workflows/ghost/suspend", json={"reason": "x"}).status_code == 404
+    assert ops.get("/workflows/ghost/wait", params={"timeout": 61}).status_code == 422
+
+
+def test_suspend_resume_terminate_purge(ops: TestClient, gateway) -> None:
+    start(ops, "wf-2")
+    refused = ops.delete("/workflows/wf-2")
+    assert refused.status_code == 409
+    assert (
+        "RUNNING: only COMPLETED, FAILED or TERMINATED instances can be purged"
+        in (refused.json()["detail"])
+    )
+    assert ops.post("/workflows/wf-2/suspend", json={"reason": "audit"}).json()["status"] == (
+        "SUSPENDED"
+    )
+    assert ops.delete("/workflows/wf-2").status_code == 409
+    assert ops.post("/workflows/wf-2/suspend", json={"reason": "x"}).status_code == 409
+    assert ops.post("/workflows/wf-2/suspend", json={}).status_code == 422  # reason required
+    assert ops.post("/workflows/wf-2/resume", json={"reason": "ok"}).json()["status"] == "RUNNING"
+    assert ops.post("/workflows/wf-2/events/approval_outcome", json={"x": 1}).status_code == 202
+    assert gateway.workflows.raised[-1] == ("wf-2", "approval_outcome", {"x": 1})
+    assert ops.post("/workflows/wf-2/terminate", json={"output": "stop"}).status_code == 200
+    assert ops.delete("/workflows/wf-2").json() == {"instance_id": "wf-2", "status": "purged"}
+    assert ops.get("/workflows/wf-2").status_code == 404
+    assert [e["action"] for e in ops.get("/audit").json()] == [
+        "start_workflow",
+        "purge_workflow",
+        "suspend_workflow",
+        "purge_workflow",
+        "suspend_workflow",
+        "suspend_workflow",
+        "resume_workflow",
+        "raise_workflow_event",
+        "terminate_workflow",
+        "purge_workflow",
+    ]
+
+
+def test_list_filters_and_pages(ops: TestClient, gateway) -> None:
+    for n in range(5):
+        start(ops, f"wf-{n}")
+    ops.post("/workflows/wf-3/terminate", json={})
+    listed = ops.get("/workflows", params={"status": "terminated"}).json()
+    assert listed["total"] == 1 and listed["instances"][0]["instance_id"] == "wf-3"
+    page = ops.get("/workflows", params={"limit": 2, "offset": 1}).json()
+    assert page["total"] == 5 and len(page["instances"]) == 2
+    assert ops.get("/workflows", params={"status": "sleepy"}).status_code == 422
+    later = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
+    assert ops.get("/workflows", params={"created_after": later}).json()["total"] == 0
+
+
+def test_reconcile_adds_what_the_index_missed(ops: TestClient, gateway) -> None:
+    gateway.workflows.add("made-elsewhere", "COMPLETED", name="order_workflow")
+    assert ops.post("/workflows/reconcile").json()["added"] == 1
+    assert [e.instance_id for e in instances.entries(gateway.state)] == ["made-elsewhere"]
+
+
+def test_bulk_jobs_need_admin_and_report_progress(client: AppFactory, gateway) -> None:
+    admin = client(create_app, ServiceSettings(app_id="orders"), who="admin")
+    for n in range(30):
+        start(admin, f"done-{n}")
+        admin.post(f"/workflows/done-{n}/terminate", json={})
+    start(admin, "alive")
+    job = {"action": "purge", "dry_run": True}
+    assert admin.post("/workflows/jobs", json=job, headers=bearer("operator")).status_code == 403
+    dry = wait_job(admin, admin.post("/workflows/jobs", json=job).json()["job_id"])
+    assert dry["total"] == 30 and set(dry["results"].values()) == {"would purge"}
+    assert len(gateway.workflows.instances) == 31
+    real = wait_job(admin, admin.post("/workflows/jobs", json={"action": "purge"}).json()["job_id"])
+    assert set(real["results"].values()) == {"purged"} and list(gateway.workflows.instances) == [
+        "alive"
+    ]
+    stuck = admin.post("/workflows/jobs", json={"action": "terminate", "older_than": "-5s"})
+    assert stuck.status_code == 422 and "older_than" in stuck.json()["detail"]
+
+
+def wait_job(client: TestClient, job_id: str) -> dict:
+    for _ in range(200):
+        job = client.get(f"/workflows/jobs/{job_id}").json()
+        if job["status"] == "done":
+            return job
+        time.sleep(0.01)
+    raise AssertionError(f"job {job_id} did not finish")
