@@ -319,8 +319,9 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         """Start a bulk purge or terminate; poll GET /workflows/jobs/{job_id} for progress."""
         gateway = gateway_of(request)
         targets = select_targets(gateway, body, datetime.now(UTC))
-        job = {
-            "job_id": f"job-{uuid.uuid4().hex[:12]}",
+        job_id = f"job-{uuid.uuid4().hex[:12]}"
+        job: dict[str, Any] = {
+            "job_id": job_id,
             "action": body.action,
             "older_than": body.older_than,
             "dry_run": body.dry_run,
@@ -332,10 +333,10 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
             "created_at": datetime.now(UTC).isoformat(),
             "finished_at": None,
         }
-        gateway.state.put(f"job:{job['job_id']}", job)
+        gateway.state.put(f"job:{job_id}", job)
         record(
             request,
-            target=job["job_id"],
+            target=job_id,
             reason=f"{body.action} {len(targets)} "
             f"instances, older_than={body.older_than}, dry_run={body.dry_run}",
         )
