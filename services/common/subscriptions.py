@@ -28,6 +28,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from common import audit
 from common.auth import Reader
 from common.cloudevents import BadEnvelope, BadPayload, unwrap
 from common.gateway import Gateway, GatewayError, Transient
@@ -97,9 +98,23 @@ def make_endpoint(
         except GatewayError:  # the reason is in the log; dead-lettering must not wait on it
             log.warning("could not record why %s on %s was dropped", event_id, topic)
 
+    def record_forgery() -> None:
+        try:
+            audit.append(
+                gateway().state,
+                actor="unknown caller",
+                role="-",
+                action=f"deliver {topic}",
+                target=topic,
+                outcome="refused 401: missing or wrong dapr-api-token",
+            )
+        except audit.AuditUnavailable:
+            log.warning("could not audit a refused delivery on %s", topic)
+
     async def endpoint(request: Request) -> JSONResponse:
         refused = require_app_token(request, settings.app_api_token)
         if refused is not None:
+            await run_in_threadpool(record_forgery)
             return refused
         body = await request.body()
         event_id = "?"

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
 
 # Deadlines shortened to seconds; the policy is otherwise the production default.
+APP_TOKEN = "e2e-sidecar-to-app-token"
 E2E_ENV = {
+    "APP_API_TOKEN": APP_TOKEN,
     "POLICY_MANAGER_DEADLINE": "8s",
     "POLICY_VP_DEADLINE": "8s",
     "POLICY_ORDER_BACKSTOP": "90s",

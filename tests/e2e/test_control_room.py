@@ -1,0 +1,202 @@
+"""The management API and approvals-ctl on real workflows, as an operator would use them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+
+from devstack.stack import Stack
+from tests.e2e.conftest import eventually, unique
+from tests.e2e.flow import Flow
+from tests.fakes import TOKENS, bearer
+
+pytestmark = pytest.mark.e2e
+
+
+def ctl(stack: Stack, who: str, *args: str) -> tuple[int, Any]:
+    """Run approvals-ctl in a subprocess; return (exit code, parsed --json output or stderr)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "approvals_ctl",
+        "--json",
+        "--token",
+        TOKENS[who],
+        "--orders-url",
+        stack.apps["orders"].app_url,
+        "--approvals-url",
+        stack.apps["approvals"].app_url,
+        *args,
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    try:
+        return done.returncode, json.loads(done.stdout)
+    except ValueError:
+        return done.returncode, done.stderr
+
+
+def status(flow: Flow, order_id: str) -> str:
+    return (flow.order(order_id) or {}).get("workflow_status", "")
+
+
+def test_suspend_buffers_a_decision_until_resume_and_live_instances_are_not_purged(
+    flow: Flow,
+) -> None:
+    order = flow.place("1500.00")
+    iid = f"order-{order.order_id}"
+    flow.pending(order.order_id)
+    code, out = ctl(flow.stack, "operator", "purge", iid)
+    assert code == 4 and "RUNNING: only COMPLETED, FAILED or TERMINATED" in out
+    assert ctl(flow.stack, "operator", "suspend", iid, "--reason", "checking stock")[0] == 0
+    assert status(flow, order.order_id) == "SUSPENDED"
+    code, out = ctl(flow.stack, "operator", "purge", iid)
+    assert code == 4 and "SUSPENDED" in out
+    assert flow.decide(order.order_id, "manager").status_code == 202
+    eventually(
+        lambda: (flow.approval(order.order_id) or {}).get("status") == "approved",
+        what="the approval to finish while the order is suspended",
+    )
+    assert status(flow, order.order_id) == "SUSPENDED"
+    assert ctl(flow.stack, "operator", "resume", iid, "--reason", "stock ok")[0] == 0
+    state = flow.finished(order.order_id)
+    assert state["result"]["decided_by"] == "bob"
+    code, events = ctl(flow.stack, "viewer", "history", iid)
+    assert code == 0
+    assert {"EXECUTION_SUSPENDED", "EXECUTION_RESUMED", "EVENT_RAISED"} <= {
+        e["type"] for e in events
+    }
+
+
+def test_terminate_then_purge_and_the_index_follows(flow: Flow) -> None:
+    order = flow.place("2200.00")
+    iid = f"order-{order.order_id}"
+    flow.pending(order.order_id)
+    code, out = ctl(
+        flow.stack,
+        "operator",
+        "terminate",
+        iid,
+        "--output",
+        '{"why": "test"}',
+        "--reason",
+        "customer cancelled",
+    )
+    assert (code, out["status"]) == (0, "TERMINATED")
+    code, got = ctl(flow.stack, "viewer", "get", iid, "--payloads")
+    assert got["status"] == "TERMINATED" and got["output"] == {"why": "test"}
+    _, listed = ctl(flow.stack, "viewer", "list", "--filter-status", "TERMINATED")
+    assert iid in [i["instance_id"] for i in listed["instances"]]
+    assert ctl(flow.stack, "operator", "purge", iid) == (
+        0,
+        {"instance_id": iid, "status": "purged"},
+    )
+    code, _ = ctl(flow.stack, "viewer", "get", iid)
+    assert code == 3
+
+
+def test_run_is_idempotent_and_raise_event_reaches_the_workflow(flow: Flow) -> None:
+    order_id = unique("o")
+    wf_input = {
+        "order": {
+            "order_id": order_id,
+            "customer_id": "c-9",
+            "amount": "900.00",
+            "currency": "EUR",
+            "placed_at": "2026-11-23T10:00:00Z",
+        },
+        "policy": {},
+    }
+    iid = f"order-{order_id}"
+    args = ["run", "order_workflow", "--instance-id", iid, "--input", json.dumps(wf_input)]
+    assert ctl(flow.stack, "operator", *args)[1]["created"] is True
+    assert ctl(flow.stack, "operator", *args)[1]["created"] is False
+    outcome = {
+        "order_id": order_id,
+        "outcome": "approved",
+        "decided_by": "ops",
+        "reason": "manual",
+        "decided_at": "2026-11-23T10:01:00Z",
+    }
+    eventually(
+        lambda: "awaiting" in str((flow.order(order_id) or {}).get("custom_status")),
+        what="the order to wait for its outcome",
+    )
+    code, _ = ctl(
+        flow.stack,
+        "operator",
+        "raise-event",
+        f"{iid}/approval_outcome",
+        "--input",
+        json.dumps(outcome),
+    )
+    assert code == 0
+    code, done = ctl(flow.stack, "viewer", "wait", iid, "--timeout", "30")
+    assert (code, done["status"]) == (0, "COMPLETED")
+
+
+def test_bulk_purge_older_than_with_dry_run_then_for_real(flow: Flow) -> None:
+    orders = [flow.place("30.00") for _ in range(3)]
+    for o in orders:
+        flow.finished(o.order_id)
+    code, dry = ctl(flow.stack, "admin", "purge", "--all-older-than", "1ms", "--dry-run")
+    assert code == 0 and dry["dry_run"] is True
+    mine = {f"order-{o.order_id}" for o in orders}
+    assert all(dry["results"][i] == "would purge" for i in mine)
+    assert all(status(flow, o.order_id) == "COMPLETED" for o in orders)
+    code, real = ctl(flow.stack, "admin", "purge", "--all-older-than", "1ms")
+    assert code == 0 and all(real["results"][i] == "purged" for i in mine)
+    assert all(flow.order(o.order_id) is None for o in orders)
+    assert ctl(flow.stack, "operator", "purge", "--all")[0] == 4  # bulk needs admin
+
+
+def test_bulk_terminate_of_stuck_approvals(flow: Flow) -> None:
+    order = flow.place("4000.00")
+    flow.pending(order.order_id)
+    iid = f"approval-{order.order_id}"
+    code, dry = ctl(
+        flow.stack,
+        "admin",
+        "--app",
+        "approvals",
+        "terminate",
+        "--all-older-than",
+        "1ms",
+        "--dry-run",
+    )
+    assert code == 0 and dry["results"][iid] == "would terminate"
+    code, real = ctl(
+        flow.stack, "admin", "--app", "approvals", "terminate", "--all-older-than", "1ms"
+    )
+    assert code == 0 and real["results"][iid] == "terminated"
+    _, got = ctl(flow.stack, "viewer", "--app", "approvals", "get", iid)
+    assert got["status"] == "TERMINATED"
+
+
+def test_authorisation_negatives_are_refused_and_audited(flow: Flow) -> None:
+    orders = flow.stack.apps["orders"].app_url
+    anonymous = flow.http.post(
+        f"{orders}/workflows/order-x/suspend", json={"reason": "x"}, headers={"Authorization": ""}
+    )
+    assert anonymous.status_code == 401
+    viewer = flow.http.post(
+        f"{orders}/workflows/order-x/suspend", json={"reason": "x"}, headers=bearer("viewer")
+    )
+    assert viewer.status_code == 403
+    forged = flow.http.post(
+        f"{orders}/events/orders",
+        content=b"{}",
+        headers={"content-type": "application/cloudevents+json"},
+    )
+    assert forged.status_code == 401
+    _, records = ctl(flow.stack, "viewer", "audit", "list", "--limit", "20")
+    outcomes = [r["outcome"][:11] for r in records[-3:]]
+    assert outcomes == ["refused 401", "refused 403", "refused 401"]
+    assert records[-1]["action"] == "deliver orders"
+    code, verdict = ctl(flow.stack, "viewer", "audit", "verify")
+    assert code == 0 and verdict["intact"] is True
+    code, verdict = ctl(flow.stack, "viewer", "--app", "approvals", "audit", "verify")
+    assert code == 0 and verdict["intact"] is True

@@ -1,0 +1,369 @@
+"""approvals-ctl: steer the order and approval workflows through their management API.
+
+Workflow commands (named like `dapr workflow`) act on the app chosen with --app:
+  run, get, list, history, wait, raise-event, suspend, resume, terminate, purge
+Business commands:
+  order place     publish an OrderPlaced (orders app)
+  decide          approve or reject an order's approval (approvals app, as the token's approver)
+  audit list      the audit log;  audit verify   recompute its hash chain
+
+Settings: --token or APPROVALS_TOKEN (a bearer token, see secrets/dev-secrets.json for the
+development ones); --orders-url / ORDERS_URL (http://127.0.0.1:8101) and --approvals-url /
+APPROVALS_URL (http://127.0.0.1:8102).
+
+Exit codes: 0 done; 1 the service failed or could not be reached; 2 usage error; 3 not found;
+4 refused (401, 403, 409, 410, 422); 5 the audit chain is broken; 6 a bulk job had failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from typing import Any
+
+import httpx
+
+from common.audit import AuditRecord, verify
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_BROKEN, EXIT_JOB = range(7)
+
+
+class CtlError(Exception):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Client:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        headers = {"Authorization": f"Bearer {args.token}"} if args.token else {}
+        self.http = httpx.Client(timeout=args.timeout_s, headers=headers)
+
+    def base(self, app: str | None = None) -> str:
+        chosen = app or self.args.app
+        return str(self.args.orders_url if chosen == "orders" else self.args.approvals_url)
+
+    def call(self, method: str, path: str, app: str | None = None, **kw: Any) -> Any:
+        url = self.base(app).rstrip("/") + path
+        try:
+            resp = self.http.request(method, url, **kw)
+        except httpx.HTTPError as exc:
+            raise CtlError(f"cannot reach {url}: {exc}", EXIT_FAIL) from None
+        if resp.status_code < 300:
+            return resp.json() if resp.content else None
+        try:
+            detail = resp.json().get("detail", resp.text)
+        except ValueError:
+            detail = resp.text
+        code = (
+            EXIT_NOT_FOUND
+            if resp.status_code == 404
+            else EXIT_REFUSED
+            if resp.status_code in (401, 403, 409, 410, 413, 422)
+            else EXIT_FAIL
+        )
+        raise CtlError(f"{resp.status_code}: {detail}", code)
+
+
+def _loads(text: str | None, what: str) -> Any:
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise CtlError(f"{what} must be JSON (got {text!r})", EXIT_USAGE) from None
+
+
+def _show(args: argparse.Namespace, data: Any, human: str | None = None) -> None:
+    if args.json or human is None:
+        print(json.dumps(data, indent=2, default=str))
+    else:
+        print(human)
+
+
+def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    if not rows:
+        return "(none)"
+    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
+    lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
+    lines += ["  ".join(str(r.get(c) or "").ljust(widths[c]) for c in columns) for r in rows]
+    return "\n".join(lines)
+
+
+def cmd_run(c: Client, a: argparse.Namespace) -> int:
+    body = {"name": a.name, "input": _loads(a.input, "--input"), "instance_id": a.instance_id}
+    out = c.call("POST", "/workflows", json=body)
+    _show(
+        a,
+        out,
+        f"{out['instance_id']}: {'started' if out['created'] else 'exists'} ({out['status']})",
+    )
+    return EXIT_OK
+
+
+def cmd_get(c: Client, a: argparse.Namespace) -> int:
+    out = c.call("GET", f"/workflows/{a.instance_id}", params={"payloads": a.payloads})
+    _show(
+        a,
+        out,
+        "\n".join(
+            f"{k:>14}: {json.dumps(v) if isinstance(v, dict) else v}" for k, v in out.items()
+        ),
+    )
+    return EXIT_OK
+
+
+def cmd_list(c: Client, a: argparse.Namespace) -> int:
+    if a.reconcile:
+        c.call("POST", "/workflows/reconcile")
+    params: dict[str, Any] = {"status": a.filter_status or [], "limit": a.limit, "offset": a.offset}
+    for name in ("name", "created_before", "created_after", "updated_before", "updated_after"):
+        if getattr(a, name):
+            params[name] = getattr(a, name)
+    out = c.call("GET", "/workflows", params=params)
+    human = (
+        _table(out["instances"], ["instance_id", "name", "status", "created_at", "updated_at"])
+        + f"\n{out['total']} in all"
+    )
+    _show(a, out, human)
+    return EXIT_OK
+
+
+def cmd_history(c: Client, a: argparse.Namespace) -> int:
+    out = c.call("GET", f"/workflows/{a.instance_id}/history")
+    _show(a, out, _table(out, ["event_id", "timestamp", "type", "name"]))
+    return EXIT_OK
+
+
+def cmd_wait(c: Client, a: argparse.Namespace) -> int:
+    out = c.call("GET", f"/workflows/{a.instance_id}/wait", params={"timeout": a.timeout})
+    _show(a, out, f"{a.instance_id}: {out['status']}")
+    return EXIT_OK if out["finished"] else EXIT_FAIL
+
+
+def cmd_raise(c: Client, a: argparse.Namespace) -> int:
+    iid, sep, event = a.target.partition("/")
+    if not sep or not event:
+        raise CtlError("give the target as INSTANCE_ID/EVENT_NAME", EXIT_USAGE)
+    out = c.call("POST", f"/workflows/{iid}/events/{event}", json=_loads(a.input, "--input"))
+    _show(a, out, f"{iid}: raised {event}")
+    return EXIT_OK
+
+
+def cmd_transition(verb: str) -> Any:
+    def run(c: Client, a: argparse.Namespace) -> int:
+        out = c.call("POST", f"/workflows/{a.instance_id}/{verb}", json={"reason": a.reason})
+        _show(a, out, f"{a.instance_id}: {out['status']}")
+        return EXIT_OK
+
+    return run
+
+
+def _job(c: Client, a: argparse.Namespace, body: dict[str, Any]) -> int:
+    job = c.call("POST", "/workflows/jobs", json=body)
+    while job["status"] != "done":
+        if not a.json:
+            print(f"  {job['job_id']}: {job['done']}/{job['total']}", file=sys.stderr)
+        time.sleep(0.5)
+        job = c.call("GET", f"/workflows/jobs/{job['job_id']}")
+    counts: dict[str, int] = {}
+    for result in job["results"].values():
+        counts[result.split(":")[0]] = counts.get(result.split(":")[0], 0) + 1
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do"
+    _show(
+        a,
+        job,
+        f"{job['job_id']} ({job['action']}{', dry run' if job['dry_run'] else ''}): {summary}",
+    )
+    return EXIT_JOB if counts.get("failed") else EXIT_OK
+
+
+def cmd_terminate(c: Client, a: argparse.Namespace) -> int:
+    if a.instance_id:
+        body = {"output": _loads(a.output, "--output"), "reason": a.reason or ""}
+        out = c.call("POST", f"/workflows/{a.instance_id}/terminate", json=body)
+        _show(a, out, f"{a.instance_id}: {out['status']}")
+        return EXIT_OK
+    return _job(c, a, {"action": "terminate", "older_than": a.all_older_than, "dry_run": a.dry_run})
+
+
+def cmd_purge(c: Client, a: argparse.Namespace) -> int:
+    if a.instance_id:
+        out = c.call("DELETE", f"/workflows/{a.instance_id}")
+        _show(a, out, f"{a.instance_id}: purged")
+        return EXIT_OK
+    return _job(c, a, {"action": "purge", "older_than": a.all_older_than, "dry_run": a.dry_run})
+
+
+def cmd_place(c: Client, a: argparse.Namespace) -> int:
+    body = {
+        "order_id": a.order_id,
+        "customer_id": a.customer,
+        "amount": a.amount,
+        "currency": a.currency,
+    }
+    out = c.call("POST", "/orders", app="orders", json=body)
+    _show(a, out, f"order {out['order_id']} placed; workflow {out['instance_id']}")
+    return EXIT_OK
+
+
+def cmd_decide(c: Client, a: argparse.Namespace) -> int:
+    body = {"approved": a.approve, "reason": a.reason}
+    out = c.call("POST", f"/approvals/{a.order_id}/decisions", app="approvals", json=body)
+    _show(a, out, f"decision {out['decision_id']} on {a.order_id} submitted")
+    return EXIT_OK
+
+
+def cmd_audit_list(c: Client, a: argparse.Namespace) -> int:
+    params = {
+        k: v
+        for k, v in {
+            "actor": a.actor,
+            "action": a.action,
+            "target": a.target,
+            "limit": a.limit,
+        }.items()
+        if v
+    }
+    out = c.call("GET", "/audit", params=params)
+    _show(a, out, _table(out, ["seq", "at", "actor", "action", "target", "outcome"]))
+    return EXIT_OK
+
+
+def cmd_audit_verify(c: Client, a: argparse.Namespace) -> int:
+    records = [
+        AuditRecord.model_validate(r) for r in c.call("GET", "/audit", params={"limit": 10_000})
+    ]
+    ok, summary = verify(records)
+    _show(a, {"intact": ok, "summary": summary, "app": a.app}, f"{a.app}: {summary}")
+    return EXIT_OK if ok else EXIT_BROKEN
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="approvals-ctl",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--app",
+        choices=["orders", "approvals"],
+        default=os.environ.get("APPROVALS_CTL_APP", "orders"),
+        help="whose workflows (default orders)",
+    )
+    p.add_argument("--token", default=os.environ.get("APPROVALS_TOKEN"), help="bearer token")
+    p.add_argument("--orders-url", default=os.environ.get("ORDERS_URL", "http://127.0.0.1:8101"))
+    p.add_argument(
+        "--approvals-url", default=os.environ.get("APPROVALS_URL", "http://127.0.0.1:8102")
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--timeout-s", type=float, default=70.0, help="HTTP timeout in seconds")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=help, description=help)
+        cmd.set_defaults(fn=fn)
+        return cmd
+
+    run = add("run", cmd_run, "start a workflow (an existing instance id is not started again)")
+    run.add_argument("name")
+    run.add_argument("--instance-id")
+    run.add_argument("--input", help="JSON input")
+    get = add("get", cmd_get, "show one instance")
+    get.add_argument("instance_id")
+    get.add_argument("--payloads", action="store_true", help="include input and output")
+    lst = add("list", cmd_list, "list instances from the index")
+    lst.add_argument(
+        "--filter-status",
+        action="append",
+        metavar="STATUS",
+        help="RUNNING, COMPLETED, FAILED, TERMINATED, SUSPENDED, ... (repeatable)",
+    )
+    lst.add_argument("--name")
+    for edge in ("created-before", "created-after", "updated-before", "updated-after"):
+        lst.add_argument(f"--{edge}", metavar="ISO-8601")
+    lst.add_argument("--limit", type=int, default=100)
+    lst.add_argument("--offset", type=int, default=0)
+    lst.add_argument("--reconcile", action="store_true", help="rebuild the index from Dapr first")
+    hist = add("history", cmd_history, "show an instance's execution history")
+    hist.add_argument("instance_id")
+    wait = add("wait", cmd_wait, "wait for an instance to finish (exit 1 if it did not)")
+    wait.add_argument("instance_id")
+    wait.add_argument("--timeout", type=float, default=30.0, help="seconds, at most 60")
+    rse = add("raise-event", cmd_raise, "raise an event: raise-event ID/EVENT --input JSON")
+    rse.add_argument("target", metavar="ID/EVENT")
+    rse.add_argument("--input", help="JSON data of the event")
+    for verb in ("suspend", "resume"):
+        cmd = add(verb, cmd_transition(verb), f"{verb} an instance (the reason is audited)")
+        cmd.add_argument("instance_id")
+        cmd.add_argument("--reason", required=True)
+    term = add(
+        "terminate",
+        cmd_terminate,
+        "terminate one instance, or (admin) every running one older than a duration, "
+        "or past its deadline",
+    )
+    target = term.add_mutually_exclusive_group(required=True)
+    target.add_argument("instance_id", nargs="?")
+    target.add_argument("--all-older-than", metavar="DURATION", help='e.g. "72h"')
+    target.add_argument("--stuck", action="store_true", help="running past their deadline")
+    term.add_argument("--output", help="JSON output to record")
+    term.add_argument("--reason")
+    term.add_argument("--dry-run", action="store_true")
+    purge = add("purge", cmd_purge, "purge one finished instance, or (admin) many")
+    target = purge.add_mutually_exclusive_group(required=True)
+    target.add_argument("instance_id", nargs="?")
+    target.add_argument("--all", action="store_true", help="every finished instance")
+    target.add_argument("--all-older-than", metavar="DURATION", help='e.g. "720h"')
+    purge.add_argument("--dry-run", action="store_true")
+
+    order = sub.add_parser("order", help="orders: place").add_subparsers(dest="verb", required=True)
+    place = order.add_parser(
+        "place",
+        help="publish an OrderPlaced",
+        description="publish an OrderPlaced through the orders app",
+    )
+    place.set_defaults(fn=cmd_place)
+    place.add_argument("--order-id", required=True)
+    place.add_argument("--customer", required=True)
+    place.add_argument("--amount", required=True)
+    place.add_argument("--currency", default="EUR")
+    dec = add("decide", cmd_decide, "approve or reject an order's approval as the token's approver")
+    dec.add_argument("order_id")
+    verdict = dec.add_mutually_exclusive_group(required=True)
+    verdict.add_argument("--approve", action="store_true", default=None)
+    verdict.add_argument("--reject", dest="approve", action="store_false")
+    dec.add_argument("--reason", default="")
+    audit = sub.add_parser("audit", help="audit log: list, verify").add_subparsers(
+        dest="verb", required=True
+    )
+    al = audit.add_parser("list", help="show audit records", description="show audit records")
+    al.set_defaults(fn=cmd_audit_list)
+    for name in ("actor", "action", "target"):
+        al.add_argument(f"--{name}")
+    al.add_argument("--limit", type=int, default=50)
+    av = audit.add_parser(
+        "verify",
+        help="recompute the hash chain",
+        description="fetch every record and recompute the hash chain",
+    )
+    av.set_defaults(fn=cmd_audit_verify)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the approvals-ctl command."""
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(Client(args), args))
+    except CtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
