@@ -140,6 +140,8 @@ class Stack:
     redis_port: int = DEFAULT_REDIS_PORT
     # Component metadata to override when rendering, e.g. {"notify-webhook": {"url": ...}}.
     component_metadata: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Extra app ids added to every scoped component (e.g. a benchmark's baseline app).
+    also_scope: tuple[str, ...] = ()
     runtime: Runtime | None = None
     apps: dict[str, App] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
@@ -299,6 +301,8 @@ class Stack:
                     if item.get("name") in overrides:
                         item["value"] = overrides.pop(item["name"])
                 items.extend({"name": k, "value": v} for k, v in overrides.items())
+                if doc.get("scopes"):
+                    doc["scopes"] = [*doc["scopes"], *self.also_scope]
             (out / src.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
         config = yaml.safe_load(spec.config_path.read_text())
         resolver = config["spec"].get("nameResolution") or {}
