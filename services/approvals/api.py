@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
@@ -24,17 +24,10 @@ from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_REQUESTS, DECISIONS
+from common.web import GatewayDep
 
 log = logging.getLogger(__name__)
-TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}
 WORKFLOWS = {APPROVAL_WORKFLOW}
-
-
-def get_gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalRequested) -> Answer:
@@ -73,7 +66,7 @@ def deliver_decision(
         if age > hold_for_s:
             return Answer.drop(f"no approval {iid} appeared within {hold_for_s:.0f}s")
         return Answer.retry(f"approval {iid} does not exist yet; holding the decision")
-    if state.status in TERMINAL:
+    if state.status in instances.TERMINAL:
         return Answer.success(f"{iid} already {state.status.lower()}; decision has no effect")
     key = f"decision-seen:{decision.decision_id}"
     if not gateway.state.claim(key, {"order_id": decision.order_id}):

@@ -105,14 +105,12 @@ def read(state: StateStore) -> list[AuditRecord]:
     """Every record, oldest first; a missing one shows up as a gap for `verify` to report."""
     head, _ = state.get(HEAD_KEY)
     end = head["seq"] if head else 0
-    records = []
-    seq = 1
-    while True:
-        data, _ = state.get(record_key(seq))
-        if data is None and seq > end:
-            break
-        if data is not None:
-            records.append(AuditRecord.model_validate(data))
+    keys = [record_key(seq) for seq in range(1, end + 1)]
+    found = state.get_many(keys)
+    records = [AuditRecord.model_validate(found[k]) for k in keys if k in found]
+    seq = end + 1
+    while (data := state.get(record_key(seq))[0]) is not None:  # a head that lags
+        records.append(AuditRecord.model_validate(data))
         seq += 1
     return records
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 import httpx
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from common.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +24,14 @@ def configure_logging(app_id: str) -> None:
         format=f"%(asctime)s {app_id} %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+
+
+def get_gateway(request: Request) -> Gateway:
+    """The app's gateway (opened by the lifespan), as a route dependency."""
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 class InvalidInput(ValueError):

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query
 
 from common.auth import Reader
 from common.gateway import Gateway, GatewayError
@@ -16,18 +16,12 @@ from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
+from common.web import GatewayDep
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
 from notifier.settings import NotifierSettings
 
 log = logging.getLogger(__name__)
-
-
-def get_gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 def channels_for(gateway: Gateway, settings: NotifierSettings) -> list[Channel]:

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from pydantic import ValidationError
 
 from common import instances
 from common.auditing import record
 from common.auth import Operator, Reader
 from common.gateway import Gateway, NotFound
-from common.management import management_router
+from common.management import describe, management_router
 from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from common.settings import ServiceSettings
 from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_OUTCOMES, ORDERS
-from common.web import InvalidInput
+from common.web import GatewayDep, InvalidInput
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     ORDER_WORKFLOW,
@@ -30,15 +29,7 @@ from orders.workflows import (
 )
 
 log = logging.getLogger(__name__)
-TERMINAL = {"COMPLETED", "FAILED", "TERMINATED"}
 WORKFLOWS = {ORDER_WORKFLOW}
-
-
-def get_gateway(request: Request) -> Gateway:
-    return request.app.state.gateway  # type: ignore[no-any-return]
-
-
-GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 
 def seen_key(order_id: str) -> str:
@@ -74,7 +65,7 @@ def deliver_outcome(gateway: Gateway, outcome: ApprovalOutcome) -> Answer:
     state = gateway.workflows.state(iid)
     if state is None:
         return Answer.drop(f"no order workflow {iid}")
-    if state.status in TERMINAL:
+    if state.status in instances.TERMINAL:
         return Answer.success(f"{iid} already {state.status.lower()}")
     gateway.workflows.raise_event(iid, APPROVAL_OUTCOME_EVENT, outcome.model_dump(mode="json"))
     return Answer.success()
@@ -127,27 +118,15 @@ def place_order(
 
 @router.get("/orders/{order_id}")
 def get_order(order_id: str, gateway: GatewayDep, _: Reader) -> dict[str, Any]:
-    """The order's workflow status, custom status and result."""
+    """The order's workflow: status, custom status, result (its output), times."""
     assert gateway.workflows is not None
     state = gateway.workflows.state(instance_id(order_id), payloads=True)
     if state is None:
         raise NotFound(f"no order {order_id!r}")
+    described = describe(state, payloads=True)
     return {
         "order_id": order_id,
-        "instance_id": state.instance_id,
-        "workflow_status": state.status,
-        "custom_status": _json_or_text(state.custom_status),
-        "result": _json_or_text(state.output),
-        "created_at": state.created_at,
-        "updated_at": state.updated_at,
-        "failure": state.failure,
+        "workflow_status": described.pop("status"),
+        "result": described.pop("output"),
+        **described,
     }
-
-
-def _json_or_text(raw: str | None) -> Any:
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw

@@ -8,8 +8,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def resources(*paths: Path) -> dict[tuple[str, str], dict]:
-    return {(d["kind"], d["metadata"]["name"]): d for p in paths
-            for d in yaml.safe_load_all(p.read_text()) if d}
+    return {
+        (d["kind"], d["metadata"]["name"]): d
+        for p in paths
+        for d in yaml.safe_load_all(p.read_text())
+        if d
+    }
 
 
 def metadata(doc: dict) -> dict[str, object]:
@@ -22,15 +26,17 @@ def test_kubernetes_resources_keep_the_scopes_and_policies_of_components() -> No
     for name in ("pubsub", "statestore"):
         here, there = metadata(local["Component", name]), metadata(cluster["Component", name])
         assert {k: v for k, v in here.items() if k != "redisHost"} == {
-            k: v for k, v in there.items() if k not in ("redisHost", "redisPassword")}
+            k: v for k, v in there.items() if k not in ("redisHost", "redisPassword")
+        }
         assert local["Component", name]["scopes"] == cluster["Component", name]["scopes"]
     assert local["Resiliency", "resiliency"]["spec"] == cluster["Resiliency", "resiliency"]["spec"]
 
 
 def test_every_app_of_dapr_yaml_is_deployed_with_a_sidecar() -> None:
     run = yaml.safe_load((ROOT / "dapr.yaml").read_text())
-    deployments = [d for d in resources(ROOT / "deploy" / "apps.yaml").values()
-                   if d["kind"] == "Deployment"]
+    deployments = [
+        d for d in resources(ROOT / "deploy" / "apps.yaml").values() if d["kind"] == "Deployment"
+    ]
     for app in run["apps"]:
         (dep,) = [d for d in deployments if d["metadata"]["name"] == app["appID"]]
         notes = dep["spec"]["template"]["metadata"]["annotations"]
