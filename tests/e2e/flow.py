@@ -100,15 +100,18 @@ class Flow:
             params={"order_id": order_id},
         ).json()
 
-    def customer_statuses(self, order_id: str, until: str, timeout: float = 20) -> list[str]:
-        """The order-status notifications the customer got, once `until` is among them."""
+    def customer_statuses(
+        self, order_id: str, until: str, timeout: float = 20, expect: int | None = None
+    ) -> list[str]:
+        """The statuses the customer was told, in the order they happened (by their time),
+        once `until` and at least `expect` of them arrived (delivery is unordered)."""
 
         def seen() -> list[str] | None:
-            got = [
-                n["id"].removeprefix(f"{order_id}-")
-                for n in self.notifications(order_id)
-                if n["audience"] == "customer"
-            ]
-            return got if until in got else None
+            notes = sorted(
+                (n for n in self.notifications(order_id) if n["audience"] == "customer"),
+                key=lambda n: n["at"],
+            )
+            got = [n["id"].removeprefix(f"{order_id}-") for n in notes]
+            return got if until in got and len(got) >= (expect or 0) else None
 
         return eventually(seen, timeout, f"customer told {until!r} about {order_id}")

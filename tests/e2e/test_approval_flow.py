@@ -27,7 +27,7 @@ def test_manager_approves(flow: Flow, webhook: WebhookSink) -> None:
         "decided_by": "bob",
         "tier": "manager",
     }
-    assert flow.customer_statuses(order.order_id, "completed") == [
+    assert flow.customer_statuses(order.order_id, "completed", expect=4) == [
         "received",
         "awaiting_approval",
         "approved",
@@ -151,7 +151,7 @@ def test_same_order_published_three_times_runs_one_workflow(flow: Flow) -> None:
     flow.finished(marker.order_id)
     again = flow.order(order.order_id)
     assert again is not None and again["created_at"] == first["created_at"]
-    assert flow.customer_statuses(order.order_id, "completed") == [
+    assert flow.customer_statuses(order.order_id, "completed", expect=3) == [
         "received",
         "approved",
         "completed",

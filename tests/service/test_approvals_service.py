@@ -27,14 +27,14 @@ def request(stage: int = 1, tier: Tier = Tier.MANAGER) -> ApprovalRequested:
     )
 
 
-def decision(decided_at: datetime = NOW, decision_id: str = "d-1") -> DecisionSubmitted:
+def decision(decided_at: datetime | None = None, decision_id: str = "d-1") -> DecisionSubmitted:
     return DecisionSubmitted(
         decision_id=decision_id,
         order_id="o-1",
         approved=True,
         approver_id="m-1",
         approver_role="manager",
-        decided_at=decided_at,
+        decided_at=decided_at or datetime.now(UTC),
     )
 
 
@@ -75,7 +75,9 @@ def test_escalation_request_from_our_own_workflow_is_not_scheduled_again(
 def test_decision_before_its_approval_is_held_then_dead_lettered(approvals: TestClient) -> None:
     held = deliver(approvals, "decisions", decision())
     assert held["status"] == "RETRY" and "does not exist yet" in held["reason"]
-    stale = deliver(approvals, "decisions", decision(NOW - timedelta(minutes=5), "d-2"))
+    stale = deliver(
+        approvals, "decisions", decision(datetime.now(UTC) - timedelta(minutes=5), "d-2")
+    )
     assert stale["status"] == "DROP" and "within 60s" in stale["reason"]
 
 
