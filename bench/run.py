@@ -147,7 +147,8 @@ def make_finished(http: httpx.Client, stack: Stack, prefix: str, n: int) -> list
                 "input": {"order": {"order_id": "not valid!"}, "policy": {}},
             },
         )
-        resp.raise_for_status()
+        if resp.status_code >= 300:
+            raise RuntimeError(f"starting {iid}: {resp.status_code} {resp.text}")
     client = wf_client(stack, "orders")
     for iid in ids:
         client.wait_for_workflow_completion(iid, timeout_in_seconds=60)

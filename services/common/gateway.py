@@ -120,12 +120,13 @@ def _translated(what: str) -> Iterator[None]:
         code_of = getattr(exc, "code", None)
         code = code_of() if callable(code_of) else None
         text = str(exc)
+        # An etag mismatch comes back as ABORTED: it is a lost race, not a sidecar in trouble.
+        if "etag" in text.lower():
+            raise Conflict(f"{what}: {text}") from exc
         if code in _TRANSIENT or "not registered" in text or "no such host" in text:
             raise Transient(f"{what}: {text}") from exc
         if code == grpc.StatusCode.NOT_FOUND or "not found" in text.lower():
             raise NotFound(f"{what}: {text}") from exc
-        if "etag" in text.lower() or "possible etag mismatch" in text:
-            raise Conflict(f"{what}: {text}") from exc
         raise GatewayError(f"{what}: {text}") from exc
 
 

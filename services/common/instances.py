@@ -89,6 +89,23 @@ def set_status(state: StateStore, instance_id: str, status: str) -> None:
         track(state, instance_id, current["name"], status, datetime.now(UTC))
 
 
+def forget_many(state: StateStore, instance_ids: list[str]) -> None:
+    """Drop several instances from the index: one write per document and per touched shard."""
+    for iid in instance_ids:
+        state.delete(_key(iid))
+    by_shard: dict[str, set[str]] = {}
+    for iid in instance_ids:
+        by_shard.setdefault(_shard(iid), set()).add(iid)
+    for shard, gone in by_shard.items():
+
+        def drop(ids: list[str] | None, gone: set[str] = gone) -> list[str] | None:
+            if not ids or not gone & set(ids):
+                return None
+            return [i for i in ids if i not in gone]
+
+        update(state, shard, drop)
+
+
 def forget(state: StateStore, instance_id: str) -> None:
     state.delete(_key(instance_id))
     update(

@@ -294,7 +294,8 @@ class Stack:
                 if doc["spec"]["type"] == "secretstores.local.file":
                     for item in doc["spec"].get("metadata") or []:
                         if item.get("name") == "secretsFile":
-                            path = spec.path.parent / str(item["value"])
+                            # Relative to the project: the folder that holds components/.
+                            path = spec.resources_path.parent / str(item["value"])
                             overrides.setdefault("secretsFile", str(path.resolve()))
                 items = doc["spec"].setdefault("metadata", [])
                 for item in items:
