@@ -5,7 +5,7 @@ UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 .PHONY: help setup runtime run test test-unit test-service test-e2e lint fmt bench clean
 
 help: ## list the commands
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: ## install uv (if missing) and the locked Python dependencies into .venv
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
@@ -38,6 +38,9 @@ lint: setup ## ruff and mypy
 fmt: setup ## format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
+
+bench: runtime ## benchmarks against bare Dapr in the same run (minutes; prints a table)
+	@$(UV) run --frozen python bench/run.py
 
 clean: ## remove the run directory (logs, redis data); the runtime cache stays
 	rm -rf .run
