@@ -32,7 +32,7 @@ from common.messages import (
 )
 from common.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
 from common.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
-from common.workflow import TRACK_INSTANCE, now, tracked
+from common.workflow import TRACK_INSTANCE, activity, now, tracked
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class ApprovalResult(BaseModel):
 def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     """Stages with deadlines, authority checks and escalation, ending in one outcome."""
     result = yield from _approval(ctx, raw)
-    yield ctx.call_activity(TRACK_INSTANCE, input=tracked(ctx, APPROVAL_WORKFLOW, "COMPLETED"))
+    yield activity(ctx, TRACK_INSTANCE, tracked(ctx, APPROVAL_WORKFLOW, "COMPLETED"))
     return result
 
 
@@ -107,7 +107,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
         ).model_dump(mode="json")
 
     note("requested", req.reason)
-    yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
+    yield activity(ctx, RECORD_APPROVAL, view("pending"))
     deadline = ctx.create_timer(due)
     waiting = ctx.wait_for_external_event(DECISION_EVENT)
     while True:
@@ -134,8 +134,8 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
                         "reason": "the manager did not decide in time; escalated to a VP",
                     }
                 )
-                yield ctx.call_activity(REQUEST_NEXT_STAGE, input=nxt.model_dump(mode="json"))
-                yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
+                yield activity(ctx, REQUEST_NEXT_STAGE, nxt.model_dump(mode="json"))
+                yield activity(ctx, RECORD_APPROVAL, view("pending"))
                 deadline = ctx.create_timer(due)
                 continue
             if tier is Tier.MANAGER:
@@ -175,7 +175,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
                     decision.decision_id,
                     problem,
                 )
-            yield ctx.call_activity(RECORD_APPROVAL, input=view("pending"))
+            yield activity(ctx, RECORD_APPROVAL, view("pending"))
             continue
         note("accepted", decision.reason, decision)
         outcome = Outcome.APPROVED if decision.approved else Outcome.REJECTED
@@ -191,8 +191,8 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
         decided_at=now(ctx),
     )
     ctx.set_custom_status(f"{outcome.value} by {decided_by}")
-    yield ctx.call_activity(PUBLISH_OUTCOME, input=result.model_dump(mode="json"))
-    yield ctx.call_activity(RECORD_APPROVAL, input=view(outcome.value, decided_by, reason))
+    yield activity(ctx, PUBLISH_OUTCOME, result.model_dump(mode="json"))
+    yield activity(ctx, RECORD_APPROVAL, view(outcome.value, decided_by, reason))
     return ApprovalResult(
         order_id=req.order_id,
         outcome=outcome,

@@ -16,7 +16,8 @@ it stands still while the workflow runs and jumps to the next timer when asked.
 
 Scripted activities: a value is returned as the result; a callable is called with the input
 (raise ActivityFailed or any exception in it to fail the task); a missing name fails the test.
-What it does not model: retry policies, child workflows, continue_as_new, suspension, and the
+Retry policies are honoured by attempt count (each attempt is in `calls`; no virtual time passes
+between attempts). What it does not model: child workflows, continue_as_new, suspension, and the
 runtime's serialization (inputs and results are passed as Python objects: pass JSON-ready ones).
 See docs/testing.md.
 """
@@ -85,7 +86,8 @@ class _Context:
         app_id: str | None = None,
     ) -> dt.Task[Any]:
         name = activity if isinstance(activity, str) else getattr(activity, "__name__", "?")
-        return self.harness._call(name, input)
+        attempts = getattr(retry_policy, "max_number_of_attempts", 1) or 1
+        return self.harness._call(name, input, attempts)
 
     def create_timer(self, fire_at: datetime | timedelta) -> dt.Task[Any]:
         return self.harness._timer(fire_at)
@@ -226,14 +228,17 @@ class WorkflowHarness:
 
     # ---- the context's side ------------------------------------------------------------
 
-    def _call(self, name: str, input: Any) -> dt.Task[Any]:
+    def _call(self, name: str, input: Any, attempts: int = 1) -> dt.Task[Any]:
         self.actions.append(("activity", name, copy.deepcopy(input)))
-        self.calls.append(Call(name, copy.deepcopy(input), self.now))
         task: dt.CompletableTask[Any] = dt.CompletableTask()
         if self._replay_results is not None:
             kind, value = self._replay_results.pop(0)
         else:
-            kind, value = self._run_activity(name, input)
+            for _ in range(attempts):  # the retry policy's attempts; no time passes between
+                self.calls.append(Call(name, copy.deepcopy(input), self.now))
+                kind, value = self._run_activity(name, input)
+                if kind == "ok":
+                    break
             self._results_log.append((kind, value))
         if kind == "ok":
             task.complete(copy.deepcopy(value))

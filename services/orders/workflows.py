@@ -30,7 +30,7 @@ from common.messages import (
 )
 from common.policy import ApprovalPolicy
 from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
-from common.workflow import TRACK_INSTANCE, now, tracked
+from common.workflow import TRACK_INSTANCE, activity, now, tracked
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,7 @@ class OrderResult(BaseModel):
 def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     """received -> tier -> (auto | request approval, wait for outcome or backstop) -> result."""
     result = yield from _order(ctx, raw)
-    yield ctx.call_activity(TRACK_INSTANCE, input=tracked(ctx, ORDER_WORKFLOW, "COMPLETED"))
+    yield activity(ctx, TRACK_INSTANCE, tracked(ctx, ORDER_WORKFLOW, "COMPLETED"))
     return result
 
 
@@ -75,7 +75,7 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
 
     def status(value: OrderStatus, detail: str = "") -> Any:
         msg = OrderStatusChanged(order_id=order_id, status=value, at=now(ctx), detail=detail)
-        return ctx.call_activity(PUBLISH_STATUS, input=msg.model_dump(mode="json"))
+        return activity(ctx, PUBLISH_STATUS, msg.model_dump(mode="json"))
 
     def finish(
         value: OrderStatus, reason: str, decided_by: str = "", tier: str | None = None
@@ -121,7 +121,7 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             reason=f"{order.amount} {order.currency} needs {tier.value} approval",
         )
         ctx.set_custom_status(f"awaiting {tier.value} approval, due {due.isoformat()}")
-        yield ctx.call_activity(REQUEST_APPROVAL, input=request.model_dump(mode="json"))
+        yield activity(ctx, REQUEST_APPROVAL, request.model_dump(mode="json"))
         yield status(OrderStatus.AWAITING_APPROVAL, f"{tier.value} approval due {due.isoformat()}")
         backstop = ctx.create_timer(now(ctx) + policy.order_backstop)
         outcome = None
@@ -144,7 +144,7 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
     assert outcome is not None
     if outcome.outcome is Outcome.APPROVED:
         yield status(OrderStatus.APPROVED, f"by {outcome.decided_by}: {outcome.reason}".strip())
-        yield ctx.call_activity(FULFIL_ORDER, input=order.model_dump(mode="json"))
+        yield activity(ctx, FULFIL_ORDER, order.model_dump(mode="json"))
         yield status(OrderStatus.COMPLETED)
         return finish(
             OrderStatus.COMPLETED, outcome.reason, outcome.decided_by, tier.value if tier else None

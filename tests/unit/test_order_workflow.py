@@ -166,6 +166,21 @@ def test_policy_snapshot_in_the_input_rules() -> None:
     assert harness("900.00", policy=generous).start().result["status"] == "completed"
 
 
+def test_a_flaky_activity_is_retried_and_the_order_goes_on() -> None:
+    h = harness()
+    failures = iter(["pubsub unavailable", "pubsub unavailable"])
+
+    def flaky(_: Any) -> None:
+        reason = next(failures, None)
+        if reason:
+            raise ActivityFailed(reason)
+
+    h.activities[PUBLISH_STATUS] = flaky
+    h.start()
+    assert h.failure is None and h.result["status"] == "completed"
+    assert len(h.calls_to(PUBLISH_STATUS)) == 5  # received tried 3 times, then 2 more statuses
+
+
 def test_failing_activity_fails_the_workflow_for_dapr_to_report() -> None:
     h = harness()
 
@@ -176,3 +191,4 @@ def test_failing_activity_fails_the_workflow_for_dapr_to_report() -> None:
     h.start()
     assert isinstance(h.failure, TaskFailedError)
     assert "pubsub unavailable" in str(h.failure)
+    assert len(h.calls_to(PUBLISH_STATUS)) == 5  # every attempt of the retry policy
