@@ -9,7 +9,10 @@ help: ## list the commands
 
 setup: ## install uv (if missing) and the locked Python dependencies into .venv
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || \
-	  { echo "installing uv from PyPI"; python3 -m pip install --quiet uv; }
+	  { echo "installing uv from PyPI"; python3 -m pip install --quiet uv || \
+	    python3 -m pip install --quiet --user uv || \
+	    { echo "error: could not install uv; install it (https://docs.astral.sh/uv/) and retry"; \
+	      exit 1; }; }
 	@$(UV) sync --frozen --quiet
 
 runtime: setup ## find or build the pinned Dapr runtime (minutes the first time, then cached)
