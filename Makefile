@@ -33,6 +33,9 @@ test-service: setup ## service tests only (FastAPI apps with a fake gateway)
 test-e2e: runtime ## end-to-end tests only (real daprd, placement, scheduler, redis)
 	@$(UV) run --frozen pytest tests/e2e
 
+test-browser: runtime ## the web console in headless Chromium (installs Debian's chromium if root)
+	@$(UV) run --frozen pytest tests/browser
+
 lint: setup ## ruff and mypy
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .

@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from common.audit import AuditUnavailable
 from common.auditing import audit_router, record_refusal
 from common.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
+from common.console import console_router
 from common.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
 from common.runtime import ActivityFactory, open_dapr
 from common.settings import ServiceSettings
@@ -103,6 +104,8 @@ def build_app(
     app.include_router(health_router(lambda: settings.sidecar_url))
     app.include_router(dead_letters_router(lambda: app.state.gateway))
     app.include_router(audit_router())
+    if workflows:
+        app.include_router(console_router())
     register(app, DaprApp(app), settings)
     return app
 

@@ -10,8 +10,8 @@ import httpx
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.messages import Message, OrderPlaced
 from devstack.stack import Stack
-from tests.e2e.conftest import eventually, unique
 from tests.fakes import bearer
+from tests.stack import eventually, unique
 
 
 class Flow:

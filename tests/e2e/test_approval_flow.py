@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import pytest
 
 from common.messages import DecisionSubmitted
-from tests.e2e.conftest import WebhookSink, eventually, unique
 from tests.e2e.flow import Flow
+from tests.stack import WebhookSink, eventually, unique
 
 pytestmark = pytest.mark.e2e
 

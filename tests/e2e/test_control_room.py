@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack
-from tests.e2e.conftest import eventually, unique
 from tests.e2e.flow import Flow
 from tests.fakes import TOKENS, bearer
+from tests.stack import eventually, unique
 
 pytestmark = pytest.mark.e2e
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from common.messages import DecisionSubmitted
-from tests.e2e.conftest import eventually, unique
 from tests.e2e.flow import Flow
+from tests.stack import eventually, unique
 
 pytestmark = pytest.mark.e2e
 

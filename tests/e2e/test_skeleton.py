@@ -11,7 +11,7 @@ import pytest
 from common.cloudevents import CONTENT_TYPE, wrap
 from common.messages import OrderPlaced
 from devstack.stack import Stack
-from tests.e2e.conftest import eventually, unique
+from tests.stack import eventually, unique
 
 pytestmark = pytest.mark.e2e
 

@@ -19,7 +19,7 @@ import pytest
 from devstack.stack import Stack
 from tests.fakes import bearer
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
 # Deadlines shortened to seconds; the policy is otherwise the production default.

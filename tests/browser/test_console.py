@@ -1,0 +1,107 @@
+"""The web console in headless Chromium, against the real stack.
+
+Chromium renders the page, runs its script against the apps' APIs and dumps the resulting
+DOM; the assertions read what a person would see. Clicks are not driven here (the API calls
+behind the buttons are covered by the service and e2e tiers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.flow import Flow
+from tests.stack import eventually
+
+pytestmark = pytest.mark.browser
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--virtual-time-budget=10000",
+]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's Chromium: found, or installed with apt-get when we are root."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        pytest.fail("the browser tests need Chromium: `sudo apt-get install -y chromium`")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "chromium"]):
+        subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+    return shutil.which("chromium") or pytest.fail(
+        "apt-get installed chromium but it is not on PATH"
+    )
+
+
+def render(chromium: str, url: str, screenshot: Path | None = None) -> str:
+    """The page's DOM after its script ran (and a screenshot, when asked)."""
+    with tempfile.TemporaryDirectory() as profile:
+        extra = (
+            [f"--screenshot={screenshot}", "--window-size=1280,900"]
+            if screenshot
+            else ["--dump-dom"]
+        )
+        done = subprocess.run(
+            [chromium, *FLAGS, f"--user-data-dir={profile}", *extra, url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_console_lists_workflows_and_shows_one_with_its_history(
+    flow: Flow, chromium: str, tmp_path: Path
+) -> None:
+    order = flow.place("42.00")
+    flow.finished(order.order_id)
+    iid = f"order-{order.order_id}"
+    page = f"{flow.orders}/console#token=dev-viewer-vic&instance={iid}"
+    dom = eventually(
+        lambda: (d := render(chromium, page)) and iid in d and "EXECUTION_COMPLETED" in d and d,
+        timeout=30,
+        what="the console to show the instance",
+    )
+    assert "Control room · orders" in dom
+    assert '<span class="badge COMPLETED">COMPLETED</span>' in dom
+    assert "auto_approved" in dom
+    render(chromium, page, screenshot=tmp_path / "console.png")
+    assert (tmp_path / "console.png").stat().st_size > 10_000
+
+
+def test_approvals_console_shows_the_inbox_to_an_approver(flow: Flow, chromium: str) -> None:
+    order = flow.place("1300.00")
+    flow.pending(order.order_id)
+    page = f"{flow.approvals}/console#token=dev-manager-bob&view=inbox"
+    dom = eventually(
+        lambda: (d := render(chromium, page)) and order.order_id in d and d,
+        timeout=30,
+        what="the order in the approver's inbox",
+    )
+    assert "Approvals inbox" in dom and "1300.00 EUR" in dom and ">Approve</button>" in dom
+
+
+def test_console_without_a_token_asks_for_one_and_a_bad_one_is_shown(
+    flow: Flow, chromium: str
+) -> None:
+    assert "Enter a bearer token to start." in render(chromium, f"{flow.orders}/console")
+    dom = render(chromium, f"{flow.orders}/console#token=not-a-token")
+    assert "401: unknown token" in dom
