@@ -10,8 +10,10 @@ from typing import Annotated
 import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from common import audit
 from common.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -50,7 +52,7 @@ class BodyLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await self._refuse(send)
+            await self._refuse(send, scope)
             return
         seen = 0
 
@@ -65,9 +67,11 @@ class BodyLimit:
         try:
             await self.app(scope, limited, send)
         except _TooLarge:
-            await self._refuse(send)
+            await self._refuse(send, scope)
 
-    async def _refuse(self, send: Send) -> None:
+    async def _refuse(self, send: Send, scope: Scope | None = None) -> None:
+        if scope is not None and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
+            await run_in_threadpool(self._audit, scope)
         body = b'{"detail": "request body is larger than %d bytes"}' % self.limit
         await send(
             {
@@ -80,6 +84,24 @@ class BodyLimit:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+    def _audit(self, scope: Scope) -> None:
+        """A refused mutation is audited like any other (the caller is not known yet)."""
+        app = scope.get("app")
+        gateway = getattr(getattr(app, "state", None), "gateway", None)
+        if gateway is None:
+            return
+        try:
+            audit.append(
+                gateway.state,
+                actor="unknown caller",
+                role="-",
+                action=f"{scope['method']} {scope['path']}",
+                target=scope["path"],
+                outcome=f"refused 413: body larger than {self.limit} bytes",
+            )
+        except audit.AuditUnavailable:
+            log.warning("could not audit a refused oversized %s", scope["path"])
 
 
 class _TooLarge(Exception):

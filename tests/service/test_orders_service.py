@@ -76,10 +76,16 @@ def test_approval_outcome_is_raised_into_the_running_order(orders: TestClient, g
     assert len(gateway.workflows.raised) == 1
 
 
-def test_oversized_body_is_refused_early(client: AppFactory) -> None:
+def test_oversized_body_is_refused_early_and_audited(client: AppFactory) -> None:
     small = client(create_app, ServiceSettings(app_id="orders", max_body_bytes=100))
     resp = small.post("/events/orders", content=b"x" * 101)
     assert resp.status_code == 413 and "larger than 100 bytes" in resp.json()["detail"]
+    assert small.post("/orders", content=b"x" * 101).status_code == 413
+    outcomes = [(e["action"], e["outcome"]) for e in small.get("/audit").json()]
+    assert outcomes == [
+        ("POST /events/orders", "refused 413: body larger than 100 bytes"),
+        ("POST /orders", "refused 413: body larger than 100 bytes"),
+    ]
 
 
 def test_app_token_guards_the_subscription_routes(client: AppFactory, gateway) -> None:
