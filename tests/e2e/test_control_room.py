@@ -200,3 +200,43 @@ def test_authorisation_negatives_are_refused_and_audited(flow: Flow) -> None:
     assert code == 0 and verdict["intact"] is True
     code, verdict = ctl(flow.stack, "viewer", "--app", "approvals", "audit", "verify")
     assert code == 0 and verdict["intact"] is True
+
+
+def test_business_verbs_place_an_order_and_decide_it(flow: Flow) -> None:
+    order_id = unique("o")
+    code, placed = ctl(
+        flow.stack,
+        "operator",
+        "order",
+        "place",
+        "--order-id",
+        order_id,
+        "--customer",
+        "erin",
+        "--amount",
+        "1800.00",
+    )
+    assert (code, placed["instance_id"]) == (0, f"order-{order_id}")
+    flow.pending(order_id)
+    code, out = ctl(flow.stack, "viewer", "decide", order_id, "--approve")
+    assert code == 4 and "it needs approver" in out
+    code, decided = ctl(
+        flow.stack, "manager", "decide", order_id, "--reject", "--reason", "not this quarter"
+    )
+    assert code == 0 and decided["decision_id"].startswith("d-")
+    state = flow.finished(order_id)
+    assert state["result"]["status"] == "rejected"
+    assert state["result"]["reason"] == "not this quarter"
+    code, out = ctl(
+        flow.stack,
+        "operator",
+        "order",
+        "place",
+        "--order-id",
+        "bad id",
+        "--customer",
+        "x",
+        "--amount",
+        "1.001",
+    )
+    assert code == 4 and "order_id:" in out and "amount:" in out
