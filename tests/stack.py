@@ -29,7 +29,7 @@ E2E_ENV = {
     "POLICY_MANAGER_DEADLINE": "8s",
     "POLICY_VP_DEADLINE": "8s",
     "POLICY_ORDER_BACKSTOP": "90s",
-    "DECISION_HOLD": "6s",
+    "DECISION_HOLD": "20s",
 }
 
 
