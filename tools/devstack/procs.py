@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -27,6 +30,15 @@ class PortBusy(DevstackError):
 
 class StartupFailed(DevstackError):
     """A process exited early or did not become healthy in time."""
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM us if devstack dies, even by SIGKILL (Linux)."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port() -> int:
@@ -87,6 +99,7 @@ class Proc:
             env={**os.environ, **self.env},
             cwd=self.cwd,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         return self
 
