@@ -21,7 +21,6 @@ from common.gateway import Gateway
 from common.management import management_router
 from common.messages import ApprovalRequested, DecisionSubmitted, Tier
 from common.settings import ServiceSettings
-from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_REQUESTS, DECISIONS
 from common.web import GatewayDep
@@ -32,21 +31,19 @@ WORKFLOWS = {APPROVAL_WORKFLOW}
 
 def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalRequested) -> Answer:
     """Schedule one approval_workflow per order; later stages are announced by that workflow."""
-    assert gateway.workflows is not None
-    iid = instance_id(req.order_id)
     if req.stage > 1:
         return Answer.success("later stage of an existing approval")
-    key = f"approval-seen:{req.order_id}"
-    if not gateway.state.claim(key, {"status": "claimed"}):
-        record, _ = gateway.state.get(key)
-        if (record or {}).get("status") == "scheduled" or gateway.workflows.state(iid):
-            return Answer.success("duplicate request")
     wf_input = ApprovalInput(request=req.model_dump(mode="json"), policy=settings.policy.snapshot())
-    last_due = req.due_at + (
-        settings.policy.vp_deadline if req.tier is Tier.MANAGER else timedelta(0)
-    )
-    instances.start(gateway, APPROVAL_WORKFLOW, iid, wf_input.model_dump(mode="json"), last_due)
-    update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
+    escalation = settings.policy.vp_deadline if req.tier is Tier.MANAGER else timedelta(0)
+    if not instances.start_once(
+        gateway,
+        f"approval-seen:{req.order_id}",
+        APPROVAL_WORKFLOW,
+        instance_id(req.order_id),
+        wf_input.model_dump(mode="json"),
+        req.due_at + escalation,
+    ):
+        return Answer.success("duplicate request")
     return Answer.success()
 
 

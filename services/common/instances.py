@@ -82,6 +82,31 @@ def start(
     track(gateway.state, instance_id, name, "RUNNING", datetime.now(UTC), deadline)
 
 
+def start_once(
+    gateway: Gateway,
+    seen_key: str,
+    name: str,
+    instance_id: str,
+    input: Any,
+    deadline: datetime | None = None,
+) -> bool:
+    """Start a workflow once per business id, however often asked; False for a duplicate.
+
+    Dapr lets a finished instance id be reused, so a claim under `seen_key` (an atomic first
+    write) is what makes a late redelivery harmless. A claim whose starter died before it
+    scheduled is finished by the next caller.
+    """
+    workflows = gateway.workflows
+    assert workflows is not None, "this app hosts no workflows"
+    if not gateway.state.claim(seen_key, {"status": "claimed"}):
+        seen, _ = gateway.state.get(seen_key)
+        if (seen or {}).get("status") == "scheduled" or workflows.state(instance_id):
+            return False
+    start(gateway, name, instance_id, input, deadline)
+    update(gateway.state, seen_key, lambda s: {**(s or {}), "status": "scheduled"})
+    return True
+
+
 def set_status(state: StateStore, instance_id: str, status: str) -> None:
     """Change the status of an indexed instance (no-op for one the index does not know)."""
     current, _ = state.get(_key(instance_id))

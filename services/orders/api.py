@@ -17,7 +17,6 @@ from common.gateway import Gateway, NotFound
 from common.management import describe, management_router
 from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from common.settings import ServiceSettings
-from common.state import update
 from common.subscriptions import Answer, subscribe
 from common.topics import APPROVAL_OUTCOMES, ORDERS
 from common.web import GatewayDep, InvalidInput
@@ -37,23 +36,19 @@ def seen_key(order_id: str) -> str:
 
 
 def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced) -> Answer:
-    """Schedule one order_workflow per order id, however often the message arrives.
-
-    Dapr lets a finished instance id be reused, so a processed-orders record (claimed
-    atomically) is what makes a late redelivery harmless.
-    """
-    assert gateway.workflows is not None
-    key = seen_key(order.order_id)
+    """Schedule one order_workflow per order id, however often the message arrives."""
     iid = instance_id(order.order_id)
-    if not gateway.state.claim(key, {"status": "claimed"}):
-        record, _ = gateway.state.get(key)
-        if (record or {}).get("status") == "scheduled" or gateway.workflows.state(iid):
-            return Answer.success("duplicate order")
-        # The first delivery claimed the id but never scheduled: finish its job.
     wf_input = OrderInput(order=order.model_dump(mode="json"), policy=settings.policy.snapshot())
     deadline = datetime.now(UTC) + settings.policy.order_backstop
-    instances.start(gateway, ORDER_WORKFLOW, iid, wf_input.model_dump(mode="json"), deadline)
-    update(gateway.state, key, lambda r: {**(r or {}), "status": "scheduled"})
+    if not instances.start_once(
+        gateway,
+        seen_key(order.order_id),
+        ORDER_WORKFLOW,
+        iid,
+        wf_input.model_dump(mode="json"),
+        deadline,
+    ):
+        return Answer.success("duplicate order")
     log.info("order %s: scheduled %s", order.order_id, iid)
     return Answer.success()
 
