@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ class Gateway:
     secrets: Secrets | None = None
 
 
+READ_ATTEMPTS = 5
 _TRANSIENT = {
     grpc.StatusCode.UNAVAILABLE,
     grpc.StatusCode.DEADLINE_EXCEEDED,
@@ -123,7 +125,8 @@ def _translated(what: str) -> Iterator[None]:
         # An etag mismatch comes back as ABORTED: it is a lost race, not a sidecar in trouble.
         if "etag" in text.lower():
             raise Conflict(f"{what}: {text}") from exc
-        if code in _TRANSIENT or "not registered" in text or "no such host" in text:
+        transient_text = ("not registered", "no such host", "transient store read failure")
+        if code in _TRANSIENT or any(t in text for t in transient_text):
             raise Transient(f"{what}: {text}") from exc
         if code == grpc.StatusCode.NOT_FOUND or "not found" in text.lower():
             raise NotFound(f"{what}: {text}") from exc
@@ -244,8 +247,17 @@ class DaprWorkflows:
             )
 
     def state(self, instance_id: str, payloads: bool = False) -> InstanceState | None:
-        with _translated(f"get workflow {instance_id}"):
-            st = self._client.get_workflow_state(instance_id, fetch_payloads=payloads)
+        # A read can race the instance's own save ("... missing from state store (transient
+        # store read failure ...)"): reads are idempotent, so try again briefly.
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                with _translated(f"get workflow {instance_id}"):
+                    st = self._client.get_workflow_state(instance_id, fetch_payloads=payloads)
+                break
+            except Transient:
+                if attempt + 1 == READ_ATTEMPTS:
+                    raise
+                time.sleep(0.05 * 2**attempt)
         if st is None:
             return None
         failure = getattr(st, "failure_details", None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Annotated
 
 import httpx
@@ -118,13 +118,10 @@ def require_app_token(request: Request, expected: str | None) -> JSONResponse | 
     return JSONResponse({"detail": "missing or wrong dapr-api-token"}, status_code=401)
 
 
-Check = Callable[[], Awaitable[str | None]]
-
-
 def health_router(
-    sidecar_url: Callable[[], str], extra: dict[str, Check] | None = None
+    sidecar_url: Callable[[], str],
 ) -> APIRouter:
-    """/healthz: the process answers. /readyz: the sidecar and every extra check are ready."""
+    """/healthz: the process answers. /readyz: its sidecar answers too."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -141,10 +138,6 @@ def health_router(
                 problems["sidecar"] = f"healthz answered {resp.status_code}"
         except httpx.HTTPError as exc:
             problems["sidecar"] = f"unreachable: {exc.__class__.__name__}"
-        for name, check in (extra or {}).items():
-            problem = await check()
-            if problem:
-                problems[name] = problem
         if problems:
             return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})

@@ -107,3 +107,10 @@ def test_no_redis_and_no_root_says_what_to_run(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(devstack_redis.shutil, "which", lambda name: "/usr/bin/" + name)
     with pytest.raises(devstack_redis.RedisUnavailable, match="sudo apt-get install -y redis"):
         devstack_redis.ensure_redis_server()
+
+
+def test_the_stack_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch) -> None:
+    offers = iter([41000, 41000, 41000, 41001])  # the kernel may offer a port again
+    monkeypatch.setattr("devstack.stack.free_port", lambda: next(offers))
+    stack = Stack(run_file=ROOT / "dapr.yaml", run_dir=ROOT / ".run", free_ports=True)
+    assert [stack._free(), stack._free()] == [41000, 41001]

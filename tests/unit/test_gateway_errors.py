@@ -22,6 +22,12 @@ class RpcError(Exception):
         (grpc.StatusCode.UNAVAILABLE, "connection refused", Transient),
         (grpc.StatusCode.ABORTED, "aborted by the server", Transient),
         (grpc.StatusCode.UNKNOWN, "actor type not registered", Transient),
+        (
+            grpc.StatusCode.UNKNOWN,
+            "found in metadata but missing from state store (transient "
+            "store read failure or partial save?)",
+            Transient,
+        ),
         (grpc.StatusCode.NOT_FOUND, "no such instance", NotFound),
         (grpc.StatusCode.INTERNAL, "something else", GatewayError),
     ],
@@ -32,3 +38,24 @@ def test_sidecar_errors_become_our_errors(
     with pytest.raises(expected) as caught, _translated("save state k"):
         raise RpcError(code, details)
     assert type(caught.value) is expected and str(caught.value).startswith("save state k:")
+
+
+def test_a_status_read_that_races_the_save_is_tried_again() -> None:
+    from types import SimpleNamespace
+
+    from common.gateway import DaprWorkflows
+
+    class Client:
+        calls = 0
+
+        def get_workflow_state(self, instance_id: str, fetch_payloads: bool) -> object:
+            Client.calls += 1
+            if Client.calls < 3:
+                raise RpcError(
+                    grpc.StatusCode.UNKNOWN,
+                    "missing from state store (transient store read failure or partial save?)",
+                )
+            return SimpleNamespace(name="wf", runtime_status=SimpleNamespace(name="RUNNING"))
+
+    state = DaprWorkflows(Client()).state("wf-1")
+    assert state is not None and state.status == "RUNNING" and Client.calls == 3

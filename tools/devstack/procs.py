@@ -111,16 +111,25 @@ class Proc:
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
 
-    def wait_ready(self, probe: Callable[[], bool], what: str, timeout: float) -> None:
-        """Poll `probe` until it passes; fail fast if the process dies meanwhile."""
+    def wait_ready(
+        self,
+        probe: Callable[[], bool],
+        what: str,
+        timeout: float,
+        companions: tuple[Proc, ...] = (),
+    ) -> None:
+        """Poll `probe` until it passes; fail fast if this process (or a companion it cannot
+        be ready without, e.g. a sidecar's app) dies meanwhile."""
         deadline = time.monotonic() + timeout
         delay = 0.05
         while time.monotonic() < deadline:
-            if not self.alive():
-                raise StartupFailed(
-                    f"{self.name} exited with code {self.popen.returncode if self.popen else '?'}"
-                    f" before {what}; last lines of {self.log_path}:\n{self.tail()}"
-                )
+            for proc in (self, *companions):
+                if not proc.alive():
+                    code = proc.popen.returncode if proc.popen else "?"
+                    raise StartupFailed(
+                        f"{proc.name} exited with code {code} before {self.name} was {what}; "
+                        f"last lines of {proc.log_path}:\n{proc.tail()}"
+                    )
             if probe():
                 return
             time.sleep(delay)

@@ -145,6 +145,7 @@ class Stack:
     runtime: Runtime | None = None
     apps: dict[str, App] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    _given: set[int] = field(default_factory=set, repr=False)
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -152,10 +153,22 @@ class Stack:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    def _free(self) -> int:
+        """A free loopback port that this stack has not handed out already.
+
+        A port given to a process is not bound until that process starts, so the kernel may
+        offer it again meanwhile: remember what we gave out.
+        """
+        while (port := free_port()) in self._given:
+            pass
+        self._given.add(port)
+        return port
+
     def _port(self, configured: int, owner: str) -> int:
         if self.free_ports:
-            return free_port()
+            return self._free()
         ensure_port_free(configured, owner)
+        self._given.add(configured)
         return configured
 
     def _spawn(
@@ -214,7 +227,7 @@ class Stack:
     def _start_control_plane(self, rt: Runtime, spec: RunFile) -> tuple[int, int]:
         placement = self._port(spec.placement_port, "placement")
         scheduler = self._port(spec.scheduler_port, "scheduler")
-        p_health, s_health = free_port(), free_port()
+        p_health, s_health = self._free(), self._free()
         common = ["--metrics-listen-address", LOOPBACK, "--log-level", "info"]
         host_env = {"DAPR_HOST_IP": LOOPBACK}
         pproc = self._spawn(
@@ -230,9 +243,9 @@ class Stack:
                 "--healthz-listen-address",
                 LOOPBACK,
                 "--metrics-port",
-                str(free_port()),
+                str(self._free()),
                 "--initial-cluster",
-                f"dapr-placement-0={LOOPBACK}:{free_port()}",
+                f"dapr-placement-0={LOOPBACK}:{self._free()}",
                 *common,
             ],
             host_env,
@@ -251,17 +264,17 @@ class Stack:
                 "--healthz-listen-address",
                 LOOPBACK,
                 "--metrics-port",
-                str(free_port()),
+                str(self._free()),
                 "--override-broadcast-host-port",
                 f"{LOOPBACK}:{scheduler}",
                 "--etcd-data-dir",
                 str(etcd_dir),
                 "--etcd-client-port",
-                str(free_port()),
+                str(self._free()),
                 "--etcd-client-listen-address",
                 LOOPBACK,
                 "--etcd-initial-cluster",
-                f"dapr-scheduler-server-0=http://{LOOPBACK}:{free_port()}",
+                f"dapr-scheduler-server-0=http://{LOOPBACK}:{self._free()}",
                 "--id",
                 "dapr-scheduler-server-0",
                 *common,
@@ -356,7 +369,7 @@ class Stack:
                     "--dapr-grpc-port",
                     str(ports.grpc_port),
                     "--dapr-internal-grpc-port",
-                    str(free_port()),
+                    str(self._free()),
                     "--dapr-internal-grpc-listen-address",
                     LOOPBACK,
                     "--dapr-listen-addresses",
@@ -404,6 +417,7 @@ class Stack:
                 partial(http_ok, f"{ports.dapr_url}/v1.0/healthz"),
                 f"healthy at {ports.dapr_url}/v1.0/healthz",
                 READY_TIMEOUT,
+                companions=(proc,),
             )
             proc.wait_ready(
                 partial(http_ok, f"{ports.app_url}/readyz"),
