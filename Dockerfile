@@ -6,6 +6,7 @@ WORKDIR /app
 COPY pyproject.toml uv.lock README.md ./
 COPY services ./services
 COPY tools ./tools
+COPY libs ./libs
 RUN uv sync --frozen --no-dev && useradd --uid 10001 app
 ENV PATH=/app/.venv/bin:$PATH PYTHONUNBUFFERED=1
 USER app

@@ -1,4 +1,4 @@
-"""Fakes for the one seam (common.gateway): they record, they do not mock."""
+"""Fakes for the one seam (plumbing.gateway): they record, they do not mock."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from common.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
-from common.messages import Message
+from contracts.messages import Message
+from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
 
 
 @dataclass

@@ -1,3 +1,3 @@
-from common.serve import serve
+from plumbing.serve import serve
 
 serve("approvals", "approvals.app:create_app", 8102)

@@ -14,16 +14,16 @@ from pydantic import BaseModel, Field
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
-from common import instances
-from common.auditing import record
-from common.auth import Approver, Reader
-from common.gateway import Gateway
-from common.management import management_router
-from common.messages import ApprovalRequested, DecisionSubmitted, Tier
-from common.settings import ServiceSettings
-from common.subscriptions import Answer, subscribe
-from common.topics import APPROVAL_REQUESTS, DECISIONS
-from common.web import GatewayDep
+from contracts.messages import ApprovalRequested, DecisionSubmitted, Tier
+from contracts.topics import APPROVAL_REQUESTS, DECISIONS
+from control import instances
+from control.auditing import record
+from control.management import management_router
+from plumbing.auth import Approver, Reader
+from plumbing.gateway import Gateway
+from plumbing.settings import ServiceSettings
+from plumbing.subscriptions import Answer, subscribe
+from plumbing.web import GatewayDep
 
 log = logging.getLogger(__name__)
 WORKFLOWS = {APPROVAL_WORKFLOW}

@@ -7,9 +7,9 @@ from fastapi import FastAPI
 from approvals import api
 from approvals.domain import AlreadyDecided, ApprovalExpired, NotAuthorised, UnknownApproval
 from approvals.workflows import APPROVAL_WORKFLOW, approval_workflow, make_activities
-from common.app import build_app
-from common.gateway import Gateway
-from common.settings import ServiceSettings
+from control.app import build_app
+from plumbing.gateway import Gateway
+from plumbing.settings import ServiceSettings
 
 
 def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:

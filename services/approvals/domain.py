@@ -10,8 +10,8 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from common.messages import Tier
-from common.policy import authority_problem
+from contracts.messages import Tier
+from contracts.policy import authority_problem
 
 
 class DecisionRefused(Exception):

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from approvals.domain import ApprovalView
-from common.gateway import StateStore
-from common.state import update
+from plumbing.gateway import StateStore
+from plumbing.state import update
 
 INDEX_KEY = "approvals-index"
 

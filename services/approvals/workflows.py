@@ -21,8 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from approvals.domain import ApprovalView, LogEntry
 from approvals.readmodel import save_view
-from common.gateway import Gateway
-from common.messages import (
+from contracts.messages import (
     TRUSTED,
     ApprovalOutcome,
     ApprovalRequested,
@@ -30,9 +29,11 @@ from common.messages import (
     Outcome,
     Tier,
 )
-from common.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
-from common.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
-from common.workflow import TRACK_INSTANCE, activity, now, tracked
+from contracts.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
+from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
+from control.instances import TRACK_INSTANCE, tracked
+from plumbing.gateway import Gateway
+from plumbing.workflow import activity, now
 
 log = logging.getLogger(__name__)
 

@@ -1,3 +1,3 @@
-from common.serve import serve
+from plumbing.serve import serve
 
 serve("notifier", "notifier.app:create_app", 8103)

@@ -9,17 +9,17 @@ from typing import Annotated, Any
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Query
 
-from common.auth import Reader
-from common.gateway import Gateway, GatewayError
-from common.messages import ApprovalRequested, OrderStatusChanged
-from common.settings import ServiceSettings
-from common.state import update
-from common.subscriptions import Answer, subscribe
-from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
-from common.web import GatewayDep
+from contracts.messages import ApprovalRequested, OrderStatusChanged
+from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
 from notifier.settings import NotifierSettings
+from plumbing.auth import Reader
+from plumbing.gateway import Gateway, GatewayError
+from plumbing.settings import ServiceSettings
+from plumbing.state import update
+from plumbing.subscriptions import Answer, subscribe
+from plumbing.web import GatewayDep
 
 log = logging.getLogger(__name__)
 

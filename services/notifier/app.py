@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from common.app import build_app
-from common.gateway import Gateway
+from control.app import build_app
 from notifier import api
 from notifier.settings import NotifierSettings
+from plumbing.gateway import Gateway
 
 
 def create_app(settings: NotifierSettings | None = None, gateway: Gateway | None = None) -> FastAPI:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
-from common.gateway import Bindings
 from notifier.domain import Notification
+from plumbing.gateway import Bindings
 
 log = logging.getLogger("notifier.delivery")
 

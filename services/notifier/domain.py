@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from common.messages import ApprovalRequested, OrderStatusChanged
+from contracts.messages import ApprovalRequested, OrderStatusChanged
 
 
 class Notification(BaseModel):

@@ -10,7 +10,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from common.settings import ServiceSettings
+from plumbing.settings import ServiceSettings
 
 CHANNELS = ("log", "webhook")
 

@@ -1,3 +1,3 @@
-from common.serve import serve
+from plumbing.serve import serve
 
 serve("orders", "orders.app:create_app", 8101)

@@ -10,22 +10,22 @@ from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import ValidationError
 
-from common import instances
-from common.auditing import record
-from common.auth import Operator, Reader
-from common.gateway import Gateway, NotFound
-from common.management import describe, management_router
-from common.messages import ApprovalOutcome, OrderPlaced, describe_errors
-from common.settings import ServiceSettings
-from common.subscriptions import Answer, subscribe
-from common.topics import APPROVAL_OUTCOMES, ORDERS
-from common.web import GatewayDep, InvalidInput
+from contracts.messages import ApprovalOutcome, OrderPlaced, describe_errors
+from contracts.topics import APPROVAL_OUTCOMES, ORDERS
+from control import instances
+from control.auditing import record
+from control.management import describe, management_router
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     ORDER_WORKFLOW,
     OrderInput,
     instance_id,
 )
+from plumbing.auth import Operator, Reader
+from plumbing.gateway import Gateway, NotFound
+from plumbing.settings import ServiceSettings
+from plumbing.subscriptions import Answer, subscribe
+from plumbing.web import GatewayDep, InvalidInput
 
 log = logging.getLogger(__name__)
 WORKFLOWS = {ORDER_WORKFLOW}

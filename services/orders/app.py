@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from common.app import build_app
-from common.gateway import Gateway
-from common.settings import ServiceSettings
+from control.app import build_app
 from orders import api
 from orders.workflows import ORDER_WORKFLOW, make_activities, order_workflow
+from plumbing.gateway import Gateway
+from plumbing.settings import ServiceSettings
 
 
 def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:

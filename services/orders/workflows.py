@@ -17,8 +17,7 @@ from typing import Any
 from dapr.ext.workflow import when_any
 from pydantic import BaseModel, ValidationError
 
-from common.gateway import Gateway
-from common.messages import (
+from contracts.messages import (
     TRUSTED,
     ApprovalOutcome,
     ApprovalRequested,
@@ -28,9 +27,11 @@ from common.messages import (
     Outcome,
     describe_errors,
 )
-from common.policy import ApprovalPolicy
-from common.topics import APPROVAL_REQUESTS, ORDER_STATUS
-from common.workflow import TRACK_INSTANCE, activity, now, tracked
+from contracts.policy import ApprovalPolicy
+from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
+from control.instances import TRACK_INSTANCE, tracked
+from plumbing.gateway import Gateway
+from plumbing.workflow import activity, now
 
 log = logging.getLogger(__name__)
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import httpx
 
-from common.cloudevents import CONTENT_TYPE, wrap
-from common.messages import Message, OrderPlaced
+from contracts.envelope import CONTENT_TYPE, wrap
+from contracts.messages import Message, OrderPlaced
 from devstack.stack import Stack
 from tests.fakes import bearer
 from tests.stack import eventually, unique

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from common.messages import DecisionSubmitted
+from contracts.messages import DecisionSubmitted
 from tests.e2e.flow import Flow
 from tests.stack import WebhookSink, eventually, unique
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from common.messages import DecisionSubmitted
+from contracts.messages import DecisionSubmitted
 from tests.e2e.flow import Flow
 from tests.stack import eventually, unique
 

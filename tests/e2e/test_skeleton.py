@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from common.cloudevents import CONTENT_TYPE, wrap
-from common.messages import OrderPlaced
+from contracts.envelope import CONTENT_TYPE, wrap
+from contracts.messages import OrderPlaced
 from devstack.stack import Stack
 from tests.stack import eventually, unique
 

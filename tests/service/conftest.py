@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from common.cloudevents import CONTENT_TYPE, wrap
-from common.gateway import Gateway
-from common.messages import Message
-from common.settings import ServiceSettings
+from contracts.envelope import CONTENT_TYPE, wrap
+from contracts.messages import Message
+from plumbing.gateway import Gateway
+from plumbing.settings import ServiceSettings
 from tests.fakes import bearer, fake_gateway
 
 

@@ -6,8 +6,8 @@ from fastapi.testclient import TestClient
 from approvals.app import create_app
 from approvals.domain import ApprovalView
 from approvals.readmodel import save_view
-from common.messages import ApprovalRequested, DecisionSubmitted, Tier
-from common.settings import ServiceSettings
+from contracts.messages import ApprovalRequested, DecisionSubmitted, Tier
+from plumbing.settings import ServiceSettings
 from tests.fakes import bearer
 from tests.service.conftest import AppFactory, deliver
 

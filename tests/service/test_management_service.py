@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from common import instances
-from common.settings import ServiceSettings
+from control import instances
 from orders.app import create_app
+from plumbing.settings import ServiceSettings
 from tests.fakes import bearer
 from tests.service.conftest import AppFactory
 

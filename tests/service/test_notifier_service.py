@@ -4,7 +4,7 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from common.messages import ApprovalRequested, OrderStatusChanged
+from contracts.messages import ApprovalRequested, OrderStatusChanged
 from notifier.app import create_app
 from notifier.settings import NotifierSettings, SettingsError
 from tests.service.conftest import AppFactory, deliver

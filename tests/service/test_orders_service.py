@@ -3,10 +3,10 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from common.gateway import Transient
-from common.messages import ApprovalOutcome, OrderPlaced
-from common.settings import ServiceSettings
+from contracts.messages import ApprovalOutcome, OrderPlaced
 from orders.app import create_app
+from plumbing.gateway import Transient
+from plumbing.settings import ServiceSettings
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)

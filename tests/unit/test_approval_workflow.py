@@ -11,9 +11,9 @@ from approvals.workflows import (
     ApprovalInput,
     approval_workflow,
 )
-from common.policy import ApprovalPolicy, OnManagerTimeout
-from common.workflow import TRACK_INSTANCE
-from common.workflow_testing import DEFAULT_START, WorkflowHarness
+from contracts.policy import ApprovalPolicy, OnManagerTimeout
+from control.instances import TRACK_INSTANCE
+from workflow_harness import DEFAULT_START, WorkflowHarness
 
 POLICY = ApprovalPolicy()
 T0 = DEFAULT_START

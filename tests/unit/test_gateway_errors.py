@@ -3,7 +3,7 @@
 import grpc
 import pytest
 
-from common.gateway import Conflict, GatewayError, NotFound, Transient, _translated
+from plumbing.gateway import Conflict, GatewayError, NotFound, Transient, _translated
 
 
 class RpcError(Exception):
@@ -43,7 +43,7 @@ def test_sidecar_errors_become_our_errors(
 def test_a_status_read_that_races_the_save_is_tried_again() -> None:
     from types import SimpleNamespace
 
-    from common.gateway import DaprWorkflows
+    from plumbing.gateway import DaprWorkflows
 
     class Client:
         calls = 0

@@ -5,8 +5,8 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from common.cloudevents import BadEnvelope, BadPayload, unwrap, wrap
-from common.messages import (
+from contracts.envelope import BadEnvelope, BadPayload, unwrap, wrap
+from contracts.messages import (
     ApprovalRequested,
     DecisionSubmitted,
     MessageLimits,

@@ -6,9 +6,8 @@ from typing import Any
 import pytest
 from dapr.ext.workflow import TaskFailedError
 
-from common.policy import ApprovalPolicy
-from common.workflow import TRACK_INSTANCE
-from common.workflow_testing import DEFAULT_START, ActivityFailed, WorkflowHarness
+from contracts.policy import ApprovalPolicy
+from control.instances import TRACK_INSTANCE
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     FULFIL_ORDER,
@@ -17,6 +16,7 @@ from orders.workflows import (
     OrderInput,
     order_workflow,
 )
+from workflow_harness import DEFAULT_START, ActivityFailed, WorkflowHarness
 
 POLICY = ApprovalPolicy()
 

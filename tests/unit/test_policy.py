@@ -3,8 +3,8 @@ from decimal import Decimal
 
 import pytest
 
-from common.messages import Tier
-from common.policy import (
+from contracts.messages import Tier
+from contracts.policy import (
     ApprovalPolicy,
     OnManagerTimeout,
     PolicyError,

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from dapr.ext.workflow import when_all, when_any
 
-from common.workflow_testing import HarnessError, WorkflowHarness
+from workflow_harness import HarnessError, WorkflowHarness
 
 
 def test_replay_catches_a_workflow_that_is_not_deterministic() -> None:

@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 
-from common.audit import AuditRecord, verify
+from plumbing.audit import AuditRecord, verify
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_BROKEN, EXIT_JOB = range(7)
 

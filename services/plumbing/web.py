@@ -13,8 +13,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from common import audit
-from common.gateway import Gateway
+from plumbing import audit
+from plumbing.gateway import Gateway
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from common.gateway import Conflict, StateStore
+from plumbing.gateway import Conflict, StateStore
 
 
 def update(

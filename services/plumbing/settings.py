@@ -6,14 +6,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from common.policy import ApprovalPolicy, load_policy, parse_duration
+from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
     DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, SECRET_STORE, TOKENS_SECRET and
-    POLICY_* (see common.policy)."""
+    POLICY_* (see contracts.policy)."""
 
     app_id: str
     pubsub: str = "pubsub"

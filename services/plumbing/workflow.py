@@ -26,16 +26,3 @@ def now(ctx: Any) -> datetime:
 def activity(ctx: Any, name: str, data: Any) -> Any:
     """Call an activity by name with the project's retry policy."""
     return ctx.call_activity(name, input=data, retry_policy=ACTIVITY_RETRY)
-
-
-TRACK_INSTANCE = "track_instance"
-
-
-def tracked(ctx: Any, name: str, status: str) -> dict[str, Any]:
-    """Input of the track_instance activity: this instance reached `status` now."""
-    return {
-        "instance_id": ctx.instance_id,
-        "name": name,
-        "status": status,
-        "at": now(ctx).isoformat(),
-    }

@@ -23,8 +23,8 @@ from typing import Any, Protocol
 
 import grpc
 
-from common.cloudevents import CONTENT_TYPE, wrap
-from common.messages import Message
+from contracts.envelope import CONTENT_TYPE, wrap
+from contracts.messages import Message
 
 
 class GatewayError(Exception):
@@ -321,11 +321,16 @@ class DaprWorkflows:
         ]
 
 
+def workflows_of(gateway: Gateway) -> Workflows:
+    """The workflow client of an app that hosts workflows."""
+    assert gateway.workflows is not None, "this app hosts no workflows"
+    return gateway.workflows
+
+
 def schedule_once(gateway: Gateway, name: str, instance_id: str, input: Any) -> None:
     """Schedule a workflow; an instance that is already running counts as done."""
-    assert gateway.workflows is not None, "this app hosts no workflows"
     try:
-        gateway.workflows.schedule(name, instance_id, input)
+        workflows_of(gateway).schedule(name, instance_id, input)
     except GatewayError as exc:
         if "already exists" not in str(exc):
             raise

@@ -13,7 +13,7 @@ from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 
-from common.messages import Message, MessageLimits, describe_errors
+from contracts.messages import Message, MessageLimits, describe_errors
 
 M = TypeVar("M", bound=Message)
 _FORMAT = JSONFormat()

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from datetime import datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field
 
-from common import audit, instances
-from common.auditing import record
-from common.auth import Admin, Operator, Reader
-from common.gateway import Conflict, Gateway, GatewayError, InstanceState, NotFound
-from common.policy import parse_duration
-from common.state import update
-from common.web import InvalidInput
+from control import instances, jobs
+from control.auditing import record
+from plumbing.auth import Admin, Operator, Reader
+from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
+from plumbing.web import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +30,6 @@ InstanceId = Annotated[
 ]
 EventName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 MAX_WAIT_S = 60.0
-LONGEST = timedelta(days=36500)
-
-
-def _duration(text: str, field: str) -> timedelta:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise InvalidInput(f"{field}: {exc}") from None
-    if value <= timedelta(0) or value > LONGEST:
-        raise InvalidInput(f"{field}: must be positive and under 100 years, got {text!r}")
-    return value
 
 
 def _json(raw: str | None) -> Any:
@@ -86,28 +71,6 @@ class TerminateBody(BaseModel):
     reason: Annotated[str, Field(max_length=500)] = ""
 
 
-class JobBody(BaseModel):
-    """A bulk job. purge: every terminal instance, or those finished longer ago than
-    `older_than`. terminate: running or suspended ones created longer ago than `older_than`,
-    or past their deadline ("stuck")."""
-
-    action: Literal["purge", "terminate"]
-    older_than: str | None = None
-    dry_run: bool = False
-
-    @field_validator("older_than")
-    @classmethod
-    def _valid_duration(cls, value: str | None) -> str | None:
-        if value is not None:
-            _duration(value, "older_than")
-        return value
-
-
-def _workflows(gateway: Gateway) -> Any:
-    assert gateway.workflows is not None, "this app hosts no workflows"
-    return gateway.workflows
-
-
 def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
     """The /workflows routes for the workflows this app registers."""
     router = APIRouter(prefix="/workflows", tags=["workflow management"])
@@ -116,10 +79,10 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         return request.app.state.gateway  # type: ignore[no-any-return]
 
     def existing(request: Request, instance_id: str) -> InstanceState:
-        state = _workflows(gateway_of(request)).state(instance_id)
+        state = workflows_of(gateway_of(request)).state(instance_id)
         if state is None:
             raise NotFound(f"no workflow instance {instance_id!r}")
-        return state  # type: ignore[no-any-return]
+        return state
 
     @router.post("", status_code=201)
     def start_workflow(
@@ -133,7 +96,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
             )
         gateway = gateway_of(request)
         iid = body.instance_id or f"{body.name}-{uuid.uuid4().hex[:16]}"
-        current = _workflows(gateway).state(iid)
+        current = workflows_of(gateway).state(iid)
         if current is not None:
             response.status_code = 200
             record(request, target=iid, outcome="ok: exists", reason=current.status)
@@ -143,7 +106,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         return {"instance_id": iid, "created": True, "status": "RUNNING"}
 
     @router.get("")
-    def list_workflows(
+    def listworkflows_of(
         request: Request,
         _: Reader,
         status: Annotated[list[str] | None, Query(description="repeat for several")] = None,
@@ -180,7 +143,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
     def reconcile_index(request: Request, _: Operator) -> dict[str, int]:
         """Rebuild the index from Dapr's own list (slow: one call per instance)."""
         gateway = gateway_of(request)
-        counts = instances.reconcile(gateway.state, _workflows(gateway))
+        counts = instances.reconcile(gateway.state, workflows_of(gateway))
         record(request, target="index", reason=json.dumps(counts))
         return counts
 
@@ -189,7 +152,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         instance_id: InstanceId, request: Request, _: Reader, payloads: bool = False
     ) -> dict[str, Any]:
         """Status, times, custom status, failure; input and output with ?payloads=true."""
-        state = _workflows(gateway_of(request)).state(instance_id, payloads=payloads)
+        state = workflows_of(gateway_of(request)).state(instance_id, payloads=payloads)
         if state is None:
             raise NotFound(f"no workflow instance {instance_id!r}")
         return describe(state, payloads)
@@ -200,7 +163,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
     ) -> list[dict[str, Any]]:
         """The instance's execution history, oldest first."""
         existing(request, instance_id)
-        return _workflows(gateway_of(request)).history(instance_id)  # type: ignore[no-any-return]
+        return workflows_of(gateway_of(request)).history(instance_id)
 
     @router.get("/{instance_id}/wait")
     def wait_for_workflow(
@@ -211,7 +174,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
     ) -> dict[str, Any]:
         """Wait (at most `timeout` seconds, up to 60) for the instance to finish."""
         existing(request, instance_id)
-        state = _workflows(gateway_of(request)).wait(instance_id, timeout)
+        state = workflows_of(gateway_of(request)).wait(instance_id, timeout)
         if state is None:
             raise NotFound(f"no workflow instance {instance_id!r}")
         return describe(state, False) | {"finished": state.status in instances.TERMINAL}
@@ -228,7 +191,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         state = existing(request, instance_id)
         if state.status in instances.TERMINAL:
             raise Conflict(f"instance {instance_id} is {state.status}: it takes no events")
-        _workflows(gateway_of(request)).raise_event(instance_id, event_name, data)
+        workflows_of(gateway_of(request)).raise_event(instance_id, event_name, data)
         record(request, target=instance_id, reason=event_name)
         return {"instance_id": instance_id, "event": event_name, "status": "raised"}
 
@@ -257,7 +220,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         instance_id: InstanceId, body: ReasonBody, request: Request, _: Operator
     ) -> dict[str, str]:
         """Suspend a running instance; events raised meanwhile wait for the resume."""
-        wf = _workflows(gateway_of(request))
+        wf = workflows_of(gateway_of(request))
         return _transition(
             request,
             instance_id,
@@ -273,7 +236,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         instance_id: InstanceId, body: ReasonBody, request: Request, _: Operator
     ) -> dict[str, str]:
         """Resume a suspended instance."""
-        wf = _workflows(gateway_of(request))
+        wf = workflows_of(gateway_of(request))
         return _transition(
             request,
             instance_id,
@@ -289,7 +252,7 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         instance_id: InstanceId, body: TerminateBody, request: Request, _: Operator
     ) -> dict[str, str]:
         """Terminate a running, pending or suspended instance with an optional output."""
-        wf = _workflows(gateway_of(request))
+        wf = workflows_of(gateway_of(request))
         return _transition(
             request,
             instance_id,
@@ -310,38 +273,23 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
                 "TERMINATED instances can be purged; terminate it first"
             )
         gateway = gateway_of(request)
-        _workflows(gateway).purge(instance_id)
+        workflows_of(gateway).purge(instance_id)
         instances.forget(gateway.state, instance_id)
         record(request, target=instance_id, reason=state.status)
         return {"instance_id": instance_id, "status": "purged"}
 
     @router.post("/jobs", status_code=202)
-    def start_job(body: JobBody, request: Request, admin: Admin) -> dict[str, Any]:
+    def start_job(body: jobs.JobBody, request: Request, admin: Admin) -> dict[str, Any]:
         """Start a bulk purge or terminate; poll GET /workflows/jobs/{job_id} for progress."""
         gateway = gateway_of(request)
-        targets = select_targets(gateway, body, datetime.now(UTC))
-        job_id = f"job-{uuid.uuid4().hex[:12]}"
-        job: dict[str, Any] = {
-            "job_id": job_id,
-            "action": body.action,
-            "older_than": body.older_than,
-            "dry_run": body.dry_run,
-            "actor": admin.id,
-            "status": "running",
-            "total": len(targets),
-            "done": 0,
-            "results": {},
-            "created_at": datetime.now(UTC).isoformat(),
-            "finished_at": None,
-        }
-        gateway.state.put(f"job:{job_id}", job)
+        job, targets = jobs.create(gateway, body, admin.id)
         record(
             request,
-            target=job_id,
+            target=job["job_id"],
             reason=f"{body.action} {len(targets)} "
             f"instances, older_than={body.older_than}, dry_run={body.dry_run}",
         )
-        threading.Thread(target=run_job, args=(gateway, job, targets), daemon=True).start()
+        jobs.launch(gateway, job, targets)
         return job
 
     @router.get("/jobs/{job_id}")
@@ -349,109 +297,9 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         job_id: Annotated[str, Path(pattern=r"^job-[0-9a-f]{12}$")], request: Request, _: Reader
     ) -> dict[str, Any]:
         """A bulk job: status, progress, and what happened to each instance."""
-        job, _etag = gateway_of(request).state.get(f"job:{job_id}")
+        job = jobs.load(gateway_of(request).state, job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
-        return job  # type: ignore[no-any-return]
+        return job
 
     return router
-
-
-def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
-    """The instance ids a job would touch, from the index."""
-    age = _duration(body.older_than, "older_than") if body.older_than else None
-    chosen = []
-    for e in instances.entries(gateway.state):
-        if body.action == "purge":
-            if e.status in instances.TERMINAL and (age is None or e.updated_at < now - age):
-                chosen.append(e.instance_id)
-        elif e.status in {"RUNNING", "SUSPENDED", "PENDING", "STALLED"}:
-            too_old = age is not None and e.created_at < now - age
-            overdue = age is None and e.deadline is not None and e.deadline < now
-            if too_old or overdue:
-                chosen.append(e.instance_id)
-    return sorted(chosen)
-
-
-JOB_CHUNK = 25
-JOB_WORKERS = 8
-
-
-def run_job(gateway: Gateway, job: dict[str, Any], targets: list[str]) -> None:
-    """Work through the targets in chunks, 8 at a time, saving progress after each chunk.
-
-    Each instance is re-read from Dapr before it is touched, so a job is safe to run again.
-    """
-    wf = _workflows(gateway)
-    results: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=JOB_WORKERS) as pool:
-        for start in range(0, len(targets), JOB_CHUNK):
-            chunk = targets[start : start + JOB_CHUNK]
-            for iid, result in zip(
-                chunk, pool.map(lambda i: _attempt(wf, job, i), chunk), strict=True
-            ):
-                results[iid] = result
-            gone = [i for i in chunk if results[i] in ("purged", "gone")]
-            terminated = [i for i in chunk if results[i] == "terminated"]
-            try:
-                instances.forget_many(gateway.state, gone)
-                for iid in terminated:
-                    instances.set_status(gateway.state, iid, "TERMINATED")
-            except GatewayError as exc:  # the index is rebuilt by reconcile; the job goes on
-                log.warning("%s: index not updated for a chunk: %s", job["job_id"], exc)
-            _save(gateway, job, results, start + len(chunk), finished=False)
-    _save(gateway, job, results, len(targets), finished=True)
-    failed = sum(1 for r in results.values() if r.startswith("failed"))
-    try:
-        audit.append(
-            gateway.state,
-            actor=job["actor"],
-            role="admin",
-            action="job_finished",
-            target=job["job_id"],
-            outcome="ok" if not failed else f"failed: {failed}",
-            reason=f"{job['action']}: {len(targets)} instances, {failed} failed",
-        )
-    except audit.AuditUnavailable:
-        log.exception("could not audit the end of %s", job["job_id"])
-
-
-def _attempt(wf: Any, job: dict[str, Any], iid: str) -> str:
-    try:
-        return _apply(wf, job, iid)
-    except GatewayError as exc:
-        return f"failed: {exc}"[:300]
-
-
-def _apply(wf: Any, job: dict[str, Any], iid: str) -> str:
-    state = wf.state(iid)
-    if state is None:
-        return "gone"
-    if job["action"] == "purge":
-        if state.status not in instances.TERMINAL:
-            return f"skipped: {state.status}"
-        if job["dry_run"]:
-            return "would purge"
-        wf.purge(iid)
-        return "purged"
-    if state.status in instances.TERMINAL:
-        return f"skipped: {state.status}"
-    if job["dry_run"]:
-        return "would terminate"
-    wf.terminate(iid, {"terminated_by": job["job_id"], "reason": "stuck"})
-    return "terminated"
-
-
-def _save(
-    gateway: Gateway, job: dict[str, Any], results: dict[str, str], done: int, finished: bool
-) -> None:
-    def change(current: dict[str, Any] | None) -> dict[str, Any]:
-        base = current or job
-        return base | {
-            "done": done,
-            "results": dict(results),
-            "status": "done" if finished else "running",
-            "finished_at": datetime.now(UTC).isoformat() if finished else None,
-        }
-
-    update(gateway.state, f"job:{job['job_id']}", change)

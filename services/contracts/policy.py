@@ -21,7 +21,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from common.messages import DEFAULT_CURRENCIES, DEFAULT_MAX_AMOUNT, MessageLimits, Tier
+from contracts.messages import DEFAULT_CURRENCIES, DEFAULT_MAX_AMOUNT, MessageLimits, Tier
 
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _ISO = re.compile(

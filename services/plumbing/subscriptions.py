@@ -28,15 +28,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from common import audit
-from common.auth import Reader
-from common.cloudevents import BadEnvelope, BadPayload, unwrap
-from common.gateway import Gateway, GatewayError, Transient
-from common.messages import Message
-from common.settings import ServiceSettings
-from common.state import update
-from common.topics import dead_letter
-from common.web import require_app_token
+from contracts.envelope import BadEnvelope, BadPayload, unwrap
+from contracts.messages import Message
+from contracts.topics import dead_letter
+from plumbing import audit
+from plumbing.auth import Reader
+from plumbing.gateway import Gateway, GatewayError, Transient
+from plumbing.settings import ServiceSettings
+from plumbing.state import update
+from plumbing.web import require_app_token
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=Message)

@@ -21,7 +21,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from common.messages import Tier
+from contracts.messages import Tier
 
 
 class Role(StrEnum):

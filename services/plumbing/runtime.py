@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
-from common import instances
-from common.gateway import (
+from plumbing.gateway import (
     DaprBindings,
     DaprPublisher,
     DaprSecrets,
@@ -17,8 +15,7 @@ from common.gateway import (
     DaprWorkflows,
     Gateway,
 )
-from common.settings import ServiceSettings
-from common.workflow import TRACK_INSTANCE
+from plumbing.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +62,6 @@ def open_dapr(
             runtime.register_workflow(fn, name=name)
         for name, fn in (activities(gateway) if activities else {}).items():
             runtime.register_activity(fn, name=name)
-        runtime.register_activity(make_track_activity(gateway), name=TRACK_INSTANCE)
         runtime.start()
         res.workflow_runtime = runtime
         res.closers.append(runtime.shutdown)
@@ -74,18 +70,3 @@ def open_dapr(
         gateway.workflows = DaprWorkflows(wf_client)
         log.info("workflow runtime started: %s", ", ".join(workflows))
     return res
-
-
-def make_track_activity(gateway: Gateway) -> Callable[..., None]:
-    """The activity workflows call as their last step, to keep the instance index current."""
-
-    def track_instance(ctx: Any, data: dict[str, Any]) -> None:
-        instances.track(
-            gateway.state,
-            data["instance_id"],
-            data["name"],
-            data["status"],
-            datetime.fromisoformat(data["at"]),
-        )
-
-    return track_instance

@@ -7,8 +7,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from common import audit
-from common.auth import Reader
+from plumbing import audit
+from plumbing.auth import Reader
 
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 

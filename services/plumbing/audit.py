@@ -20,8 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from common.gateway import GatewayError, StateStore
-from common.state import update
+from plumbing.gateway import GatewayError, StateStore
+from plumbing.state import update
 
 HEAD_KEY = "audit-head"
 GENESIS = "0" * 64

@@ -12,14 +12,16 @@ Dapr on demand (an instance that failed, or one started by other means).
 from __future__ import annotations
 
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
 
-from common.gateway import Gateway, StateStore, Workflows, schedule_once
-from common.state import update
+from plumbing.gateway import Gateway, StateStore, Workflows, schedule_once
+from plumbing.state import update
+from plumbing.workflow import now
 
 SHARDS = 16
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TERMINATED"})
@@ -203,3 +205,32 @@ def _aware(value: Any) -> datetime | None:
     if not isinstance(value, datetime):
         return None
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# The activity every workflow calls as its last step, to keep the index current.
+TRACK_INSTANCE = "track_instance"
+
+
+def tracked(ctx: Any, name: str, status: str) -> dict[str, Any]:
+    """Input of the track_instance activity: this instance reached `status` now."""
+    return {
+        "instance_id": ctx.instance_id,
+        "name": name,
+        "status": status,
+        "at": now(ctx).isoformat(),
+    }
+
+
+def track_activity(gateway: Gateway) -> Callable[..., None]:
+    """The track_instance activity, bound to this app's state store."""
+
+    def track_instance(ctx: Any, data: dict[str, Any]) -> None:
+        track(
+            gateway.state,
+            data["instance_id"],
+            data["name"],
+            data["status"],
+            datetime.fromisoformat(data["at"]),
+        )
+
+    return track_instance

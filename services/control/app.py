@@ -1,5 +1,5 @@
-"""The shape every service's composition root shares: lifespan, middleware, health, errors,
-authentication and the audit log."""
+"""The skeleton every service's composition root shares: lifespan, middleware, health, errors,
+authentication, the audit API, the console and the instance index's tracking activity."""
 
 from __future__ import annotations
 
@@ -16,15 +16,16 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from common.audit import AuditUnavailable
-from common.auditing import audit_router, record_refusal
-from common.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
-from common.console import console_router
-from common.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
-from common.runtime import ActivityFactory, open_dapr
-from common.settings import ServiceSettings
-from common.subscriptions import dead_letters_router
-from common.web import BodyLimit, InvalidInput, configure_logging, health_router
+from control import instances
+from control.auditing import audit_router, record_refusal
+from control.console import console_router
+from plumbing.audit import AuditUnavailable
+from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
+from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
+from plumbing.runtime import ActivityFactory, open_dapr
+from plumbing.settings import ServiceSettings
+from plumbing.subscriptions import dead_letters_router
+from plumbing.web import BodyLimit, InvalidInput, configure_logging, health_router
 
 log = logging.getLogger(__name__)
 Register = Callable[[FastAPI, DaprApp, ServiceSettings], None]
@@ -42,6 +43,16 @@ def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
             f"{settings.secret_store!r}: {exc}"
         ) from None
     return TokenTable.parse(raw)
+
+
+def _with_tracking(activities: ActivityFactory | None) -> ActivityFactory:
+    """The service's activities plus the one that keeps the instance index current."""
+
+    def factory(gateway: Gateway) -> dict[str, Callable[..., Any]]:
+        own = activities(gateway) if activities else {}
+        return {**own, instances.TRACK_INSTANCE: instances.track_activity(gateway)}
+
+    return factory
 
 
 def build_app(
@@ -65,7 +76,9 @@ def build_app(
             app.state.tokens = load_tokens(gateway, settings)
             yield
             return
-        res = await asyncio.to_thread(open_dapr, settings, workflows, activities)
+        res = await asyncio.to_thread(
+            open_dapr, settings, workflows, _with_tracking(activities) if workflows else None
+        )
         app.state.gateway = res.gateway
         try:
             app.state.tokens = await asyncio.to_thread(load_tokens, res.gateway, settings)
