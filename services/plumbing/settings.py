@@ -12,8 +12,11 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 @dataclass(frozen=True)
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
-    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, SECRET_STORE, TOKENS_SECRET and
-    POLICY_* (see contracts.policy)."""
+    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, SECRET_STORE, TOKENS_SECRET, DEV_MODE and
+    POLICY_* (see contracts.policy).
+
+    DEV_MODE=true marks a development stack (devstack sets it): development-only conveniences
+    (the readable `dev-` tokens, the API docs page) are refused without it."""
 
     app_id: str
     pubsub: str = "pubsub"
@@ -27,6 +30,7 @@ class ServiceSettings:
     decision_hold_s: float = 300.0
     secret_store: str = "localsecretstore"
     tokens_secret: str = "api-tokens"
+    development: bool = False
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -43,6 +47,7 @@ class ServiceSettings:
             decision_hold_s=parse_duration(env.get("DECISION_HOLD", "5m")).total_seconds(),
             secret_store=env.get("SECRET_STORE", "localsecretstore"),
             tokens_secret=env.get("TOKENS_SECRET", "api-tokens"),
+            development=env.get("DEV_MODE", "").lower() in ("1", "true", "yes"),
         )
 
     @property
