@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -82,14 +82,24 @@ class FakeWorkflows:
     def raise_event(self, instance_id: str, name: str, data: Any) -> None:
         self.raised.append((instance_id, name, data))
 
+    def _move(self, instance_id: str, status: str, output: Any = None) -> None:
+        """A status change keeps the instance's name; Dapr stores the output as JSON."""
+        st = self.instances[instance_id]
+        self.instances[instance_id] = replace(
+            st,
+            status=status,
+            updated_at=datetime.now(UTC),
+            output=json.dumps(output) if output is not None else st.output,
+        )
+
     def terminate(self, instance_id: str, output: Any = None) -> None:
-        self.add(instance_id, "TERMINATED")
+        self._move(instance_id, "TERMINATED", output)
 
     def suspend(self, instance_id: str, reason: str) -> None:
-        self.add(instance_id, "SUSPENDED")
+        self._move(instance_id, "SUSPENDED")
 
     def resume(self, instance_id: str, reason: str) -> None:
-        self.add(instance_id, "RUNNING")
+        self._move(instance_id, "RUNNING")
 
     def purge(self, instance_id: str) -> bool:
         return self.instances.pop(instance_id, None) is not None

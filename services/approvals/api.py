@@ -18,7 +18,7 @@ from contracts.messages import ApprovalRequested, DecisionSubmitted, Tier
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import record
-from control.management import management_router
+from control.management import WorkflowRules, management_router
 from plumbing.auth import Approver, Reader
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
@@ -26,7 +26,6 @@ from plumbing.subscriptions import Answer, subscribe
 from plumbing.web import GatewayDep
 
 log = logging.getLogger(__name__)
-WORKFLOWS = {APPROVAL_WORKFLOW}
 
 
 def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalRequested) -> Answer:
@@ -106,7 +105,8 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
     )
     app.include_router(router)
-    app.include_router(management_router(lambda: WORKFLOWS))
+    rules = WorkflowRules(started_by="an ApprovalRequested on the approval-requests topic")
+    app.include_router(management_router({APPROVAL_WORKFLOW: rules}))
 
 
 router = APIRouter(tags=["approvals"])

@@ -170,7 +170,7 @@ def _apply(wf: Any, job: dict[str, Any], iid: str) -> str:
         return f"skipped: {state.status}"
     if job["dry_run"]:
         return "would terminate"
-    wf.terminate(iid, {"terminated_by": job["job_id"], "reason": "stuck"})
+    wf.terminate(iid, {"terminated": True, "by": job["job_id"], "reason": "stuck"})
     return "terminated"
 
 

@@ -3,23 +3,29 @@ hosts workflows, for its own instances, under /workflows.
 
 Reads need any token; mutations need operator or admin; bulk jobs need admin. Every mutation,
 done or refused, is in the audit log before the answer goes out.
+
+The API operates workflows; it never makes business decisions. Each workflow says, in its
+`WorkflowRules`, which events an operator may raise (never the business events `decision` and
+`approval_outcome`) and how an operator may start it: from the caller's business input with the
+server's own policy, or not at all. A terminated workflow's output is set here (who and why),
+never by the caller, so it cannot pose as a business outcome.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from control import instances, jobs
 from control.auditing import record
-from plumbing.auth import Admin, Operator, Reader
+from plumbing.auth import Admin, Forbidden, Operator, Principal, Reader
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
 from plumbing.web import InvalidInput
 
@@ -67,12 +73,38 @@ class ReasonBody(BaseModel):
 
 
 class TerminateBody(BaseModel):
-    output: Any = None
-    reason: Annotated[str, Field(max_length=500)] = ""
+    """Why the instance is stopped; the output is the server's, never the caller's."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
-def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
-    """The /workflows routes for the workflows this app registers."""
+# Validate an operator's start input and say which instance it makes and how to start it.
+Starter = Callable[[Any], tuple[str, Callable[[Gateway], object]]]
+
+
+@dataclass(frozen=True)
+class WorkflowRules:
+    """What operators may do to one workflow through the management API."""
+
+    # Events an operator may raise into it (case-insensitive, as Dapr matches them).
+    events: frozenset[str] = frozenset()
+    # How an operator starts it from business input; None: it starts only from its topic.
+    start: Starter | None = None
+    started_by: str = "its business flow"
+
+    def accepts(self, event: str) -> bool:
+        return event.casefold() in {e.casefold() for e in self.events}
+
+
+def terminated_output(principal: Principal | str, reason: str) -> dict[str, Any]:
+    """The output of an instance an operator (or a job) terminated."""
+    who = principal.id if isinstance(principal, Principal) else principal
+    return {"terminated": True, "by": who, "reason": reason}
+
+
+def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
+    """The /workflows routes for the workflows this app registers, under their rules."""
     router = APIRouter(prefix="/workflows", tags=["workflow management"])
 
     def gateway_of(request: Request) -> Gateway:
@@ -88,25 +120,37 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
     def start_workflow(
         body: StartBody, request: Request, response: Response, _: Operator
     ) -> dict[str, Any]:
-        """Start a workflow; an existing instance id answers 200 with that instance instead."""
-        if body.name not in workflow_names():
+        """Start a workflow from business input, with the server's own policy and naming.
+
+        An instance that exists already answers 200 with that instance instead."""
+        rules = workflows.get(body.name)
+        if rules is None:
             raise NotFound(
-                f"unknown workflow {body.name!r}; this app hosts "
-                f"{', '.join(sorted(workflow_names()))}"
+                f"unknown workflow {body.name!r}; this app hosts {', '.join(sorted(workflows))}"
+            )
+        if rules.start is None:
+            raise Forbidden(
+                f"{body.name} starts only from {rules.started_by}; "
+                "the management API does not start it"
+            )
+        iid, begin = rules.start(body.input)
+        if body.instance_id is not None and body.instance_id != iid:
+            raise InvalidInput(
+                f"instance_id: {body.name} instances are named by their business id; "
+                f"this input makes {iid!r}"
             )
         gateway = gateway_of(request)
-        iid = body.instance_id or f"{body.name}-{uuid.uuid4().hex[:16]}"
         current = workflows_of(gateway).state(iid)
         if current is not None:
             response.status_code = 200
             record(request, target=iid, outcome="ok: exists", reason=current.status)
             return {"instance_id": iid, "created": False, "status": current.status}
-        instances.start(gateway, body.name, iid, body.input)
+        begin(gateway)
         record(request, target=iid, reason=body.name)
         return {"instance_id": iid, "created": True, "status": "RUNNING"}
 
     @router.get("")
-    def listworkflows_of(
+    def list_workflows(
         request: Request,
         _: Reader,
         status: Annotated[list[str] | None, Query(description="repeat for several")] = None,
@@ -187,8 +231,18 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
         _: Operator,
         data: Annotated[Any, Body()] = None,
     ) -> dict[str, str]:
-        """Raise an event into the instance (the body is the event's data)."""
+        """Raise an operator event into the instance (the body is the event's data).
+
+        Only events the workflow lists for operators; business events come from their APIs."""
         state = existing(request, instance_id)
+        rules = workflows.get(state.name)
+        if rules is None or not rules.accepts(event_name):
+            allowed = sorted(rules.events) if rules else []
+            raise Forbidden(
+                f"{state.name or 'this workflow'} takes no operator event {event_name!r} "
+                f"(operator events: {', '.join(allowed) or 'none'}); business decisions come "
+                "only through the approvals API"
+            )
         if state.status in instances.TERMINAL:
             raise Conflict(f"instance {instance_id} is {state.status}: it takes no events")
         workflows_of(gateway_of(request)).raise_event(instance_id, event_name, data)
@@ -249,17 +303,20 @@ def management_router(workflow_names: Callable[[], set[str]]) -> APIRouter:
 
     @router.post("/{instance_id}/terminate")
     def terminate_workflow(
-        instance_id: InstanceId, body: TerminateBody, request: Request, _: Operator
+        instance_id: InstanceId, body: TerminateBody, request: Request, operator: Operator
     ) -> dict[str, str]:
-        """Terminate a running, pending or suspended instance with an optional output."""
+        """Terminate a running, pending or suspended instance, with a reason (required).
+
+        Its output records who terminated it and why; it is never a business outcome."""
         wf = workflows_of(gateway_of(request))
+        output = terminated_output(operator, body.reason)
         return _transition(
             request,
             instance_id,
             {"RUNNING", "PENDING", "SUSPENDED", "STALLED"},
             "terminated",
             body.reason,
-            lambda: wf.terminate(instance_id, body.output),
+            lambda: wf.terminate(instance_id, output),
             "TERMINATED",
         )
 

@@ -14,7 +14,7 @@ from contracts.messages import ApprovalOutcome, OrderPlaced, describe_errors
 from contracts.topics import APPROVAL_OUTCOMES, ORDERS
 from control import instances
 from control.auditing import record
-from control.management import describe, management_router
+from control.management import WorkflowRules, describe, management_router
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     ORDER_WORKFLOW,
@@ -28,7 +28,6 @@ from plumbing.subscriptions import Answer, subscribe
 from plumbing.web import GatewayDep, InvalidInput
 
 log = logging.getLogger(__name__)
-WORKFLOWS = {ORDER_WORKFLOW}
 
 
 def seen_key(order_id: str) -> str:
@@ -51,6 +50,14 @@ def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced
         return Answer.success("duplicate order")
     log.info("order %s: scheduled %s", order.order_id, iid)
     return Answer.success()
+
+
+def parse_order(data: Any, settings: ServiceSettings) -> OrderPlaced:
+    """An OrderPlaced from caller input, under the policy's limits; InvalidInput says why not."""
+    try:
+        return OrderPlaced.model_validate(data, context=settings.policy.limits)
+    except ValidationError as exc:
+        raise InvalidInput(describe_errors(exc)) from None
 
 
 def deliver_outcome(gateway: Gateway, outcome: ApprovalOutcome) -> Answer:
@@ -88,8 +95,15 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         model=ApprovalOutcome,
         handler=lambda m: deliver_outcome(gw(), m),
     )
+
+    def start_order(data: Any) -> tuple[str, Any]:
+        """An operator starts an order as if it had arrived on the topic: server policy."""
+        order = parse_order(data, settings)
+        return instance_id(order.order_id), lambda g: accept_order(g, settings, order)
+
     app.include_router(router)
-    app.include_router(management_router(lambda: WORKFLOWS))
+    rules = WorkflowRules(start=start_order, started_by="an OrderPlaced on the orders topic")
+    app.include_router(management_router({ORDER_WORKFLOW: rules}))
 
 
 router = APIRouter(tags=["orders"])
@@ -102,10 +116,7 @@ def place_order(
     """Publish an OrderPlaced to the `orders` topic, as a shop would (placed_at defaults to now)."""
     settings: ServiceSettings = request.app.state.settings
     body.setdefault("placed_at", datetime.now(UTC).isoformat())
-    try:
-        order = OrderPlaced.model_validate(body, context=settings.policy.limits)
-    except ValidationError as exc:
-        raise InvalidInput(describe_errors(exc)) from None
+    order = parse_order(body, settings)
     gateway.publisher.publish(ORDERS, order)
     record(request, target=order.order_id, reason=f"{order.amount} {order.currency}")
     return {"order_id": order.order_id, "instance_id": instance_id(order.order_id)}
@@ -119,9 +130,14 @@ def get_order(order_id: str, gateway: GatewayDep, _: Reader) -> dict[str, Any]:
     if state is None:
         raise NotFound(f"no order {order_id!r}")
     described = describe(state, payloads=True)
+    output = described.pop("output")
+    status = described.pop("status")
     return {
         "order_id": order_id,
-        "workflow_status": described.pop("status"),
-        "result": described.pop("output"),
+        "workflow_status": status,
+        # Only a completed workflow's output is the order's outcome; a terminated one's says
+        # who stopped it and why.
+        "result": output if status == "COMPLETED" else None,
+        "terminated": output if status == "TERMINATED" else None,
         **described,
     }

@@ -80,14 +80,14 @@ def test_terminate_then_purge_and_the_index_follows(flow: Flow) -> None:
         "operator",
         "terminate",
         iid,
-        "--output",
-        '{"why": "test"}',
         "--reason",
         "customer cancelled",
     )
     assert (code, out["status"]) == (0, "TERMINATED")
     code, got = ctl(flow.stack, "viewer", "get", iid, "--payloads")
-    assert got["status"] == "TERMINATED" and got["output"] == {"why": "test"}
+    assert got["status"] == "TERMINATED"
+    assert got["output"] == {"terminated": True, "by": "olga", "reason": "customer cancelled"}
+    assert flow.order(order.order_id)["result"] is None
     _, listed = ctl(flow.stack, "viewer", "list", "--filter-status", "TERMINATED")
     assert iid in [i["instance_id"] for i in listed["instances"]]
     assert ctl(flow.stack, "operator", "purge", iid) == (
@@ -98,22 +98,20 @@ def test_terminate_then_purge_and_the_index_follows(flow: Flow) -> None:
     assert code == 3
 
 
-def test_run_is_idempotent_and_raise_event_reaches_the_workflow(flow: Flow) -> None:
+def test_run_is_idempotent_and_business_events_are_refused(flow: Flow) -> None:
     order_id = unique("o")
-    wf_input = {
-        "order": {
-            "order_id": order_id,
-            "customer_id": "c-9",
-            "amount": "900.00",
-            "currency": "EUR",
-            "placed_at": "2026-11-23T10:00:00Z",
-        },
-        "policy": {},
+    order = {
+        "order_id": order_id,
+        "customer_id": "c-9",
+        "amount": "900.00",
+        "currency": "EUR",
+        "placed_at": "2026-11-23T10:00:00Z",
     }
     iid = f"order-{order_id}"
-    args = ["run", "order_workflow", "--instance-id", iid, "--input", json.dumps(wf_input)]
+    args = ["run", "order_workflow", "--instance-id", iid, "--input", json.dumps(order)]
     assert ctl(flow.stack, "operator", *args)[1]["created"] is True
     assert ctl(flow.stack, "operator", *args)[1]["created"] is False
+    flow.pending(order_id)  # the server's policy: 900 EUR waits for a manager
     outcome = {
         "order_id": order_id,
         "outcome": "approved",
@@ -121,10 +119,6 @@ def test_run_is_idempotent_and_raise_event_reaches_the_workflow(flow: Flow) -> N
         "reason": "manual",
         "decided_at": "2026-11-23T10:01:00Z",
     }
-    eventually(
-        lambda: "awaiting" in str((flow.order(order_id) or {}).get("custom_status")),
-        what="the order to wait for its outcome",
-    )
     code, _ = ctl(
         flow.stack,
         "operator",
@@ -133,9 +127,12 @@ def test_run_is_idempotent_and_raise_event_reaches_the_workflow(flow: Flow) -> N
         "--input",
         json.dumps(outcome),
     )
-    assert code == 0
-    code, done = ctl(flow.stack, "viewer", "wait", iid, "--timeout", "30")
-    assert (code, done["status"]) == (0, "COMPLETED")
+    assert code == 4  # refused: a business event
+    assert status(flow, order_id) == "RUNNING"
+    refusals = flow.http.get(
+        f"{flow.orders}/audit", params={"target": iid, "action": "raise_workflow_event"}
+    ).json()
+    assert refusals and refusals[-1]["outcome"].startswith("refused 403")
 
 
 def test_bulk_purge_older_than_with_dry_run_then_for_real(flow: Flow) -> None:

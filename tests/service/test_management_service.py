@@ -18,16 +18,32 @@ def ops(client: AppFactory) -> TestClient:
     return client(create_app, ServiceSettings(app_id="orders"), who="operator")
 
 
+def order(order_id: str, amount: str = "1200.00") -> dict:
+    return {
+        "order_id": order_id,
+        "customer_id": "c-1",
+        "amount": amount,
+        "currency": "EUR",
+        "placed_at": "2026-11-23T10:00:00Z",
+    }
+
+
 def start(ops: TestClient, iid: str) -> dict:
-    return ops.post("/workflows", json={"name": "order_workflow", "input": {}, "instance_id": iid})
+    """Start order_workflow through the management API; `iid` is "order-<order id>"."""
+    body = {
+        "name": "order_workflow",
+        "input": order(iid.removeprefix("order-")),
+        "instance_id": iid,
+    }
+    return ops.post("/workflows", json=body)
 
 
 def test_start_is_idempotent_and_audited(ops: TestClient, gateway) -> None:
-    first = start(ops, "wf-1")
+    first = start(ops, "order-wf-1")
     assert first.status_code == 201 and first.json()["created"] is True
-    again = start(ops, "wf-1")
+    again = start(ops, "order-wf-1")
     assert again.status_code == 200 and again.json() == {
-        "instance_id": "wf-1",
+        "instance_id": "order-wf-1",
         "created": False,
         "status": "RUNNING",
     }
@@ -61,25 +77,32 @@ def test_unknown_and_malformed_ids(ops: TestClient) -> None:
 
 
 def test_suspend_resume_terminate_purge(ops: TestClient, gateway) -> None:
-    start(ops, "wf-2")
-    refused = ops.delete("/workflows/wf-2")
+    start(ops, "order-wf-2")
+    refused = ops.delete("/workflows/order-wf-2")
     assert refused.status_code == 409
     assert (
         "RUNNING: only COMPLETED, FAILED or TERMINATED instances can be purged"
         in (refused.json()["detail"])
     )
-    assert ops.post("/workflows/wf-2/suspend", json={"reason": "audit"}).json()["status"] == (
+    assert ops.post("/workflows/order-wf-2/suspend", json={"reason": "audit"}).json()["status"] == (
         "SUSPENDED"
     )
-    assert ops.delete("/workflows/wf-2").status_code == 409
-    assert ops.post("/workflows/wf-2/suspend", json={"reason": "x"}).status_code == 409
-    assert ops.post("/workflows/wf-2/suspend", json={}).status_code == 422  # reason required
-    assert ops.post("/workflows/wf-2/resume", json={"reason": "ok"}).json()["status"] == "RUNNING"
-    assert ops.post("/workflows/wf-2/events/approval_outcome", json={"x": 1}).status_code == 202
-    assert gateway.workflows.raised[-1] == ("wf-2", "approval_outcome", {"x": 1})
-    assert ops.post("/workflows/wf-2/terminate", json={"output": "stop"}).status_code == 200
-    assert ops.delete("/workflows/wf-2").json() == {"instance_id": "wf-2", "status": "purged"}
-    assert ops.get("/workflows/wf-2").status_code == 404
+    assert ops.delete("/workflows/order-wf-2").status_code == 409
+    assert ops.post("/workflows/order-wf-2/suspend", json={"reason": "x"}).status_code == 409
+    assert ops.post("/workflows/order-wf-2/suspend", json={}).status_code == 422  # reason required
+    assert (
+        ops.post("/workflows/order-wf-2/resume", json={"reason": "ok"}).json()["status"]
+        == "RUNNING"
+    )
+    forged = ops.post("/workflows/order-wf-2/events/approval_outcome", json={"x": 1})
+    assert forged.status_code == 403 and "business decisions" in forged.json()["detail"]
+    assert not gateway.workflows.raised
+    assert ops.post("/workflows/order-wf-2/terminate", json={"reason": "stop"}).status_code == 200
+    assert ops.delete("/workflows/order-wf-2").json() == {
+        "instance_id": "order-wf-2",
+        "status": "purged",
+    }
+    assert ops.get("/workflows/order-wf-2").status_code == 404
     assert [e["action"] for e in ops.get("/audit").json()] == [
         "start_workflow",
         "purge_workflow",
@@ -96,10 +119,10 @@ def test_suspend_resume_terminate_purge(ops: TestClient, gateway) -> None:
 
 def test_list_filters_and_pages(ops: TestClient, gateway) -> None:
     for n in range(5):
-        start(ops, f"wf-{n}")
-    ops.post("/workflows/wf-3/terminate", json={})
+        start(ops, f"order-wf-{n}")
+    ops.post("/workflows/order-wf-3/terminate", json={"reason": "test"})
     listed = ops.get("/workflows", params={"status": "terminated"}).json()
-    assert listed["total"] == 1 and listed["instances"][0]["instance_id"] == "wf-3"
+    assert listed["total"] == 1 and listed["instances"][0]["instance_id"] == "order-wf-3"
     page = ops.get("/workflows", params={"limit": 2, "offset": 1}).json()
     assert page["total"] == 5 and len(page["instances"]) == 2
     assert ops.get("/workflows", params={"status": "sleepy"}).status_code == 422
@@ -116,9 +139,9 @@ def test_reconcile_adds_what_the_index_missed(ops: TestClient, gateway) -> None:
 def test_bulk_jobs_need_admin_and_report_progress(client: AppFactory, gateway) -> None:
     admin = client(create_app, ServiceSettings(app_id="orders"), who="admin")
     for n in range(30):
-        start(admin, f"done-{n}")
-        admin.post(f"/workflows/done-{n}/terminate", json={})
-    start(admin, "alive")
+        start(admin, f"order-done-{n}")
+        admin.post(f"/workflows/order-done-{n}/terminate", json={"reason": "test"})
+    start(admin, "order-alive")
     job = {"action": "purge", "dry_run": True}
     assert admin.post("/workflows/jobs", json=job, headers=bearer("operator")).status_code == 403
     dry = wait_job(admin, admin.post("/workflows/jobs", json=job).json()["job_id"])
@@ -126,7 +149,7 @@ def test_bulk_jobs_need_admin_and_report_progress(client: AppFactory, gateway) -
     assert len(gateway.workflows.instances) == 31
     real = wait_job(admin, admin.post("/workflows/jobs", json={"action": "purge"}).json()["job_id"])
     assert set(real["results"].values()) == {"purged"} and list(gateway.workflows.instances) == [
-        "alive"
+        "order-alive"
     ]
     stuck = admin.post("/workflows/jobs", json={"action": "terminate", "older_than": "-5s"})
     assert stuck.status_code == 422 and "older_than" in stuck.json()["detail"]

@@ -184,7 +184,9 @@ def _job(c: Client, a: argparse.Namespace, body: dict[str, Any]) -> int:
 
 def cmd_terminate(c: Client, a: argparse.Namespace) -> int:
     if a.instance_id:
-        body = {"output": _loads(a.output, "--output"), "reason": a.reason or ""}
+        if not a.reason:
+            raise CtlError("terminate ID needs --reason (it is audited)", EXIT_USAGE)
+        body = {"reason": a.reason}
         out = c.call("POST", f"/workflows/{a.instance_id}/terminate", json=body)
         _show(a, out, f"{a.instance_id}: {out['status']}")
         return EXIT_OK
@@ -311,8 +313,9 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("instance_id", nargs="?")
     target.add_argument("--all-older-than", metavar="DURATION", help='e.g. "72h"')
     target.add_argument("--stuck", action="store_true", help="running past their deadline")
-    term.add_argument("--output", help="JSON output to record")
-    term.add_argument("--reason")
+    term.add_argument(
+        "--reason", help="why (required for one instance; audited and kept as its output)"
+    )
     term.add_argument("--dry-run", action="store_true")
     purge = add("purge", cmd_purge, "purge one finished instance, or (admin) many")
     target = purge.add_mutually_exclusive_group(required=True)
