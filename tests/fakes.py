@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.messages import Message
+from contracts.signing import Signer
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
 
 
@@ -127,18 +128,30 @@ class FakeBindings:
         self.calls.append((name, operation, data, metadata))
 
 
-DEV_SECRETS = Path(__file__).resolve().parents[1] / "secrets" / "dev-secrets.json"
+SECRETS = Path(__file__).resolve().parents[1] / "secrets"
+# The development secret stores of components/: store name -> its local file.
+DEV_STORES = {
+    "localsecretstore": SECRETS / "dev-secrets.json",
+    "signingstore": SECRETS / "dev-signing.json",
+}
 
 
 @dataclass
 class FakeSecrets:
-    """Serves the development token table, as the local-file secret store would."""
+    """Serves the development secret files, as the local-file secret stores would."""
 
     def get(self, store: str, name: str) -> dict[str, str]:
-        secrets: dict[str, dict[str, str]] = json.loads(DEV_SECRETS.read_text())
+        if store not in DEV_STORES:
+            raise NotFound(f"no secret store {store}")
+        secrets: dict[str, dict[str, str]] = json.loads(DEV_STORES[store].read_text())
         if name not in secrets:
             raise NotFound(f"secret {name} not found in {store}")
         return secrets[name]
+
+
+def dev_signer() -> Signer:
+    """The approvals service's development signing key (what its sidecar's store holds)."""
+    return Signer.from_secret(FakeSecrets().get("signingstore", "approvals-signing-key"))
 
 
 TOKENS = {

@@ -103,6 +103,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=DECISIONS,
         model=DecisionSubmitted,
         handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
+        signed_by=lambda: app.state.verifier,  # only the approvals service decides
     )
     app.include_router(router)
     rules = WorkflowRules(started_by="an ApprovalRequested on the approval-requests topic")

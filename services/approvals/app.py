@@ -20,6 +20,7 @@ def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None 
         description="Approver decisions, the approver inbox and approval workflows.",
         workflows={APPROVAL_WORKFLOW: approval_workflow},
         activities=make_activities,
+        signs=True,  # decisions and outcomes are verified by their consumers
         errors={
             UnknownApproval: 404,
             AlreadyDecided: 409,

@@ -1,7 +1,8 @@
 """Wrap messages in CloudEvents 1.0 envelopes and unwrap them, with the business id as `id`.
 
-Errors: BadEnvelope (not a CloudEvent at all) and BadPayload (a CloudEvent whose data does not
-fit the message model); both are permanent: a subscriber answers DROP.
+Errors: BadEnvelope (not a CloudEvent at all), BadPayload (a CloudEvent whose data does not
+fit the message model) and its kind Unverified (a message that must be signed is not, or not by
+a trusted key); all are permanent: a subscriber answers DROP.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import ValidationError
 
 from contracts.messages import Message, MessageLimits, describe_errors
+from contracts.signing import BadSignature, Signer, Verifier
 
 M = TypeVar("M", bound=Message)
 _FORMAT = JSONFormat()
@@ -32,18 +34,23 @@ class BadPayload(ValueError):
         self.event_id = event_id
 
 
-def wrap(message: Message, source: str) -> bytes:
-    """Serialize `message` as a structured-mode CloudEvent whose id is the business id."""
-    event = CloudEvent(
-        {
-            "id": message.message_id,
-            "source": source,
-            "type": message.event_type(),
-            "datacontenttype": "application/json",
-        },
-        message.model_dump(mode="json"),
-    )
-    return _FORMAT.write(event)
+class Unverified(BadPayload):
+    """A message that must be signed is unsigned, signed by an unknown key, or altered."""
+
+
+def wrap(message: Message, source: str, signer: Signer | None = None) -> bytes:
+    """Serialize `message` as a structured-mode CloudEvent whose id is the business id, signed
+    when a signer is given."""
+    data = message.model_dump(mode="json")
+    attrs = {
+        "id": message.message_id,
+        "source": source,
+        "type": message.event_type(),
+        "datacontenttype": "application/json",
+    }
+    if signer is not None:
+        attrs |= signer.sign(attrs["type"], attrs["id"], data)
+    return _FORMAT.write(CloudEvent(attrs, data))
 
 
 def envelope(body: bytes) -> dict[str, Any]:
@@ -63,8 +70,15 @@ def envelope(body: bytes) -> dict[str, Any]:
     return attrs
 
 
-def unwrap(body: bytes, model: type[M], limits: MessageLimits | None = None) -> tuple[str, M]:
-    """Return (CloudEvent id, parsed message); raise BadEnvelope or BadPayload."""
+def unwrap(
+    body: bytes,
+    model: type[M],
+    limits: MessageLimits | None = None,
+    verifier: Verifier | None = None,
+) -> tuple[str, M]:
+    """Return (CloudEvent id, parsed message); raise BadEnvelope, BadPayload or Unverified.
+
+    With a verifier, the message must carry a valid signature by one of its keys."""
     attrs = envelope(body)
     event_id = str(attrs["id"])
     data = attrs.get("data")
@@ -75,6 +89,11 @@ def unwrap(body: bytes, model: type[M], limits: MessageLimits | None = None) -> 
             raise BadPayload("data is not JSON", event_id) from None
     if not isinstance(data, dict):
         raise BadPayload(f"data must be a JSON object with a {model.__name__}", event_id)
+    if verifier is not None:
+        try:
+            verifier.verify(attrs, data)
+        except BadSignature as exc:
+            raise Unverified(f"{model.__name__} refused: {exc}", event_id) from None
     try:
         message = model.model_validate(data, context=limits or MessageLimits())
     except ValidationError as exc:

@@ -22,7 +22,7 @@ from control.console import console_router
 from plumbing.audit import AuditUnavailable
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
-from plumbing.runtime import ActivityFactory, open_dapr
+from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifier, open_dapr
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import dead_letters_router
 from plumbing.web import BodyLimit, InvalidInput, configure_logging, health_router
@@ -64,24 +64,38 @@ def build_app(
     workflows: dict[str, Callable[..., Any]] | None = None,
     activities: ActivityFactory | None = None,
     errors: dict[type[Exception], int] | None = None,
+    signs: bool = False,
 ) -> FastAPI:
-    """A FastAPI app whose lifespan opens the Dapr clients once (unless a gateway is given)."""
+    """A FastAPI app whose lifespan opens the Dapr clients once (unless a gateway is given).
+
+    With `signs`, what the app publishes is signed with its key. Every app loads the approvals
+    service's public keys (`app.state.verifier`) for subscriptions that take signed messages."""
     if gateway is None:
         configure_logging(settings.app_id)
+
+    def load_secrets(app: FastAPI, gateway: Gateway) -> None:
+        app.state.tokens = load_tokens(gateway, settings)
+        if gateway.secrets is None:
+            raise KeyConfigError("no secret store client: cannot read the verification keys")
+        app.state.verifier = load_verifier(gateway.secrets, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gateway is not None:
             app.state.gateway = gateway
-            app.state.tokens = load_tokens(gateway, settings)
+            load_secrets(app, gateway)
             yield
             return
         res = await asyncio.to_thread(
-            open_dapr, settings, workflows, _with_tracking(activities) if workflows else None
+            open_dapr,
+            settings,
+            workflows,
+            _with_tracking(activities) if workflows else None,
+            signs,
         )
         app.state.gateway = res.gateway
         try:
-            app.state.tokens = await asyncio.to_thread(load_tokens, res.gateway, settings)
+            await asyncio.to_thread(load_secrets, app, res.gateway)
             yield
         finally:
             await asyncio.to_thread(res.close)

@@ -94,6 +94,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=APPROVAL_OUTCOMES,
         model=ApprovalOutcome,
         handler=lambda m: deliver_outcome(gw(), m),
+        signed_by=lambda: app.state.verifier,  # outcomes come only from the approvals service
     )
 
     def start_order(data: Any) -> tuple[str, Any]:

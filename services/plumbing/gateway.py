@@ -25,6 +25,7 @@ import grpc
 
 from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import Message
+from contracts.signing import Signer
 
 
 class GatewayError(Exception):
@@ -134,17 +135,19 @@ def _translated(what: str) -> Iterator[None]:
 
 
 class DaprPublisher:
-    """Publishes messages as CloudEvents whose id is the message's business id."""
+    """Publishes messages as CloudEvents whose id is the message's business id, signed by the
+    app's key when it has one (the approvals app signs everything it publishes)."""
 
-    def __init__(self, client: Any, pubsub: str, source: str) -> None:
+    def __init__(self, client: Any, pubsub: str, source: str, signer: Signer | None = None) -> None:
         self._client, self._pubsub, self._source = client, pubsub, source
+        self._signer = signer
 
     def publish(self, topic: str, message: Message) -> None:
         with _translated(f"publish {message.event_type()} to {topic}"):
             self._client.publish_event(
                 pubsub_name=self._pubsub,
                 topic_name=topic,
-                data=wrap(message, self._source),
+                data=wrap(message, self._source, self._signer),
                 data_content_type=CONTENT_TYPE,
             )
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from contracts.signing import Signer, UnusableKey, Verifier
 from plumbing.gateway import (
     DaprBindings,
     DaprPublisher,
@@ -14,6 +15,8 @@ from plumbing.gateway import (
     DaprStateStore,
     DaprWorkflows,
     Gateway,
+    GatewayError,
+    Secrets,
 )
 from plumbing.settings import ServiceSettings
 
@@ -42,16 +45,21 @@ def open_dapr(
     settings: ServiceSettings,
     workflows: dict[str, Callable[..., Any]] | None = None,
     activities: ActivityFactory | None = None,
+    signs: bool = False,
 ) -> DaprResources:
-    """Build the clients (this waits for the sidecar) and start the workflow worker."""
+    """Build the clients (this waits for the sidecar) and start the workflow worker.
+
+    With `signs`, everything the app publishes is signed with its key from the secret store."""
     from dapr.clients import DaprClient
 
     client = DaprClient()
+    secrets = DaprSecrets(client)
+    signer = load_signer(secrets, settings) if signs else None
     gateway = Gateway(
-        publisher=DaprPublisher(client, settings.pubsub, source=settings.app_id),
+        publisher=DaprPublisher(client, settings.pubsub, source=settings.app_id, signer=signer),
         state=DaprStateStore(client, settings.state_store),
         bindings=DaprBindings(client),
-        secrets=DaprSecrets(client),
+        secrets=secrets,
     )
     res = DaprResources(gateway, [client.close])
     if workflows:
@@ -70,3 +78,29 @@ def open_dapr(
         gateway.workflows = DaprWorkflows(wf_client)
         log.info("workflow runtime started: %s", ", ".join(workflows))
     return res
+
+
+class KeyConfigError(ValueError):
+    """A signing or verification key cannot be read or used; startup fails with the reason."""
+
+
+def load_signer(secrets: Secrets, settings: ServiceSettings) -> Signer:
+    """This app's signing key, from its own secret store."""
+    try:
+        return Signer.from_secret(secrets.get(settings.signing_store, settings.signing_secret))
+    except (GatewayError, UnusableKey) as exc:
+        raise KeyConfigError(
+            f"cannot use signing key {settings.signing_secret!r} from secret store "
+            f"{settings.signing_store!r}: {exc}"
+        ) from None
+
+
+def load_verifier(secrets: Secrets, settings: ServiceSettings) -> Verifier:
+    """The public keys of the approvals service, which signs decisions and outcomes."""
+    try:
+        return Verifier.from_secret(secrets.get(settings.secret_store, settings.verify_keys_secret))
+    except (GatewayError, UnusableKey) as exc:
+        raise KeyConfigError(
+            f"cannot use verification keys {settings.verify_keys_secret!r} from secret store "
+            f"{settings.secret_store!r}: {exc}"
+        ) from None

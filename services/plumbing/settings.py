@@ -12,7 +12,8 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 @dataclass(frozen=True)
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
-    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, SECRET_STORE, TOKENS_SECRET, DEV_MODE and
+    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, SECRET_STORE, TOKENS_SECRET,
+    VERIFY_KEYS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE and
     POLICY_* (see contracts.policy).
 
     DEV_MODE=true marks a development stack (devstack sets it): development-only conveniences
@@ -30,6 +31,11 @@ class ServiceSettings:
     decision_hold_s: float = 300.0
     secret_store: str = "localsecretstore"
     tokens_secret: str = "api-tokens"
+    # The approvals service's public keys (in secret_store; every app may read them) and its
+    # private signing key (in a store only the approvals app may read).
+    verify_keys_secret: str = "approvals-verify-keys"
+    signing_store: str = "signingstore"
+    signing_secret: str = "approvals-signing-key"
     development: bool = False
 
     @classmethod
@@ -47,6 +53,9 @@ class ServiceSettings:
             decision_hold_s=parse_duration(env.get("DECISION_HOLD", "5m")).total_seconds(),
             secret_store=env.get("SECRET_STORE", "localsecretstore"),
             tokens_secret=env.get("TOKENS_SECRET", "api-tokens"),
+            verify_keys_secret=env.get("VERIFY_KEYS_SECRET", "approvals-verify-keys"),
+            signing_store=env.get("SIGNING_STORE", "signingstore"),
+            signing_secret=env.get("SIGNING_SECRET", "approvals-signing-key"),
             development=env.get("DEV_MODE", "").lower() in ("1", "true", "yes"),
         )
 

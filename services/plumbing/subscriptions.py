@@ -5,6 +5,8 @@ forever), hands a validated message to a plain handler in the threadpool, and ma
 
   handler returns Answer          -> that answer
   BadEnvelope / BadPayload        -> DROP (the sidecar moves it to the dead-letter topic)
+  Unverified (must be signed)     -> DROP, and audited: someone published what only a trusted
+                                     service may (a forged decision or approval outcome)
   gateway.Transient               -> RETRY (the resiliency policy retries, then dead-letters)
   any other exception             -> RETRY, logged with its stack trace
 
@@ -28,8 +30,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from contracts.envelope import BadEnvelope, BadPayload, unwrap
+from contracts.envelope import BadEnvelope, BadPayload, Unverified, unwrap
 from contracts.messages import Message
+from contracts.signing import Verifier
 from contracts.topics import dead_letter
 from plumbing import audit
 from plumbing.auth import Reader
@@ -70,6 +73,7 @@ class Answer:
 
 Handler = Callable[[M], Answer]
 GatewayRef = Callable[[], Gateway]
+VerifierRef = Callable[[], Verifier]
 
 
 def _drop_key(app_id: str, topic: str, event_id: str) -> str:
@@ -85,9 +89,16 @@ def _lenient_id(body: bytes) -> str:
 
 
 def make_endpoint(
-    topic: str, model: type[M], handler: Handler[M], gateway: GatewayRef, settings: ServiceSettings
+    topic: str,
+    model: type[M],
+    handler: Handler[M],
+    gateway: GatewayRef,
+    settings: ServiceSettings,
+    signed_by: VerifierRef | None = None,
 ) -> Callable[[Request], Awaitable[JSONResponse]]:
-    """The ASGI endpoint for one topic; separate from registration so tests can call it."""
+    """The ASGI endpoint for one topic; separate from registration so tests can call it.
+
+    With `signed_by`, every message must carry a valid signature by one of its keys."""
 
     def record_drop(event_id: str, reason: str) -> None:
         try:
@@ -98,28 +109,32 @@ def make_endpoint(
         except GatewayError:  # the reason is in the log; dead-lettering must not wait on it
             log.warning("could not record why %s on %s was dropped", event_id, topic)
 
-    def record_forgery() -> None:
+    def record_forgery(outcome: str, target: str = topic) -> None:
         try:
             audit.append(
                 gateway().state,
                 actor="unknown caller",
                 role="-",
                 action=f"deliver {topic}",
-                target=topic,
-                outcome="refused 401: missing or wrong dapr-api-token",
+                target=target,
+                outcome=outcome,
             )
-        except audit.AuditUnavailable:
+        except (audit.AuditUnavailable, GatewayError):
             log.warning("could not audit a refused delivery on %s", topic)
 
     async def endpoint(request: Request) -> JSONResponse:
         refused = require_app_token(request, settings.app_api_token)
         if refused is not None:
-            await run_in_threadpool(record_forgery)
+            await run_in_threadpool(record_forgery, "refused 401: missing or wrong dapr-api-token")
             return refused
         body = await request.body()
         event_id = "?"
         try:
-            event_id, message = unwrap(body, model, settings.policy.limits)
+            verifier = signed_by() if signed_by is not None else None
+            event_id, message = unwrap(body, model, settings.policy.limits, verifier)
+        except Unverified as exc:
+            event_id, answer = exc.event_id, Answer.drop(str(exc))
+            await run_in_threadpool(record_forgery, f"refused: {exc}"[:500], event_id[:128])
         except BadPayload as exc:
             event_id, answer = exc.event_id, Answer.drop(str(exc))
         except BadEnvelope as exc:
@@ -159,9 +174,10 @@ def subscribe(
     topic: str,
     model: type[M],
     handler: Handler[M],
+    signed_by: VerifierRef | None = None,
 ) -> None:
     """Register a subscription to `topic`, its dead-letter topic, and the collector for it."""
-    endpoint = make_endpoint(topic, model, handler, gateway, settings)
+    endpoint = make_endpoint(topic, model, handler, gateway, settings, signed_by)
     dlq = dead_letter(topic, settings.app_id)
     dapr_app.subscribe(
         pubsub=settings.pubsub, topic=topic, route=f"/events/{topic}", dead_letter_topic=dlq

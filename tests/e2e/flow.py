@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 
 from contracts.envelope import CONTENT_TYPE, wrap
-from contracts.messages import Message, OrderPlaced
+from contracts.messages import ApprovalOutcome, DecisionSubmitted, Message, OrderPlaced
 from devstack.stack import Stack
-from tests.fakes import bearer
+from tests.fakes import bearer, dev_signer
 from tests.stack import eventually, unique
 
 
@@ -22,13 +22,23 @@ class Flow:
         self.notifier = stack.apps["notifier"].app_url
 
     def publish(
-        self, message: Message | bytes, topic: str, via: str = "orders", raw: bool = False
+        self,
+        message: Message | bytes,
+        topic: str,
+        via: str = "orders",
+        raw: bool = False,
+        signed: bool = True,
     ) -> None:
         """Publish through an app's sidecar, as a shop or a script would.
 
         `raw` skips the sidecar's CloudEvent handling, so any bytes reach the topic as they are.
+        Decisions and approval outcomes are signed with the approvals service's development
+        key (the test plays that service) unless `signed` is False (the test plays a forger).
         """
-        body = message if isinstance(message, bytes) else wrap(message, "e2e")
+        signer = None
+        if signed and isinstance(message, (DecisionSubmitted, ApprovalOutcome)):
+            signer = dev_signer()
+        body = message if isinstance(message, bytes) else wrap(message, "e2e", signer)
         sidecar = self.stack.apps[via].dapr_url
         resp = self.http.post(
             f"{sidecar}/v1.0/publish/pubsub/{topic}",

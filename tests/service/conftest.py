@@ -9,10 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.envelope import CONTENT_TYPE, wrap
-from contracts.messages import Message
+from contracts.messages import ApprovalOutcome, DecisionSubmitted, Message
+from contracts.signing import Signer
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
-from tests.fakes import bearer, fake_gateway
+from tests.fakes import bearer, dev_signer, fake_gateway
 
 
 @pytest.fixture
@@ -43,10 +44,20 @@ def client(gateway: Gateway) -> Iterator[AppFactory]:
 
 
 def deliver(
-    client: TestClient, topic: str, message: Message | bytes, headers: dict[str, str] | None = None
+    client: TestClient,
+    topic: str,
+    message: Message | bytes,
+    headers: dict[str, str] | None = None,
+    signed: bool | Signer = True,
 ) -> dict[str, Any]:
-    """POST what the sidecar would: a CloudEvent JSON body to the subscription route."""
-    body = message if isinstance(message, bytes) else wrap(message, "test")
+    """POST what the sidecar would: a CloudEvent JSON body to the subscription route.
+
+    Decisions and approval outcomes are signed with the development key, as the approvals
+    service signs them, unless `signed` is False or another Signer."""
+    signer = signed if isinstance(signed, Signer) else None
+    if signed is True and isinstance(message, (DecisionSubmitted, ApprovalOutcome)):
+        signer = dev_signer()
+    body = message if isinstance(message, bytes) else wrap(message, "test", signer)
     resp = client.post(
         f"/events/{topic}", content=body, headers={"content-type": CONTENT_TYPE, **(headers or {})}
     )

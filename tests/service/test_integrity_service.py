@@ -1,13 +1,20 @@
 """No path around the approvers through the management API (issue: approval integrity)."""
 
+import json
+from datetime import UTC, datetime
+
 import pytest
 from fastapi.testclient import TestClient
 
 from approvals.app import create_app as approvals_app
+from contracts.envelope import wrap
+from contracts.messages import ApprovalOutcome, DecisionSubmitted
 from contracts.policy import ApprovalPolicy
+from contracts.signing import Signer, new_key_pair
 from orders.app import create_app as orders_app
 from plumbing.settings import ServiceSettings
-from tests.service.conftest import AppFactory
+from tests.fakes import dev_signer
+from tests.service.conftest import AppFactory, deliver
 from tests.service.test_management_service import order, start
 
 
@@ -88,3 +95,74 @@ def test_terminate_needs_a_reason_and_its_output_is_never_the_outcome(
     shown = ops.get("/orders/o-6").json()
     assert shown["workflow_status"] == "TERMINATED" and shown["result"] is None
     assert shown["terminated"] == {"terminated": True, "by": "olga", "reason": "stuck"}
+
+
+OUTCOME = ApprovalOutcome(
+    order_id="o-7",
+    outcome="approved",
+    decided_by="val",
+    decided_at=datetime(2026, 11, 23, 10, 0, tzinfo=UTC),
+)
+DECISION = DecisionSubmitted(
+    decision_id="d-forged",
+    order_id="o-8",
+    approved=True,
+    approver_id="val",
+    approver_role="vp",
+    decided_at=datetime.now(UTC),
+)
+
+
+def forged_with_another_key() -> Signer:
+    signing, _ = new_key_pair("dev-2026-11")  # the right key id, the wrong key
+    return Signer.from_secret(signing)
+
+
+def tampered(message: ApprovalOutcome | DecisionSubmitted) -> bytes:
+    """Signed by the real key, then the data changed on the way."""
+    event = json.loads(wrap(message, "approvals", dev_signer()))
+    event["data"]["decided_by" if "decided_by" in event["data"] else "approver_id"] = "mallory"
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize(
+    ("how", "says"),
+    [
+        ({"signed": False}, "unsigned"),
+        ({"signed": "other key"}, "does not match"),
+        ({"tamper": True}, "does not match"),
+    ],
+)
+def test_an_outcome_not_signed_by_approvals_is_dropped_and_audited(
+    ops: TestClient, gateway, how: dict, says: str
+) -> None:
+    gateway.workflows.add("order-o-7", name="order_workflow")
+    if how.get("tamper"):
+        answer = deliver(ops, "approval-outcomes", tampered(OUTCOME))
+    else:
+        signed = forged_with_another_key() if how["signed"] == "other key" else False
+        answer = deliver(ops, "approval-outcomes", OUTCOME, signed=signed)
+    assert answer["status"] == "DROP" and says in answer["reason"]
+    assert not gateway.workflows.raised
+    last = ops.get("/audit").json()[-1]
+    assert last["action"] == "deliver approval-outcomes" and says in last["outcome"]
+    assert last["target"] == "o-7-outcome"
+
+
+def test_a_signed_outcome_is_raised(ops: TestClient, gateway) -> None:
+    gateway.workflows.add("order-o-7", name="order_workflow")
+    assert deliver(ops, "approval-outcomes", OUTCOME)["status"] == "SUCCESS"
+    assert [(i, e) for i, e, _ in gateway.workflows.raised] == [("order-o-7", "approval_outcome")]
+
+
+def test_a_forged_decision_is_dropped_and_audited(approvals_ops: TestClient, gateway) -> None:
+    gateway.workflows.add("approval-o-8", name="approval_workflow")
+    answer = deliver(approvals_ops, "decisions", DECISION, signed=False)
+    assert answer["status"] == "DROP" and "unsigned" in answer["reason"]
+    answer = deliver(approvals_ops, "decisions", tampered(DECISION))
+    assert answer["status"] == "DROP" and "does not match" in answer["reason"]
+    assert not gateway.workflows.raised
+    refused = [r for r in approvals_ops.get("/audit").json() if r["target"] == "d-forged"]
+    assert len(refused) == 2 and all(r["outcome"].startswith("refused") for r in refused)
+    assert deliver(approvals_ops, "decisions", DECISION)["status"] == "SUCCESS"
+    assert [(i, e) for i, e, _ in gateway.workflows.raised] == [("approval-o-8", "decision")]
