@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 import yaml
+from dapr.conf import settings
 from dapr.ext.workflow import DaprWorkflowClient
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,8 @@ def scopes_with_baseline() -> dict[str, dict[str, str]]:
 
 
 def wf_client(stack: Stack, app: str) -> DaprWorkflowClient:
+    # The SDK reads the sidecar's API token from its global settings when the client is built.
+    settings.DAPR_API_TOKEN = stack.apps[app].dapr_api_token
     return DaprWorkflowClient(host="127.0.0.1", port=str(stack.apps[app].grpc_port))
 
 
@@ -87,7 +90,11 @@ def bare_hop(stack: Stack, http: httpx.Client, n: int) -> list[float]:
     for _ in range(n):
         mid = uuid.uuid4().hex
         t0 = time.time()
-        http.post(f"{base.dapr_url}/v1.0/publish/pubsub/bench", json={"id": mid})
+        http.post(
+            f"{base.dapr_url}/v1.0/publish/pubsub/bench",
+            json={"id": mid},
+            headers=base.dapr_headers,
+        )
         while (at := http.get(f"{base.app_url}/arrival/{mid}").json()["at"]) is None:
             time.sleep(0.002)
         samples.append(at - t0)

@@ -22,10 +22,9 @@ from tests.fakes import bearer
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
 
-# Deadlines shortened to seconds; the policy is otherwise the production default.
-APP_TOKEN = "e2e-sidecar-to-app-token"
+# Deadlines shortened to seconds; the policy is otherwise the production default. The stack
+# makes its own sidecar and app tokens (Stack.apps[...].dapr_api_token).
 E2E_ENV = {
-    "APP_API_TOKEN": APP_TOKEN,
     "POLICY_MANAGER_DEADLINE": "8s",
     "POLICY_VP_DEADLINE": "8s",
     "POLICY_ORDER_BACKSTOP": "90s",

@@ -25,10 +25,20 @@ from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transien
 from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifier, open_dapr
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import dead_letters_router
-from plumbing.web import BodyLimit, InvalidInput, configure_logging, health_router
+from plumbing.web import (
+    BodyLimit,
+    InvalidInput,
+    TrustedHosts,
+    configure_logging,
+    health_router,
+)
 
 log = logging.getLogger(__name__)
 Register = Callable[[FastAPI, DaprApp, ServiceSettings], None]
+
+
+class TokenConfigError(ValueError):
+    """The app's sidecar tokens are missing outside development; it refuses to start."""
 
 
 def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
@@ -72,6 +82,11 @@ def build_app(
     service's public keys (`app.state.verifier`) for subscriptions that take signed messages."""
     if gateway is None:
         configure_logging(settings.app_id)
+        problem = settings.token_problem()
+        if problem:
+            raise TokenConfigError(problem)
+        if not (settings.app_api_token and settings.dapr_api_token):
+            log.warning("development run without sidecar tokens: any local process can call")
 
     def load_secrets(app: FastAPI, gateway: Gateway) -> None:
         app.state.tokens = load_tokens(gateway, settings)
@@ -103,6 +118,7 @@ def build_app(
     app = FastAPI(title=settings.app_id, description=description, lifespan=lifespan)
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
 
     @app.middleware("http")
     async def request_id(

@@ -12,9 +12,9 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 @dataclass(frozen=True)
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
-    DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD, SECRET_STORE, TOKENS_SECRET,
-    VERIFY_KEYS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE and
-    POLICY_* (see contracts.policy).
+    DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
+    SECRET_STORE, TOKENS_SECRET, VERIFY_KEYS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE
+    and POLICY_* (see contracts.policy).
 
     DEV_MODE=true marks a development stack (devstack sets it): development-only conveniences
     (the readable `dev-` tokens, the API docs page) are refused without it."""
@@ -24,6 +24,10 @@ class ServiceSettings:
     state_store: str = "statestore"
     max_body_bytes: int = 64 * 1024
     app_api_token: str | None = field(default=None, repr=False)
+    # The token this app sends to its sidecar (the SDK reads DAPR_API_TOKEN itself).
+    dapr_api_token: str | None = field(default=None, repr=False)
+    # Host headers the app answers (DNS rebinding); health routes answer any.
+    allowed_hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
     dapr_host: str = "127.0.0.1"
     dapr_http_port: int = 3500
     policy: ApprovalPolicy = field(default_factory=ApprovalPolicy)
@@ -47,6 +51,12 @@ class ServiceSettings:
             state_store=env.get("STATE_STORE", "statestore"),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
             app_api_token=env.get("APP_API_TOKEN") or None,
+            dapr_api_token=env.get("DAPR_API_TOKEN") or None,
+            allowed_hosts=tuple(
+                h.strip()
+                for h in env.get("ALLOWED_HOSTS", "127.0.0.1,localhost").split(",")
+                if h.strip()
+            ),
             dapr_host=env.get("DAPR_RUNTIME_HOST", "127.0.0.1"),
             dapr_http_port=int(env.get("DAPR_HTTP_PORT", "3500")),
             policy=load_policy(env),
@@ -58,6 +68,24 @@ class ServiceSettings:
             signing_secret=env.get("SIGNING_SECRET", "approvals-signing-key"),
             development=env.get("DEV_MODE", "").lower() in ("1", "true", "yes"),
         )
+
+    def token_problem(self) -> str | None:
+        """Why this app must not start with its sidecar tokens as they are, or None."""
+        missing = [
+            name
+            for name, value in (
+                ("APP_API_TOKEN", self.app_api_token),
+                ("DAPR_API_TOKEN", self.dapr_api_token),
+            )
+            if not value
+        ]
+        if missing and not self.development:
+            return (
+                f"{' and '.join(missing)} not set: without them any local process could call "
+                "this app's subscription routes or publish through its sidecar. Set them (the "
+                "sidecar gets the same values), or DEV_MODE=true for a development run."
+            )
+        return None
 
     @property
     def sidecar_url(self) -> str:

@@ -108,6 +108,47 @@ class _TooLarge(Exception):
     pass
 
 
+class TrustedHosts:
+    """Answer only requests whose Host header names this app (DNS rebinding: a web page the
+    developer visits must not reach a loopback app under a name it controls). Health routes
+    answer any Host, for probes that call the pod's address."""
+
+    EXEMPT = frozenset({"/healthz", "/readyz"})
+
+    def __init__(self, app: ASGIApp, allowed: tuple[str, ...]) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.allowed = frozenset(h.lower() for h in allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.any or scope.get("path") in self.EXEMPT:
+            await self.app(scope, receive, send)
+            return
+        host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1").lower()
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+        if name in self.allowed:
+            await self.app(scope, receive, send)
+            return
+        body = (
+            b'{"detail": "this app does not answer for host %s; it serves %s (ALLOWED_HOSTS)"}'
+            % (
+                name[:100].encode("latin-1", "replace").replace(b'"', b""),
+                ", ".join(sorted(self.allowed)).encode(),
+            )
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 421,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
 def require_app_token(request: Request, expected: str | None) -> JSONResponse | None:
     """When APP_API_TOKEN is set, only the sidecar (which sends it) may call; else None."""
     if not expected:

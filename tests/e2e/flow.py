@@ -44,20 +44,28 @@ class Flow:
             f"{sidecar}/v1.0/publish/pubsub/{topic}",
             content=body,
             params={"metadata.rawPayload": "true"} if raw else None,
-            headers={"content-type": "application/json" if raw else CONTENT_TYPE},
+            headers={
+                "content-type": "application/json" if raw else CONTENT_TYPE,
+                **self.stack.apps[via].dapr_headers,
+            },
         )
         assert resp.status_code == 204, resp.text
 
-    def place(
+    def order_message(
         self, amount: str, customer: str = "cust-1", order_id: str | None = None
     ) -> OrderPlaced:
-        order = OrderPlaced(
+        return OrderPlaced(
             order_id=order_id or unique("o"),
             customer_id=customer,
             amount=amount,
             currency="EUR",
             placed_at=datetime.now(UTC),
         )
+
+    def place(
+        self, amount: str, customer: str = "cust-1", order_id: str | None = None
+    ) -> OrderPlaced:
+        order = self.order_message(amount, customer, order_id)
         self.publish(order, "orders")
         return order
 

@@ -56,6 +56,7 @@ def test_requests_http_works_against_the_stack(stack: Stack, http: httpx.Client)
         "approvals": stack.apps["approvals"].app_url,
         "notifier": stack.apps["notifier"].app_url,
         "ordersSidecar": stack.apps["orders"].dapr_url,
+        "ordersSidecarToken": stack.apps["orders"].dapr_api_token,
     }
     requests = requests_of((ROOT / "requests.http").read_text(), variables)
     assert len(requests) >= 10

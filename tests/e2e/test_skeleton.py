@@ -22,7 +22,7 @@ def publish_order(http: httpx.Client, stack: Stack, order: OrderPlaced) -> None:
     resp = http.post(
         f"{sidecar}/v1.0/publish/pubsub/orders",
         content=wrap(order, "shop"),
-        headers={"content-type": CONTENT_TYPE},
+        headers={"content-type": CONTENT_TYPE, **stack.apps["orders"].dapr_headers},
     )
     assert resp.status_code == 204, resp.text
 
@@ -77,7 +77,7 @@ def test_malformed_message_on_orders_does_not_stall_the_topic(
     bad = http.post(
         f"{sidecar}/v1.0/publish/pubsub/orders",
         content=b'{"order_id": 5}',
-        headers={"content-type": "application/json"},
+        headers={"content-type": "application/json", **stack.apps["orders"].dapr_headers},
     )
     assert bad.status_code == 204, bad.text
     order = OrderPlaced(

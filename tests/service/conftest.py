@@ -33,7 +33,9 @@ def client(gateway: Gateway) -> Iterator[AppFactory]:
     ) -> TestClient:
         """A client of the app; it sends the development token of `who` unless told otherwise."""
         app = create_app(settings, gateway=gateway)
-        c = TestClient(app, raise_server_exceptions=False, headers=bearer(who))
+        c = TestClient(
+            app, base_url="http://127.0.0.1", raise_server_exceptions=False, headers=bearer(who)
+        )
         c.__enter__()
         clients.append(c)
         return c

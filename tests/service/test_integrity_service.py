@@ -166,3 +166,21 @@ def test_a_forged_decision_is_dropped_and_audited(approvals_ops: TestClient, gat
     assert len(refused) == 2 and all(r["outcome"].startswith("refused") for r in refused)
     assert deliver(approvals_ops, "decisions", DECISION)["status"] == "SUCCESS"
     assert [(i, e) for i, e, _ in gateway.workflows.raised] == [("approval-o-8", "decision")]
+
+
+def test_an_app_refuses_to_start_without_its_sidecar_tokens() -> None:
+    bare = ServiceSettings(app_id="orders")
+    with pytest.raises(ValueError, match="APP_API_TOKEN and DAPR_API_TOKEN not set"):
+        orders_app(bare)
+    half = ServiceSettings(app_id="orders", app_api_token="a" * 40)
+    with pytest.raises(ValueError, match="DAPR_API_TOKEN not set"):
+        orders_app(half)
+    assert ServiceSettings(app_id="orders", development=True).token_problem() is None
+    env = {"APP_API_TOKEN": "a" * 40, "DAPR_API_TOKEN": "b" * 40}
+    assert ServiceSettings.from_env("orders", env).token_problem() is None
+
+
+def test_a_foreign_host_name_is_refused(ops: TestClient) -> None:
+    resp = ops.get("/workflows", headers={"host": "rebound.example"})
+    assert resp.status_code == 421 and "ALLOWED_HOSTS" in resp.json()["detail"]
+    assert ops.get("/healthz", headers={"host": "10.0.0.7:8101"}).status_code == 200

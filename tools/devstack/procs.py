@@ -67,9 +67,14 @@ def http_ok(url: str, timeout: float = 1.0) -> bool:
         return False
 
 
-def redis_ping(port: int) -> bool:
+def redis_ping(port: int, password: str | None = None) -> bool:
+    """True when redis-server on `port` answers PING (after AUTH, with a password)."""
     try:
         with socket.create_connection((LOOPBACK, port), timeout=1) as s:
+            if password:
+                s.sendall(b"AUTH " + password.encode() + b"\r\n")
+                if not s.recv(64).startswith(b"+OK"):
+                    return False
             s.sendall(b"PING\r\n")
             return s.recv(64).startswith(b"+PONG")
     except OSError:

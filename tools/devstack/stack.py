@@ -1,14 +1,20 @@
 """The local stack: redis-server, placement, scheduler, and each app of dapr.yaml with its daprd.
 
-Everything listens on 127.0.0.1. The Dapr resources in components/ are rendered into the run
-directory with the stack's actual Redis address and a SQLite name-resolution database, so the
-sidecars never use mDNS (which multicasts on the LAN).
+Everything listens on 127.0.0.1. Every stack makes its own secrets: a Redis password, and per
+app an APP_API_TOKEN (sidecar -> app) and a DAPR_API_TOKEN (app -> sidecar), so no other process
+on the machine can publish through a sidecar or call an app's subscription routes. They are
+written to <run dir>/tokens.env (mode 600) for a person who wants to publish by hand.
+
+The Dapr resources in components/ are rendered into the run directory with the stack's actual
+Redis address and password and a SQLite name-resolution database, so the sidecars never use
+mDNS (which multicasts on the LAN).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sys
 import time
 from dataclasses import dataclass, field
@@ -56,12 +62,19 @@ class AppSpec:
 
 @dataclass(frozen=True)
 class App:
-    """Where one running app and its sidecar listen."""
+    """Where one running app and its sidecar listen, and the tokens between them."""
 
     app_id: str
     app_port: int
     http_port: int
     grpc_port: int
+    dapr_api_token: str = field(default="", repr=False)
+    app_api_token: str = field(default="", repr=False)
+
+    @property
+    def dapr_headers(self) -> dict[str, str]:
+        """What a caller of this app's sidecar must send."""
+        return {"dapr-api-token": self.dapr_api_token} if self.dapr_api_token else {}
 
     @property
     def app_url(self) -> str:
@@ -143,6 +156,7 @@ class Stack:
     # Extra app ids added to every scoped component (e.g. a benchmark's baseline app).
     also_scope: tuple[str, ...] = ()
     runtime: Runtime | None = None
+    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     apps: dict[str, App] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     _given: set[int] = field(default_factory=set, repr=False)
@@ -205,6 +219,7 @@ class Stack:
             "redis",
             [
                 str(binary),
+                str(data / "redis.conf"),  # the password, kept out of the process list
                 "--bind",
                 LOOPBACK,
                 "--port",
@@ -221,7 +236,13 @@ class Stack:
                 "no",
             ],
         )
-        proc.wait_ready(lambda: redis_ping(self.redis_port), "answering PING", READY_TIMEOUT)
+        (data / "redis.conf").write_text(f"requirepass {self.redis_password}\n")
+        data.joinpath("redis.conf").chmod(0o600)
+        proc.wait_ready(
+            lambda: redis_ping(self.redis_port, self.redis_password),
+            "answering PING",
+            READY_TIMEOUT,
+        )
         say(f"redis: {LOOPBACK}:{self.redis_port} (pid {proc.pid}, data {data})")
 
     def _start_control_plane(self, rt: Runtime, spec: RunFile) -> tuple[int, int]:
@@ -304,6 +325,7 @@ class Stack:
                 overrides = dict(self.component_metadata.get(doc["metadata"]["name"], {}))
                 if doc["spec"]["type"] in REDIS_COMPONENT_TYPES:
                     overrides.setdefault("redisHost", f"{LOOPBACK}:{self.redis_port}")
+                    overrides.setdefault("redisPassword", self.redis_password)
                 if doc["spec"]["type"] == "secretstores.local.file":
                     for item in doc["spec"].get("metadata") or []:
                         if item.get("name") == "secretsFile":
@@ -344,12 +366,15 @@ class Stack:
                 self._port(app.app_port, f"{app.app_id} app"),
                 self._port(app.http_port, f"{app.app_id} sidecar HTTP"),
                 self._port(app.grpc_port, f"{app.app_id} sidecar gRPC"),
+                dapr_api_token=secrets.token_urlsafe(32),
+                app_api_token=secrets.token_urlsafe(32),
             )
             metrics = self._port(app.metrics_port, f"{app.app_id} sidecar metrics")
             tokens = {
-                k: v for k, v in os.environ.items() if k in ("APP_API_TOKEN", "DAPR_API_TOKEN")
+                "APP_API_TOKEN": ports.app_api_token,
+                "DAPR_API_TOKEN": ports.dapr_api_token,
             }
-            sidecar_env = {**spec.common_env, **tokens, **self.env, "DAPR_HOST_IP": LOOPBACK}
+            sidecar_env = {**spec.common_env, **self.env, **tokens, "DAPR_HOST_IP": LOOPBACK}
             daprd = self._spawn(
                 f"{app.app_id}-daprd",
                 [
@@ -402,6 +427,7 @@ class Stack:
                 **spec.common_env,
                 **app.env,
                 **self.env,
+                **tokens,
                 "APP_ID": app.app_id,
                 "APP_PORT": str(ports.app_port),
                 "APP_HOST": LOOPBACK,
@@ -425,10 +451,22 @@ class Stack:
                 READY_TIMEOUT,
             )
             self.apps[app.app_id] = ports
+            self._write_tokens()
             say(
                 f"{app.app_id}: app {ports.app_url} (pid {proc.pid}); sidecar HTTP "
                 f"{ports.dapr_url}, gRPC {LOOPBACK}:{ports.grpc_port} (pid {daprd.pid})"
             )
+
+    def _write_tokens(self) -> None:
+        """<run dir>/tokens.env: `source` it to call a sidecar by hand (see the README tour)."""
+        lines = ["# Made by devstack for this stack only; a new stack makes new ones."]
+        for app in self.apps.values():
+            var = app.app_id.upper().replace("-", "_")
+            lines.append(f"export {var}_DAPR_API_TOKEN={app.dapr_api_token}")
+        path = self.run_dir / "tokens.env"
+        path.touch(mode=0o600)
+        path.chmod(0o600)
+        path.write_text("\n".join(lines) + "\n")
 
     def check_alive(self) -> None:
         """Raise if any process of the stack has exited."""

@@ -1,0 +1,55 @@
+"""What a local process or a web page can and cannot do to a running stack."""
+
+from __future__ import annotations
+
+import socket
+
+import httpx
+import pytest
+
+from contracts.envelope import CONTENT_TYPE, wrap
+from devstack.stack import Stack
+from tests.e2e.flow import Flow
+from tests.stack import unique
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_sidecar_refuses_callers_without_its_api_token(flow: Flow, stack: Stack) -> None:
+    order = flow.order_message("120.00")
+    sidecar = stack.apps["orders"]
+    url = f"{sidecar.dapr_url}/v1.0/publish/pubsub/orders"
+    body, headers = wrap(order, "page"), {"content-type": CONTENT_TYPE}
+    assert httpx.post(url, content=body, headers=headers).status_code == 401
+    wrong = {**headers, "dapr-api-token": stack.apps["approvals"].dapr_api_token}
+    assert httpx.post(url, content=body, headers=wrong).status_code == 401
+    assert flow.order(order.order_id) is None
+
+
+def test_apps_answer_only_for_their_own_host_names(stack: Stack, http: httpx.Client) -> None:
+    url = f"{stack.apps['orders'].app_url}/workflows"
+    rebound = http.get(url, headers={"host": "attacker.example:8101"})
+    assert rebound.status_code == 421 and "attacker.example" in rebound.json()["detail"]
+    assert http.get(url).status_code == 200
+    probe = http.get(f"{stack.apps['orders'].app_url}/healthz", headers={"host": "10.1.2.3"})
+    assert probe.status_code == 200  # probes call the pod's address
+
+
+def test_redis_wants_the_stacks_password(stack: Stack) -> None:
+    with socket.create_connection(("127.0.0.1", stack.redis_port), timeout=5) as s:
+        s.sendall(b"GET anything\r\n")
+        assert s.recv(64).startswith(b"-NOAUTH")
+
+
+def test_tokens_file_lets_a_person_publish_by_hand(flow: Flow, stack: Stack) -> None:
+    lines = (stack.run_dir / "tokens.env").read_text().splitlines()
+    assert (stack.run_dir / "tokens.env").stat().st_mode & 0o077 == 0
+    exported = dict(line.removeprefix("export ").split("=", 1) for line in lines[1:])
+    order = flow.order_message("60.00", order_id=unique("by-hand"))
+    resp = httpx.post(
+        f"{stack.apps['orders'].dapr_url}/v1.0/publish/pubsub/orders",
+        content=wrap(order, "person"),
+        headers={"content-type": CONTENT_TYPE, "dapr-api-token": exported["ORDERS_DAPR_API_TOKEN"]},
+    )
+    assert resp.status_code == 204
+    assert flow.finished(order.order_id)["workflow_status"] == "COMPLETED"
