@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from collections.abc import Mapping
 from datetime import timedelta
 from decimal import Decimal
@@ -122,11 +123,20 @@ class ApprovalPolicy(BaseModel):
         return self.model_dump(mode="json")
 
 
+def same_person(a: str, b: str) -> bool:
+    """Identities compared as people, not spellings: "Bob", "bob" and "ｂｏｂ" are one person."""
+
+    def norm(x: str) -> str:
+        return unicodedata.normalize("NFKC", x).casefold().strip()
+
+    return norm(a) == norm(b)
+
+
 def authority_problem(
     *, stage_tier: Tier, approver_id: str, approver_role: Tier, customer_id: str
 ) -> str | None:
     """Why this approver may not decide this stage, or None when they may."""
-    if approver_id == customer_id:
+    if same_person(approver_id, customer_id):
         return "approvers may not decide their own order"
     if stage_tier is Tier.VP and approver_role is not Tier.VP:
         return "a manager may not decide a VP stage"

@@ -7,8 +7,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from approvals.app import create_app as approvals_app
+from approvals.domain import ApprovalView
+from approvals.readmodel import save_view
 from contracts.envelope import wrap
-from contracts.messages import ApprovalOutcome, DecisionSubmitted
+from contracts.messages import ApprovalOutcome, DecisionSubmitted, Tier
 from contracts.policy import ApprovalPolicy
 from contracts.signing import Signer, new_key_pair
 from orders.app import create_app as orders_app
@@ -184,3 +186,21 @@ def test_a_foreign_host_name_is_refused(ops: TestClient) -> None:
     resp = ops.get("/workflows", headers={"host": "rebound.example"})
     assert resp.status_code == 421 and "ALLOWED_HOSTS" in resp.json()["detail"]
     assert ops.get("/healthz", headers={"host": "10.0.0.7:8101"}).status_code == 200
+
+
+def test_bob_may_not_approve_the_order_of_customer_Bob(client: AppFactory, gateway) -> None:
+    manager = client(approvals_app, ServiceSettings(app_id="approvals"), who="manager")
+    view = ApprovalView(
+        order_id="o-9",
+        customer_id="Bob",
+        amount="1200.00",
+        currency="EUR",
+        status="pending",
+        tier=Tier.MANAGER,
+        stage=1,
+        due_at=datetime.now(UTC),
+    )
+    save_view(gateway.state, view)
+    resp = manager.post("/approvals/o-9/decisions", json={"approved": True})
+    assert resp.status_code == 403 and "their own order" in resp.json()["detail"]
+    assert not gateway.publisher.published

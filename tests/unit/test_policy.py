@@ -109,3 +109,23 @@ def test_authority(stage: Tier, approver: str, role: Tier, problem: str | None) 
         stage_tier=stage, approver_id=approver, approver_role=role, customer_id="cust-1"
     )
     assert (found is None) if problem is None else (problem in (found or ""))
+
+
+@pytest.mark.parametrize("customer", ["bob", "Bob", "BOB", "ｂｏｂ", " bob"])
+def test_nobody_decides_their_own_order_however_it_is_spelled(customer: str) -> None:
+    problem = authority_problem(
+        stage_tier=Tier.MANAGER, approver_id="bob", approver_role=Tier.MANAGER, customer_id=customer
+    )
+    assert problem == "approvers may not decide their own order"
+
+
+def test_another_person_may_decide() -> None:
+    assert (
+        authority_problem(
+            stage_tier=Tier.MANAGER,
+            approver_id="bob",
+            approver_role=Tier.MANAGER,
+            customer_id="bobby",
+        )
+        is None
+    )
