@@ -124,7 +124,7 @@ class ApprovalPolicy(BaseModel):
 
 
 def same_person(a: str, b: str) -> bool:
-    """Identities compared as people, not spellings: "Bob", "bob" and "ｂｏｂ" are one person."""
+    """Identities compared as people, not spellings: "Bob", "bob" and "BOB" are one person."""
 
     def norm(x: str) -> str:
         return unicodedata.normalize("NFKC", x).casefold().strip()

@@ -111,7 +111,7 @@ def test_authority(stage: Tier, approver: str, role: Tier, problem: str | None) 
     assert (found is None) if problem is None else (problem in (found or ""))
 
 
-@pytest.mark.parametrize("customer", ["bob", "Bob", "BOB", "ｂｏｂ", " bob"])
+@pytest.mark.parametrize("customer", ["bob", "Bob", "BOB", "\uff42\uff4f\uff42", " bob"])
 def test_nobody_decides_their_own_order_however_it_is_spelled(customer: str) -> None:
     problem = authority_problem(
         stage_tier=Tier.MANAGER, approver_id="bob", approver_role=Tier.MANAGER, customer_id=customer
