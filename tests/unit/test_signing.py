@@ -88,3 +88,14 @@ def test_a_verifier_needs_at_least_one_key() -> None:
         Verifier.from_secret({})
     with pytest.raises(BadSignature, match="unsigned"):
         Verifier.from_secret(pair("k1")[1]).verify({"type": "t", "id": "i"}, {})
+
+
+def test_approvals_ctl_makes_a_usable_key_pair(capsys: pytest.CaptureFixture[str]) -> None:
+    from approvals_ctl.__main__ import main
+
+    assert main(["keys", "new", "--key-id", "prod-2026-11"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    signer = Signer.from_secret(made["approvals-signing-key"])
+    verifier = Verifier.from_secret(made["approvals-verify-keys"])
+    unwrap(wrap(DECISION, "approvals", signer), DecisionSubmitted, verifier=verifier)
+    assert main(["keys", "new", "--key-id", "no spaces"]) == 2

@@ -6,6 +6,7 @@ Business commands:
   order place     publish an OrderPlaced (orders app)
   decide          approve or reject an order's approval (approvals app, as the token's approver)
   audit list      the audit log;  audit verify   recompute its hash chain
+  keys new        a new signing key pair for the approvals service (offline)
 
 Settings: --token or APPROVALS_TOKEN (a bearer token, see secrets/dev-secrets.json for the
 development ones); --orders-url / ORDERS_URL (http://127.0.0.1:8101) and --approvals-url /
@@ -26,6 +27,7 @@ from typing import Any
 
 import httpx
 
+from contracts.signing import UnusableKey, new_key_pair
 from plumbing.audit import AuditRecord, verify
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_BROKEN, EXIT_JOB = range(7)
@@ -220,6 +222,15 @@ def cmd_decide(c: Client, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_keys_new(c: Client, a: argparse.Namespace) -> int:
+    try:
+        signing, public = new_key_pair(a.key_id)
+    except UnusableKey as exc:
+        raise CtlError(str(exc), EXIT_USAGE) from None
+    print(json.dumps({"approvals-signing-key": signing, "approvals-verify-keys": public}, indent=2))
+    return EXIT_OK
+
+
 def cmd_audit_list(c: Client, a: argparse.Namespace) -> int:
     params = {
         k: v
@@ -324,6 +335,17 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--all-older-than", metavar="DURATION", help='e.g. "720h"')
     purge.add_argument("--dry-run", action="store_true")
 
+    keys = sub.add_parser("keys", help="signing keys: new").add_subparsers(
+        dest="verb", required=True
+    )
+    kn = keys.add_parser(
+        "new",
+        help="make an Ed25519 key pair for the approvals service",
+        description="print a new signing secret (for the approvals app only) and its public "
+        "key (for every consumer), as JSON; see docs/operations.md, 'Signed messages'",
+    )
+    kn.set_defaults(fn=cmd_keys_new)
+    kn.add_argument("--key-id", required=True, help='e.g. "prod-2026-11"')
     order = sub.add_parser("order", help="orders: place").add_subparsers(dest="verb", required=True)
     place = order.add_parser(
         "place",
