@@ -188,6 +188,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
         order_id=req.order_id,
         outcome=outcome,
         decided_by=decided_by,
+        tier=tier if decided_by != "policy" else None,
         reason=reason,
         decided_at=now(ctx),
     )

@@ -190,6 +190,8 @@ class ApprovalOutcome(Message):
     order_id: BusinessId
     outcome: Outcome
     decided_by: Annotated[str, Field(min_length=1, max_length=128)]
+    # The level of the stage an approver decided at; None when the policy decided (timeouts).
+    tier: Tier | None = None
     reason: Annotated[str, Field(max_length=1000)] = ""
     decided_at: AwareDatetime
 

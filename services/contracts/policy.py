@@ -123,6 +123,15 @@ class ApprovalPolicy(BaseModel):
         return self.model_dump(mode="json")
 
 
+_RANK = {Tier.MANAGER: 1, Tier.VP: 2}
+
+
+def covers(decided_at: Tier | None, needed: Tier) -> bool:
+    """Whether an approval at stage level `decided_at` is enough for an order that needs
+    `needed` (a VP's approval covers a manager's; nothing covers a missing level)."""
+    return decided_at is not None and _RANK[decided_at] >= _RANK[needed]
+
+
 def same_person(a: str, b: str) -> bool:
     """Identities compared as people, not spellings: "Bob", "bob" and "BOB" are one person."""
 

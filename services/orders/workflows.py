@@ -27,7 +27,7 @@ from contracts.messages import (
     Outcome,
     describe_errors,
 )
-from contracts.policy import ApprovalPolicy
+from contracts.policy import ApprovalPolicy, covers
 from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
 from plumbing.gateway import Gateway
@@ -141,6 +141,21 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             outcome = _parse_outcome(event.get_result(), order.order_id)
             if outcome is None and not ctx.is_replaying:
                 log.warning("order %s: ignored a malformed approval outcome", order.order_id)
+            # An approval counts only at the level this order needs: an approval workflow
+            # started from a forged, lower-tier request cannot approve a VP-sized order.
+            if (
+                outcome is not None
+                and outcome.outcome is Outcome.APPROVED
+                and not covers(outcome.tier, tier)
+            ):
+                if not ctx.is_replaying:
+                    log.warning(
+                        "order %s: ignored an approval at level %s; it needs %s",
+                        order.order_id,
+                        outcome.tier,
+                        tier.value,
+                    )
+                outcome = None
 
     assert outcome is not None
     if outcome.outcome is Outcome.APPROVED:

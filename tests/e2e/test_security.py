@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import socket
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
 from contracts.envelope import CONTENT_TYPE, wrap
+from contracts.messages import ApprovalRequested, Tier
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
-from tests.stack import unique
+from tests.stack import eventually, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -53,3 +55,42 @@ def test_tokens_file_lets_a_person_publish_by_hand(flow: Flow, stack: Stack) -> 
     )
     assert resp.status_code == 204
     assert flow.finished(order.order_id)["workflow_status"] == "COMPLETED"
+
+
+def test_a_forged_low_tier_request_cannot_approve_a_vp_sized_order(flow: Flow) -> None:
+    """A shop holds the orders sidecar token, so it can publish an approval request of its
+    own, before it places the order. The approval that follows is real, but at the wrong
+    level: the order workflow does not take a manager's approval for a VP-sized order."""
+    order = flow.order_message("9000.00")
+    forged = ApprovalRequested(
+        request_id=ApprovalRequested.make_id(order.order_id, 1, Tier.MANAGER),
+        order_id=order.order_id,
+        customer_id=order.customer_id,
+        amount="100.00",
+        currency="EUR",
+        tier=Tier.MANAGER,
+        stage=1,
+        due_at=datetime.now(UTC) + timedelta(minutes=5),
+    )
+    flow.publish(forged, "approval-requests", via="orders")
+    flow.pending(order.order_id, tier="manager")
+    flow.publish(order, "orders")
+    eventually(
+        lambda: "awaiting vp" in str((flow.order(order.order_id) or {}).get("custom_status")),
+        what="the order to wait for a VP",
+    )
+    assert flow.decide(order.order_id, "manager").status_code == 202
+    eventually(
+        lambda: (flow.approval(order.order_id) or {}).get("status") == "approved",
+        what="the forged-request approval to finish",
+    )
+    eventually(
+        lambda: any(
+            e["type"] == "EVENT_RAISED"
+            for e in flow.http.get(f"{flow.orders}/workflows/order-{order.order_id}/history").json()
+        ),
+        what="the manager's approval outcome to reach the order",
+    )
+    state = flow.order(order.order_id)
+    assert state is not None and state["workflow_status"] == "RUNNING"
+    assert "awaiting vp" in str(state["custom_status"])

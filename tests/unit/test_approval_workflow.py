@@ -154,6 +154,7 @@ def test_manager_timeout_escalates_to_vp_who_approves() -> None:
     h.raise_event(DECISION_EVENT, decision("m-1", "manager"))  # too late for a manager
     h.raise_event(DECISION_EVENT, decision("v-1", "vp"))
     assert published(h)["decided_by"] == "v-1" and h.result["stages"] == 2
+    assert published(h)["tier"] == "vp"
     assert kinds(h) == ["requested", "timed_out", "escalated", "ignored", "accepted"]
     h.assert_deterministic()
 
@@ -173,6 +174,7 @@ def test_last_stage_timeout_expires() -> None:
         "order_id": "o-1",
         "outcome": "expired",
         "decided_by": "policy",
+        "tier": None,
         "reason": "approval_timeout",
         "decided_at": None,
     }

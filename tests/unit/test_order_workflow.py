@@ -50,12 +50,13 @@ def harness(
 
 
 def outcome(
-    result: str, by: str = "m-1", reason: str = "", order_id: str = "o-1"
+    result: str, by: str = "m-1", reason: str = "", order_id: str = "o-1", tier: str | None = "vp"
 ) -> dict[str, Any]:
     return {
         "order_id": order_id,
         "outcome": result,
         "decided_by": by,
+        "tier": tier,
         "reason": reason,
         "decided_at": DEFAULT_START.isoformat(),
     }
@@ -192,3 +193,31 @@ def test_failing_activity_fails_the_workflow_for_dapr_to_report() -> None:
     assert isinstance(h.failure, TaskFailedError)
     assert "pubsub unavailable" in str(h.failure)
     assert len(h.calls_to(PUBLISH_STATUS)) == 5  # every attempt of the retry policy
+
+
+@pytest.mark.parametrize(
+    ("decided_at", "counts"), [(None, False), ("manager", False), ("vp", True)]
+)
+def test_an_approval_counts_only_at_the_level_the_order_needs(
+    decided_at: str | None, counts: bool
+) -> None:
+    h = harness("9000.00").start()
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier=decided_at))
+    assert h.done is counts
+    if not counts:
+        assert h.waiting_for == {APPROVAL_OUTCOME_EVENT} and not h.calls_to(FULFIL_ORDER)
+        h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="vp"))
+    assert h.result["status"] == "completed"
+    h.assert_deterministic()
+
+
+def test_a_manager_approval_is_enough_for_a_manager_sized_order() -> None:
+    h = harness("1200.00").start()
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="manager"))
+    assert h.result["status"] == "completed"
+
+
+def test_a_rejection_counts_at_any_level() -> None:
+    h = harness("9000.00").start()
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected", tier=None))
+    assert h.result["status"] == "rejected"

@@ -9,6 +9,7 @@ from contracts.policy import (
     OnManagerTimeout,
     PolicyError,
     authority_problem,
+    covers,
     load_policy,
     parse_duration,
 )
@@ -129,3 +130,19 @@ def test_another_person_may_decide() -> None:
         )
         is None
     )
+
+
+@pytest.mark.parametrize(
+    ("decided_at", "needed", "enough"),
+    [
+        (Tier.MANAGER, Tier.MANAGER, True),
+        (Tier.VP, Tier.MANAGER, True),
+        (Tier.VP, Tier.VP, True),
+        (Tier.MANAGER, Tier.VP, False),
+        (None, Tier.MANAGER, False),
+    ],
+)
+def test_an_approval_covers_its_own_level_and_below(
+    decided_at: Tier | None, needed: Tier, enough: bool
+) -> None:
+    assert covers(decided_at, needed) is enough
