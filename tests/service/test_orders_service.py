@@ -56,6 +56,24 @@ def test_what_can_never_succeed_is_dropped_with_a_reason(
     assert not gateway.workflows.scheduled
 
 
+def test_deeply_nested_cloudevent_is_dropped_and_dead_lettered_not_a_500(
+    orders: TestClient, gateway
+) -> None:
+    deep = (
+        b'{"specversion": "1.0", "id": "deep-1", "source": "s", "type": "t", "data": '
+        + b"[" * 20_000
+        + b"]" * 20_000
+        + b"}"
+    )
+    answer = deliver(orders, "orders", deep)
+    assert answer == {"status": "DROP", "reason": "body refused: JSON nested deeper than 32 levels"}
+    assert not gateway.workflows.scheduled
+    # The sidecar hands it back on the dead-letter topic; the collector keeps it, by its id.
+    assert orders.post("/deadletters/orders", content=deep).json()["status"] == "SUCCESS"
+    (kept,) = orders.get("/deadletters").json()
+    assert kept["event_id"] == "?" and "nested deeper" in kept["reason"]
+
+
 def test_transient_sidecar_trouble_asks_for_a_retry(orders: TestClient, gateway) -> None:
     def down(*_: object) -> bool:
         raise Transient("state store not ready")
