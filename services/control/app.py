@@ -147,7 +147,8 @@ def _install_error_handlers(app: FastAPI, mapping: dict[type[Exception], int]) -
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: "
+            f"{str(e.get('msg')).removeprefix('Value error, ')}"
             for e in exc.errors()
         ]
         return await answer(request, 422, "; ".join(problems) or "invalid request")

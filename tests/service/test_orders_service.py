@@ -1,3 +1,4 @@
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -74,6 +75,18 @@ def test_deeply_nested_cloudevent_is_dropped_and_dead_lettered_not_a_500(
     assert kept["event_id"] == "?" and "nested deeper" in kept["reason"]
 
 
+def test_order_id_with_a_trailing_newline_is_dropped_not_retried(
+    orders: TestClient, gateway
+) -> None:
+    data = ORDER.model_dump(mode="json") | {"order_id": "rev-1\n"}
+    body = json.dumps(
+        {"specversion": "1.0", "id": "rev-1", "source": "s", "type": "t", "data": data}
+    )
+    answer = deliver(orders, "orders", body.encode())
+    assert answer["status"] == "DROP" and "order_id: must be 1-55 characters" in answer["reason"]
+    assert not gateway.workflows.scheduled
+
+
 def test_transient_sidecar_trouble_asks_for_a_retry(orders: TestClient, gateway) -> None:
     def down(*_: object) -> bool:
         raise Transient("state store not ready")
@@ -132,6 +145,13 @@ def test_place_order_publishes_and_bad_input_gets_a_message(orders: TestClient, 
 def test_unknown_order_is_404_not_500(orders: TestClient) -> None:
     resp = orders.get("/orders/nope")
     assert resp.status_code == 404 and resp.json() == {"detail": "no order 'nope'"}
+
+
+@pytest.mark.parametrize("bad", ["rev-1%0A", "a%7C%7Cb", "o.1", "x" * 56])
+def test_bad_order_id_in_the_path_is_422_before_the_sidecar(orders: TestClient, bad: str) -> None:
+    resp = orders.get(f"/orders/{bad}")
+    assert resp.status_code == 422
+    assert resp.json()["detail"].startswith("path.order_id: must be 1-55 characters of A-Z")
 
 
 def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:

@@ -73,7 +73,7 @@ def test_unknown_currency_lists_the_accepted_ones() -> None:
     assert problem(order(currency="EUR"), MessageLimits(currencies=frozenset({"USD"})))
 
 
-@pytest.mark.parametrize("bad", ["", "a b", "x" * 56, "ü", "o/1", "o.1"])
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 56, "ü", "o/1", "o.1", "rev-1\n", "a||b"])
 def test_ids_fit_dapr_instance_ids(bad: str) -> None:
     assert "order_id: must be 1-55 characters" in problem(order(order_id=bad))
 
