@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts.messages import Message
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
+from plumbing.settings import ServiceSettings
 
 
 @dataclass
@@ -122,10 +124,12 @@ DEV_SECRETS = Path(__file__).resolve().parents[1] / "secrets" / "dev-secrets.jso
 
 @dataclass
 class FakeSecrets:
-    """Serves the development token table, as the local-file secret store would."""
+    """Serves the development token table, as the local-file secret store would, or `secrets`."""
+
+    secrets: dict[str, dict[str, str]] | None = None
 
     def get(self, store: str, name: str) -> dict[str, str]:
-        secrets: dict[str, dict[str, str]] = json.loads(DEV_SECRETS.read_text())
+        secrets = self.secrets or json.loads(DEV_SECRETS.read_text())
         if name not in secrets:
             raise NotFound(f"secret {name} not found in {store}")
         return secrets[name]
@@ -139,6 +143,14 @@ TOKENS = {
     "manager2": "dev-manager-mia",
     "vp": "dev-vp-val",
 }
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def development(settings: S) -> S:
+    """`settings` of a development stack (DEV_MODE=true): only there do the dev- tokens pass."""
+    return dataclasses.replace(settings, development=True)
 
 
 def bearer(who: str) -> dict[str, str]:

@@ -32,7 +32,8 @@ Register = Callable[[FastAPI, DaprApp, ServiceSettings], None]
 
 
 def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
-    """Read the token table from the secret store; fail startup with the reason."""
+    """Read the token table from the secret store; fail startup with the reason (outside
+    development, short and `dev-` tokens are such a reason)."""
     if gateway.secrets is None:
         raise AuthConfigError("no secret store client: cannot read the api tokens")
     try:
@@ -42,7 +43,7 @@ def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
             f"cannot read secret {settings.tokens_secret!r} from secret store "
             f"{settings.secret_store!r}: {exc}"
         ) from None
-    return TokenTable.parse(raw)
+    return TokenTable.parse(raw, development=settings.development)
 
 
 def _with_tracking(activities: ActivityFactory | None) -> ActivityFactory:

@@ -12,7 +12,7 @@ from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import Message
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
-from tests.fakes import bearer, fake_gateway
+from tests.fakes import bearer, development, fake_gateway
 
 
 @pytest.fixture
@@ -30,8 +30,11 @@ def client(gateway: Gateway) -> Iterator[AppFactory]:
     def make(
         create_app: Callable[..., Any], settings: ServiceSettings, who: str = "admin"
     ) -> TestClient:
-        """A client of the app; it sends the development token of `who` unless told otherwise."""
-        app = create_app(settings, gateway=gateway)
+        """A client of the app; it sends the development token of `who` unless told otherwise.
+
+        The fake secret store serves the dev- tokens, so the app runs as a development stack.
+        """
+        app = create_app(development(settings), gateway=gateway)
         c = TestClient(app, raise_server_exceptions=False, headers=bearer(who))
         c.__enter__()
         clients.append(c)

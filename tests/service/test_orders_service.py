@@ -1,4 +1,5 @@
 import json
+import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -6,8 +7,10 @@ from fastapi.testclient import TestClient
 
 from contracts.messages import ApprovalOutcome, OrderPlaced
 from orders.app import create_app
+from plumbing.auth import AuthConfigError
 from plumbing.gateway import Transient
 from plumbing.settings import ServiceSettings
+from tests.fakes import bearer
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -198,3 +201,29 @@ def test_the_audit_chain_verifies_and_detects_tampering(orders: TestClient, gate
         "intact": False,
         "summary": "record 2 was altered (its hash does not match its content)",
     }
+
+
+def test_production_settings_refuse_the_dev_tokens_at_startup(gateway) -> None:
+    app = create_app(ServiceSettings(app_id="orders"), gateway=gateway)  # development=False
+    with pytest.raises(AuthConfigError, match=r"api token entry \d+ \(\w+\): 'dev-' tokens") as err:
+        TestClient(app).__enter__()
+    assert "dev-admin-ada" not in str(err.value)
+
+
+def test_production_settings_refuse_a_short_token_at_startup(gateway) -> None:
+    gateway.secrets.secrets = {"api-tokens": {"short-but-not-dev": "ada:admin"}}
+    app = create_app(ServiceSettings(app_id="orders"), gateway=gateway)
+    with pytest.raises(AuthConfigError, match=r"entry 1 \(ada\): a token needs at least 32") as err:
+        TestClient(app).__enter__()
+    assert "short-but-not-dev" not in str(err.value)
+
+
+def test_production_settings_serve_long_random_tokens(gateway) -> None:
+    token = secrets.token_urlsafe(32)
+    gateway.secrets.secrets = {"api-tokens": {token: "vic:viewer"}}
+    app = create_app(ServiceSettings(app_id="orders"), gateway=gateway)
+    with TestClient(app, raise_server_exceptions=False) as prod:
+        assert (
+            prod.get("/orders/o-1", headers={"Authorization": f"Bearer {token}"}).status_code == 404
+        )
+        assert prod.get("/orders/o-1", headers=bearer("viewer")).status_code == 401
