@@ -87,7 +87,14 @@ def build_app(
         finally:
             await asyncio.to_thread(res.close)
 
-    app = FastAPI(title=settings.app_id, description=description, lifespan=lifespan)
+    # Swagger UI and ReDoc load their scripts from a CDN: development only. /openapi.json stays.
+    app = FastAPI(
+        title=settings.app_id,
+        description=description,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.development else None,
+        redoc_url="/redoc" if settings.development else None,
+    )
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
 
