@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: help setup runtime run test test-unit test-service test-e2e lint fmt bench clean
+.PHONY: help setup runtime run test test-unit test-service test-e2e test-browser lint fmt \
+	audit-deps bench clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -21,7 +22,7 @@ runtime: setup ## find or build the pinned Dapr runtime (minutes the first time,
 run: runtime ## run redis, placement, scheduler and the three apps with sidecars; Ctrl-C stops
 	@$(UV) run --frozen devstack run
 
-test: runtime ## every test tier: unit, service, end-to-end on the real runtime
+test: audit-deps runtime ## audit the dependencies, then every test tier: unit, service, e2e, browser
 	@$(UV) run --frozen pytest
 
 test-unit: setup ## unit tests only (no sidecar, seconds)
@@ -36,10 +37,34 @@ test-e2e: runtime ## end-to-end tests only (real daprd, placement, scheduler, re
 test-browser: runtime ## the web console in headless Chromium (installs Debian's chromium if root)
 	@$(UV) run --frozen pytest tests/browser
 
-lint: setup ## ruff and mypy
+lint: setup audit-deps ## ruff, mypy and the dependency audit
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen ruff format --check .
 	@$(UV) run --frozen mypy
+
+# pip-audit over the locked requirements (runtime and dev). It needs a vulnerability service:
+# PyPI's per-release JSON API, or OSV. One pinned package is tried on each first; when neither
+# can audit from this machine the audit is SKIPPED, saying why, rather than failing CI for want
+# of a database. Once a service answers, a vulnerability or a package it could not audit fails.
+AUDIT := $(UV) run --frozen pip-audit --disable-pip --no-deps --strict --progress-spinner off
+UNREACHABLE := could not be audited|ConnectionError|ServiceError|Max retries|timed out
+
+audit-deps: setup ## audit the locked dependencies for known vulnerabilities (pip-audit)
+	@dir=$$(mktemp -d /tmp/order-approvals-audit.XXXXXX); trap 'rm -rf "$$dir"' EXIT; \
+	$(UV) export --frozen --no-hashes --no-emit-project --format requirements-txt \
+	  > "$$dir/requirements.txt" || exit 1; \
+	grep -m1 '^pip-audit==' "$$dir/requirements.txt" > "$$dir/probe.txt"; \
+	why=""; \
+	for service in pypi osv; do \
+	  $(AUDIT) -s $$service -r "$$dir/probe.txt" > "$$dir/out" 2> "$$dir/err"; rc=$$?; \
+	  if [ $$rc -eq 0 ] || [ -s "$$dir/out" ]; then \
+	    echo "audit-deps: pip-audit ($$service) over $$(grep -c '==' "$$dir/requirements.txt") locked packages"; \
+	    $(AUDIT) -s $$service -r "$$dir/requirements.txt"; exit $$?; \
+	  fi; \
+	  if ! grep -qE '$(UNREACHABLE)' "$$dir/err"; then cat "$$dir/err" >&2; exit $$rc; fi; \
+	  why="$$why  $$service: $$(grep -E '$(UNREACHABLE)' "$$dir/err" | tail -1)\n"; \
+	done; \
+	printf "audit-deps: SKIPPED, no vulnerability service can audit from this machine:\n%b" "$$why"
 
 fmt: setup ## format and fix what ruff can
 	@$(UV) run --frozen ruff format .

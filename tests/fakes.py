@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts.messages import Message
 from contracts.signing import Signer
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
+from plumbing.settings import ServiceSettings
 
 
 @dataclass
@@ -138,12 +140,17 @@ DEV_STORES = {
 
 @dataclass
 class FakeSecrets:
-    """Serves the development secret files, as the local-file secret stores would."""
+    """Serves the development secret files, as the local-file secret stores would; `secrets`
+    replaces entries of the shared store (e.g. a production token table)."""
+
+    secrets: dict[str, dict[str, str]] | None = None
 
     def get(self, store: str, name: str) -> dict[str, str]:
         if store not in DEV_STORES:
             raise NotFound(f"no secret store {store}")
         secrets: dict[str, dict[str, str]] = json.loads(DEV_STORES[store].read_text())
+        if store == "localsecretstore" and self.secrets:
+            secrets |= self.secrets
         if name not in secrets:
             raise NotFound(f"secret {name} not found in {store}")
         return secrets[name]
@@ -162,6 +169,18 @@ TOKENS = {
     "manager2": "dev-manager-mia",
     "vp": "dev-vp-val",
 }
+
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def development(settings: S) -> S:
+    """`settings` of a development stack (DEV_MODE=true): only there do the dev- tokens pass."""
+    return dataclasses.replace(settings, development=True)
+
+
+# A host name the apps answer (ALLOWED_HOSTS), for test clients.
+LOCAL = "http://127.0.0.1"
 
 
 def bearer(who: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
-from contracts.messages import ApprovalRequested, DecisionSubmitted, Tier
+from contracts.messages import ApprovalRequested, BusinessId, DecisionSubmitted, Tier
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import record
@@ -115,7 +115,11 @@ router = APIRouter(tags=["approvals"])
 
 @router.post("/approvals/{order_id}/decisions", status_code=202)
 def post_decision(
-    order_id: str, body: DecisionBody, gateway: GatewayDep, request: Request, approver: Approver
+    order_id: BusinessId,
+    body: DecisionBody,
+    gateway: GatewayDep,
+    request: Request,
+    approver: Approver,
 ) -> dict[str, str]:
     """Check what can be checked now, then publish the decision to the `decisions` topic."""
     assert approver.level is not None
@@ -153,7 +157,7 @@ def inbox(
 
 
 @router.get("/approvals/{order_id}")
-def get_approval(order_id: str, gateway: GatewayDep, _: Reader) -> ApprovalView:
+def get_approval(order_id: BusinessId, gateway: GatewayDep, _: Reader) -> ApprovalView:
     """One approval: stage, due time, decision log."""
     view = load_view(gateway.state, order_id)
     if view is None:

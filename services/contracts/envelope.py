@@ -2,12 +2,14 @@
 
 Errors: BadEnvelope (not a CloudEvent at all), BadPayload (a CloudEvent whose data does not
 fit the message model) and its kind Unverified (a message that must be signed is not, or not by
-a trusted key); all are permanent: a subscriber answers DROP.
+a trusted key); all are permanent: a subscriber answers DROP. `load_json` raises TooDeep (a
+ValueError) for JSON nested deeper than MAX_DEPTH, before parsing it.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any, TypeVar
 
 from cloudevents.core.formats.json import JSONFormat
@@ -20,6 +22,15 @@ from contracts.signing import BadSignature, Signer, Verifier
 M = TypeVar("M", bound=Message)
 _FORMAT = JSONFormat()
 CONTENT_TYPE = "application/cloudevents+json"
+# Our messages nest four deep (envelope, data, items, item). The bound is checked before
+# parsing: json.loads recurses once per level and would raise RecursionError near 1,000.
+MAX_DEPTH = 32
+# A JSON string (possessive, so an unterminated one costs one pass), a bare quote, a bracket.
+_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*+"|["\[\]{}]', re.DOTALL)
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than MAX_DEPTH."""
 
 
 class BadEnvelope(ValueError):
@@ -53,10 +64,43 @@ def wrap(message: Message, source: str, signer: Signer | None = None) -> bytes:
     return _FORMAT.write(CloudEvent(attrs, data))
 
 
+def nesting_depth(text: str, stop_above: int = MAX_DEPTH) -> int:
+    """How deeply arrays and objects nest in JSON `text`; counting stops above `stop_above`.
+
+    Exact for valid JSON (brackets inside strings do not count); for invalid JSON it is exact
+    up to the first syntax error, which is as far as a parser would recurse.
+    """
+    depth = deepest = 0
+    for match in _TOKEN.finditer(text):
+        token = match.group()
+        if token == '"':  # a string that never ends: a parser stops here
+            break
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > stop_above:
+                break
+        elif token in ("]", "}"):
+            depth = max(depth - 1, 0)
+    return deepest
+
+
+def load_json(text: str | bytes, max_depth: int = MAX_DEPTH) -> Any:
+    """json.loads of UTF-8 JSON (RFC 8259), refusing nesting deeper than `max_depth` (TooDeep)
+    before it parses; other problems raise ValueError."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8")
+    if nesting_depth(text, max_depth) > max_depth:
+        raise TooDeep(f"JSON nested deeper than {max_depth} levels")
+    return json.loads(text)
+
+
 def envelope(body: bytes) -> dict[str, Any]:
     """Parse and validate the CloudEvent attributes of `body`; data stays raw."""
     try:
-        raw = json.loads(body)
+        raw = load_json(body)
+    except TooDeep as exc:
+        raise BadEnvelope(f"body refused: {exc}") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadEnvelope(f"body is not JSON: {exc}") from None
     if not isinstance(raw, dict):
@@ -84,8 +128,10 @@ def unwrap(
     data = attrs.get("data")
     if isinstance(data, (str, bytes)):
         try:
-            data = json.loads(data)
-        except ValueError:
+            data = load_json(data)
+        except TooDeep as exc:
+            raise BadPayload(f"data refused: {exc}", event_id) from None
+        except (ValueError, UnicodeDecodeError):
             raise BadPayload("data is not JSON", event_id) from None
     if not isinstance(data, dict):
         raise BadPayload(f"data must be a JSON object with a {model.__name__}", event_id)

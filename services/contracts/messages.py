@@ -29,7 +29,7 @@ from pydantic import (
 # Dapr workflow instance ids: at most 64 chars of [A-Za-z0-9_-]. The longest prefix we add is
 # "approval-" (9 chars), so a business id may have 55.
 ID_MAX = 55
-_ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+_ID_RE = re.compile(r"[A-Za-z0-9_-]+")
 DEFAULT_CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
 DEFAULT_MAX_AMOUNT = Decimal("10000000")
 
@@ -60,7 +60,7 @@ def _limits(info: ValidationInfo) -> MessageLimits:
 
 
 def _check_id(value: str) -> str:
-    if not value or len(value) > ID_MAX or not _ID_RE.match(value):
+    if not value or len(value) > ID_MAX or not _ID_RE.fullmatch(value):
         raise ValueError(
             f"must be 1-{ID_MAX} characters of A-Z, a-z, 0-9, '_' or '-' "
             "(it becomes part of a Dapr workflow instance id)"

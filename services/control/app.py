@@ -42,7 +42,8 @@ class TokenConfigError(ValueError):
 
 
 def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
-    """Read the token table from the secret store; fail startup with the reason."""
+    """Read the token table from the secret store; fail startup with the reason (outside
+    development, short and `dev-` tokens are such a reason)."""
     if gateway.secrets is None:
         raise AuthConfigError("no secret store client: cannot read the api tokens")
     try:
@@ -52,7 +53,7 @@ def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
             f"cannot read secret {settings.tokens_secret!r} from secret store "
             f"{settings.secret_store!r}: {exc}"
         ) from None
-    return TokenTable.parse(raw)
+    return TokenTable.parse(raw, development=settings.development)
 
 
 def _with_tracking(activities: ActivityFactory | None) -> ActivityFactory:
@@ -115,7 +116,14 @@ def build_app(
         finally:
             await asyncio.to_thread(res.close)
 
-    app = FastAPI(title=settings.app_id, description=description, lifespan=lifespan)
+    # Swagger UI and ReDoc load their scripts from a CDN: development only. /openapi.json stays.
+    app = FastAPI(
+        title=settings.app_id,
+        description=description,
+        lifespan=lifespan,
+        docs_url="/docs" if settings.development else None,
+        redoc_url="/redoc" if settings.development else None,
+    )
     app.state.settings = settings
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
@@ -177,7 +185,8 @@ def _install_error_handlers(app: FastAPI, mapping: dict[type[Exception], int]) -
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
+            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: "
+            f"{str(e.get('msg')).removeprefix('Value error, ')}"
             for e in exc.errors()
         ]
         return await answer(request, 422, "; ".join(problems) or "invalid request")

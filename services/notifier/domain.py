@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel
 
-from contracts.messages import ApprovalRequested, OrderStatusChanged
+from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
 
 
 class Notification(BaseModel):
@@ -34,12 +34,27 @@ def for_approval_request(msg: ApprovalRequested) -> Notification:
     )
 
 
+# What a customer is told, per status. Fixed texts on purpose: the status detail may name the
+# approver or quote their reason, which stay internal (the order workflow and audit log keep them).
+CUSTOMER_TEXT: dict[OrderStatus, str] = {
+    OrderStatus.RECEIVED: "We have received your order {order_id}.",
+    OrderStatus.AWAITING_APPROVAL: "Your order {order_id} is waiting for approval.",
+    OrderStatus.APPROVED: "Your order {order_id} has been approved.",
+    OrderStatus.REJECTED: "Your order {order_id} was not approved.",
+    OrderStatus.EXPIRED: "Your order {order_id} was not approved in time and has been closed.",
+    OrderStatus.COMPLETED: "Your order {order_id} is complete.",
+    OrderStatus.FAILED: "We could not complete your order {order_id}.",
+    OrderStatus.CANCELLED: "Your order {order_id} has been cancelled.",
+}
+
+
 def for_status_change(msg: OrderStatusChanged) -> Notification:
+    """The customer's notification: a fixed text per status, never the status detail."""
     return Notification(
         id=msg.message_id,
         order_id=msg.order_id,
         audience="customer",
         subject=f"Order {msg.order_id}: {msg.status.value.replace('_', ' ')}",
-        text=f"Your order {msg.order_id} is now {msg.status.value}. {msg.detail}".strip(),
+        text=CUSTOMER_TEXT[msg.status].format(order_id=msg.order_id),
         at=msg.at,
     )

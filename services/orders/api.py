@@ -10,7 +10,7 @@ from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Request
 from pydantic import ValidationError
 
-from contracts.messages import ApprovalOutcome, OrderPlaced, describe_errors
+from contracts.messages import ApprovalOutcome, BusinessId, OrderPlaced, describe_errors
 from contracts.topics import APPROVAL_OUTCOMES, ORDERS
 from control import instances
 from control.auditing import record
@@ -124,7 +124,7 @@ def place_order(
 
 
 @router.get("/orders/{order_id}")
-def get_order(order_id: str, gateway: GatewayDep, _: Reader) -> dict[str, Any]:
+def get_order(order_id: BusinessId, gateway: GatewayDep, _: Reader) -> dict[str, Any]:
     """The order's workflow: status, custom status, result (its output), times."""
     assert gateway.workflows is not None
     state = gateway.workflows.state(instance_id(order_id), payloads=True)

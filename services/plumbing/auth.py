@@ -2,7 +2,8 @@
 
 The secret (default: store "localsecretstore", secret "api-tokens") maps each token to
 "<principal>:<role>[,<role>...][:<approver level>]", e.g. "bob:approver:manager" or "ada:admin".
-Tokens are kept only as SHA-256 digests and never logged.
+Tokens are kept only as SHA-256 digests and never logged. Outside development (DEV_MODE) a
+token must be long and random: at least 32 characters, and not one of the readable `dev-` ones.
 
 Roles: viewer reads; operator and admin mutate; admin alone runs bulk jobs; approver (level
 manager or vp) decides approvals. Every authenticated principal may read.
@@ -60,36 +61,66 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# A production token is long and random (e.g. secrets.token_urlsafe(32), 43 characters).
+MIN_TOKEN_LENGTH = 32
+DEV_MIN_TOKEN_LENGTH = 8
+DEV_PREFIX = "dev-"
+
+
 @dataclass(frozen=True)
 class TokenTable:
     by_digest: Mapping[str, Principal]
 
     @classmethod
-    def parse(cls, raw: Mapping[str, str]) -> TokenTable:
-        """Build from {token: "principal:roles[:level]"}; raise AuthConfigError naming the entry."""
+    def parse(cls, raw: Mapping[str, str], *, development: bool = False) -> TokenTable:
+        """Build from {token: "principal:roles[:level]"}; raise AuthConfigError naming the entry
+        (its number and principal, never the token). Short and `dev-` tokens pass only in
+        development."""
         table: dict[str, Principal] = {}
         for n, (token, spec) in enumerate(sorted(raw.items()), start=1):
             parts = str(spec).split(":")
-            if len(token) < 8 or len(parts) not in (2, 3) or not parts[0]:
+            if len(parts) not in (2, 3) or not parts[0]:
                 raise AuthConfigError(
-                    f"api token entry {n}: expected a token of 8+ characters mapped to "
+                    f"api token entry {n}: expected a token mapped to "
                     "'principal:role[,role][:level]'"
                 )
+            entry = f"api token entry {n} ({parts[0]})"
+            _check_token(token, entry, development)
             try:
                 roles = frozenset(Role(r.strip()) for r in parts[1].split(","))
                 level = Tier(parts[2]) if len(parts) == 3 else None
             except ValueError as exc:
-                raise AuthConfigError(f"api token entry {n} ({parts[0]}): {exc}") from None
+                raise AuthConfigError(f"{entry}: {exc}") from None
             if (Role.APPROVER in roles) != (level is not None):
                 raise AuthConfigError(
-                    f"api token entry {n} ({parts[0]}): an approver needs a level "
-                    "(manager or vp), and only an approver has one"
+                    f"{entry}: an approver needs a level (manager or vp), and only an approver "
+                    "has one"
                 )
             table[_digest(token)] = Principal(parts[0], roles, level)
         return cls(table)
 
     def lookup(self, token: str) -> Principal | None:
         return self.by_digest.get(_digest(token))
+
+
+def _check_token(token: str, entry: str, development: bool) -> None:
+    """Refuse a guessable token; the message names the entry, never the token."""
+    if development:
+        if len(token) < DEV_MIN_TOKEN_LENGTH:
+            raise AuthConfigError(
+                f"{entry}: a token needs at least {DEV_MIN_TOKEN_LENGTH} characters"
+            )
+        return
+    if token.lower().startswith(DEV_PREFIX):
+        raise AuthConfigError(
+            f"{entry}: '{DEV_PREFIX}' tokens are for development only (DEV_MODE=true); "
+            "use a long random token"
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        raise AuthConfigError(
+            f"{entry}: a token needs at least {MIN_TOKEN_LENGTH} random characters, e.g. "
+            "python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+        )
 
 
 def authenticate(request: Request) -> Principal:

@@ -17,7 +17,6 @@ comes back on the app's dead-letter topic the collector can say why (GET /deadle
 from __future__ import annotations
 
 import base64
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from contracts.envelope import BadEnvelope, BadPayload, Unverified, unwrap
+from contracts.envelope import BadEnvelope, BadPayload, Unverified, load_json, unwrap
 from contracts.messages import Message
 from contracts.signing import Verifier
 from contracts.topics import dead_letter
@@ -82,8 +81,8 @@ def _drop_key(app_id: str, topic: str, event_id: str) -> str:
 
 def _lenient_id(body: bytes) -> str:
     try:
-        raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+        raw = load_json(body)
+    except ValueError:
         return "?"
     return str(raw.get("id", "?")) if isinstance(raw, dict) else "?"
 
@@ -201,8 +200,8 @@ def make_dead_letter_endpoint(
     def keep(delivered: bytes) -> None:
         body = _original_bytes(delivered)
         try:
-            envelope = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            envelope = load_json(body)
+        except ValueError:
             envelope = {}
         envelope = envelope if isinstance(envelope, dict) else {}
         event_id = str(envelope.get("id", "?"))
@@ -248,8 +247,8 @@ def make_dead_letter_endpoint(
 def _original_bytes(delivered: bytes) -> bytes:
     """Unwrap the raw-payload envelope the sidecar puts around a dead letter."""
     try:
-        outer = json.loads(delivered)
-    except (ValueError, UnicodeDecodeError):
+        outer = load_json(delivered)
+    except ValueError:
         return delivered
     if isinstance(outer, dict) and isinstance(outer.get("data_base64"), str):
         try:

@@ -2,7 +2,8 @@
 
 Chromium renders the page, runs its script against the apps' APIs and dumps the resulting
 DOM; the assertions read what a person would see. Clicks are not driven here (the API calls
-behind the buttons are covered by the service and e2e tiers).
+behind the buttons are covered by the service and e2e tiers). Where the page leaves the address
+bar is read from Chromium's DevTools HTTP endpoint (`/json/list`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
 
 from tests.e2e.flow import Flow
@@ -66,6 +68,49 @@ def render(chromium: str, url: str, screenshot: Path | None = None) -> str:
         )
     assert done.returncode == 0, done.stderr[-2000:]
     return done.stdout
+
+
+def location_after_load(chromium: str, url: str, until: str) -> str:
+    """The page's URL as Chromium shows it, once it starts with `until` and carries no token."""
+    live = [chromium, *(f for f in FLAGS if not f.startswith("--virtual-time-budget"))]
+    with tempfile.TemporaryDirectory() as profile:
+        browser = subprocess.Popen(
+            [*live, f"--user-data-dir={profile}", "--remote-debugging-port=0", url],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            port_file = Path(profile) / "DevToolsActivePort"
+            port = eventually(
+                lambda: port_file.exists() and port_file.read_text().split("\n")[0],
+                timeout=30,
+                what="Chromium's DevTools port",
+            )
+
+            def page_url() -> str | None:
+                try:
+                    pages = httpx.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+                except httpx.HTTPError:
+                    return None
+                urls = [p["url"] for p in pages if p["type"] == "page"]
+                return next((u for u in urls if u.startswith(until) and "token" not in u), None)
+
+            return eventually(page_url, timeout=30, what=f"{until} without the token")
+        finally:
+            browser.terminate()
+            browser.wait(timeout=30)
+
+
+def test_console_takes_the_token_out_of_the_url_and_allows_no_inline_code(
+    flow: Flow, chromium: str
+) -> None:
+    policy = flow.http.get(f"{flow.orders}/console").headers["content-security-policy"]
+    assert "unsafe-inline" not in policy
+    assert "frame-ancestors 'none'" in policy and "base-uri 'none'" in policy
+    console = f"{flow.orders}/console"
+    seen = location_after_load(chromium, f"{console}#token=dev-viewer-vic&view=audit", console)
+    assert seen == f"{console}#view=audit"
+    assert location_after_load(chromium, f"{console}#token=dev-viewer-vic", console) == console
 
 
 def test_console_lists_workflows_and_shows_one_with_its_history(

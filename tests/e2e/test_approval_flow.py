@@ -48,7 +48,7 @@ def test_manager_approves(flow: Flow, webhook: WebhookSink) -> None:
     assert paths == ["/hooks/approvers/manager"] + ["/hooks/customer"] * 4
 
 
-def test_manager_rejects(flow: Flow) -> None:
+def test_manager_rejects(flow: Flow, webhook: WebhookSink) -> None:
     order = flow.place("800.00")
     flow.pending(order.order_id)
     resp = flow.decide(order.order_id, "manager", approved=False, reason="over budget")
@@ -57,6 +57,18 @@ def test_manager_rejects(flow: Flow) -> None:
     assert state["result"]["status"] == "rejected"
     assert state["result"]["reason"] == "over budget"
     assert flow.customer_statuses(order.order_id, "rejected")[-1] == "rejected"
+    # Who decided and why stay internal: the customer gets a fixed text per status.
+    told = eventually(
+        lambda: [
+            n
+            for p, n in webhook.for_order(order.order_id)
+            if p == "/hooks/customer" and n["id"].endswith("-rejected")
+        ],
+        what="the customer's rejection on the webhook",
+    )
+    assert told[0]["text"] == f"Your order {order.order_id} was not approved."
+    customer = [n for n in flow.notifications(order.order_id) if n["audience"] == "customer"]
+    assert customer and not any("bob" in str(n) or "over budget" in str(n) for n in customer)
 
 
 def test_vp_approves_a_large_order_and_a_manager_gets_403(flow: Flow) -> None:

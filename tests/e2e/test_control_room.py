@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from typing import Any
@@ -24,15 +25,14 @@ def ctl(stack: Stack, who: str, *args: str) -> tuple[int, Any]:
         "-m",
         "approvals_ctl",
         "--json",
-        "--token",
-        TOKENS[who],
         "--orders-url",
         stack.apps["orders"].app_url,
         "--approvals-url",
         stack.apps["approvals"].app_url,
         *args,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    env = {**os.environ, "APPROVALS_TOKEN": TOKENS[who]}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env)
     try:
         return done.returncode, json.loads(done.stdout)
     except ValueError:

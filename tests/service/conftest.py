@@ -13,7 +13,7 @@ from contracts.messages import ApprovalOutcome, DecisionSubmitted, Message
 from contracts.signing import Signer
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
-from tests.fakes import bearer, dev_signer, fake_gateway
+from tests.fakes import LOCAL, bearer, dev_signer, development, fake_gateway
 
 
 @pytest.fixture
@@ -31,11 +31,12 @@ def client(gateway: Gateway) -> Iterator[AppFactory]:
     def make(
         create_app: Callable[..., Any], settings: ServiceSettings, who: str = "admin"
     ) -> TestClient:
-        """A client of the app; it sends the development token of `who` unless told otherwise."""
-        app = create_app(settings, gateway=gateway)
-        c = TestClient(
-            app, base_url="http://127.0.0.1", raise_server_exceptions=False, headers=bearer(who)
-        )
+        """A client of the app; it sends the development token of `who` unless told otherwise.
+
+        The fake secret store serves the dev- tokens, so the app runs as a development stack.
+        """
+        app = create_app(development(settings), gateway=gateway)
+        c = TestClient(app, base_url=LOCAL, raise_server_exceptions=False, headers=bearer(who))
         c.__enter__()
         clients.append(c)
         return c

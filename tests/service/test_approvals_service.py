@@ -150,3 +150,18 @@ def test_inbox_filters_by_status_and_tier(approvals: TestClient, gateway) -> Non
     assert approvals.get("/approvals?status=bogus").status_code == 422
     assert approvals.get("/approvals/o-1").json()["tier"] == "manager"
     assert approvals.get("/approvals/o-2").status_code == 404
+
+
+@pytest.mark.parametrize("bad", ["rev-1%0A", "a%7C%7Cb", "o%20"])
+def test_bad_order_id_in_the_path_is_422_before_the_sidecar(
+    client: AppFactory, gateway, bad
+) -> None:
+    reader = client(create_app, ServiceSettings(app_id="approvals"), who="viewer")
+    approver = client(create_app, ServiceSettings(app_id="approvals"), who="manager")
+    for resp in (
+        reader.get(f"/approvals/{bad}"),
+        approver.post(f"/approvals/{bad}/decisions", json={"approved": True}),
+    ):
+        assert resp.status_code == 422
+        assert resp.json()["detail"].startswith("path.order_id: must be 1-55 characters of A-Z")
+    assert gateway.publisher.published == []

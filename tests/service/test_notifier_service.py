@@ -4,8 +4,9 @@ from datetime import UTC, datetime
 import pytest
 from fastapi.testclient import TestClient
 
-from contracts.messages import ApprovalRequested, OrderStatusChanged
+from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
 from notifier.app import create_app
+from notifier.domain import for_status_change
 from notifier.settings import NotifierSettings, SettingsError
 from tests.service.conftest import AppFactory, deliver
 
@@ -39,6 +40,37 @@ def test_webhook_channel_posts_through_the_binding(client: AppFactory, gateway) 
     ((name, operation, data, metadata),) = gateway.bindings.calls
     assert (name, operation, metadata["path"]) == ("notify-webhook", "post", "/approvers/vp")
     assert json.loads(data)["order_id"] == "o-1"
+
+
+def test_customer_is_told_a_fixed_text_never_the_approver_or_their_reason(
+    client: AppFactory, gateway
+) -> None:
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("log", "webhook")))
+    private = OrderStatusChanged(
+        order_id="o-2", status="rejected", at=NOW, detail="by bob: customer looks like a fraud"
+    )
+    assert deliver(notifier, "order-status", private)["status"] == "SUCCESS"
+    ((_, _, data, metadata),) = gateway.bindings.calls
+    assert metadata["path"] == "/customer"
+    (logged,) = notifier.get("/notifications", params={"order_id": "o-2"}).json()
+    for told in (json.loads(data), logged):
+        assert told["text"] == "Your order o-2 was not approved."
+        assert told["subject"] == "Order o-2: rejected"
+        assert "bob" not in json.dumps(told) and "fraud" not in json.dumps(told)
+
+
+@pytest.mark.parametrize("status", list(OrderStatus))
+def test_every_status_has_its_own_customer_text(status: OrderStatus) -> None:
+    note = for_status_change(
+        OrderStatusChanged(order_id="o-3", status=status, at=NOW, detail="by vera: internal")
+    )
+    assert "o-3" in note.text and "vera" not in note.text and "internal" not in note.text
+    others = {
+        for_status_change(OrderStatusChanged(order_id="o-3", status=s, at=NOW)).text
+        for s in OrderStatus
+        if s is not status
+    }
+    assert note.text not in others
 
 
 def test_failed_webhook_asks_for_a_retry_and_records_nothing(client: AppFactory, gateway) -> None:

@@ -1,3 +1,5 @@
+import json
+import secrets
 from datetime import UTC, datetime
 
 import pytest
@@ -5,8 +7,10 @@ from fastapi.testclient import TestClient
 
 from contracts.messages import ApprovalOutcome, OrderPlaced
 from orders.app import create_app
+from plumbing.auth import AuthConfigError
 from plumbing.gateway import Transient
 from plumbing.settings import ServiceSettings
+from tests.fakes import LOCAL, bearer
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -53,6 +57,36 @@ def test_what_can_never_succeed_is_dropped_with_a_reason(
 ) -> None:
     answer = deliver(orders, "orders", body)
     assert answer["status"] == "DROP" and reason in answer["reason"]
+    assert not gateway.workflows.scheduled
+
+
+def test_deeply_nested_cloudevent_is_dropped_and_dead_lettered_not_a_500(
+    orders: TestClient, gateway
+) -> None:
+    deep = (
+        b'{"specversion": "1.0", "id": "deep-1", "source": "s", "type": "t", "data": '
+        + b"[" * 20_000
+        + b"]" * 20_000
+        + b"}"
+    )
+    answer = deliver(orders, "orders", deep)
+    assert answer == {"status": "DROP", "reason": "body refused: JSON nested deeper than 32 levels"}
+    assert not gateway.workflows.scheduled
+    # The sidecar hands it back on the dead-letter topic; the collector keeps it, by its id.
+    assert orders.post("/deadletters/orders", content=deep).json()["status"] == "SUCCESS"
+    (kept,) = orders.get("/deadletters").json()
+    assert kept["event_id"] == "?" and "nested deeper" in kept["reason"]
+
+
+def test_order_id_with_a_trailing_newline_is_dropped_not_retried(
+    orders: TestClient, gateway
+) -> None:
+    data = ORDER.model_dump(mode="json") | {"order_id": "rev-1\n"}
+    body = json.dumps(
+        {"specversion": "1.0", "id": "rev-1", "source": "s", "type": "t", "data": data}
+    )
+    answer = deliver(orders, "orders", body.encode())
+    assert answer["status"] == "DROP" and "order_id: must be 1-55 characters" in answer["reason"]
     assert not gateway.workflows.scheduled
 
 
@@ -116,6 +150,13 @@ def test_unknown_order_is_404_not_500(orders: TestClient) -> None:
     assert resp.status_code == 404 and resp.json() == {"detail": "no order 'nope'"}
 
 
+@pytest.mark.parametrize("bad", ["rev-1%0A", "a%7C%7Cb", "o.1", "x" * 56])
+def test_bad_order_id_in_the_path_is_422_before_the_sidecar(orders: TestClient, bad: str) -> None:
+    resp = orders.get(f"/orders/{bad}")
+    assert resp.status_code == 422
+    assert resp.json()["detail"].startswith("path.order_id: must be 1-55 characters of A-Z")
+
+
 def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:
     body = (
         b'{"specversion": "1.0", "id": "bad-1", "source": "s", "type": "t",'
@@ -160,3 +201,29 @@ def test_the_audit_chain_verifies_and_detects_tampering(orders: TestClient, gate
         "intact": False,
         "summary": "record 2 was altered (its hash does not match its content)",
     }
+
+
+def test_production_settings_refuse_the_dev_tokens_at_startup(gateway) -> None:
+    app = create_app(ServiceSettings(app_id="orders"), gateway=gateway)  # development=False
+    with pytest.raises(AuthConfigError, match=r"api token entry \d+ \(\w+\): 'dev-' tokens") as err:
+        TestClient(app).__enter__()
+    assert "dev-admin-ada" not in str(err.value)
+
+
+def test_production_settings_refuse_a_short_token_at_startup(gateway) -> None:
+    gateway.secrets.secrets = {"api-tokens": {"short-but-not-dev": "ada:admin"}}
+    app = create_app(ServiceSettings(app_id="orders"), gateway=gateway)
+    with pytest.raises(AuthConfigError, match=r"entry 1 \(ada\): a token needs at least 32") as err:
+        TestClient(app).__enter__()
+    assert "short-but-not-dev" not in str(err.value)
+
+
+def test_production_settings_serve_long_random_tokens(gateway) -> None:
+    token = secrets.token_urlsafe(32)
+    gateway.secrets.secrets = {"api-tokens": {token: "vic:viewer"}}
+    app = create_app(ServiceSettings(app_id="orders"), gateway=gateway)
+    with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as prod:
+        assert (
+            prod.get("/orders/o-1", headers={"Authorization": f"Bearer {token}"}).status_code == 404
+        )
+        assert prod.get("/orders/o-1", headers=bearer("viewer")).status_code == 401

@@ -5,7 +5,16 @@ from decimal import Decimal
 import pytest
 from pydantic import ValidationError
 
-from contracts.envelope import BadEnvelope, BadPayload, unwrap, wrap
+from contracts.envelope import (
+    MAX_DEPTH,
+    BadEnvelope,
+    BadPayload,
+    TooDeep,
+    load_json,
+    nesting_depth,
+    unwrap,
+    wrap,
+)
 from contracts.messages import (
     ApprovalRequested,
     DecisionSubmitted,
@@ -64,7 +73,7 @@ def test_unknown_currency_lists_the_accepted_ones() -> None:
     assert problem(order(currency="EUR"), MessageLimits(currencies=frozenset({"USD"})))
 
 
-@pytest.mark.parametrize("bad", ["", "a b", "x" * 56, "ü", "o/1", "o.1"])
+@pytest.mark.parametrize("bad", ["", "a b", "x" * 56, "ü", "o/1", "o.1", "rev-1\n", "a||b"])
 def test_ids_fit_dapr_instance_ids(bad: str) -> None:
     assert "order_id: must be 1-55 characters" in problem(order(order_id=bad))
 
@@ -135,3 +144,35 @@ def test_stable_ids_for_every_message() -> None:
 def test_unwrap_refuses_what_can_never_succeed(body: bytes, error: type, says: str) -> None:
     with pytest.raises(error, match=says):
         unwrap(body, OrderPlaced)
+
+
+def nested(depth: int) -> str:
+    return "[" * depth + "]" * depth
+
+
+def test_nesting_depth_counts_brackets_outside_strings_only() -> None:
+    assert nesting_depth('{"a": [1, {"b": "[[[{{{"}], "c": "\\"[["}') == 3
+    assert nesting_depth(nested(MAX_DEPTH)) == MAX_DEPTH
+    assert nesting_depth('"unterminated [[[[') == 0
+    assert load_json(nested(MAX_DEPTH)) is not None
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 100, 100_000])
+def test_json_nested_too_deep_is_refused_before_parsing(depth: int) -> None:
+    # Depth 33 parses fine with json.loads: the bound is ours, not the interpreter's.
+    with pytest.raises(TooDeep, match=f"nested deeper than {MAX_DEPTH} levels"):
+        load_json(nested(depth))
+
+
+def event_with_data(data: str) -> bytes:
+    head = '{"specversion": "1.0", "id": "deep-1", "source": "s", "type": "t", "data": '
+    return f"{head}{data}}}".encode()
+
+
+def test_unwrap_refuses_a_deeply_nested_envelope_or_data() -> None:
+    with pytest.raises(BadEnvelope, match="body refused: JSON nested deeper than 32 levels"):
+        unwrap(event_with_data(nested(50_000)), OrderPlaced)
+    # The same nesting sent as a JSON string in `data` is parsed by unwrap: bounded there too.
+    with pytest.raises(BadPayload, match="data refused: JSON nested deeper than 32") as err:
+        unwrap(event_with_data(json.dumps(nested(50_000))), OrderPlaced)
+    assert err.value.event_id == "deep-1"

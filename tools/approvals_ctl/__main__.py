@@ -8,9 +8,10 @@ Business commands:
   audit list      the audit log;  audit verify   recompute its hash chain
   keys new        a new signing key pair for the approvals service (offline)
 
-Settings: --token or APPROVALS_TOKEN (a bearer token, see secrets/dev-secrets.json for the
-development ones); --orders-url / ORDERS_URL (http://127.0.0.1:8101) and --approvals-url /
-APPROVALS_URL (http://127.0.0.1:8102).
+Settings: APPROVALS_TOKEN (a bearer token, see secrets/dev-secrets.json for the development
+ones; --token works too, with a warning: a command line is visible to every user in `ps`);
+--orders-url / ORDERS_URL (http://127.0.0.1:8101) and --approvals-url / APPROVALS_URL
+(http://127.0.0.1:8102).
 
 Exit codes: 0 done; 1 the service failed or could not be reached; 2 usage error; 3 not found;
 4 refused (401, 403, 409, 410, 422); 5 the audit chain is broken; 6 a bulk job had failures.
@@ -30,6 +31,10 @@ import httpx
 from contracts.signing import UnusableKey, new_key_pair
 from plumbing.audit import AuditRecord, verify
 
+TOKEN_WARNING = (
+    "warning: --token shows the token to anyone who can list processes (ps) and may land in "
+    "your shell history; set APPROVALS_TOKEN instead"
+)
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_BROKEN, EXIT_JOB = range(7)
 
 
@@ -268,7 +273,10 @@ def parser() -> argparse.ArgumentParser:
         default=os.environ.get("APPROVALS_CTL_APP", "orders"),
         help="whose workflows (default orders)",
     )
-    p.add_argument("--token", default=os.environ.get("APPROVALS_TOKEN"), help="bearer token")
+    p.add_argument(
+        "--token",
+        help="bearer token; prefer APPROVALS_TOKEN in the environment (a command line shows in ps)",
+    )
     p.add_argument("--orders-url", default=os.environ.get("ORDERS_URL", "http://127.0.0.1:8101"))
     p.add_argument(
         "--approvals-url", default=os.environ.get("APPROVALS_URL", "http://127.0.0.1:8102")
@@ -383,6 +391,10 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the approvals-ctl command."""
     args = parser().parse_args(argv)
+    if args.token is None:
+        args.token = os.environ.get("APPROVALS_TOKEN")
+    else:
+        print(TOKEN_WARNING, file=sys.stderr)
     try:
         return int(args.fn(Client(args), args))
     except CtlError as exc:

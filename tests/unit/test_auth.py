@@ -1,0 +1,49 @@
+import json
+import secrets
+
+import pytest
+
+from plumbing.auth import AuthConfigError, Role, TokenTable
+from tests.fakes import DEV_STORES
+
+DEV_TOKENS: dict[str, str] = json.loads(DEV_STORES["localsecretstore"].read_text())["api-tokens"]
+
+
+def refusal(raw: dict[str, str], development: bool = False) -> str:
+    with pytest.raises(AuthConfigError) as err:
+        TokenTable.parse(raw, development=development)
+    message = str(err.value)
+    assert not any(token in message for token in raw), "the error must not show a token"
+    return message
+
+
+def test_production_accepts_long_random_tokens() -> None:
+    token = secrets.token_urlsafe(32)
+    table = TokenTable.parse({token: "bob:approver:manager"})
+    principal = table.lookup(token)
+    assert principal is not None and principal.roles == {Role.APPROVER}
+
+
+def test_production_refuses_a_short_token_naming_the_entry() -> None:
+    says = refusal({"k" * 31: "ada:admin"})
+    assert says.startswith("api token entry 1 (ada): a token needs at least 32 random characters")
+
+
+def test_production_refuses_dev_tokens_however_long() -> None:
+    says = refusal({secrets.token_urlsafe(32): "ada:admin", "dev-" + "x" * 40: "vic:viewer"})
+    assert "(vic): 'dev-' tokens are for development only (DEV_MODE=true)" in says
+    assert "dev-" in refusal(DEV_TOKENS)
+
+
+def test_development_accepts_the_readable_dev_tokens_but_not_tiny_ones() -> None:
+    table = TokenTable.parse(DEV_TOKENS, development=True)
+    admin = table.lookup("dev-admin-ada")
+    assert admin is not None and admin.id == "ada"
+    assert "at least 8 characters" in refusal({"dev-a": "ada:admin"}, development=True)
+
+
+def test_a_malformed_entry_is_named_without_its_token() -> None:
+    token = secrets.token_urlsafe(32)
+    assert refusal({token: "ada"}).startswith("api token entry 1: expected a token mapped to")
+    assert "(ada): 'wizard' is not a valid Role" in refusal({token: "ada:wizard"})
+    assert "(bob): an approver needs a level" in refusal({token: "bob:approver"})
