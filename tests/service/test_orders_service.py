@@ -119,14 +119,14 @@ def test_unknown_order_is_404_not_500(orders: TestClient) -> None:
 def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:
     body = (
         b'{"specversion": "1.0", "id": "bad-1", "source": "s", "type": "t",'
-        b' "data": {"order_id": "o-3", "amount": "1.001"}}'
+        b' "data": {"order_id": "o-3", "amount": "1.001", "currency": "EUR"}}'
     )
     assert deliver(orders, "orders", body)["status"] == "DROP"
     assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"
     assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"
     (kept,) = orders.get("/deadletters").json()
     assert kept["event_id"] == "bad-1" and kept["topic"] == "orders"
-    assert "amount: Decimal input should have no more than 2 decimal places" in kept["reason"]
+    assert "amount: EUR has 2 decimal places; got 1.001" in kept["reason"]
     assert orders.get("/deadletters", params={"topic": "approval-outcomes"}).json() == []
 
 
