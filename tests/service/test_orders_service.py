@@ -4,6 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.messages import ApprovalOutcome, OrderPlaced
+from contracts.policy import load_policy
 from orders.app import create_app
 from plumbing.gateway import Transient
 from plumbing.settings import ServiceSettings
@@ -160,3 +161,28 @@ def test_the_audit_chain_verifies_and_detects_tampering(orders: TestClient, gate
         "intact": False,
         "summary": "record 2 was altered (its hash does not match its content)",
     }
+
+
+def test_an_order_in_a_currency_without_a_rate_is_dropped_with_the_reason(
+    client: AppFactory, gateway
+) -> None:
+    euro_only = client(
+        create_app, ServiceSettings(app_id="orders", policy=load_policy({"POLICY_RATES": ""}))
+    )
+    usd = OrderPlaced(order_id="o-5", customer_id="c", amount="10", currency="USD", placed_at=NOW)
+    answer = deliver(euro_only, "orders", usd)
+    assert answer["status"] == "DROP"
+    assert (
+        "currency: 'USD' is not accepted" in answer["reason"]
+        and "use one of EUR" in answer["reason"]
+    )
+    assert not gateway.workflows.scheduled
+
+
+def test_the_workflow_input_carries_the_rates_and_minor_units(orders: TestClient, gateway) -> None:
+    jpy = OrderPlaced(order_id="o-6", customer_id="c", amount="9000", currency="JPY", placed_at=NOW)
+    assert deliver(orders, "orders", jpy)["status"] == "SUCCESS"
+    ((_, _, inp),) = gateway.workflows.scheduled
+    assert inp["order"]["amount"] == "9000"
+    assert inp["policy"]["rates"]["JPY"] == {"rate": "0.0055", "as_of": "2026-11-20"}
+    assert inp["policy"]["minor_units"]["JPY"] == 0
