@@ -137,7 +137,7 @@ def test_valid_decision_takes_the_approver_from_the_token(approvals: TestClient,
     assert (msg.approver_id, msg.approver_role) == ("bob", Tier.MANAGER)
     (entry,) = approvals.get("/audit").json()
     assert (entry["actor"], entry["role"]) == ("bob", "approver:manager")
-    assert entry["outcome"] == f"ok: approve as {msg.message_id}"
+    assert entry["outcome"] == f"ok: approve 1200.00 EUR as {msg.message_id}"
 
 
 def test_bad_decision_body_is_a_422_with_a_message(approvals: TestClient) -> None:
@@ -179,6 +179,9 @@ def test_inbox_and_approval_show_the_amount_with_the_rate_that_decided_it(
         "rate": "0.0055",
         "rate_as_of": "2026-11-20",
     }
+    assert post(approvals, "manager").status_code == 202
+    (entry,) = approvals.get("/audit").json()
+    assert entry["outcome"].startswith(f"ok: approve {JPY_TEXT} as d-")
 
 
 def test_an_index_line_stored_before_amounts_were_valued_still_reads(

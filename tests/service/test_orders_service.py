@@ -163,6 +163,67 @@ def test_the_audit_chain_verifies_and_detects_tampering(orders: TestClient, gate
     }
 
 
+def place(client: TestClient, amount: str, currency: str, order_id: str = "o-9"):
+    return client.post(
+        "/orders",
+        json={"order_id": order_id, "customer_id": "c", "amount": amount, "currency": currency},
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "kept", "text"),
+    [
+        ("2500", "EUR", "2500.00", "2500.00 EUR"),
+        ("9000", "JPY", "9000", "9000 JPY (49.50 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"),
+        ("9000.00", "JPY", "9000", "9000 JPY (49.50 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"),
+        ("4900", "GBP", "4900.00", "4900.00 GBP (5586.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20)"),
+    ],
+)
+def test_an_order_is_accepted_in_its_currency_s_minor_units_and_says_what_it_is_worth(
+    orders: TestClient, gateway, amount: str, currency: str, kept: str, text: str
+) -> None:
+    resp = place(orders, amount, currency)
+    assert resp.status_code == 202
+    assert resp.json() == {
+        "order_id": "o-9",
+        "instance_id": "order-o-9",
+        "amount": kept,
+        "currency": currency,
+        "amount_text": text,
+    }
+    (msg,) = gateway.publisher.to("orders")
+    assert msg.model_dump(mode="json")["amount"] == kept
+    (entry,) = orders.get("/audit").json()
+    assert entry["reason"] == text
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "says"),
+    [
+        ("9000.5", "JPY", "amount: JPY has no minor units: use a whole number (got 9000.5)"),
+        ("12.345", "EUR", "amount: EUR has 2 decimal places; got 12.345"),
+        ("100", "SEK", "currency: 'SEK' is not accepted: the approval policy has no exchange rate"),
+        ("100", "XYZ", "currency: 'XYZ' is not an ISO 4217 currency code"),
+    ],
+)
+def test_money_the_policy_cannot_route_is_a_clear_422(
+    orders: TestClient, gateway, amount: str, currency: str, says: str
+) -> None:
+    resp = place(orders, amount, currency)
+    assert resp.status_code == 422 and says in resp.json()["detail"]
+    assert not gateway.publisher.published
+
+
+def test_a_three_decimal_currency_with_a_configured_rate(client: AppFactory, gateway) -> None:
+    policy = load_policy({"POLICY_RATES": "BHD=2.28@2026-11-19"})
+    bhd = client(create_app, ServiceSettings(app_id="orders", policy=policy))
+    resp = place(bhd, "12.3", "BHD")
+    assert resp.status_code == 202
+    assert resp.json()["amount_text"] == "12.300 BHD (28.04 EUR; 1 BHD = 2.28 EUR as of 2026-11-19)"
+    assert "BHD has 3 decimal places" in place(bhd, "1.2345", "BHD", "o-10").json()["detail"]
+    assert "'JPY' is not accepted" in place(bhd, "9000", "JPY", "o-11").json()["detail"]
+
+
 def test_an_order_in_a_currency_without_a_rate_is_dropped_with_the_reason(
     client: AppFactory, gateway
 ) -> None:
