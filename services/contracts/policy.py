@@ -14,6 +14,7 @@ Errors: PolicyError (a setting is invalid; the message names the field).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
@@ -190,6 +191,10 @@ class ApprovalPolicy(BaseModel):
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready copy for a workflow input."""
         return self.model_dump(mode="json")
+
+    def __hash__(self) -> int:
+        # Frozen, so hashable, although the rate and minor-unit tables are dicts.
+        return hash(json.dumps(self.snapshot(), sort_keys=True))
 
 
 def same_person(a: str, b: str) -> bool:

@@ -14,6 +14,7 @@ from contracts.policy import (
     load_policy,
     parse_duration,
 )
+from plumbing.settings import ServiceSettings
 
 DEFAULT = ApprovalPolicy()
 
@@ -249,3 +250,8 @@ def test_narrowed_currencies_are_refused_by_name() -> None:
     assert policy.value(Decimal("600.00"), "USD").base_amount == Decimal("516.00")
     with pytest.raises(MoneyError, match="JPY is not accepted"):
         policy.value(Decimal(1), "JPY")
+
+
+def test_a_policy_is_hashable_like_the_frozen_settings_that_hold_it() -> None:
+    assert hash(DEFAULT) == hash(ApprovalPolicy.model_validate(DEFAULT.snapshot()))
+    assert hash(ServiceSettings(app_id="orders")) == hash(ServiceSettings(app_id="orders"))
