@@ -139,6 +139,8 @@ class ApprovalPolicy(BaseModel):
                 raise ValueError(f"rates: {code!r} is not an ISO 4217 currency code")
             if code == base:
                 raise ValueError(f"rates: {code} is the base currency; it needs no rate")
+        if self.currencies is not None and not self.currencies:
+            raise ValueError("currencies: empty; leave it out to accept every rated currency")
         for code in sorted(self.currencies or ()):
             if code != base and code not in self.rates:
                 raise ValueError(

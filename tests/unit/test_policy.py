@@ -176,6 +176,7 @@ def test_rates_from_a_policy_file_with_another_base_currency(tmp_path) -> None:
             "compared with the thresholds",
         ),
         ({"POLICY_MINOR_UNITS": "JPY"}, "POLICY_MINOR_UNITS: 'JPY' is not CODE=PLACES"),
+        ({"POLICY_CURRENCIES": ""}, "currencies: empty"),
     ],
 )
 def test_bad_money_settings_are_refused_at_startup(env: dict[str, str], says: str) -> None:
