@@ -167,9 +167,9 @@ class ApprovalPolicy(BaseModel):
     def value(self, amount: Decimal, currency: str) -> Valuation:
         """`amount` in the base currency, with the rate used; MoneyError if not accepted."""
         if currency not in self.accepted:
+            why = "" if currency in self.rates else f": no exchange rate to {self.base_currency}"
             raise MoneyError(
-                f"{currency} is not accepted: no exchange rate to {self.base_currency}; "
-                f"accepted: {', '.join(sorted(self.accepted))}"
+                f"{currency} is not accepted{why}; accepted: {', '.join(sorted(self.accepted))}"
             )
         return value_in(
             amount,
