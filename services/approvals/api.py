@@ -123,8 +123,9 @@ def post_decision(
 ) -> dict[str, str]:
     """Check what can be checked now, then publish the decision to the `decisions` topic."""
     assert approver.level is not None
-    view = load_view(gateway.state, order_id)
-    check_can_decide(view, order_id, approver.id, approver.level)
+    view = check_can_decide(
+        load_view(gateway.state, order_id), order_id, approver.id, approver.level
+    )
     decision = DecisionSubmitted(
         decision_id=f"d-{uuid.uuid4().hex}",
         order_id=order_id,
@@ -140,7 +141,7 @@ def post_decision(
         request,
         target=order_id,
         reason=body.reason,
-        outcome=f"ok: {verb} as {decision.decision_id}",
+        outcome=f"ok: {verb} {view.amount_text} as {decision.decision_id}",
     )
     return {"decision_id": decision.decision_id, "order_id": order_id, "status": "submitted"}
 

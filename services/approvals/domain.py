@@ -7,10 +7,12 @@ Errors (DecisionRefused and its subclasses, mapped to HTTP once in approvals.app
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, computed_field
 
 from contracts.messages import Tier
+from contracts.money import Valuation, describe_price
 from contracts.policy import authority_problem
 
 
@@ -60,7 +62,21 @@ class ApprovalView(BaseModel):
     due_at: datetime
     decided_by: str | None = None
     reason: str = ""
+    # The amount in the policy's base currency and the rate (with its date) that decided the
+    # tier; None for approvals requested before amounts were valued.
+    valuation: Valuation | None = None
     log: list[LogEntry] = []
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def amount_text(self) -> str:
+        """The amount as every screen shows it, with its value in the base currency."""
+        return price_text(self.amount, self.currency, self.valuation)
+
+
+def price_text(amount: str, currency: str, valuation: Valuation | None) -> str:
+    """describe_price for a stored amount string."""
+    return describe_price(Decimal(amount), currency, valuation)
 
 
 def check_can_decide(

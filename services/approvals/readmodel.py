@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from approvals.domain import ApprovalView
+from approvals.domain import ApprovalView, price_text
+from contracts.money import Valuation
 from plumbing.gateway import StateStore
 from plumbing.state import update
 
@@ -29,6 +30,7 @@ def save_view(state: StateStore, view: ApprovalView) -> None:
         "due_at": view.due_at.isoformat(),
         "amount": view.amount,
         "currency": view.currency,
+        "valuation": view.valuation.model_dump(mode="json") if view.valuation else None,
     }
 
     def change(index: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -45,11 +47,18 @@ def load_view(state: StateStore, order_id: str) -> ApprovalView | None:
 
 
 def list_index(state: StateStore, status: str | None, tier: str | None) -> list[dict[str, Any]]:
-    """Index lines matching the filters, soonest due first."""
+    """Index lines matching the filters, soonest due first, each with its amount_text."""
     index, _ = state.get(INDEX_KEY)
     rows = [
-        {"order_id": oid, **line}
+        {"order_id": oid, **line, "amount_text": _amount_text(line)}
         for oid, line in (index or {}).items()
         if (status is None or line["status"] == status) and (tier is None or line["tier"] == tier)
     ]
     return sorted(rows, key=lambda r: str(r["due_at"]))
+
+
+def _amount_text(line: dict[str, Any]) -> str:
+    valuation = line.get("valuation")
+    return price_text(
+        line["amount"], line["currency"], Valuation.model_validate(valuation) if valuation else None
+    )

@@ -98,6 +98,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
             customer_id=req.customer_id,
             amount=str(req.amount),
             currency=req.currency,
+            valuation=req.valuation,
             status=status,
             tier=tier,
             stage=stage,

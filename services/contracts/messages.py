@@ -4,14 +4,17 @@ Each message has a stable business id (`message_id`) that the publisher also set
 CloudEvent `id`, so every subscriber can drop duplicates. Money is Decimal, timestamps are
 timezone-aware, ids fit Dapr's workflow instance-id rules once prefixed.
 
-Limits that are settings rather than rules (the largest amount, the accepted currencies) come
-from a `MessageLimits` passed as pydantic validation context; without one, the defaults apply.
+Amounts are exact in their currency's minor units and normalised to them (contracts.money).
+Limits that are settings rather than rules (the accepted currencies, their minor units, the
+largest amount in the base currency) come from a `MessageLimits` passed as pydantic validation
+context, normally the policy's; without one, the defaults apply.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
@@ -26,11 +29,24 @@ from pydantic import (
     field_validator,
 )
 
+from contracts.money import (
+    DEFAULT_BASE_CURRENCY,
+    DEFAULT_RATES,
+    MoneyError,
+    Rate,
+    Valuation,
+    check_size,
+    format_money,
+    in_minor_units,
+    is_currency_code,
+    value_in,
+)
+
 # Dapr workflow instance ids: at most 64 chars of [A-Za-z0-9_-]. The longest prefix we add is
 # "approval-" (9 chars), so a business id may have 55.
 ID_MAX = 55
 _ID_RE = re.compile(r"[A-Za-z0-9_-]+")
-DEFAULT_CURRENCIES = frozenset({"EUR", "USD", "GBP", "CHF", "JPY"})
+DEFAULT_CURRENCIES = frozenset({DEFAULT_BASE_CURRENCY, *DEFAULT_RATES})
 DEFAULT_MAX_AMOUNT = Decimal("10000000")
 
 
@@ -38,15 +54,20 @@ DEFAULT_MAX_AMOUNT = Decimal("10000000")
 class MessageLimits:
     """Configurable bounds on message values, passed as validation context.
 
-    None means "no bound": `TRUSTED` re-reads a message that was already checked against the
-    policy in force when it entered the system (e.g. inside an activity).
+    `max_amount` is in `base_currency`; an amount in another currency is converted with
+    `rates` before it is compared. `minor_units` overrides babel's decimal places per currency.
+    None means "no bound": `TRUSTED` re-reads a message that was already checked (and
+    normalised) against the policy in force when it entered the system (e.g. in an activity).
     """
 
     max_amount: Decimal | None = DEFAULT_MAX_AMOUNT
     currencies: frozenset[str] | None = DEFAULT_CURRENCIES
+    base_currency: str = DEFAULT_BASE_CURRENCY
+    rates: Mapping[str, Rate] = field(default_factory=lambda: dict(DEFAULT_RATES), hash=False)
+    minor_units: Mapping[str, int] | None = field(default_factory=dict, hash=False)
 
 
-TRUSTED = MessageLimits(max_amount=None, currencies=None)
+TRUSTED = MessageLimits(max_amount=None, currencies=None, minor_units=None)
 
 
 def _limits(info: ValidationInfo) -> MessageLimits:
@@ -70,7 +91,7 @@ def _check_id(value: str) -> str:
 
 BusinessId = Annotated[str, AfterValidator(_check_id)]
 PersonId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
-Amount = Annotated[Decimal, Field(gt=0, decimal_places=2, allow_inf_nan=False)]
+Amount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 
 
 class Tier(StrEnum):
@@ -113,27 +134,57 @@ class Message(BaseModel):
 
 
 class _Priced(Message):
-    amount: Amount
+    # currency comes first: the amount's validation needs it.
     currency: str
-
-    @field_validator("amount")
-    @classmethod
-    def _amount_within_limit(cls, value: Decimal, info: ValidationInfo) -> Decimal:
-        limit = _limits(info).max_amount
-        if limit is not None and value > limit:
-            raise ValueError(f"must not exceed {limit}")
-        return value
+    amount: Amount
 
     @field_validator("currency")
     @classmethod
     def _known_currency(cls, value: str, info: ValidationInfo) -> str:
-        allowed = _limits(info).currencies
+        limits = _limits(info)
+        allowed = limits.currencies
         if allowed is None:
             if not re.fullmatch(r"[A-Z]{3}", value):
-                raise ValueError(f"{value!r} is not an ISO-4217 currency code")
+                raise ValueError(f"{value!r} is not an ISO 4217 currency code")
             return value
         if value not in allowed:
-            raise ValueError(f"{value!r} is not accepted; use one of {', '.join(sorted(allowed))}")
+            accepted = ", ".join(sorted(allowed))
+            if not is_currency_code(value):
+                raise ValueError(
+                    f"{value!r} is not an ISO 4217 currency code; use one of {accepted}"
+                )
+            if value in limits.rates:
+                raise ValueError(f"{value!r} is not accepted; use one of {accepted}")
+            raise ValueError(
+                f"{value!r} is not accepted: the approval policy has no exchange rate from it to "
+                f"{limits.base_currency}, so it could not compare the amount with its "
+                f"thresholds; use one of {accepted}"
+            )
+        return value
+
+    @field_validator("amount")
+    @classmethod
+    def _exact_and_within_limit(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        currency = info.data.get("currency")
+        if currency is None:  # the currency was refused; that error says enough
+            return value
+        limits = _limits(info)
+        try:
+            check_size(value)
+            if limits.minor_units is not None:
+                value = in_minor_units(value, currency, limits.minor_units.get(currency))
+            limit = limits.max_amount
+            if limit is not None:
+                base = limits.base_currency
+                places = (limits.minor_units or {}).get(base)
+                worth = value_in(value, currency, base, limits.rates.get(currency), places)
+                if worth.base_amount > limit:
+                    raise MoneyError(
+                        f"must not exceed {format_money(limit, base)}"
+                        + (f" (this is {worth.describe(currency)})" if currency != base else "")
+                    )
+        except MoneyError as exc:
+            raise ValueError(str(exc)) from None
         return value
 
 
@@ -162,6 +213,9 @@ class ApprovalRequested(_Priced):
     stage: Annotated[int, Field(ge=1, le=10)]
     due_at: AwareDatetime
     reason: Annotated[str, Field(max_length=500)] = ""
+    # What the amount is worth in the policy's base currency, and the rate that decided the
+    # tier; absent only in requests made before amounts were valued.
+    valuation: Valuation | None = None
 
     @property
     def message_id(self) -> str:

@@ -2,13 +2,19 @@
 
 Pure Python: no FastAPI, no Dapr. A snapshot of the policy (`ApprovalPolicy.model_dump`) goes
 into each workflow's input, so a running order keeps the rules it started with and replay stays
-deterministic.
+deterministic: the snapshot carries the exchange rates (with their dates) and the minor units
+of every accepted currency, so a workflow never looks anything up.
+
+Thresholds are in the policy's base currency. An order in another currency is valued in the
+base currency with the configured rate (`ApprovalPolicy.value`) and its tier decided on that;
+a currency with no rate is not accepted at all.
 
 Errors: PolicyError (a setting is invalid; the message names the field).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import unicodedata
@@ -22,7 +28,17 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from contracts.messages import DEFAULT_CURRENCIES, DEFAULT_MAX_AMOUNT, MessageLimits, Tier
+from contracts.messages import DEFAULT_MAX_AMOUNT, MessageLimits, Tier
+from contracts.money import (
+    DEFAULT_BASE_CURRENCY,
+    DEFAULT_RATES,
+    MoneyError,
+    Rate,
+    Valuation,
+    is_currency_code,
+    minor_units,
+    value_in,
+)
 
 _GO_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
 _ISO = re.compile(
@@ -73,6 +89,8 @@ class ApprovalPolicy(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # The thresholds and max_amount are amounts in this currency.
+    base_currency: str = DEFAULT_BASE_CURRENCY
     auto_approve_below: Annotated[Decimal, Field(ge=0)] = Decimal("500")
     manager_limit: Annotated[Decimal, Field(gt=0)] = Decimal("5000")
     manager_deadline: Duration = timedelta(days=3)
@@ -80,7 +98,12 @@ class ApprovalPolicy(BaseModel):
     on_manager_timeout: OnManagerTimeout = OnManagerTimeout.ESCALATE_TO_VP
     # The order workflow gives up waiting for an outcome after this long.
     order_backstop: Duration = timedelta(days=10)
-    currencies: frozenset[str] = DEFAULT_CURRENCIES
+    # Base-currency units per one unit of each other currency, with the date of the rate.
+    rates: dict[str, Rate] = DEFAULT_RATES
+    # Narrows the accepted currencies; None accepts the base currency and every rated one.
+    currencies: frozenset[str] | None = None
+    # Decimal places per accepted currency; filled from babel for those not given.
+    minor_units: dict[str, Annotated[int, Field(ge=0, le=6)]] = {}
     max_amount: Annotated[Decimal, Field(gt=0)] = DEFAULT_MAX_AMOUNT
 
     @model_validator(mode="after")
@@ -100,17 +123,66 @@ class ApprovalPolicy(BaseModel):
                 f"order_backstop ({self.order_backstop}) must cover the longest approval "
                 f"({longest}); otherwise orders expire while an approver may still decide"
             )
-        for code in self.currencies:
-            if not re.fullmatch(r"[A-Z]{3}", code):
-                raise ValueError(f"currencies: {code!r} is not an ISO-4217 code")
+        self._check_currencies()
+        # Frozen, but still being validated: nobody has seen this instance yet.
+        needed = sorted(self.accepted | {self.base_currency})
+        filled = {c: self.minor_units.get(c, minor_units(c)) for c in needed}
+        object.__setattr__(self, "minor_units", filled)
         return self
+
+    def _check_currencies(self) -> None:
+        base = self.base_currency
+        if not is_currency_code(base):
+            raise ValueError(f"base_currency: {base!r} is not an ISO 4217 currency code")
+        for code in self.rates:
+            if not is_currency_code(code):
+                raise ValueError(f"rates: {code!r} is not an ISO 4217 currency code")
+            if code == base:
+                raise ValueError(f"rates: {code} is the base currency; it needs no rate")
+        if self.currencies is not None and not self.currencies:
+            raise ValueError("currencies: empty; leave it out to accept every rated currency")
+        for code in sorted(self.currencies or ()):
+            if code != base and code not in self.rates:
+                raise ValueError(
+                    f"currencies: {code!r} has no rate to {base} in rates, so its amounts "
+                    f"could not be compared with the thresholds; add a rate or remove it"
+                )
+
+    @property
+    def accepted(self) -> frozenset[str]:
+        """The currencies orders may be in: the base currency and those with a rate."""
+        rated = frozenset({self.base_currency, *self.rates})
+        return rated if self.currencies is None else rated & self.currencies
 
     @property
     def limits(self) -> MessageLimits:
-        return MessageLimits(max_amount=self.max_amount, currencies=self.currencies)
+        return MessageLimits(
+            max_amount=self.max_amount,
+            currencies=self.accepted,
+            base_currency=self.base_currency,
+            rates={c: r for c, r in self.rates.items() if c in self.accepted},
+            minor_units=dict(self.minor_units),
+        )
+
+    def value(self, amount: Decimal, currency: str) -> Valuation:
+        """`amount` in the base currency, with the rate used; MoneyError if not accepted."""
+        if currency not in self.accepted:
+            why = "" if currency in self.rates else f": no exchange rate to {self.base_currency}"
+            raise MoneyError(
+                f"{currency} is not accepted{why}; accepted: {', '.join(sorted(self.accepted))}"
+            )
+        return value_in(
+            amount,
+            currency,
+            self.base_currency,
+            self.rates.get(currency),
+            self.minor_units[self.base_currency],
+        )
 
     def tier_for(self, amount: Decimal) -> Tier | None:
-        """The first approval tier for `amount`, or None when it is approved automatically."""
+        """The first approval tier for `amount` (in the base currency), or None when it is
+        approved automatically: below auto_approve_below; manager up to and including
+        manager_limit; VP above."""
         if amount < self.auto_approve_below:
             return None
         return Tier.MANAGER if amount <= self.manager_limit else Tier.VP
@@ -121,6 +193,10 @@ class ApprovalPolicy(BaseModel):
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready copy for a workflow input."""
         return self.model_dump(mode="json")
+
+    def __hash__(self) -> int:
+        # Frozen, so hashable, although the rate and minor-unit tables are dicts.
+        return hash(json.dumps(self.snapshot(), sort_keys=True))
 
 
 _RANK = {Tier.MANAGER: 1, Tier.VP: 2}
@@ -171,8 +247,7 @@ def load_policy(env: Mapping[str, str] | None = None) -> ApprovalPolicy:
     for field in ApprovalPolicy.model_fields:
         key = ENV_PREFIX + field.upper()
         if key in env:
-            raw: Any = env[key]
-            values[field] = [c.strip() for c in raw.split(",")] if field == "currencies" else raw
+            values[field] = _from_env(field, env[key])
     try:
         return ApprovalPolicy.model_validate(values)
     except ValidationError as exc:
@@ -181,3 +256,29 @@ def load_policy(env: Mapping[str, str] | None = None) -> ApprovalPolicy:
             where = ".".join(str(p) for p in err["loc"]) or "policy"
             problems.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
         raise PolicyError("invalid approval policy: " + "; ".join(problems)) from None
+
+
+def _from_env(field: str, raw: str) -> Any:
+    """A POLICY_<FIELD> value: lists and tables are comma lists ("USD=0.86@2026-11-20,...")."""
+    items = [item.strip() for item in raw.split(",") if item.strip()]
+    if field == "currencies":
+        return items
+    if field == "minor_units":
+        return dict(_pair(item, "POLICY_MINOR_UNITS", "CODE=PLACES") for item in items)
+    if field == "rates":
+        table = {}
+        for item in items:
+            code, value = _pair(item, "POLICY_RATES", "CODE=RATE@YYYY-MM-DD")
+            rate, at, as_of = value.partition("@")
+            if not at:
+                raise PolicyError(f"POLICY_RATES: {item!r} is not CODE=RATE@YYYY-MM-DD")
+            table[code] = {"rate": rate.strip(), "as_of": as_of.strip()}
+        return table
+    return raw
+
+
+def _pair(item: str, variable: str, shape: str) -> tuple[str, str]:
+    key, eq, value = item.partition("=")
+    if not eq or not key.strip() or not value.strip():
+        raise PolicyError(f"{variable}: {item!r} is not {shape}")
+    return key.strip(), value.strip()

@@ -65,7 +65,7 @@ async function act(id, action) {
 async function loadInbox() {
   const rows = await api("GET", "/approvals?status=pending");
   $("inbox-rows").innerHTML = rows.map((r) => `<tr><td>${esc(r.order_id)}</td>
-    <td>${esc(r.tier)}</td><td>${esc(r.amount)} ${esc(r.currency)}</td><td>${when(r.due_at)}</td>
+    <td>${esc(r.tier)}</td><td>${esc(r.amount_text)}</td><td>${when(r.due_at)}</td>
     <td><button data-order="${esc(r.order_id)}" data-ok="1">Approve</button>
         <button data-order="${esc(r.order_id)}" data-ok="">Reject</button></td></tr>`).join("");
   document.querySelectorAll("[data-order]").forEach((b) => b.onclick = async () => {

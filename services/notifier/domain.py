@@ -7,6 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
+from contracts.money import describe_price
 
 
 class Notification(BaseModel):
@@ -27,7 +28,8 @@ def for_approval_request(msg: ApprovalRequested) -> Notification:
         audience=f"approvers:{msg.tier.value}",
         subject=f"Approval needed: order {msg.order_id}",
         text=(
-            f"Order {msg.order_id} for {msg.amount} {msg.currency} needs {msg.tier.value} "
+            f"Order {msg.order_id} for {describe_price(msg.amount, msg.currency, msg.valuation)} "
+            f"needs {msg.tier.value} "
             f"approval by {msg.due_at.isoformat()} (stage {msg.stage}). {msg.reason}"
         ).strip(),
         at=msg.due_at,

@@ -11,6 +11,7 @@ from fastapi import APIRouter, FastAPI, Request
 from pydantic import ValidationError
 
 from contracts.messages import ApprovalOutcome, BusinessId, OrderPlaced, describe_errors
+from contracts.money import describe_price
 from contracts.topics import APPROVAL_OUTCOMES, ORDERS
 from control import instances
 from control.auditing import record
@@ -114,13 +115,26 @@ router = APIRouter(tags=["orders"])
 def place_order(
     body: dict[str, Any], gateway: GatewayDep, request: Request, _: Operator
 ) -> dict[str, str]:
-    """Publish an OrderPlaced to the `orders` topic, as a shop would (placed_at defaults to now)."""
+    """Publish an OrderPlaced to the `orders` topic, as a shop would (placed_at defaults to now).
+
+    The answer shows the amount as accepted (in its currency's minor units) and what it is
+    worth in the policy's base currency at the rate in force now.
+    """
     settings: ServiceSettings = request.app.state.settings
     body.setdefault("placed_at", datetime.now(UTC).isoformat())
     order = parse_order(body, settings)
+    text = describe_price(
+        order.amount, order.currency, settings.policy.value(order.amount, order.currency)
+    )
     gateway.publisher.publish(ORDERS, order)
-    record(request, target=order.order_id, reason=f"{order.amount} {order.currency}")
-    return {"order_id": order.order_id, "instance_id": instance_id(order.order_id)}
+    record(request, target=order.order_id, reason=text)
+    return {
+        "order_id": order.order_id,
+        "instance_id": instance_id(order.order_id),
+        "amount": str(order.amount),
+        "currency": order.currency,
+        "amount_text": text,
+    }
 
 
 @router.get("/orders/{order_id}")

@@ -1,8 +1,13 @@
 """order_workflow and its activities.
 
 The workflow orchestrates and nothing else: no I/O, no wall clock (time comes from the context), no
-randomness; the policy comes in its input. Business outcomes are return values; an invalid
-order ends as `rejected` with reason `invalid_order`, never as a FAILED workflow.
+randomness; the policy comes in its input, with the exchange rates and minor units it needs.
+Business outcomes are return values; an invalid order ends as `rejected` with reason
+`invalid_order`, never as a FAILED workflow.
+
+The tier is decided on the order's value in the policy's base currency. An order started by
+a release that routed by the raw number (its policy snapshot has `currencies` but no
+`base_currency`) is replayed the way it started, so it keeps its tier.
 
 Activities do the side effects, idempotently: every message they publish has a stable id.
 """
@@ -27,6 +32,7 @@ from contracts.messages import (
     Outcome,
     describe_errors,
 )
+from contracts.money import MoneyError, Valuation, describe_price
 from contracts.policy import ApprovalPolicy, covers
 from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
@@ -60,6 +66,8 @@ class OrderResult(BaseModel):
     reason: str = ""
     decided_by: str = ""
     tier: str | None = None
+    # What the order was worth in the base currency, and the rate that decided the tier.
+    valuation: Valuation | None = None
 
 
 def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
@@ -71,25 +79,40 @@ def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[st
 
 def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     inp = OrderInput.model_validate(raw)
-    policy = ApprovalPolicy.model_validate(inp.policy)
+    legacy = _routes_by_raw_amount(inp.policy)
+    # A legacy snapshot's currency list may name currencies that have no rate; it decided
+    # nothing that replay needs again, so it is left out rather than refused.
+    policy = ApprovalPolicy.model_validate(
+        {k: v for k, v in inp.policy.items() if k != "currencies"} if legacy else inp.policy
+    )
     order_id = str(inp.order.get("order_id") or ctx.instance_id.removeprefix(INSTANCE_PREFIX))
 
     def status(value: OrderStatus, detail: str = "") -> Any:
         msg = OrderStatusChanged(order_id=order_id, status=value, at=now(ctx), detail=detail)
         return activity(ctx, PUBLISH_STATUS, msg.model_dump(mode="json"))
 
+    worth: Valuation | None = None
+
     def finish(
         value: OrderStatus, reason: str, decided_by: str = "", tier: str | None = None
     ) -> dict[str, Any]:
         ctx.set_custom_status(f"{value.value}" + (f": {reason}" if reason else ""))
         return OrderResult(
-            order_id=order_id, status=value, reason=reason, decided_by=decided_by, tier=tier
+            order_id=order_id,
+            status=value,
+            reason=reason,
+            decided_by=decided_by,
+            tier=tier,
+            valuation=worth,
         ).model_dump(mode="json")
 
     try:
-        order = OrderPlaced.model_validate(inp.order, context=policy.limits)
-    except ValidationError as exc:
-        reason = f"invalid_order: {describe_errors(exc)}"
+        order = OrderPlaced.model_validate(inp.order, context=TRUSTED if legacy else policy.limits)
+        if not legacy:
+            worth = policy.value(order.amount, order.currency)
+    except (ValidationError, MoneyError) as exc:
+        problem = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
+        reason = f"invalid_order: {problem}"
         if not ctx.is_replaying:
             log.warning("order %s rejected: %s", order_id, reason)
         # An unusable order id leaves nothing to publish the status under.
@@ -97,8 +120,9 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             yield status(OrderStatus.REJECTED, reason)
         return finish(OrderStatus.REJECTED, "invalid_order")
 
-    yield status(OrderStatus.RECEIVED, f"{order.amount} {order.currency}")
-    tier = policy.tier_for(order.amount)
+    price = describe_price(order.amount, order.currency, worth)
+    yield status(OrderStatus.RECEIVED, price)
+    tier = policy.tier_for(worth.base_amount if worth else order.amount)
     outcome: ApprovalOutcome | None
     if tier is None:
         outcome = ApprovalOutcome(
@@ -119,7 +143,8 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             tier=tier,
             stage=1,
             due_at=due,
-            reason=f"{order.amount} {order.currency} needs {tier.value} approval",
+            reason=f"{price} needs {tier.value} approval",
+            valuation=worth,
         )
         ctx.set_custom_status(f"awaiting {tier.value} approval, due {due.isoformat()}")
         yield activity(ctx, REQUEST_APPROVAL, request.model_dump(mode="json"))
@@ -168,6 +193,14 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
     final = OrderStatus.EXPIRED if outcome.outcome is Outcome.EXPIRED else OrderStatus.REJECTED
     yield status(final, outcome.reason)
     return finish(final, outcome.reason, outcome.decided_by, tier.value if tier else None)
+
+
+def _routes_by_raw_amount(snapshot: dict[str, Any]) -> bool:
+    """True for a policy snapshot taken before thresholds were in a base currency.
+
+    Such an order passed that release's checks when it started; it is read as it was then.
+    """
+    return "currencies" in snapshot and "base_currency" not in snapshot
 
 
 def _parse_outcome(data: Any, order_id: str) -> ApprovalOutcome | None:

@@ -132,16 +132,22 @@ def test_console_lists_workflows_and_shows_one_with_its_history(
     assert (tmp_path / "console.png").stat().st_size > 10_000
 
 
-def test_approvals_console_shows_the_inbox_to_an_approver(flow: Flow, chromium: str) -> None:
-    order = flow.place("1300.00")
+def test_approvals_console_shows_the_inbox_to_an_approver(
+    flow: Flow, chromium: str, tmp_path: Path
+) -> None:
+    order = flow.place("1300")
+    yen = flow.place("200000", currency="JPY")
     flow.pending(order.order_id)
+    flow.pending(yen.order_id)
     page = f"{flow.approvals}/console#token=dev-manager-bob&view=inbox"
     dom = eventually(
-        lambda: (d := render(chromium, page)) and order.order_id in d and d,
+        lambda: (d := render(chromium, page)) and yen.order_id in d and order.order_id in d and d,
         timeout=30,
-        what="the order in the approver's inbox",
+        what="the orders in the approver's inbox",
     )
     assert "Approvals inbox" in dom and "1300.00 EUR" in dom and ">Approve</button>" in dom
+    assert "200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)" in dom
+    render(chromium, page, screenshot=tmp_path / "inbox.png")
 
 
 def test_console_without_a_token_asks_for_one_and_a_bad_one_is_shown(

@@ -52,20 +52,28 @@ class Flow:
         assert resp.status_code == 204, resp.text
 
     def order_message(
-        self, amount: str, customer: str = "cust-1", order_id: str | None = None
+        self,
+        amount: str,
+        customer: str = "cust-1",
+        order_id: str | None = None,
+        currency: str = "EUR",
     ) -> OrderPlaced:
         return OrderPlaced(
             order_id=order_id or unique("o"),
             customer_id=customer,
             amount=amount,
-            currency="EUR",
+            currency=currency,
             placed_at=datetime.now(UTC),
         )
 
     def place(
-        self, amount: str, customer: str = "cust-1", order_id: str | None = None
+        self,
+        amount: str,
+        customer: str = "cust-1",
+        order_id: str | None = None,
+        currency: str = "EUR",
     ) -> OrderPlaced:
-        order = self.order_message(amount, customer, order_id)
+        order = self.order_message(amount, customer, order_id, currency)
         self.publish(order, "orders")
         return order
 

@@ -26,6 +26,12 @@ def test_manager_approves(flow: Flow, webhook: WebhookSink) -> None:
         "reason": "fine",
         "decided_by": "bob",
         "tier": "manager",
+        "valuation": {
+            "base_currency": "EUR",
+            "base_amount": "1200.00",
+            "rate": "1",
+            "rate_as_of": None,
+        },
     }
     assert flow.customer_statuses(order.order_id, "completed", expect=4) == [
         "received",
@@ -79,6 +85,30 @@ def test_vp_approves_a_large_order_and_a_manager_gets_403(flow: Flow) -> None:
     assert "manager may not decide a VP stage" in refused.json()["detail"]
     assert flow.decide(order.order_id, "vp").status_code == 202
     assert flow.finished(order.order_id)["result"]["decided_by"] == "val"
+
+
+def test_orders_in_other_currencies_are_tiered_on_their_value_in_euros(flow: Flow) -> None:
+    yen = flow.place("90000", currency="JPY")  # 495.00 EUR: approved at once
+    pounds = flow.place("4900", currency="GBP")  # 5586.00 EUR: a VP's, as 4,900 EUR is not
+    view = flow.pending(pounds.order_id, tier="vp")
+    assert (view["amount"], view["currency"]) == ("4900.00", "GBP")
+    assert view["valuation"] == {
+        "base_currency": "EUR",
+        "base_amount": "5586.00",
+        "rate": "1.14",
+        "rate_as_of": "2026-11-20",
+    }
+    text = "4900.00 GBP (5586.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20)"
+    assert view["amount_text"] == text and view["log"][0]["note"] == f"{text} needs vp approval"
+    assert flow.decide(pounds.order_id, "vp").status_code == 202
+    assert flow.finished(pounds.order_id)["result"]["decided_by"] == "val"
+    result = flow.finished(yen.order_id)["result"]
+    assert (result["reason"], result["valuation"]["base_amount"]) == ("auto_approved", "495.00")
+    approvers = eventually(
+        lambda: [n for n in flow.notifications(pounds.order_id) if n["audience"] == "approvers:vp"],
+        what="the VP to be notified",
+    )
+    assert approvers[0]["text"].startswith(f"Order {pounds.order_id} for {text} needs vp")
 
 
 def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:

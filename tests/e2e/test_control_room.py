@@ -237,3 +237,9 @@ def test_business_verbs_place_an_order_and_decide_it(flow: Flow) -> None:
         "1.001",
     )
     assert code == 4 and "order_id:" in out and "amount:" in out
+    yen = ["order", "place", "--customer", "x", "--currency", "JPY", "--order-id"]
+    code, placed = ctl(flow.stack, "operator", *yen, unique("o"), "--amount", "9000")
+    assert code == 0
+    assert placed["amount_text"] == "9000 JPY (49.50 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
+    code, out = ctl(flow.stack, "operator", *yen, unique("o"), "--amount", "9000.5")
+    assert code == 4 and "JPY has no minor units" in out

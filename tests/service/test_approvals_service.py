@@ -7,6 +7,8 @@ from approvals.app import create_app
 from approvals.domain import ApprovalView
 from approvals.readmodel import save_view
 from contracts.messages import ApprovalRequested, DecisionSubmitted, Tier
+from contracts.money import Valuation
+from contracts.policy import load_policy
 from plumbing.settings import ServiceSettings
 from tests.fakes import bearer
 from tests.service.conftest import AppFactory, deliver
@@ -14,13 +16,15 @@ from tests.service.conftest import AppFactory, deliver
 NOW = datetime.now(UTC)
 
 
-def request(stage: int = 1, tier: Tier = Tier.MANAGER) -> ApprovalRequested:
+def request(
+    stage: int = 1, tier: Tier = Tier.MANAGER, amount: str = "1200.00", currency: str = "EUR"
+) -> ApprovalRequested:
     return ApprovalRequested(
         request_id=ApprovalRequested.make_id("o-1", stage, tier),
         order_id="o-1",
         customer_id="c-1",
-        amount="1200.00",
-        currency="EUR",
+        amount=amount,
+        currency=currency,
         tier=tier,
         stage=stage,
         due_at=NOW,
@@ -133,7 +137,7 @@ def test_valid_decision_takes_the_approver_from_the_token(approvals: TestClient,
     assert (msg.approver_id, msg.approver_role) == ("bob", Tier.MANAGER)
     (entry,) = approvals.get("/audit").json()
     assert (entry["actor"], entry["role"]) == ("bob", "approver:manager")
-    assert entry["outcome"] == f"ok: approve as {msg.message_id}"
+    assert entry["outcome"] == f"ok: approve 1200.00 EUR as {msg.message_id}"
 
 
 def test_bad_decision_body_is_a_422_with_a_message(approvals: TestClient) -> None:
@@ -165,3 +169,60 @@ def test_bad_order_id_in_the_path_is_422_before_the_sidecar(
         assert resp.status_code == 422
         assert resp.json()["detail"].startswith("path.order_id: must be 1-55 characters of A-Z")
     assert gateway.publisher.published == []
+
+
+JPY_WORTH = Valuation(
+    base_currency="EUR", base_amount="1100.00", rate="0.0055", rate_as_of="2026-11-20"
+)
+JPY_TEXT = "200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
+
+
+def test_inbox_and_approval_show_the_amount_with_the_rate_that_decided_it(
+    approvals: TestClient, gateway
+) -> None:
+    save_view(
+        gateway.state,
+        view().model_copy(update={"amount": "200000", "currency": "JPY", "valuation": JPY_WORTH}),
+    )
+    (row,) = approvals.get("/approvals?status=pending").json()
+    assert (row["amount"], row["currency"], row["amount_text"]) == ("200000", "JPY", JPY_TEXT)
+    one = approvals.get("/approvals/o-1").json()
+    assert one["amount_text"] == JPY_TEXT
+    assert one["valuation"] == {
+        "base_currency": "EUR",
+        "base_amount": "1100.00",
+        "rate": "0.0055",
+        "rate_as_of": "2026-11-20",
+    }
+    assert post(approvals, "manager").status_code == 202
+    (entry,) = approvals.get("/audit").json()
+    assert entry["outcome"].startswith(f"ok: approve {JPY_TEXT} as d-")
+
+
+def test_an_index_line_stored_before_amounts_were_valued_still_reads(
+    approvals: TestClient, gateway
+) -> None:
+    gateway.state.put(
+        "approvals-index",
+        {
+            "o-7": {
+                "status": "pending",
+                "tier": "manager",
+                "due_at": NOW.isoformat(),
+                "amount": "2500",
+                "currency": "EUR",
+            }
+        },
+    )
+    (row,) = approvals.get("/approvals").json()
+    assert row["amount_text"] == "2500.00 EUR"
+
+
+def test_a_request_in_a_currency_the_policy_has_no_rate_for_is_dropped(
+    client: AppFactory, gateway
+) -> None:
+    euro_only = ServiceSettings(app_id="approvals", policy=load_policy({"POLICY_RATES": ""}))
+    app = client(create_app, euro_only)
+    answer = deliver(app, "approval-requests", request(amount="200000", currency="JPY"))
+    assert answer["status"] == "DROP" and "'JPY' is not accepted" in answer["reason"]
+    assert not gateway.workflows.scheduled

@@ -5,6 +5,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
+from contracts.money import Valuation
 from notifier.app import create_app
 from notifier.domain import for_status_change
 from notifier.settings import NotifierSettings, SettingsError
@@ -87,3 +88,26 @@ def test_failed_webhook_asks_for_a_retry_and_records_nothing(client: AppFactory,
 def test_unknown_channel_fails_startup_with_a_clear_message() -> None:
     with pytest.raises(SettingsError, match="NOTIFY_CHANNELS: unknown channel"):
         NotifierSettings.from_env(env={"NOTIFY_CHANNELS": "log,pigeon"})
+
+
+def test_approvers_are_told_the_amount_and_what_it_is_worth(client: AppFactory) -> None:
+    notifier = client(create_app, NotifierSettings(app_id="notifier"))
+    request = ApprovalRequested(
+        request_id="o-2-s1-vp",
+        order_id="o-2",
+        customer_id="c",
+        amount="4900",
+        currency="GBP",
+        tier="vp",
+        stage=1,
+        due_at=NOW,
+        valuation=Valuation(
+            base_currency="EUR", base_amount="5586.00", rate="1.14", rate_as_of="2026-11-20"
+        ),
+    )
+    assert deliver(notifier, "approval-requests", request)["status"] == "SUCCESS"
+    (note,) = notifier.get("/notifications", params={"order_id": "o-2"}).json()
+    assert note["text"].startswith(
+        "Order o-2 for 4900.00 GBP (5586.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20) "
+        "needs vp approval by 2026-01-05T09:00:00+00:00 (stage 1)."
+    )

@@ -6,6 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.messages import ApprovalOutcome, OrderPlaced
+from contracts.policy import load_policy
 from orders.app import create_app
 from plumbing.auth import AuthConfigError
 from plumbing.gateway import Transient
@@ -160,14 +161,14 @@ def test_bad_order_id_in_the_path_is_422_before_the_sidecar(orders: TestClient, 
 def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:
     body = (
         b'{"specversion": "1.0", "id": "bad-1", "source": "s", "type": "t",'
-        b' "data": {"order_id": "o-3", "amount": "1.001"}}'
+        b' "data": {"order_id": "o-3", "amount": "1.001", "currency": "EUR"}}'
     )
     assert deliver(orders, "orders", body)["status"] == "DROP"
     assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"
     assert orders.post("/deadletters/orders", content=body).json()["status"] == "SUCCESS"
     (kept,) = orders.get("/deadletters").json()
     assert kept["event_id"] == "bad-1" and kept["topic"] == "orders"
-    assert "amount: Decimal input should have no more than 2 decimal places" in kept["reason"]
+    assert "amount: EUR has 2 decimal places; got 1.001" in kept["reason"]
     assert orders.get("/deadletters", params={"topic": "approval-outcomes"}).json() == []
 
 
@@ -227,3 +228,89 @@ def test_production_settings_serve_long_random_tokens(gateway) -> None:
             prod.get("/orders/o-1", headers={"Authorization": f"Bearer {token}"}).status_code == 404
         )
         assert prod.get("/orders/o-1", headers=bearer("viewer")).status_code == 401
+
+
+def place(client: TestClient, amount: str, currency: str, order_id: str = "o-9"):
+    return client.post(
+        "/orders",
+        json={"order_id": order_id, "customer_id": "c", "amount": amount, "currency": currency},
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "kept", "text"),
+    [
+        ("2500", "EUR", "2500.00", "2500.00 EUR"),
+        ("9000", "JPY", "9000", "9000 JPY (49.50 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"),
+        ("9000.00", "JPY", "9000", "9000 JPY (49.50 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"),
+        ("4900", "GBP", "4900.00", "4900.00 GBP (5586.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20)"),
+    ],
+)
+def test_an_order_is_accepted_in_its_currency_s_minor_units_and_says_what_it_is_worth(
+    orders: TestClient, gateway, amount: str, currency: str, kept: str, text: str
+) -> None:
+    resp = place(orders, amount, currency)
+    assert resp.status_code == 202
+    assert resp.json() == {
+        "order_id": "o-9",
+        "instance_id": "order-o-9",
+        "amount": kept,
+        "currency": currency,
+        "amount_text": text,
+    }
+    (msg,) = gateway.publisher.to("orders")
+    assert msg.model_dump(mode="json")["amount"] == kept
+    (entry,) = orders.get("/audit").json()
+    assert entry["reason"] == text
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "says"),
+    [
+        ("9000.5", "JPY", "amount: JPY has no minor units: use a whole number (got 9000.5)"),
+        ("12.345", "EUR", "amount: EUR has 2 decimal places; got 12.345"),
+        ("100", "SEK", "currency: 'SEK' is not accepted: the approval policy has no exchange rate"),
+        ("100", "XYZ", "currency: 'XYZ' is not an ISO 4217 currency code"),
+    ],
+)
+def test_money_the_policy_cannot_route_is_a_clear_422(
+    orders: TestClient, gateway, amount: str, currency: str, says: str
+) -> None:
+    resp = place(orders, amount, currency)
+    assert resp.status_code == 422 and says in resp.json()["detail"]
+    assert not gateway.publisher.published
+
+
+def test_a_three_decimal_currency_with_a_configured_rate(client: AppFactory, gateway) -> None:
+    policy = load_policy({"POLICY_RATES": "BHD=2.28@2026-11-19"})
+    bhd = client(create_app, ServiceSettings(app_id="orders", policy=policy))
+    resp = place(bhd, "12.3", "BHD")
+    assert resp.status_code == 202
+    assert resp.json()["amount_text"] == "12.300 BHD (28.04 EUR; 1 BHD = 2.28 EUR as of 2026-11-19)"
+    assert "BHD has 3 decimal places" in place(bhd, "1.2345", "BHD", "o-10").json()["detail"]
+    assert "'JPY' is not accepted" in place(bhd, "9000", "JPY", "o-11").json()["detail"]
+
+
+def test_an_order_in_a_currency_without_a_rate_is_dropped_with_the_reason(
+    client: AppFactory, gateway
+) -> None:
+    euro_only = client(
+        create_app, ServiceSettings(app_id="orders", policy=load_policy({"POLICY_RATES": ""}))
+    )
+    usd = OrderPlaced(order_id="o-5", customer_id="c", amount="10", currency="USD", placed_at=NOW)
+    answer = deliver(euro_only, "orders", usd)
+    assert answer["status"] == "DROP"
+    assert (
+        "currency: 'USD' is not accepted" in answer["reason"]
+        and "use one of EUR" in answer["reason"]
+    )
+    assert not gateway.workflows.scheduled
+
+
+def test_the_workflow_input_carries_the_rates_and_minor_units(orders: TestClient, gateway) -> None:
+    jpy = OrderPlaced(order_id="o-6", customer_id="c", amount="9000", currency="JPY", placed_at=NOW)
+    assert deliver(orders, "orders", jpy)["status"] == "SUCCESS"
+    ((_, _, inp),) = gateway.workflows.scheduled
+    assert inp["order"]["amount"] == "9000"
+    assert inp["policy"]["rates"]["JPY"] == {"rate": "0.0055", "as_of": "2026-11-20"}
+    assert inp["policy"]["minor_units"]["JPY"] == 0

@@ -20,7 +20,7 @@ T0 = DEFAULT_START
 _counter = iter(range(1, 10_000))
 
 
-def harness(tier: str = "manager", policy: ApprovalPolicy = POLICY) -> WorkflowHarness:
+def harness(tier: str = "manager", policy: ApprovalPolicy = POLICY, **over: Any) -> WorkflowHarness:
     due = T0 + (policy.manager_deadline if tier == "manager" else policy.vp_deadline)
     request = {
         "request_id": f"o-1-s1-{tier}",
@@ -32,6 +32,7 @@ def harness(tier: str = "manager", policy: ApprovalPolicy = POLICY) -> WorkflowH
         "stage": 1,
         "due_at": due.isoformat(),
         "reason": "test",
+        **over,
     }
     inp = ApprovalInput(request=request, policy=policy.snapshot())
     return WorkflowHarness(
@@ -194,3 +195,27 @@ def test_malformed_decision_is_logged_and_ignored() -> None:
     h.raise_event(DECISION_EVENT, decision(order_id="o-2"))
     h.raise_event(DECISION_EVENT, decision())
     assert kinds(h) == ["requested", "malformed", "ignored", "accepted"]
+
+
+def test_the_inbox_shows_the_rate_that_decided_the_tier_through_escalation() -> None:
+    worth = {
+        "base_currency": "EUR",
+        "base_amount": "1100.00",
+        "rate": "0.0055",
+        "rate_as_of": "2026-11-20",
+    }
+    h = harness(amount="200000", currency="JPY", valuation=worth).start()
+    first = h.calls_to(RECORD_APPROVAL)[0].input
+    assert (first["amount"], first["currency"], first["valuation"]) == ("200000", "JPY", worth)
+    assert first["amount_text"] == "200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
+    h.advance(POLICY.manager_deadline)
+    (nxt,) = h.calls_to(REQUEST_NEXT_STAGE)
+    assert nxt.input["tier"] == "vp" and nxt.input["valuation"] == worth
+    assert h.calls_to(RECORD_APPROVAL)[-1].input["valuation"] == worth
+    h.assert_deterministic()
+
+
+def test_a_request_made_before_amounts_were_valued_still_shows_its_amount() -> None:
+    h = harness().start()
+    view = h.calls_to(RECORD_APPROVAL)[0].input
+    assert view["valuation"] is None and view["amount_text"] == "1200.00 EUR"

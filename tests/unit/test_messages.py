@@ -16,6 +16,7 @@ from contracts.envelope import (
     wrap,
 )
 from contracts.messages import (
+    TRUSTED,
     ApprovalRequested,
     DecisionSubmitted,
     MessageLimits,
@@ -24,6 +25,9 @@ from contracts.messages import (
     Tier,
     describe_errors,
 )
+from contracts.money import Rate, Valuation
+
+RATE_BHD = Rate(rate="2.28", as_of="2026-11-20")
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -49,6 +53,7 @@ def problem(data: dict[str, object], limits: MessageLimits | None = None) -> str
     ("amount", "says"),
     [
         ("-1", "greater than 0"),
+        ("1E+40", "must be below 10^18"),
         ("0", "greater than 0"),
         ("NaN", "finite"),
         ("Infinity", "finite"),
@@ -69,8 +74,60 @@ def test_money_is_decimal_never_float() -> None:
 
 
 def test_unknown_currency_lists_the_accepted_ones() -> None:
-    assert "currency: 'XYZ' is not accepted; use one of" in problem(order(currency="XYZ"))
+    assert problem(order(currency="XYZ")) == (
+        "currency: 'XYZ' is not an ISO 4217 currency code; use one of CHF, EUR, GBP, JPY, USD"
+    )
+    assert problem(order(currency="SEK")) == (
+        "currency: 'SEK' is not accepted: the approval policy has no exchange rate from it to "
+        "EUR, so it could not compare the amount with its thresholds; "
+        "use one of CHF, EUR, GBP, JPY, USD"
+    )
     assert problem(order(currency="EUR"), MessageLimits(currencies=frozenset({"USD"})))
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "dumped"),
+    [("2500", "EUR", "2500.00"), ("9000", "JPY", "9000"), ("9000.00", "JPY", "9000")],
+)
+def test_amounts_are_kept_in_their_currency_s_minor_units(
+    amount: str, currency: str, dumped: str
+) -> None:
+    msg = OrderPlaced.model_validate(order(amount=amount, currency=currency))
+    assert msg.model_dump(mode="json")["amount"] == dumped
+
+
+def test_jpy_has_no_minor_units_and_bhd_has_three() -> None:
+    assert problem(order(amount="9000.5", currency="JPY")) == (
+        "amount: JPY has no minor units: use a whole number (got 9000.5)"
+    )
+    bhd = MessageLimits(currencies=frozenset({"EUR", "BHD"}), rates={"BHD": RATE_BHD})
+    msg = OrderPlaced.model_validate(order(amount="12.345", currency="BHD"), context=bhd)
+    assert str(msg.amount) == "12.345"
+    assert problem(order(amount="12.3456", currency="BHD"), bhd) == (
+        "amount: BHD has 3 decimal places; got 12.3456"
+    )
+
+
+def test_policy_minor_units_override_babel() -> None:
+    limits = MessageLimits(
+        currencies=frozenset({"IQD"}), rates={"IQD": RATE_BHD}, minor_units={"IQD": 3}
+    )
+    msg = OrderPlaced.model_validate(order(amount="5", currency="IQD"), context=limits)
+    assert str(msg.amount) == "5.000"
+
+
+def test_the_largest_amount_is_in_the_base_currency() -> None:
+    jpy = OrderPlaced.model_validate(order(amount="20000000", currency="JPY"))  # 110,000 EUR
+    assert jpy.amount == Decimal(20_000_000)
+    assert problem(order(amount="9000000", currency="GBP")) == (
+        "amount: must not exceed 10000000.00 EUR "
+        "(this is 10260000.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20)"
+    )
+
+
+def test_trusted_messages_are_read_as_they_are() -> None:
+    msg = OrderPlaced.model_validate(order(amount="9000.5", currency="JPY"), context=TRUSTED)
+    assert msg.amount == Decimal("9000.5")
 
 
 @pytest.mark.parametrize("bad", ["", "a b", "x" * 56, "ü", "o/1", "o.1", "rev-1\n", "a||b"])
@@ -110,7 +167,7 @@ def test_stable_ids_for_every_message() -> None:
         stage=2,
         due_at=NOW,
     )
-    assert req.message_id == "o-1-s2-vp"
+    assert req.message_id == "o-1-s2-vp" and str(req.amount) == "9000.00"
     dec = DecisionSubmitted(
         decision_id="d-1",
         order_id="o-1",
@@ -176,3 +233,35 @@ def test_unwrap_refuses_a_deeply_nested_envelope_or_data() -> None:
     with pytest.raises(BadPayload, match="data refused: JSON nested deeper than 32") as err:
         unwrap(event_with_data(json.dumps(nested(50_000))), OrderPlaced)
     assert err.value.event_id == "deep-1"
+
+
+def test_an_approval_request_carries_the_rate_that_decided_its_tier() -> None:
+    worth = Valuation(
+        base_currency="EUR", base_amount="1100.00", rate="0.0055", rate_as_of="2026-11-20"
+    )
+    req = ApprovalRequested(
+        request_id="o-1-s1-manager",
+        order_id="o-1",
+        customer_id="c",
+        amount="200000",
+        currency="JPY",
+        tier="manager",
+        stage=1,
+        due_at=NOW,
+        valuation=worth,
+    )
+    _, back = unwrap(wrap(req, "test"), ApprovalRequested)
+    assert back == req and back.valuation == worth
+    assert json.loads(wrap(req, "test"))["data"]["valuation"] == {
+        "base_currency": "EUR",
+        "base_amount": "1100.00",
+        "rate": "0.0055",
+        "rate_as_of": "2026-11-20",
+    }
+
+
+def test_a_rated_currency_the_policy_leaves_out_is_refused_without_blaming_the_rate() -> None:
+    narrowed = MessageLimits(currencies=frozenset({"EUR"}))
+    assert problem(order(currency="JPY", amount="9000"), narrowed) == (
+        "currency: 'JPY' is not accepted; use one of EUR"
+    )

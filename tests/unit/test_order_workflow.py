@@ -6,7 +6,8 @@ from typing import Any
 import pytest
 from dapr.ext.workflow import TaskFailedError
 
-from contracts.policy import ApprovalPolicy
+from contracts.money import Rate
+from contracts.policy import ApprovalPolicy, load_policy
 from control.instances import TRACK_INSTANCE
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
@@ -114,6 +115,12 @@ def test_rejected_outcome_rejects_without_fulfilment() -> None:
         "reason": "too expensive",
         "decided_by": "m-1",
         "tier": "manager",
+        "valuation": {
+            "base_currency": "EUR",
+            "base_amount": "1200.00",
+            "rate": "1",
+            "rate_as_of": None,
+        },
     }
     assert statuses(h)[-1] == "rejected" and not h.calls_to(FULFIL_ORDER)
 
@@ -221,3 +228,76 @@ def test_a_rejection_counts_at_any_level() -> None:
     h = harness("9000.00").start()
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected", tier=None))
     assert h.result["status"] == "rejected"
+
+
+def test_a_jpy_order_is_tiered_on_its_value_in_euros() -> None:
+    h = harness("9000", currency="JPY").start()  # 49.50 EUR: approved at once
+    assert h.result["status"] == "completed" and h.result["reason"] == "auto_approved"
+    assert h.result["valuation"] == {
+        "base_currency": "EUR",
+        "base_amount": "49.50",
+        "rate": "0.0055",
+        "rate_as_of": "2026-11-20",
+    }
+    received = h.calls_to(PUBLISH_STATUS)[0].input
+    assert received["detail"] == "9000 JPY (49.50 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
+    h.assert_deterministic()
+
+
+def test_a_gbp_order_that_is_worth_more_than_the_manager_limit_goes_to_a_vp() -> None:
+    h = harness("4900", currency="GBP").start()
+    (req,) = h.calls_to(REQUEST_APPROVAL)
+    assert (req.input["tier"], req.input["amount"]) == ("vp", "4900.00")
+    assert req.input["valuation"]["base_amount"] == "5586.00"
+    assert req.input["reason"] == (
+        "4900.00 GBP (5586.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20) needs vp approval"
+    )
+    h.assert_deterministic()
+
+
+def test_the_rate_in_the_workflow_input_decides_the_tier() -> None:
+    assert harness("90000", currency="JPY").start().result["reason"] == "auto_approved"  # 495
+    dear_yen = POLICY.model_copy(
+        update={"rates": {**POLICY.rates, "JPY": Rate(rate="0.01", as_of="2026-11-21")}}
+    )
+    h = harness("90000", policy=dear_yen, currency="JPY").start()
+    (req,) = h.calls_to(REQUEST_APPROVAL)  # 900.00 EUR at the input's rate
+    assert req.input["tier"] == "manager"
+    assert req.input["valuation"]["rate_as_of"] == "2026-11-21"
+
+
+def test_an_order_in_a_currency_without_a_rate_is_rejected_with_the_reason() -> None:
+    euro_only = load_policy({"POLICY_RATES": ""})
+    h = harness("10.00", policy=euro_only, currency="USD").start()
+    assert h.result["status"] == "rejected" and h.result["reason"] == "invalid_order"
+    (status,) = h.calls_to(PUBLISH_STATUS)
+    assert "currency: 'USD' is not accepted" in status.input["detail"]
+    assert not h.calls_to(REQUEST_APPROVAL)
+
+
+def test_a_jpy_amount_with_decimals_is_rejected() -> None:
+    h = harness("9000.5", currency="JPY").start()
+    assert h.result["status"] == "rejected"
+    (status,) = h.calls_to(PUBLISH_STATUS)
+    assert "JPY has no minor units" in status.input["detail"]
+
+
+def test_an_order_started_before_base_currencies_keeps_its_raw_number_tier() -> None:
+    """Replay must repeat what the order did when it started: 9000 JPY went to a VP then."""
+    old = {
+        k: v
+        for k, v in POLICY.snapshot().items()
+        if k not in ("base_currency", "rates", "minor_units")
+    }
+    old["currencies"] = ["CHF", "EUR", "GBP", "JPY", "SEK", "USD"]
+    inp = OrderInput(order=order("9000.00", currency="JPY"), policy=old)
+    h = WorkflowHarness(
+        order_workflow,
+        inp.model_dump(mode="json"),
+        instance_id="order-o-1",
+        activities={TRACK_INSTANCE: None, PUBLISH_STATUS: None, REQUEST_APPROVAL: None},
+    ).start()
+    (req,) = h.calls_to(REQUEST_APPROVAL)
+    assert req.input["tier"] == "vp" and req.input["valuation"] is None
+    assert req.input["reason"] == "9000 JPY needs vp approval"
+    h.assert_deterministic()

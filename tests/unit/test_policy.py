@@ -1,9 +1,11 @@
-from datetime import timedelta
+import re
+from datetime import date, timedelta
 from decimal import Decimal
 
 import pytest
 
 from contracts.messages import Tier
+from contracts.money import MoneyError
 from contracts.policy import (
     ApprovalPolicy,
     OnManagerTimeout,
@@ -13,6 +15,7 @@ from contracts.policy import (
     load_policy,
     parse_duration,
 )
+from plumbing.settings import ServiceSettings
 
 DEFAULT = ApprovalPolicy()
 
@@ -71,8 +74,119 @@ def test_env_overrides_and_snapshot_round_trip() -> None:
         }
     )
     assert policy.manager_deadline == timedelta(seconds=5)
-    assert policy.currencies == frozenset({"EUR", "USD"})
+    assert policy.accepted == frozenset({"EUR", "USD"})
     assert ApprovalPolicy.model_validate(policy.snapshot()) == policy
+
+
+# Tier boundaries per currency with the default rates (EUR per unit: JPY 0.0055, GBP 1.14,
+# USD 0.86, CHF 1.07). The converted amount is rounded half-up to cents, then compared:
+# auto below 500.00 EUR, manager up to and including 5000.00 EUR, VP above.
+@pytest.mark.parametrize(
+    ("amount", "currency", "in_eur", "tier"),
+    [
+        ("499.99", "EUR", "499.99", None),
+        ("500.00", "EUR", "500.00", Tier.MANAGER),
+        ("9000", "JPY", "49.50", None),
+        ("90908", "JPY", "499.99", None),
+        ("90909", "JPY", "500.00", Tier.MANAGER),  # 499.9995 rounds up to the threshold
+        ("909089", "JPY", "4999.99", Tier.MANAGER),
+        ("909091", "JPY", "5000.00", Tier.MANAGER),
+        ("909092", "JPY", "5000.01", Tier.VP),
+        ("438.59", "GBP", "499.99", None),
+        ("438.60", "GBP", "500.00", Tier.MANAGER),
+        ("4385.96", "GBP", "4999.99", Tier.MANAGER),
+        ("4900.00", "GBP", "5586.00", Tier.VP),  # routed to a manager before, as 4900 EUR is
+        ("581.38", "USD", "499.99", None),
+        ("581.40", "USD", "500.00", Tier.MANAGER),
+        ("5813.95", "USD", "5000.00", Tier.MANAGER),
+        ("5813.96", "USD", "5000.01", Tier.VP),
+        ("4672.90", "CHF", "5000.00", Tier.MANAGER),
+        ("4672.91", "CHF", "5000.01", Tier.VP),
+    ],
+)
+def test_tier_boundaries_per_currency(
+    amount: str, currency: str, in_eur: str, tier: Tier | None
+) -> None:
+    worth = DEFAULT.value(Decimal(amount), currency)
+    assert (worth.base_currency, worth.base_amount) == ("EUR", Decimal(in_eur))
+    assert DEFAULT.tier_for(worth.base_amount) == tier
+
+
+def test_conversion_at_the_exact_boundary() -> None:
+    policy = load_policy({"POLICY_RATES": "JPY=0.005@2026-11-20"})
+    at = policy.value(Decimal(100000), "JPY")
+    assert at.base_amount == Decimal("500.00") and policy.tier_for(at.base_amount) is Tier.MANAGER
+    below = policy.value(Decimal(99998), "JPY")
+    assert below.base_amount == Decimal("499.99") and policy.tier_for(below.base_amount) is None
+    top = policy.value(Decimal(1_000_000), "JPY")
+    assert (
+        top.base_amount == Decimal("5000.00") and policy.tier_for(top.base_amount) is Tier.MANAGER
+    )
+    over = policy.value(Decimal(1_000_002), "JPY")
+    assert over.base_amount == Decimal("5000.01") and policy.tier_for(over.base_amount) is Tier.VP
+
+
+def test_a_currency_without_a_rate_is_refused_not_routed_by_its_number() -> None:
+    policy = load_policy({"POLICY_RATES": "JPY=0.005@2026-11-20"})
+    assert policy.accepted == frozenset({"EUR", "JPY"})
+    with pytest.raises(MoneyError, match="USD is not accepted: no exchange rate to EUR; "):
+        policy.value(Decimal(10), "USD")
+
+
+def test_the_rate_and_its_date_travel_in_the_snapshot() -> None:
+    snap = DEFAULT.snapshot()
+    assert snap["base_currency"] == "EUR"
+    assert snap["rates"]["JPY"] == {"rate": "0.0055", "as_of": "2026-11-20"}
+    assert snap["minor_units"] == {"CHF": 2, "EUR": 2, "GBP": 2, "JPY": 0, "USD": 2}
+    changed = {**snap, "rates": {"JPY": {"rate": "0.01", "as_of": "2026-11-21"}}}
+    replayed = ApprovalPolicy.model_validate(changed)
+    assert replayed.value(Decimal(90000), "JPY").base_amount == Decimal("900.00")
+
+
+def test_rates_from_a_policy_file_with_another_base_currency(tmp_path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(
+        "base_currency: USD\n"
+        "auto_approve_below: 1000\n"
+        "rates:\n"
+        "  EUR: {rate: '1.16', as_of: 2026-11-20}\n"
+        "  BHD: {rate: '2.65', as_of: 2026-11-19}\n"
+        "minor_units: {BHD: 3}\n"
+    )
+    policy = load_policy({"POLICY_FILE": str(path)})
+    assert policy.accepted == frozenset({"USD", "EUR", "BHD"})
+    worth = policy.value(Decimal("377.359"), "BHD")  # 999.999... USD
+    assert (worth.base_amount, worth.rate_as_of) == (Decimal("1000.00"), date(2026, 11, 19))
+    assert policy.tier_for(worth.base_amount) is Tier.MANAGER
+    assert policy.limits.minor_units == {"BHD": 3, "EUR": 2, "USD": 2}
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"POLICY_RATES": "JPY:0.005"}, "POLICY_RATES: 'JPY:0.005' is not CODE=RATE@YYYY-MM-DD"),
+        ({"POLICY_RATES": "JPY=0.005"}, "POLICY_RATES: 'JPY=0.005' is not CODE=RATE@YYYY-MM-DD"),
+        ({"POLICY_RATES": "JPY=-1@2026-11-20"}, "rates.JPY.rate: Input should be greater than 0"),
+        ({"POLICY_RATES": "JPY=0.005@soon"}, "rates.JPY.as_of: Input should be a valid date"),
+        ({"POLICY_RATES": "XYZ=1@2026-11-20"}, "rates: 'XYZ' is not an ISO 4217 currency code"),
+        ({"POLICY_RATES": "EUR=1@2026-11-20"}, "rates: EUR is the base currency"),
+        ({"POLICY_BASE_CURRENCY": "EURO"}, "base_currency: 'EURO' is not an ISO 4217"),
+        (
+            {"POLICY_CURRENCIES": "EUR,SEK"},
+            "currencies: 'SEK' has no rate to EUR in rates, so its amounts could not be "
+            "compared with the thresholds",
+        ),
+        ({"POLICY_MINOR_UNITS": "JPY"}, "POLICY_MINOR_UNITS: 'JPY' is not CODE=PLACES"),
+        ({"POLICY_CURRENCIES": ""}, "currencies: empty"),
+    ],
+)
+def test_bad_money_settings_are_refused_at_startup(env: dict[str, str], says: str) -> None:
+    with pytest.raises(PolicyError, match=re.escape(says)):
+        load_policy(env)
+
+
+def test_no_rates_accepts_the_base_currency_only() -> None:
+    assert load_policy({"POLICY_RATES": ""}).accepted == frozenset({"EUR"})
 
 
 def test_policy_file_with_a_bad_value_names_the_field(tmp_path) -> None:
@@ -146,3 +260,16 @@ def test_an_approval_covers_its_own_level_and_below(
     decided_at: Tier | None, needed: Tier, enough: bool
 ) -> None:
     assert covers(decided_at, needed) is enough
+
+
+def test_narrowed_currencies_are_refused_by_name() -> None:
+    policy = load_policy({"POLICY_CURRENCIES": "USD"})
+    assert policy.accepted == frozenset({"USD"})
+    assert policy.value(Decimal("600.00"), "USD").base_amount == Decimal("516.00")
+    with pytest.raises(MoneyError, match=r"^JPY is not accepted; accepted: USD$"):
+        policy.value(Decimal(1), "JPY")
+
+
+def test_a_policy_is_hashable_like_the_frozen_settings_that_hold_it() -> None:
+    assert hash(DEFAULT) == hash(ApprovalPolicy.model_validate(DEFAULT.snapshot()))
+    assert hash(ServiceSettings(app_id="orders")) == hash(ServiceSettings(app_id="orders"))

@@ -216,7 +216,12 @@ def cmd_place(c: Client, a: argparse.Namespace) -> int:
         "currency": a.currency,
     }
     out = c.call("POST", "/orders", app="orders", json=body)
-    _show(a, out, f"order {out['order_id']} placed; workflow {out['instance_id']}")
+    # The server's amount_text: the amount as accepted, so the CLI never formats money itself.
+    _show(
+        a,
+        out,
+        f"order {out['order_id']} placed: {out['amount_text']}; workflow {out['instance_id']}",
+    )
     return EXIT_OK
 
 
@@ -363,8 +368,12 @@ def parser() -> argparse.ArgumentParser:
     place.set_defaults(fn=cmd_place)
     place.add_argument("--order-id", required=True)
     place.add_argument("--customer", required=True)
-    place.add_argument("--amount", required=True)
-    place.add_argument("--currency", default="EUR")
+    place.add_argument(
+        "--amount",
+        required=True,
+        help="in the currency's own minor units: 2500 or 2500.00 EUR, 9000 JPY, 12.345 BHD",
+    )
+    place.add_argument("--currency", default="EUR", help="ISO 4217 code the policy accepts")
     dec = add("decide", cmd_decide, "approve or reject an order's approval as the token's approver")
     dec.add_argument("order_id")
     verdict = dec.add_mutually_exclusive_group(required=True)

@@ -1,0 +1,185 @@
+"""Money: amounts in their currency's own minor units, exchange rates, and one way to show them.
+
+Minor units (JPY 0, EUR 2, BHD 3) come from babel's currency data (CLDR), not from a table of
+ours. An amount is accepted when it is exact in its currency's minor units and is then
+normalised to them: EUR "2500" becomes 2500.00, JPY "9000.00" becomes 9000, JPY "9000.5" is
+refused. `format_money` and `describe_price` are the one way every service, the CLI and the
+console show money.
+
+A `Valuation` says what an amount is worth in the policy's base currency and which rate (and
+its date) said so; the approval tier is decided on it.
+
+Errors: MoneyError (an amount or a rate that cannot be used; the message says why).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
+from typing import Annotated
+
+from babel.numbers import get_currency_precision, is_currency
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+# Amounts are refused from this size on, before any arithmetic, so every computation below can
+# afford to be exact (a 10^18 order is a typo or an attack, whatever the currency).
+AMOUNT_DIGITS_MAX = 18
+_CODE = re.compile(r"^[A-Z]{3}$")
+
+
+class MoneyError(ValueError):
+    """An amount or a rate that cannot be used; the message says why."""
+
+
+def is_currency_code(code: str) -> bool:
+    """True for an ISO 4217 code that babel's currency data knows."""
+    return bool(_CODE.match(code)) and is_currency(code)
+
+
+def minor_units(currency: str) -> int:
+    """Decimal places of `currency` (JPY 0, EUR 2, BHD 3), from babel's currency data."""
+    return int(get_currency_precision(currency))
+
+
+def _exact(*numbers: Decimal) -> Context:
+    """A context precise enough that arithmetic on `numbers` is exact."""
+    digits = sum(len(n.as_tuple().digits) + max(0, int(n.as_tuple().exponent)) for n in numbers)
+    return Context(prec=digits + 2 * AMOUNT_DIGITS_MAX)
+
+
+def in_minor_units(amount: Decimal, currency: str, places: int | None = None) -> Decimal:
+    """`amount` with exactly the currency's decimal places; MoneyError if it needs more."""
+    places = minor_units(currency) if places is None else places
+    check_size(amount)
+    normalised = amount.quantize(Decimal(1).scaleb(-places), context=_exact(amount))
+    if normalised != amount:
+        if places == 0:
+            raise MoneyError(f"{currency} has no minor units: use a whole number (got {amount})")
+        raise MoneyError(f"{currency} has {places} decimal places; got {amount}")
+    return normalised
+
+
+def check_size(amount: Decimal) -> None:
+    """MoneyError for an amount no arithmetic here should be asked to handle."""
+    if not amount.is_finite():
+        raise MoneyError("must be a finite number")
+    if amount.adjusted() >= AMOUNT_DIGITS_MAX:
+        raise MoneyError(f"must be below 10^{AMOUNT_DIGITS_MAX}")
+
+
+def round_half_up(amount: Decimal, places: int) -> Decimal:
+    """`amount` rounded half-up to `places` decimals, exactly."""
+    return amount.quantize(
+        Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_exact(amount)
+    )
+
+
+def format_money(amount: Decimal, currency: str, places: int | None = None) -> str:
+    """'2500.00 EUR', '9000 JPY', '12.345 BHD': the amount in its minor units, then the code.
+
+    The one way money is shown: API answers, the CLI, the console and notifications.
+    """
+    try:
+        check_size(amount)
+    except MoneyError:
+        return f"{amount} {currency}"
+    places = minor_units(currency) if places is None else places
+    return f"{round_half_up(amount, places):f} {currency}"
+
+
+def _plain_decimal(value: object) -> object:
+    """'1E-2' and '0.010' both become Decimal('0.01'): rates are shown as configured, plainly."""
+    if isinstance(value, (str, int, Decimal)) and not isinstance(value, bool):
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            return value
+        if number.is_finite() and number > 0:
+            text = f"{number:f}"
+            return Decimal(text.rstrip("0").rstrip(".") if "." in text else text)
+    return value
+
+
+RateValue = Annotated[
+    Decimal,
+    BeforeValidator(_plain_decimal),
+    Field(gt=0, allow_inf_nan=False, max_digits=AMOUNT_DIGITS_MAX),
+]
+
+
+class Rate(BaseModel):
+    """An exchange rate: how many units of the base currency one unit of a currency is worth."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: RateValue
+    as_of: date
+
+
+class Valuation(BaseModel):
+    """What an amount is worth in the base currency, and the rate (and its date) that said so.
+
+    `rate_as_of` is None when the amount is in the base currency itself (rate 1).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_currency: str
+    base_amount: Decimal
+    rate: Decimal
+    rate_as_of: date | None = None
+
+    def describe(self, currency: str) -> str:
+        """'1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20', or '' for the base currency."""
+        if currency == self.base_currency:
+            return ""
+        as_of = f" as of {self.rate_as_of.isoformat()}" if self.rate_as_of else ""
+        return (
+            f"{format_money(self.base_amount, self.base_currency)}; "
+            f"1 {currency} = {self.rate:f} {self.base_currency}{as_of}"
+        )
+
+
+def value_in(
+    amount: Decimal, currency: str, base: str, rate: Rate | None, base_places: int | None = None
+) -> Valuation:
+    """`amount` in the base currency: times the rate, rounded half-up to the base's minor units.
+
+    Half-up is how the EU's conversion rules round (Regulation 1103/97, art. 5). The tier is
+    then decided on exactly the amount shown, so the audit trail never disagrees with itself.
+    """
+    check_size(amount)
+    places = minor_units(base) if base_places is None else base_places
+    if currency == base:
+        return Valuation(
+            base_currency=base, base_amount=round_half_up(amount, places), rate=Decimal(1)
+        )
+    if rate is None:
+        raise MoneyError(f"no exchange rate from {currency} to {base}")
+    product = _exact(amount, rate.rate).multiply(amount, rate.rate)
+    return Valuation(
+        base_currency=base,
+        base_amount=round_half_up(product, places),
+        rate=rate.rate,
+        rate_as_of=rate.as_of,
+    )
+
+
+def describe_price(amount: Decimal, currency: str, valuation: Valuation | None = None) -> str:
+    """'1200.00 EUR', or '200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)'."""
+    text = format_money(amount, currency)
+    worth = valuation.describe(currency) if valuation else ""
+    return f"{text} ({worth})" if worth else text
+
+
+DEFAULT_BASE_CURRENCY = "EUR"
+# Illustrative round figures, dated when they were set: not market data. A deployment sets
+# the rates it uses (policy file or POLICY_RATES); docs/operations.md says how.
+_SET_ON = date(2026, 11, 20)
+DEFAULT_RATES: dict[str, Rate] = {
+    "USD": Rate(rate=Decimal("0.86"), as_of=_SET_ON),
+    "GBP": Rate(rate=Decimal("1.14"), as_of=_SET_ON),
+    "CHF": Rate(rate=Decimal("1.07"), as_of=_SET_ON),
+    "JPY": Rate(rate=Decimal("0.0055"), as_of=_SET_ON),
+}
