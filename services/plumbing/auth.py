@@ -2,8 +2,10 @@
 
 The secret (default: store "localsecretstore", secret "api-tokens") maps each token to
 "<principal>:<role>[,<role>...][:<approver level>]", e.g. "bob:approver:manager" or "ada:admin".
-Tokens are kept only as SHA-256 digests and never logged. Outside development (DEV_MODE) a
-token must be long and random: at least 32 characters, and not one of the readable `dev-` ones.
+Tokens are kept only as SHA-256 digests and never logged. An entry's key may itself be a digest,
+"sha256:<64 hex digits>", so that the secret (and any app that reads it) holds no usable token;
+`approvals-ctl tokens new` makes such entries. Outside development (DEV_MODE) a plain token must
+be long and random: at least 32 characters, and not one of the readable `dev-` ones.
 
 Roles: viewer reads; operator and admin mutate; admin alone runs bulk jobs; approver (level
 manager or vp) decides approvals. Every authenticated principal may read.
@@ -15,6 +17,8 @@ Unauthenticated (401), Forbidden (403).
 from __future__ import annotations
 
 import hashlib
+import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -63,6 +67,9 @@ def _digest(token: str) -> str:
 
 # A production token is long and random (e.g. secrets.token_urlsafe(32), 43 characters).
 MIN_TOKEN_LENGTH = 32
+# An entry may name a token by its SHA-256 digest, so the secret holds no usable token.
+DIGEST_PREFIX = "sha256:"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 DEV_MIN_TOKEN_LENGTH = 8
 DEV_PREFIX = "dev-"
 
@@ -85,7 +92,7 @@ class TokenTable:
                     "'principal:role[,role][:level]'"
                 )
             entry = f"api token entry {n} ({parts[0]})"
-            _check_token(token, entry, development)
+            digest = _entry_digest(token, entry, development)
             try:
                 roles = frozenset(Role(r.strip()) for r in parts[1].split(","))
                 level = Tier(parts[2]) if len(parts) == 3 else None
@@ -96,11 +103,28 @@ class TokenTable:
                     f"{entry}: an approver needs a level (manager or vp), and only an approver "
                     "has one"
                 )
-            table[_digest(token)] = Principal(parts[0], roles, level)
+            table[digest] = Principal(parts[0], roles, level)
         return cls(table)
 
     def lookup(self, token: str) -> Principal | None:
         return self.by_digest.get(_digest(token))
+
+
+def _entry_digest(token: str, entry: str, development: bool) -> str:
+    """The digest an entry stands for: given ("sha256:<hex>") or of a checked plain token."""
+    if token.startswith(DIGEST_PREFIX):
+        digest = token.removeprefix(DIGEST_PREFIX).lower()
+        if not _HEX64.fullmatch(digest):
+            raise AuthConfigError(f"{entry}: a digest entry needs 64 hex digits")
+        return digest
+    _check_token(token, entry, development)
+    return _digest(token)
+
+
+def new_token_entry() -> tuple[str, str]:
+    """A fresh random token and the token-table key that names it by digest only."""
+    token = secrets.token_urlsafe(32)
+    return token, DIGEST_PREFIX + _digest(token)
 
 
 def _check_token(token: str, entry: str, development: bool) -> None:

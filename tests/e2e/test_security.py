@@ -94,3 +94,15 @@ def test_a_forged_low_tier_request_cannot_approve_a_vp_sized_order(flow: Flow) -
     state = flow.order(order.order_id)
     assert state is not None and state["workflow_status"] == "RUNNING"
     assert "awaiting vp" in str(state["custom_status"])
+
+
+def test_only_the_approvals_sidecar_can_read_the_signing_key(stack: Stack) -> None:
+    def read(app: str, store: str, name: str) -> int:
+        sidecar = stack.apps[app]
+        url = f"{sidecar.dapr_url}/v1.0/secrets/{store}/{name}"
+        return httpx.get(url, headers=sidecar.dapr_headers).status_code
+
+    assert read("approvals", "signingstore", "approvals-signing-key") == 200
+    for app in ("orders", "notifier"):
+        assert read(app, "signingstore", "approvals-signing-key") >= 400
+        assert read(app, "localsecretstore", "approvals-verify-keys") == 200

@@ -3,7 +3,7 @@ import secrets
 
 import pytest
 
-from plumbing.auth import AuthConfigError, Role, TokenTable
+from plumbing.auth import AuthConfigError, Role, TokenTable, new_token_entry
 from tests.fakes import DEV_STORES
 
 DEV_TOKENS: dict[str, str] = json.loads(DEV_STORES["localsecretstore"].read_text())["api-tokens"]
@@ -47,3 +47,21 @@ def test_a_malformed_entry_is_named_without_its_token() -> None:
     assert refusal({token: "ada"}).startswith("api token entry 1: expected a token mapped to")
     assert "(ada): 'wizard' is not a valid Role" in refusal({token: "ada:wizard"})
     assert "(bob): an approver needs a level" in refusal({token: "bob:approver"})
+
+
+def test_an_entry_may_name_its_token_by_digest_so_the_secret_holds_no_token() -> None:
+    from approvals_ctl.__main__ import main
+
+    token, key = new_token_entry()
+    table = TokenTable.parse({key: "ada:admin"})
+    principal = table.lookup(token)
+    assert principal is not None and principal.id == "ada"
+    assert table.lookup(key) is None  # the entry itself is not a token
+    assert (
+        main(["tokens", "new", "--principal", "val", "--roles", "approver", "--level", "vp"]) == 0
+    )
+
+
+@pytest.mark.parametrize("key", ["sha256:abc", "sha256:" + "g" * 64, "sha256:"])
+def test_a_malformed_digest_entry_is_refused(key: str) -> None:
+    assert "needs 64 hex digits" in refusal({key: "ada:admin"})

@@ -7,6 +7,7 @@ Business commands:
   decide          approve or reject an order's approval (approvals app, as the token's approver)
   audit list      the audit log;  audit verify   recompute its hash chain
   keys new        a new signing key pair for the approvals service (offline)
+  tokens new      a random api token and its token-table entry, by digest (offline)
 
 Settings: APPROVALS_TOKEN (a bearer token, see secrets/dev-secrets.json for the development
 ones; --token works too, with a warning: a command line is visible to every user in `ps`);
@@ -30,6 +31,7 @@ import httpx
 
 from contracts.signing import UnusableKey, new_key_pair
 from plumbing.audit import AuditRecord, verify
+from plumbing.auth import AuthConfigError, TokenTable, new_token_entry
 
 TOKEN_WARNING = (
     "warning: --token shows the token to anyone who can list processes (ps) and may land in "
@@ -232,6 +234,22 @@ def cmd_decide(c: Client, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tokens_new(c: Client, a: argparse.Namespace) -> int:
+    spec = f"{a.principal}:{a.roles}" + (f":{a.level}" if a.level else "")
+    token, key = new_token_entry()
+    try:
+        TokenTable.parse({key: spec})
+    except AuthConfigError as exc:
+        raise CtlError(str(exc).replace("api token entry 1", "the entry"), EXIT_USAGE) from None
+    print(json.dumps({"token": token, "api-tokens entry": {key: spec}}, indent=2))
+    print(
+        "Give the token to its holder once; put only the entry (a digest) in the api-tokens "
+        "secret.",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
 def cmd_keys_new(c: Client, a: argparse.Namespace) -> int:
     try:
         signing, public = new_key_pair(a.key_id)
@@ -348,6 +366,19 @@ def parser() -> argparse.ArgumentParser:
     target.add_argument("--all-older-than", metavar="DURATION", help='e.g. "720h"')
     purge.add_argument("--dry-run", action="store_true")
 
+    tokens = sub.add_parser("tokens", help="api tokens: new").add_subparsers(
+        dest="verb", required=True
+    )
+    tn = tokens.add_parser(
+        "new",
+        help="make a random api token and its token-table entry (by digest)",
+        description="print a new random bearer token and the api-tokens secret entry that "
+        "names it by its SHA-256 digest (offline)",
+    )
+    tn.set_defaults(fn=cmd_tokens_new)
+    tn.add_argument("--principal", required=True, help='who it is, e.g. "ada"')
+    tn.add_argument("--roles", required=True, help="admin, operator, approver, viewer (comma list)")
+    tn.add_argument("--level", choices=["manager", "vp"], help="an approver's level")
     keys = sub.add_parser("keys", help="signing keys: new").add_subparsers(
         dest="verb", required=True
     )
