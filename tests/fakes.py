@@ -6,6 +6,7 @@ import copy
 import dataclasses
 import itertools
 import json
+import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,38 +34,62 @@ class FakePublisher:
 
 @dataclass
 class FakeStateStore:
+    """Each call is atomic, as in Redis: threads may share one store like replicas share
+    theirs. Writes to keys starting with one of `refuse_writes` fail like a store in trouble."""
+
     data: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    refuse_writes: tuple[str, ...] = ()
     _etags: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def _check(self, key: str) -> None:
+        if self.refuse_writes and key.startswith(self.refuse_writes):
+            raise Transient(f"save state {key}: the state store timed out")
 
     def get(self, key: str) -> tuple[Any | None, str | None]:
-        if key not in self.data:
-            return None, None
-        value, etag = self.data[key]
-        return copy.deepcopy(value), etag
+        with self._lock:
+            if key not in self.data:
+                return None, None
+            value, etag = self.data[key]
+            return copy.deepcopy(value), etag
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
-        return {k: copy.deepcopy(self.data[k][0]) for k in keys if k in self.data}
+        with self._lock:
+            return {k: copy.deepcopy(self.data[k][0]) for k in keys if k in self.data}
 
     def put(self, key: str, value: Any, etag: str | None = None) -> None:
-        if etag is not None and (key not in self.data or self.data[key][1] != etag):
-            raise Conflict(f"etag mismatch on {key}")
-        self.data[key] = (copy.deepcopy(value), str(next(self._etags)))
+        with self._lock:
+            self._check(key)
+            if etag is not None and (key not in self.data or self.data[key][1] != etag):
+                raise Conflict(f"etag mismatch on {key}")
+            self.data[key] = (copy.deepcopy(value), str(next(self._etags)))
 
     def claim(self, key: str, value: Any) -> bool:
-        if key in self.data:
-            return False
-        self.put(key, value)
-        return True
+        with self._lock:
+            self._check(key)
+            if key in self.data:
+                return False
+            self.put(key, value)
+            return True
 
     def delete(self, key: str) -> None:
-        self.data.pop(key, None)
+        with self._lock:
+            self._check(key)
+            self.data.pop(key, None)
 
 
 @dataclass
 class FakeWorkflows:
+    """`failing` names operations ("suspend", "purge", ...) that fail like a sidecar in trouble."""
+
     instances: dict[str, InstanceState] = field(default_factory=dict)
     scheduled: list[tuple[str, str, Any]] = field(default_factory=list)
     raised: list[tuple[str, str, Any]] = field(default_factory=list)
+    failing: set[str] = field(default_factory=set)
+
+    def _check(self, operation: str) -> None:
+        if operation in self.failing:
+            raise Transient(f"{operation}: the sidecar timed out")
 
     def add(self, instance_id: str, status: str = "RUNNING", name: str = "wf") -> None:
         now = datetime.now(UTC)
@@ -73,6 +98,7 @@ class FakeWorkflows:
         )
 
     def schedule(self, name: str, instance_id: str, input: Any) -> str:
+        self._check("schedule")
         if instance_id in self.instances and self.instances[instance_id].status == "RUNNING":
             raise Conflict(f"an active workflow with ID '{instance_id}' already exists")
         self.scheduled.append((name, instance_id, input))
@@ -83,6 +109,7 @@ class FakeWorkflows:
         return self.instances.get(instance_id)
 
     def raise_event(self, instance_id: str, name: str, data: Any) -> None:
+        self._check("raise_event")
         self.raised.append((instance_id, name, data))
 
     def _move(self, instance_id: str, status: str, output: Any = None) -> None:
@@ -96,15 +123,19 @@ class FakeWorkflows:
         )
 
     def terminate(self, instance_id: str, output: Any = None) -> None:
+        self._check("terminate")
         self._move(instance_id, "TERMINATED", output)
 
     def suspend(self, instance_id: str, reason: str) -> None:
+        self._check("suspend")
         self._move(instance_id, "SUSPENDED")
 
     def resume(self, instance_id: str, reason: str) -> None:
+        self._check("resume")
         self._move(instance_id, "RUNNING")
 
     def purge(self, instance_id: str) -> bool:
+        self._check("purge")
         return self.instances.pop(instance_id, None) is not None
 
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
@@ -138,22 +169,26 @@ DEV_STORES = {
 }
 
 
+TEST_AUDIT_KEY = {"current": "test-1", "test-1": "test-only-audit-key-0123456789abcdefghij"}
+
+
 @dataclass
 class FakeSecrets:
-    """Serves the development secret files, as the local-file secret stores would; `secrets`
-    replaces entries of the shared store (e.g. a production token table)."""
+    """Serves the development secret files, as the local-file secret stores would, with a test
+    audit key (service tests run without DEV_MODE, which refuses the development one);
+    `secrets` replaces entries of the shared store (e.g. a production token table)."""
 
     secrets: dict[str, dict[str, str]] | None = None
 
     def get(self, store: str, name: str) -> dict[str, str]:
         if store not in DEV_STORES:
             raise NotFound(f"no secret store {store}")
-        secrets: dict[str, dict[str, str]] = json.loads(DEV_STORES[store].read_text())
-        if store == "localsecretstore" and self.secrets:
-            secrets |= self.secrets
-        if name not in secrets:
+        found: dict[str, dict[str, str]] = json.loads(DEV_STORES[store].read_text())
+        if store == "localsecretstore":
+            found |= {"audit-key": TEST_AUDIT_KEY} | (self.secrets or {})
+        if name not in found:
             raise NotFound(f"secret {name} not found in {store}")
-        return secrets[name]
+        return dict(found[name])
 
 
 def dev_signer() -> Signer:

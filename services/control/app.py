@@ -19,9 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from control import instances
 from control.auditing import audit_router, record_refusal
 from control.console import console_router
-from plumbing.audit import AuditUnavailable
+from plumbing.audit import AuditLog, AuditUnavailable
+from plumbing.audit_keys import AuditConfigError, Keyring
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
+from plumbing.refusals import RefusalLimiter
 from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifier, open_dapr
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import dead_letters_router
@@ -54,6 +56,29 @@ def load_tokens(gateway: Gateway, settings: ServiceSettings) -> TokenTable:
             f"{settings.secret_store!r}: {exc}"
         ) from None
     return TokenTable.parse(raw, development=settings.development)
+
+
+def load_audit_log(gateway: Gateway, settings: ServiceSettings) -> AuditLog:
+    """The app's audit log, under the keys read once from the secret store (never from the
+    state store); fail startup with the reason."""
+    name, store = settings.audit_key_secret, settings.secret_store
+    if gateway.secrets is None:
+        raise AuditConfigError("no secret store client: cannot read the audit key")
+    if settings.audit_checkpoint_every < 1:
+        raise AuditConfigError("AUDIT_CHECKPOINT_EVERY must be at least 1")
+    try:
+        raw = gateway.secrets.get(store, name)
+    except GatewayError as exc:
+        raise AuditConfigError(
+            f"cannot read secret {name!r} from secret store {store!r}: {exc}"
+        ) from None
+    return AuditLog(
+        gateway.state,
+        Keyring.parse(raw, development=settings.development),
+        settings.app_id,
+        checkpoint_every=settings.audit_checkpoint_every,
+        refusals=RefusalLimiter(settings.audit_refusal_burst, settings.audit_refusals_per_minute),
+    )
 
 
 def _with_tracking(activities: ActivityFactory | None) -> ActivityFactory:
@@ -91,6 +116,7 @@ def build_app(
 
     def load_secrets(app: FastAPI, gateway: Gateway) -> None:
         app.state.tokens = load_tokens(gateway, settings)
+        app.state.audit = load_audit_log(gateway, settings)
         if gateway.secrets is None:
             raise KeyConfigError("no secret store client: cannot read the verification keys")
         app.state.verifier = load_verifier(gateway.secrets, settings)
@@ -101,6 +127,7 @@ def build_app(
             app.state.gateway = gateway
             load_secrets(app, gateway)
             yield
+            await asyncio.to_thread(app.state.audit.flush_suppressed, everything=True)
             return
         res = await asyncio.to_thread(
             open_dapr,
@@ -113,6 +140,7 @@ def build_app(
         try:
             await asyncio.to_thread(load_secrets, app, res.gateway)
             yield
+            await asyncio.to_thread(app.state.audit.flush_suppressed, everything=True)
         finally:
             await asyncio.to_thread(res.close)
 

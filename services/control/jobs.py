@@ -19,7 +19,7 @@ from pydantic import BaseModel, field_validator
 
 from contracts.policy import parse_duration
 from control import instances
-from plumbing import audit
+from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.gateway import Gateway, GatewayError, StateStore, workflows_of
 from plumbing.state import update
 from plumbing.web import InvalidInput
@@ -79,9 +79,9 @@ def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any],
     return job, targets
 
 
-def launch(gateway: Gateway, job: dict[str, Any], targets: list[str]) -> None:
+def launch(gateway: Gateway, audit: AuditLog, job: dict[str, Any], targets: list[str]) -> None:
     """Run the job in the background."""
-    threading.Thread(target=run_job, args=(gateway, job, targets), daemon=True).start()
+    threading.Thread(target=run_job, args=(gateway, audit, job, targets), daemon=True).start()
 
 
 def load(state: StateStore, job_id: str) -> dict[str, Any] | None:
@@ -109,7 +109,7 @@ def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
     return sorted(chosen)
 
 
-def run_job(gateway: Gateway, job: dict[str, Any], targets: list[str]) -> None:
+def run_job(gateway: Gateway, audit: AuditLog, job: dict[str, Any], targets: list[str]) -> None:
     """Work through the targets in chunks, 8 at a time, saving progress after each chunk.
 
     Each instance is re-read from Dapr before it is touched, so a job is safe to run again.
@@ -136,7 +136,6 @@ def run_job(gateway: Gateway, job: dict[str, Any], targets: list[str]) -> None:
     failed = sum(1 for r in results.values() if r.startswith("failed"))
     try:
         audit.append(
-            gateway.state,
             actor=job["actor"],
             role="admin",
             action="job_finished",
@@ -144,7 +143,7 @@ def run_job(gateway: Gateway, job: dict[str, Any], targets: list[str]) -> None:
             outcome="ok" if not failed else f"failed: {failed}",
             reason=f"{job['action']}: {len(targets)} instances, {failed} failed",
         )
-    except audit.AuditUnavailable:
+    except AuditUnavailable:
         log.exception("could not audit the end of %s", job["job_id"])
 
 

@@ -24,7 +24,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from control import instances, jobs
-from control.auditing import record
+from control.auditing import audit_log, record
 from plumbing.auth import Admin, Forbidden, Operator, Principal, Reader
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
 from plumbing.web import InvalidInput
@@ -346,7 +346,7 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             reason=f"{body.action} {len(targets)} "
             f"instances, older_than={body.older_than}, dry_run={body.dry_run}",
         )
-        jobs.launch(gateway, job, targets)
+        jobs.launch(gateway, audit_log(request), job, targets)
         return job
 
     @router.get("/jobs/{job_id}")

@@ -13,8 +13,9 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
     DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
-    SECRET_STORE, TOKENS_SECRET, VERIFY_KEYS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE
-    and POLICY_* (see contracts.policy).
+    SECRET_STORE, TOKENS_SECRET, VERIFY_KEYS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE,
+    AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
+    (see contracts.policy).
 
     DEV_MODE=true marks a development stack (devstack sets it): development-only conveniences
     (the readable `dev-` tokens, the API docs page) are refused without it."""
@@ -41,6 +42,11 @@ class ServiceSettings:
     signing_store: str = "signingstore"
     signing_secret: str = "approvals-signing-key"
     development: bool = False
+    audit_key_secret: str = "audit-key"
+    audit_checkpoint_every: int = 100
+    # Audited refusals of unidentified callers, per client address: a burst, then a rate.
+    audit_refusal_burst: int = 20
+    audit_refusals_per_minute: float = 30.0
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -67,6 +73,10 @@ class ServiceSettings:
             signing_store=env.get("SIGNING_STORE", "signingstore"),
             signing_secret=env.get("SIGNING_SECRET", "approvals-signing-key"),
             development=env.get("DEV_MODE", "").lower() in ("1", "true", "yes"),
+            audit_key_secret=env.get("AUDIT_KEY_SECRET", "audit-key"),
+            audit_checkpoint_every=int(env.get("AUDIT_CHECKPOINT_EVERY", "100")),
+            audit_refusal_burst=int(env.get("AUDIT_REFUSAL_BURST", "20")),
+            audit_refusals_per_minute=float(env.get("AUDIT_REFUSALS_PER_MINUTE", "30")),
         )
 
     def token_problem(self) -> str | None:

@@ -33,7 +33,7 @@ from contracts.envelope import BadEnvelope, BadPayload, Unverified, load_json, u
 from contracts.messages import Message
 from contracts.signing import Verifier
 from contracts.topics import dead_letter
-from plumbing import audit
+from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.auth import Reader
 from plumbing.gateway import Gateway, GatewayError, Transient
 from plumbing.settings import ServiceSettings
@@ -108,23 +108,30 @@ def make_endpoint(
         except GatewayError:  # the reason is in the log; dead-lettering must not wait on it
             log.warning("could not record why %s on %s was dropped", event_id, topic)
 
-    def record_forgery(outcome: str, target: str = topic) -> None:
+    def record_forgery(
+        audit: AuditLog, caller: str, kind: str, outcome: str, target: str = topic
+    ) -> None:
+        """Audit a delivery refused as forged; a flood of them is counted per `caller`."""
         try:
-            audit.append(
-                gateway().state,
+            audit.append_refusal(
+                caller,
+                kind,
                 actor="unknown caller",
-                role="-",
                 action=f"deliver {topic}",
                 target=target,
                 outcome=outcome,
             )
-        except (audit.AuditUnavailable, GatewayError):
+        except (AuditUnavailable, GatewayError):
             log.warning("could not audit a refused delivery on %s", topic)
 
     async def endpoint(request: Request) -> JSONResponse:
+        audit: AuditLog = request.app.state.audit
         refused = require_app_token(request, settings.app_api_token)
         if refused is not None:
-            await run_in_threadpool(record_forgery, "refused 401: missing or wrong dapr-api-token")
+            caller = request.client.host if request.client else "unknown"
+            await run_in_threadpool(
+                record_forgery, audit, caller, "401", "refused 401: missing or wrong dapr-api-token"
+            )
             return refused
         body = await request.body()
         event_id = "?"
@@ -133,7 +140,15 @@ def make_endpoint(
             event_id, message = unwrap(body, model, settings.policy.limits, verifier)
         except Unverified as exc:
             event_id, answer = exc.event_id, Answer.drop(str(exc))
-            await run_in_threadpool(record_forgery, f"refused: {exc}"[:500], event_id[:128])
+            # Came through the sidecar: whoever published it is unknown, so count per topic.
+            await run_in_threadpool(
+                record_forgery,
+                audit,
+                f"unsigned deliveries on {topic}",
+                "unsigned",
+                f"refused: {exc}",
+                event_id,
+            )
         except BadPayload as exc:
             event_id, answer = exc.event_id, Answer.drop(str(exc))
         except BadEnvelope as exc:

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from plumbing import audit
+from plumbing.audit import AuditUnavailable
 from plumbing.gateway import Gateway
 
 log = logging.getLogger(__name__)
@@ -86,21 +86,22 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
     def _audit(self, scope: Scope) -> None:
-        """A refused mutation is audited like any other (the caller is not known yet)."""
-        app = scope.get("app")
-        gateway = getattr(getattr(app, "state", None), "gateway", None)
-        if gateway is None:
+        """A refused mutation is audited like any other (the caller is not known yet, so a
+        flood of them is rate-limited per client address)."""
+        log_ = getattr(getattr(scope.get("app"), "state", None), "audit", None)
+        if log_ is None:
             return
+        client = scope.get("client")
         try:
-            audit.append(
-                gateway.state,
+            log_.append_refusal(
+                client[0] if client else "unknown",
+                "413",
                 actor="unknown caller",
-                role="-",
                 action=f"{scope['method']} {scope['path']}",
                 target=scope["path"],
                 outcome=f"refused 413: body larger than {self.limit} bytes",
             )
-        except audit.AuditUnavailable:
+        except AuditUnavailable:
             log.warning("could not audit a refused oversized %s", scope["path"])
 
 

@@ -5,7 +5,8 @@ Workflow commands (named like `dapr workflow`) act on the app chosen with --app:
 Business commands:
   order place     publish an OrderPlaced (orders app)
   decide          approve or reject an order's approval (approvals app, as the token's approver)
-  audit list      the audit log;  audit verify   recompute its hash chain
+  audit list      the audit log, a page at a time;  audit verify   check its keyed chain and
+                  checkpoints on the server, optionally against an anchor file you keep
   keys new        a new signing key pair for the approvals service (offline)
   tokens new      a random api token and its token-table entry, by digest (offline)
 
@@ -30,13 +31,13 @@ from typing import Any
 import httpx
 
 from contracts.signing import UnusableKey, new_key_pair
-from plumbing.audit import AuditRecord, verify
 from plumbing.auth import AuthConfigError, TokenTable, new_token_entry
 
 TOKEN_WARNING = (
     "warning: --token shows the token to anyone who can list processes (ps) and may land in "
     "your shell history; set APPROVALS_TOKEN instead"
 )
+
 EXIT_OK, EXIT_FAIL, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_REFUSED, EXIT_BROKEN, EXIT_JOB = range(7)
 
 
@@ -57,13 +58,17 @@ class Client:
         return str(self.args.orders_url if chosen == "orders" else self.args.approvals_url)
 
     def call(self, method: str, path: str, app: str | None = None, **kw: Any) -> Any:
+        resp = self.send(method, path, app, **kw)
+        return resp.json() if resp.content else None
+
+    def send(self, method: str, path: str, app: str | None = None, **kw: Any) -> httpx.Response:
         url = self.base(app).rstrip("/") + path
         try:
             resp = self.http.request(method, url, **kw)
         except httpx.HTTPError as exc:
             raise CtlError(f"cannot reach {url}: {exc}", EXIT_FAIL) from None
         if resp.status_code < 300:
-            return resp.json() if resp.content else None
+            return resp
         try:
             detail = resp.json().get("detail", resp.text)
         except ValueError:
@@ -260,28 +265,60 @@ def cmd_keys_new(c: Client, a: argparse.Namespace) -> int:
 
 
 def cmd_audit_list(c: Client, a: argparse.Namespace) -> int:
-    params = {
-        k: v
-        for k, v in {
-            "actor": a.actor,
-            "action": a.action,
-            "target": a.target,
-            "limit": a.limit,
-        }.items()
-        if v
+    wanted = {
+        "actor": a.actor,
+        "action": a.action,
+        "target": a.target,
+        "outcome": a.outcome,
+        "limit": a.limit,
+        "before_seq": a.before,
+        "after_seq": a.after,
     }
-    out = c.call("GET", "/audit", params=params)
+    resp = c.send("GET", "/audit", params={k: v for k, v in wanted.items() if v is not None})
+    out = resp.json()
     _show(a, out, _table(out, ["seq", "at", "actor", "action", "target", "outcome"]))
+    if not a.json:  # the Link header says where the next pages start
+        for rel, way, flag, param in (
+            ("prev", "older", "--before", "before_seq"),
+            ("next", "newer", "--after", "after_seq"),
+        ):
+            if rel in resp.links:
+                seq = httpx.URL(resp.links[rel]["url"]).params.get(param)
+                print(f"  more {way}: {flag} {seq}", file=sys.stderr)
     return EXIT_OK
 
 
+def _anchors(path: str | None) -> dict[str, Any]:
+    if not path or not os.path.exists(path):
+        return {}
+    try:
+        with open(path) as f:
+            kept = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise CtlError(f"cannot read the anchor file {path}: {exc}", EXIT_USAGE) from None
+    return kept if isinstance(kept, dict) else {}
+
+
 def cmd_audit_verify(c: Client, a: argparse.Namespace) -> int:
-    records = [
-        AuditRecord.model_validate(r) for r in c.call("GET", "/audit", params={"limit": 10_000})
-    ]
-    ok, summary = verify(records)
-    _show(a, {"intact": ok, "summary": summary, "app": a.app}, f"{a.app}: {summary}")
-    return EXIT_OK if ok else EXIT_BROKEN
+    anchors = _anchors(a.anchor)
+    params: dict[str, Any] = {"full": a.full}
+    kept = anchors.get(c.base())
+    if isinstance(kept, dict) and {"count", "head"} <= kept.keys():
+        params |= {"anchor_count": kept["count"], "anchor_head": kept["head"]}
+    out = c.call("GET", "/audit/verify", params=params)
+    out["app"] = a.app
+    if a.anchor and out["intact"] and out.get("anchor") and out["anchor"]["count"]:
+        anchors[c.base()] = out["anchor"]
+        try:
+            with open(a.anchor, "w") as f:
+                json.dump(anchors, f, indent=2)
+        except OSError as exc:
+            raise CtlError(f"cannot write the anchor file {a.anchor}: {exc}", EXIT_FAIL) from None
+    human = f"{a.app}: {out['summary']}"
+    if len(out["problems"]) > 1:
+        human += "".join(f"\n  {p}" for p in out["problems"])
+    _show(a, out, human)
+    return EXIT_OK if out["intact"] else EXIT_BROKEN
 
 
 def parser() -> argparse.ArgumentParser:
@@ -418,13 +455,21 @@ def parser() -> argparse.ArgumentParser:
     al.set_defaults(fn=cmd_audit_list)
     for name in ("actor", "action", "target"):
         al.add_argument(f"--{name}")
-    al.add_argument("--limit", type=int, default=50)
+    al.add_argument("--outcome", help="prefix: ok, refused, failed")
+    al.add_argument("--limit", type=int, default=50, help="at most 1000")
+    page = al.add_mutually_exclusive_group()
+    page.add_argument("--before", type=int, metavar="SEQ", help="records older than SEQ")
+    page.add_argument("--after", type=int, metavar="SEQ", help="records newer than SEQ")
     av = audit.add_parser(
         "verify",
-        help="recompute the hash chain",
-        description="fetch every record and recompute the hash chain",
+        help="check the audit log's keyed chain and checkpoints",
+        description="ask the app to check its audit log: since the last checkpoint, or every "
+        "record with --full; with --anchor FILE, also against the end seen last time (kept "
+        "in FILE, per app URL), which catches a log cut back together with its checkpoints",
     )
     av.set_defaults(fn=cmd_audit_verify)
+    av.add_argument("--full", action="store_true", help="check every record")
+    av.add_argument("--anchor", metavar="FILE", help="keep and check an anchor in FILE")
     return p
 
 
