@@ -17,7 +17,7 @@ from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput
 from contracts.messages import ApprovalRequested, BusinessId, DecisionSubmitted, Tier
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
-from control.auditing import record
+from control.auditing import audited
 from control.management import WorkflowRules, management_router
 from plumbing.auth import Approver, Reader
 from plumbing.gateway import Gateway
@@ -135,14 +135,10 @@ def post_decision(
         reason=body.reason,
         decided_at=datetime.now(UTC),
     )
-    gateway.publisher.publish(DECISIONS, decision)
     verb = "approve" if body.approved else "reject"
-    record(
-        request,
-        target=order_id,
-        reason=body.reason,
-        outcome=f"ok: {verb} {view.amount_text} as {decision.decision_id}",
-    )
+    outcome = f"ok: {verb} {view.amount_text} as {decision.decision_id}"
+    with audited(request, target=order_id, reason=body.reason, outcome=outcome):
+        gateway.publisher.publish(DECISIONS, decision)
     return {"decision_id": decision.decision_id, "order_id": order_id, "status": "submitted"}
 
 

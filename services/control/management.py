@@ -1,8 +1,9 @@
 """The workflow management API ("the control room"), written once, mounted by every app that
 hosts workflows, for its own instances, under /workflows.
 
-Reads need any token; mutations need operator or admin; bulk jobs need admin. Every mutation,
-done or refused, is in the audit log before the answer goes out.
+Reads need any token; mutations need operator or admin; bulk jobs need admin. Every change is
+in the audit log before it is made (`audited`: no record, no change), and every refusal before
+the answer goes out.
 
 The API operates workflows; it never makes business decisions. Each workflow says, in its
 `WorkflowRules`, which events an operator may raise (never the business events `decision` and
@@ -24,7 +25,7 @@ from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from control import instances, jobs
-from control.auditing import audit_log, record
+from control.auditing import audit_log, audited, record
 from plumbing.auth import Admin, Forbidden, Operator, Principal, Reader
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
 from plumbing.web import InvalidInput
@@ -145,8 +146,8 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             response.status_code = 200
             record(request, target=iid, outcome="ok: exists", reason=current.status)
             return {"instance_id": iid, "created": False, "status": current.status}
-        begin(gateway)
-        record(request, target=iid, reason=body.name)
+        with audited(request, target=iid, reason=body.name):
+            begin(gateway)
         return {"instance_id": iid, "created": True, "status": "RUNNING"}
 
     @router.get("")
@@ -187,9 +188,8 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
     def reconcile_index(request: Request, _: Operator) -> dict[str, int]:
         """Rebuild the index from Dapr's own list (slow: one call per instance)."""
         gateway = gateway_of(request)
-        counts = instances.reconcile(gateway.state, workflows_of(gateway))
-        record(request, target="index", reason=json.dumps(counts))
-        return counts
+        with audited(request, target="index", reason="rebuild from Dapr's list"):
+            return instances.reconcile(gateway.state, workflows_of(gateway))
 
     @router.get("/{instance_id}")
     def get_workflow(
@@ -245,8 +245,8 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             )
         if state.status in instances.TERMINAL:
             raise Conflict(f"instance {instance_id} is {state.status}: it takes no events")
-        workflows_of(gateway_of(request)).raise_event(instance_id, event_name, data)
-        record(request, target=instance_id, reason=event_name)
+        with audited(request, target=instance_id, reason=event_name):
+            workflows_of(gateway_of(request)).raise_event(instance_id, event_name, data)
         return {"instance_id": instance_id, "event": event_name, "status": "raised"}
 
     def _transition(
@@ -264,9 +264,9 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
                 f"instance {instance_id} is {state.status}: only "
                 f"{' or '.join(sorted(allowed))} instances can be {verb}"
             )
-        act()
+        with audited(request, target=instance_id, reason=reason):
+            act()
         instances.set_status(gateway_of(request).state, instance_id, new_status)
-        record(request, target=instance_id, reason=reason)
         return {"instance_id": instance_id, "status": new_status}
 
     @router.post("/{instance_id}/suspend")
@@ -330,9 +330,9 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
                 "TERMINATED instances can be purged; terminate it first"
             )
         gateway = gateway_of(request)
-        workflows_of(gateway).purge(instance_id)
+        with audited(request, target=instance_id, reason=state.status):
+            workflows_of(gateway).purge(instance_id)
         instances.forget(gateway.state, instance_id)
-        record(request, target=instance_id, reason=state.status)
         return {"instance_id": instance_id, "status": "purged"}
 
     @router.post("/jobs", status_code=202)
@@ -340,13 +340,12 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
         """Start a bulk purge or terminate; poll GET /workflows/jobs/{job_id} for progress."""
         gateway = gateway_of(request)
         job, targets = jobs.create(gateway, body, admin.id)
-        record(
-            request,
-            target=job["job_id"],
-            reason=f"{body.action} {len(targets)} "
-            f"instances, older_than={body.older_than}, dry_run={body.dry_run}",
+        reason = (
+            f"{body.action} {len(targets)} instances, "
+            f"older_than={body.older_than}, dry_run={body.dry_run}"
         )
-        jobs.launch(gateway, audit_log(request), job, targets)
+        with audited(request, target=job["job_id"], reason=reason):
+            jobs.launch(gateway, audit_log(request), job, targets)
         return job
 
     @router.get("/jobs/{job_id}")

@@ -14,7 +14,7 @@ from contracts.messages import ApprovalOutcome, BusinessId, OrderPlaced, describ
 from contracts.money import describe_price
 from contracts.topics import APPROVAL_OUTCOMES, ORDERS
 from control import instances
-from control.auditing import record
+from control.auditing import audited
 from control.management import WorkflowRules, describe, management_router
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
@@ -126,8 +126,8 @@ def place_order(
     text = describe_price(
         order.amount, order.currency, settings.policy.value(order.amount, order.currency)
     )
-    gateway.publisher.publish(ORDERS, order)
-    record(request, target=order.order_id, reason=text)
+    with audited(request, target=order.order_id, reason=text):
+        gateway.publisher.publish(ORDERS, order)
     return {
         "order_id": order.order_id,
         "instance_id": instance_id(order.order_id),
