@@ -280,6 +280,9 @@ class AuditLog:
             # one can only mean that someone deleted it.
             self.state.claim(LATEST_KEY, self.sign_checkpoint(0, GENESIS))
             return 0, GENESIS, ""
+        latest = self.latest()  # again: a writer may have started the log since the first read
+        if latest is not None and self.genuine(latest):
+            return latest.count, latest.head, ""
         seq, prev = self._follow(end, (0, GENESIS))
         what = "missing" if latest is None else "not genuine"
         return seq, prev, f"the latest checkpoint was {what} with {seq} records in the log"
