@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -173,7 +175,7 @@ def test_bulk_terminate_of_stuck_approvals(flow: Flow) -> None:
     assert got["status"] == "TERMINATED"
 
 
-def test_authorisation_negatives_are_refused_and_audited(flow: Flow) -> None:
+def test_authorisation_negatives_are_refused_and_audited(flow: Flow, tmp_path: Path) -> None:
     orders = flow.stack.apps["orders"].app_url
     anonymous = flow.http.post(
         f"{orders}/workflows/order-x/suspend", json={"reason": "x"}, headers={"Authorization": ""}
@@ -193,10 +195,36 @@ def test_authorisation_negatives_are_refused_and_audited(flow: Flow) -> None:
     outcomes = [r["outcome"][:11] for r in records[-3:]]
     assert outcomes == ["refused 401", "refused 403", "refused 401"]
     assert records[-1]["action"] == "deliver orders"
-    code, verdict = ctl(flow.stack, "viewer", "audit", "verify")
-    assert code == 0 and verdict["intact"] is True
     code, verdict = ctl(flow.stack, "viewer", "--app", "approvals", "audit", "verify")
     assert code == 0 and verdict["intact"] is True
+    anchors = tmp_path / "anchors.json"
+    keep = ("audit", "verify", "--full", "--anchor", str(anchors))
+    code, verdict = ctl(flow.stack, "viewer", *keep)
+    assert code == 0 and verdict["intact"] is True and verdict["full"] is True
+    kept = json.loads(anchors.read_text())[orders]
+    assert kept == verdict["anchor"] and kept["count"] == verdict["records"] >= 3
+    code, verdict = ctl(flow.stack, "viewer", *keep)  # checked against the anchor it kept
+    assert code == 0 and verdict["intact"] is True
+
+
+def test_concurrent_refusals_are_all_recorded_through_the_real_store(flow: Flow) -> None:
+    target = unique("race")
+    url = f"{flow.orders}/workflows/{target}/suspend"
+
+    def refuse(n: int) -> int:
+        headers = {**bearer("viewer"), "x-request-id": f"{target}-{n}"}
+        return flow.http.post(url, json={"reason": "x"}, headers=headers).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert set(pool.map(refuse, range(60))) == {403}
+    records = flow.http.get(
+        f"{flow.orders}/audit", params={"target": target, "limit": 100}, headers=bearer("viewer")
+    ).json()
+    assert sorted(r["request_id"] for r in records) == sorted(f"{target}-{n}" for n in range(60))
+    verdict = flow.http.get(
+        f"{flow.orders}/audit/verify", params={"full": True}, headers=bearer("viewer")
+    ).json()
+    assert verdict["intact"] is True, verdict["problems"]
 
 
 def test_business_verbs_place_an_order_and_decide_it(flow: Flow) -> None:
