@@ -16,7 +16,7 @@ ones; --token works too, with a warning: a command line is visible to every user
 (http://127.0.0.1:8102).
 
 Exit codes: 0 done; 1 the service failed or could not be reached; 2 usage error; 3 not found;
-4 refused (401, 403, 409, 410, 422); 5 the audit chain is broken; 6 a bulk job had failures.
+4 refused (401, 403, 409, 410, 422); 5 the audit log is not intact; 6 a bulk job had failures.
 """
 
 from __future__ import annotations
