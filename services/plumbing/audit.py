@@ -7,11 +7,9 @@ that secret can neither alter a record nor recompute the chain after one without
 (plumbing.audit_reader) noticing.
 
 Cutting the end off is caught by checkpoints, MACed with the same key and kept outside the
-record key space: "audit-checkpoint:latest" ({count, head, at, kid, mac}: the last record's
-seq and MAC) moves with every append, and every `checkpoint_every` records a numbered
-"audit-checkpoint:<count>" is claimed for good, before the latest may move past it. The
-process also remembers the newest record it wrote or verified, and a caller of verify may hand
-in an anchor of its own: both live outside the store.
+record key space: "audit-checkpoint:latest" ({count, head, at, kid, mac}) moves with every
+append; every `checkpoint_every` records a numbered "audit-checkpoint:<count>" is claimed for
+good before the latest may move past it. The process also remembers the newest record it wrote.
 
 An append claims the next seq with a first-write, so two writers (threads, replicas) never
 share one. The loser reads the record that won, follows it and claims the next seq, as often
@@ -171,6 +169,9 @@ class AuditLog:
             "reason": reason,
             "request_id": request_id,
         }
+        return self._append(fields, report_anomaly=True)
+
+    def _append(self, fields: Mapping[str, str], report_anomaly: bool) -> AuditRecord:
         give_up = time.monotonic() + self.deadline_s
         lost = 0
         try:
@@ -194,18 +195,21 @@ class AuditLog:
             self._checkpoint(record)
         except GatewayError as exc:  # the record is written; the next append moves them
             log.warning("audit record %d written, its checkpoint lags: %s", record.seq, exc)
-        if anomaly:
-            # A crash between a record and its checkpoint, or someone deleting the checkpoint
-            # to hide a cut: this append restored it, so say so in the log itself.
+        if anomaly and report_anomaly:
+            # Someone deleted or forged the latest checkpoint, perhaps to hide a cut: this
+            # append restored it, so say so in the log itself (once, not in a loop).
             log.warning("audit log: %s", anomaly)
             with contextlib.suppress(AuditUnavailable):
-                self.append(
-                    actor="audit log",
-                    role="-",
-                    action="audit_checkpoint_restored",
-                    target=LATEST_KEY,
-                    outcome="anomaly",
-                    reason=f"{anomaly}; restored at record {record.seq}",
+                self._append(
+                    {
+                        "actor": "audit log",
+                        "role": "-",
+                        "action": "audit_checkpoint_restored",
+                        "target": LATEST_KEY,
+                        "outcome": "anomaly",
+                        "reason": f"{anomaly}; restored at record {record.seq}",
+                    },
+                    report_anomaly=False,
                 )
         return record
 

@@ -88,12 +88,12 @@ class BodyLimit:
     def _audit(self, scope: Scope) -> None:
         """A refused mutation is audited like any other (the caller is not known yet, so a
         flood of them is rate-limited per client address)."""
-        log_ = getattr(getattr(scope.get("app"), "state", None), "audit", None)
-        if log_ is None:
+        audit_log = getattr(getattr(scope.get("app"), "state", None), "audit", None)
+        if audit_log is None:
             return
         client = scope.get("client")
         try:
-            log_.append_refusal(
+            audit_log.append_refusal(
                 client[0] if client else "unknown",
                 "413",
                 actor="unknown caller",

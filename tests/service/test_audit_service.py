@@ -92,6 +92,29 @@ def test_a_cut_with_a_forged_or_deleted_checkpoint_is_caught(ops: TestClient, ga
     )
 
 
+def test_an_append_that_finds_the_checkpoint_deleted_restores_it_and_says_so(
+    ops: TestClient, gateway
+) -> None:
+    place(ops, 3)
+    gateway.state.delete(LATEST_KEY)
+    gateway.state.refuse_writes = (LATEST_KEY,)  # and it cannot be written back yet
+    place(ops, 1, start=3)
+    gateway.state.refuse_writes = ()
+    place(ops, 1, start=4)
+    records = ops.get("/audit").json()
+    assert [(r["seq"], r["action"], r["outcome"]) for r in records[3:]] == [
+        (4, "place_order", "ok"),
+        (5, "audit_checkpoint_restored", "anomaly"),
+        (6, "place_order", "ok"),
+        (7, "audit_checkpoint_restored", "anomaly"),
+    ]
+    assert records[4]["reason"] == (
+        "the latest checkpoint was missing with 3 records in the log; restored at record 4"
+    )
+    assert gateway.state.get(LATEST_KEY)[0]["count"] == 7
+    assert verdict(ops, full=True)["intact"] is True
+
+
 def test_a_rollback_of_records_and_checkpoints_is_caught_by_an_anchor(
     client: AppFactory, gateway
 ) -> None:
