@@ -12,8 +12,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from contracts.messages import Message
-from contracts.signing import Signer
+from contracts.messages import (
+    ApprovalOutcome,
+    ApprovalRequested,
+    DecisionSubmitted,
+    Message,
+    OrderStatusChanged,
+)
+from contracts.signing import Signer, new_key_pair
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
 from plumbing.settings import ServiceSettings
 
@@ -165,7 +171,8 @@ SECRETS = Path(__file__).resolve().parents[1] / "secrets"
 # The development secret stores of components/: store name -> its local file.
 DEV_STORES = {
     "localsecretstore": SECRETS / "dev-secrets.json",
-    "signingstore": SECRETS / "dev-signing.json",
+    "orders-keys": SECRETS / "dev-orders-keys.json",
+    "approvals-keys": SECRETS / "dev-approvals-keys.json",
 }
 
 
@@ -191,9 +198,27 @@ class FakeSecrets:
         return dict(found[name])
 
 
-def dev_signer() -> Signer:
-    """The approvals service's development signing key (what its sidecar's store holds)."""
-    return Signer.from_secret(FakeSecrets().get("signingstore", "approvals-signing-key"))
+def dev_signer(app: str = "approvals") -> Signer:
+    """A signing app's development key (what its sidecar's key store holds)."""
+    return Signer.from_secret(FakeSecrets().get(f"{app}-keys", "signing-key"))
+
+
+def production_keys() -> dict[str, dict[str, str]]:
+    """Shared-store entries a production stack would hold: verification keys not from git."""
+    return {
+        f"{app}-verify-keys": new_key_pair(f"{app}-test-1")[1] for app in ("orders", "approvals")
+    }
+
+
+def signing_app(message: Message) -> str | None:
+    """Which app signs this kind of message, as the services do; None: nobody signs it."""
+    if isinstance(message, (DecisionSubmitted, ApprovalOutcome)):
+        return "approvals"
+    if isinstance(message, ApprovalRequested):
+        return "orders" if message.stage == 1 else "approvals"
+    if isinstance(message, OrderStatusChanged):
+        return "orders"
+    return None
 
 
 TOKENS = {

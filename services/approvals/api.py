@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
-from contracts.messages import ApprovalRequested, BusinessId, DecisionSubmitted, Tier
+from contracts.messages import TRUSTED, ApprovalRequested, BusinessId, DecisionSubmitted, Tier
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import audited
@@ -22,7 +22,7 @@ from control.management import WorkflowRules, management_router
 from plumbing.auth import Approver, Reader
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
-from plumbing.subscriptions import Answer, subscribe
+from plumbing.subscriptions import Answer, keys_of, subscribe
 from plumbing.web import GatewayDep
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,9 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=APPROVAL_REQUESTS,
         model=ApprovalRequested,
         handler=lambda m: accept_request(gw(), settings, m),
+        # Only orders says what an order needs (stage 1); later stages are our own.
+        signed_by=keys_of(app, "orders", "approvals"),
+        limits=TRUSTED,  # checked by orders under the policy the order started with
     )
     subscribe(
         dapr_app,
@@ -103,7 +106,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=DECISIONS,
         model=DecisionSubmitted,
         handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
-        signed_by=lambda: app.state.verifier,  # only the approvals service decides
+        signed_by=keys_of(app, "approvals"),  # only the approvals API decides
     )
     app.include_router(router)
     rules = WorkflowRules(started_by="an ApprovalRequested on the approval-requests topic")

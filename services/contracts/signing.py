@@ -1,11 +1,12 @@
 """Signatures on messages whose authority matters: decisions and approval outcomes.
 
-The approvals service checks who may decide; it signs what it publishes with its Ed25519 key so
-that a consumer can tell its messages from anything else on the topic, whoever published it.
+The approvals service checks who may decide, and the orders service what each order needs; each
+signs what it publishes with its own Ed25519 key so that a consumer can tell its messages from
+anything else on the topic, whoever published it.
 The signature covers the CloudEvent type, id and data (canonical JSON) and travels as two
 CloudEvent extension attributes: `signature` (base64url) and `signingkey` (the key's id).
 
-Keys live in Dapr secret stores: the private key in one only the approvals app may read, the
+Keys live in Dapr secret stores: a signer's private key in a store only that app may read, the
 public keys (several at once, so a key can be rotated) where every consumer reads them. Keys
 are raw 32-byte Ed25519 keys in base64.
 
@@ -95,6 +96,10 @@ class Verifier:
         if not keys:
             raise UnusableKey("no verification keys")
         return cls(keys)
+
+    def __or__(self, other: Verifier) -> Verifier:
+        """Trust the keys of both (a topic that two signers may publish to)."""
+        return Verifier({**self.keys, **other.keys})
 
     def verify(self, attrs: Mapping[str, Any], data: Any) -> str:
         """Return the key id that signed the event; raise BadSignature otherwise."""

@@ -24,7 +24,7 @@ from plumbing.audit_keys import AuditConfigError, Keyring
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
 from plumbing.refusals import RefusalLimiter
-from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifier, open_dapr
+from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifiers, open_dapr
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import dead_letters_router
 from plumbing.web import (
@@ -104,8 +104,8 @@ def build_app(
 ) -> FastAPI:
     """A FastAPI app whose lifespan opens the Dapr clients once (unless a gateway is given).
 
-    With `signs`, what the app publishes is signed with its key. Every app loads the approvals
-    service's public keys (`app.state.verifier`) for subscriptions that take signed messages."""
+    With `signs`, what the app publishes is signed with its key. Every app loads the signers'
+    public keys (`app.state.verifiers`, by signer) for subscriptions that take signed messages."""
     if gateway is None:
         configure_logging(settings.app_id)
         problem = settings.token_problem()
@@ -119,7 +119,7 @@ def build_app(
         app.state.audit = load_audit_log(gateway, settings)
         if gateway.secrets is None:
             raise KeyConfigError("no secret store client: cannot read the verification keys")
-        app.state.verifier = load_verifier(gateway.secrets, settings)
+        app.state.verifiers = load_verifiers(gateway.secrets, settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

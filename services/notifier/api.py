@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Query
 
-from contracts.messages import ApprovalRequested, OrderStatusChanged
+from contracts.messages import TRUSTED, ApprovalRequested, OrderStatusChanged
 from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
@@ -18,7 +18,7 @@ from plumbing.auth import Reader
 from plumbing.gateway import Gateway, GatewayError
 from plumbing.settings import ServiceSettings
 from plumbing.state import update
-from plumbing.subscriptions import Answer, subscribe
+from plumbing.subscriptions import Answer, keys_of, subscribe
 from plumbing.web import GatewayDep
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,8 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=APPROVAL_REQUESTS,
         model=ApprovalRequested,
         handler=lambda m: deliver(gw(), conf, for_approval_request(m)),
+        signed_by=keys_of(app, "orders", "approvals"),
+        limits=TRUSTED,  # checked by orders under the policy the order started with
     )
     subscribe(
         dapr_app,
@@ -93,6 +95,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=ORDER_STATUS,
         model=OrderStatusChanged,
         handler=lambda m: deliver(gw(), conf, for_status_change(m)),
+        signed_by=keys_of(app, "orders"),  # customers hear only what orders says
     )
     app.include_router(router)
 

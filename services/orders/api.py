@@ -25,7 +25,7 @@ from orders.workflows import (
 from plumbing.auth import Operator, Reader
 from plumbing.gateway import Gateway, NotFound
 from plumbing.settings import ServiceSettings
-from plumbing.subscriptions import Answer, subscribe
+from plumbing.subscriptions import Answer, keys_of, subscribe
 from plumbing.web import GatewayDep, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=APPROVAL_OUTCOMES,
         model=ApprovalOutcome,
         handler=lambda m: deliver_outcome(gw(), m),
-        signed_by=lambda: app.state.verifier,  # outcomes come only from the approvals service
+        signed_by=keys_of(app, "approvals"),  # outcomes come only from the approvals service
     )
 
     def start_order(data: Any) -> tuple[str, Any]:

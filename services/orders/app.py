@@ -23,4 +23,5 @@ def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None 
         description="Order intake, order workflows and their management API.",
         workflows={ORDER_WORKFLOW: order_workflow},
         activities=make_activities,
+        signs=True,  # approval requests and status changes are verified by their consumers
     )

@@ -84,23 +84,52 @@ class KeyConfigError(ValueError):
     """A signing or verification key cannot be read or used; startup fails with the reason."""
 
 
+# The apps that sign what they publish, and so whose public keys every app loads.
+SIGNERS = ("orders", "approvals")
+
+
 def load_signer(secrets: Secrets, settings: ServiceSettings) -> Signer:
-    """This app's signing key, from its own secret store."""
+    """This app's signing key, from the secret store only it may read."""
     try:
-        return Signer.from_secret(secrets.get(settings.signing_store, settings.signing_secret))
+        signer = Signer.from_secret(secrets.get(settings.key_store, settings.signing_secret))
     except (GatewayError, UnusableKey) as exc:
         raise KeyConfigError(
             f"cannot use signing key {settings.signing_secret!r} from secret store "
-            f"{settings.signing_store!r}: {exc}"
+            f"{settings.key_store!r}: {exc}"
         ) from None
+    _refuse_dev_key(signer.key_id, settings)
+    return signer
 
 
-def load_verifier(secrets: Secrets, settings: ServiceSettings) -> Verifier:
-    """The public keys of the approvals service, which signs decisions and outcomes."""
-    try:
-        return Verifier.from_secret(secrets.get(settings.secret_store, settings.verify_keys_secret))
-    except (GatewayError, UnusableKey) as exc:
+def load_verifiers(secrets: Secrets, settings: ServiceSettings) -> dict[str, Verifier]:
+    """Every signer's public keys, by signer app id; a key id names one signer only."""
+    verifiers: dict[str, Verifier] = {}
+    for signer in SIGNERS:
+        name = f"{signer}-verify-keys"
+        try:
+            verifiers[signer] = Verifier.from_secret(secrets.get(settings.secret_store, name))
+        except (GatewayError, UnusableKey) as exc:
+            raise KeyConfigError(
+                f"cannot use verification keys {name!r} from secret store "
+                f"{settings.secret_store!r}: {exc}"
+            ) from None
+        for kid in verifiers[signer].keys:
+            _refuse_dev_key(kid, settings)
+    seen: dict[str, str] = {}
+    for signer, verifier in verifiers.items():
+        for kid in verifier.keys:
+            if kid in seen:
+                raise KeyConfigError(
+                    f"key id {kid!r} is listed for both {seen[kid]} and {signer}: key ids must "
+                    "name one signer"
+                )
+            seen[kid] = signer
+    return verifiers
+
+
+def _refuse_dev_key(key_id: str, settings: ServiceSettings) -> None:
+    if key_id.startswith("dev-") and not settings.development:
         raise KeyConfigError(
-            f"cannot use verification keys {settings.verify_keys_secret!r} from secret store "
-            f"{settings.secret_store!r}: {exc}"
-        ) from None
+            f"key {key_id!r} is a development key (committed to the repository); outside "
+            "DEV_MODE use keys made with `approvals-ctl keys new`"
+        )

@@ -13,7 +13,7 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
     DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
-    SECRET_STORE, TOKENS_SECRET, VERIFY_KEYS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE,
+    SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE,
     AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
     (see contracts.policy).
 
@@ -36,11 +36,11 @@ class ServiceSettings:
     decision_hold_s: float = 300.0
     secret_store: str = "localsecretstore"
     tokens_secret: str = "api-tokens"
-    # The approvals service's public keys (in secret_store; every app may read them) and its
-    # private signing key (in a store only the approvals app may read).
-    verify_keys_secret: str = "approvals-verify-keys"
-    signing_store: str = "signingstore"
-    signing_secret: str = "approvals-signing-key"
+    # A signing app's private key is the secret `signing_secret` in a store only it may read
+    # ("<app id>-keys" unless SIGNING_STORE says otherwise); every signer's public keys are the
+    # secret "<signer>-verify-keys" in secret_store, which every app may read.
+    signing_store: str = ""
+    signing_secret: str = "signing-key"
     development: bool = False
     audit_key_secret: str = "audit-key"
     audit_checkpoint_every: int = 100
@@ -69,15 +69,19 @@ class ServiceSettings:
             decision_hold_s=parse_duration(env.get("DECISION_HOLD", "5m")).total_seconds(),
             secret_store=env.get("SECRET_STORE", "localsecretstore"),
             tokens_secret=env.get("TOKENS_SECRET", "api-tokens"),
-            verify_keys_secret=env.get("VERIFY_KEYS_SECRET", "approvals-verify-keys"),
-            signing_store=env.get("SIGNING_STORE", "signingstore"),
-            signing_secret=env.get("SIGNING_SECRET", "approvals-signing-key"),
+            signing_store=env.get("SIGNING_STORE", ""),
+            signing_secret=env.get("SIGNING_SECRET", "signing-key"),
             development=env.get("DEV_MODE", "").lower() in ("1", "true", "yes"),
             audit_key_secret=env.get("AUDIT_KEY_SECRET", "audit-key"),
             audit_checkpoint_every=int(env.get("AUDIT_CHECKPOINT_EVERY", "100")),
             audit_refusal_burst=int(env.get("AUDIT_REFUSAL_BURST", "20")),
             audit_refusals_per_minute=float(env.get("AUDIT_REFUSALS_PER_MINUTE", "30")),
         )
+
+    @property
+    def key_store(self) -> str:
+        """The secret store that holds this app's signing key."""
+        return self.signing_store or f"{self.app_id}-keys"
 
     def token_problem(self) -> str | None:
         """Why this app must not start with its sidecar tokens as they are, or None."""

@@ -17,7 +17,9 @@ comes back on the app's dead-letter topic the collector can say why (GET /deadle
 from __future__ import annotations
 
 import base64
+import functools
 import logging
+import operator
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,7 +32,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from contracts.envelope import BadEnvelope, BadPayload, Unverified, load_json, unwrap
-from contracts.messages import Message
+from contracts.messages import Message, MessageLimits
 from contracts.signing import Verifier
 from contracts.topics import dead_letter
 from plumbing.audit import AuditLog, AuditUnavailable
@@ -75,6 +77,16 @@ GatewayRef = Callable[[], Gateway]
 VerifierRef = Callable[[], Verifier]
 
 
+def keys_of(app: Any, *signers: str) -> VerifierRef:
+    """The public keys of these signing apps, as the app loaded them at startup."""
+
+    def ref() -> Verifier:
+        loaded: dict[str, Verifier] = app.state.verifiers
+        return functools.reduce(operator.or_, (loaded[s] for s in signers))
+
+    return ref
+
+
 def _drop_key(app_id: str, topic: str, event_id: str) -> str:
     return f"dropped:{app_id}:{topic}:{event_id}"
 
@@ -94,10 +106,13 @@ def make_endpoint(
     gateway: GatewayRef,
     settings: ServiceSettings,
     signed_by: VerifierRef | None = None,
+    limits: MessageLimits | None = None,
 ) -> Callable[[Request], Awaitable[JSONResponse]]:
     """The ASGI endpoint for one topic; separate from registration so tests can call it.
 
-    With `signed_by`, every message must carry a valid signature by one of its keys."""
+    With `signed_by`, every message must carry a valid signature by one of its keys. Money is
+    checked against `limits` (default: this app's policy); a signed message that another app
+    already checked under its own policy is read with TRUSTED limits."""
 
     def record_drop(event_id: str, reason: str) -> None:
         try:
@@ -137,7 +152,7 @@ def make_endpoint(
         event_id = "?"
         try:
             verifier = signed_by() if signed_by is not None else None
-            event_id, message = unwrap(body, model, settings.policy.limits, verifier)
+            event_id, message = unwrap(body, model, limits or settings.policy.limits, verifier)
         except Unverified as exc:
             event_id, answer = exc.event_id, Answer.drop(str(exc))
             # Came through the sidecar: whoever published it is unknown, so count per topic.
@@ -189,9 +204,10 @@ def subscribe(
     model: type[M],
     handler: Handler[M],
     signed_by: VerifierRef | None = None,
+    limits: MessageLimits | None = None,
 ) -> None:
     """Register a subscription to `topic`, its dead-letter topic, and the collector for it."""
-    endpoint = make_endpoint(topic, model, handler, gateway, settings, signed_by)
+    endpoint = make_endpoint(topic, model, handler, gateway, settings, signed_by, limits)
     dlq = dead_letter(topic, settings.app_id)
     dapr_app.subscribe(
         pubsub=settings.pubsub, topic=topic, route=f"/events/{topic}", dead_letter_topic=dlq

@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 
 from contracts.envelope import CONTENT_TYPE, wrap
-from contracts.messages import ApprovalOutcome, DecisionSubmitted, Message, OrderPlaced
+from contracts.messages import Message, OrderPlaced
 from devstack.stack import Stack
-from tests.fakes import bearer, dev_signer
+from tests.fakes import bearer, signing_app
 from tests.stack import eventually, unique
 
 
@@ -32,12 +32,12 @@ class Flow:
         """Publish through an app's sidecar, as a shop or a script would.
 
         `raw` skips the sidecar's CloudEvent handling, so any bytes reach the topic as they are.
-        Decisions and approval outcomes are signed with the approvals service's development
-        key (the test plays that service) unless `signed` is False (the test plays a forger).
+        What a service signs is signed with that service's key in this stack (the test plays
+        that service) unless `signed` is False (the test plays a forger).
         """
         signer = None
-        if signed and isinstance(message, (DecisionSubmitted, ApprovalOutcome)):
-            signer = dev_signer()
+        if signed and not isinstance(message, bytes) and (app := signing_app(message)):
+            signer = self.stack.own_secrets.signer(app)
         body = message if isinstance(message, bytes) else wrap(message, "e2e", signer)
         sidecar = self.stack.apps[via].dapr_url
         resp = self.http.post(

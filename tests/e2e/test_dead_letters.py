@@ -25,8 +25,8 @@ TOPICS = {
 }
 
 
-# Topics whose messages must be signed by the approvals service.
-SIGNED = {"decisions", "approval-outcomes"}
+# Topics whose messages must be signed (by orders or approvals).
+SIGNED = {"decisions", "approval-outcomes", "approval-requests", "order-status"}
 
 
 def dead_letters(flow: Flow, app: str, topic: str) -> list[dict[str, Any]]:

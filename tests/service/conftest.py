@@ -9,11 +9,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from contracts.envelope import CONTENT_TYPE, wrap
-from contracts.messages import ApprovalOutcome, DecisionSubmitted, Message
+from contracts.messages import Message
 from contracts.signing import Signer
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
-from tests.fakes import LOCAL, bearer, dev_signer, development, fake_gateway
+from tests.fakes import LOCAL, bearer, dev_signer, development, fake_gateway, signing_app
 
 
 @pytest.fixture
@@ -55,11 +55,11 @@ def deliver(
 ) -> dict[str, Any]:
     """POST what the sidecar would: a CloudEvent JSON body to the subscription route.
 
-    Decisions and approval outcomes are signed with the development key, as the approvals
-    service signs them, unless `signed` is False or another Signer."""
+    What a service signs is signed with that service's development key, unless `signed` is
+    False or another Signer."""
     signer = signed if isinstance(signed, Signer) else None
-    if signed is True and isinstance(message, (DecisionSubmitted, ApprovalOutcome)):
-        signer = dev_signer()
+    if signed is True and not isinstance(message, bytes) and (app := signing_app(message)):
+        signer = dev_signer(app)
     body = message if isinstance(message, bytes) else wrap(message, "test", signer)
     resp = client.post(
         f"/events/{topic}", content=body, headers={"content-type": CONTENT_TYPE, **(headers or {})}

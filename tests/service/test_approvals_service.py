@@ -218,11 +218,19 @@ def test_an_index_line_stored_before_amounts_were_valued_still_reads(
     assert row["amount_text"] == "2500.00 EUR"
 
 
-def test_a_request_in_a_currency_the_policy_has_no_rate_for_is_dropped(
+def test_a_request_orders_signed_is_taken_even_without_our_own_rate(
     client: AppFactory, gateway
 ) -> None:
+    """Orders checked the money under the policy the order started with; an approvals app
+    whose own policy lacks the rate must not strand the order (rates roll out app by app)."""
     euro_only = ServiceSettings(app_id="approvals", policy=load_policy({"POLICY_RATES": ""}))
     app = client(create_app, euro_only)
     answer = deliver(app, "approval-requests", request(amount="200000", currency="JPY"))
-    assert answer["status"] == "DROP" and "'JPY' is not accepted" in answer["reason"]
+    assert answer["status"] == "SUCCESS"
+    assert [iid for _, iid, _ in gateway.workflows.scheduled] == ["approval-o-1"]
+
+
+def test_a_request_not_signed_by_orders_is_dropped(approvals: TestClient, gateway) -> None:
+    answer = deliver(approvals, "approval-requests", request(), signed=False)
+    assert answer["status"] == "DROP" and "unsigned" in answer["reason"]
     assert not gateway.workflows.scheduled

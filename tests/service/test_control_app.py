@@ -10,7 +10,7 @@ from notifier.app import create_app as notifier_app
 from notifier.settings import NotifierSettings
 from orders.app import create_app as orders_app
 from plumbing.settings import ServiceSettings
-from tests.fakes import LOCAL, development, fake_gateway
+from tests.fakes import LOCAL, development, fake_gateway, production_keys
 
 SERVICES = [
     (orders_app, ServiceSettings(app_id="orders")),
@@ -23,7 +23,10 @@ SERVICES = [
 def test_production_serves_no_cdn_docs_page_but_keeps_the_schema(create_app, settings) -> None:
     assert not settings.development
     gateway = fake_gateway()
-    gateway.secrets.secrets = {"api-tokens": {secrets.token_urlsafe(32): "vic:viewer"}}
+    gateway.secrets.secrets = {
+        "api-tokens": {secrets.token_urlsafe(32): "vic:viewer"},
+        **production_keys(),
+    }
     with TestClient(create_app(settings, gateway=gateway), base_url=LOCAL) as prod:
         for page in ("/docs", "/redoc", "/docs/oauth2-redirect"):
             assert prod.get(page).status_code == 404, page

@@ -116,7 +116,7 @@ DECISION = DecisionSubmitted(
 
 
 def forged_with_another_key() -> Signer:
-    signing, _ = new_key_pair("dev-2026-11")  # the right key id, the wrong key
+    signing, _ = new_key_pair("dev-approvals-1")  # the right key id, the wrong key
     return Signer.from_secret(signing)
 
 

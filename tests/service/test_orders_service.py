@@ -11,7 +11,7 @@ from orders.app import create_app
 from plumbing.auth import AuthConfigError
 from plumbing.gateway import Transient
 from plumbing.settings import ServiceSettings
-from tests.fakes import LOCAL, bearer
+from tests.fakes import LOCAL, bearer, production_keys
 from tests.service.conftest import AppFactory, deliver
 
 NOW = datetime(2026, 1, 5, 9, tzinfo=UTC)
@@ -220,7 +220,7 @@ def test_production_settings_refuse_a_short_token_at_startup(gateway) -> None:
 
 def test_production_settings_serve_long_random_tokens(gateway) -> None:
     token = secrets.token_urlsafe(32)
-    gateway.secrets.secrets = {"api-tokens": {token: "vic:viewer"}}
+    gateway.secrets.secrets = {"api-tokens": {token: "vic:viewer"}, **production_keys()}
     app = create_app(ServiceSettings(app_id="orders"), gateway=gateway)
     with TestClient(app, base_url=LOCAL, raise_server_exceptions=False) as prod:
         assert (

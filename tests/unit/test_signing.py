@@ -93,9 +93,9 @@ def test_a_verifier_needs_at_least_one_key() -> None:
 def test_approvals_ctl_makes_a_usable_key_pair(capsys: pytest.CaptureFixture[str]) -> None:
     from approvals_ctl.__main__ import main
 
-    assert main(["keys", "new", "--key-id", "prod-2026-11"]) == 0
+    assert main(["keys", "new", "--for", "approvals", "--key-id", "approvals-2026-11"]) == 0
     made = json.loads(capsys.readouterr().out)
-    signer = Signer.from_secret(made["approvals-signing-key"])
+    signer = Signer.from_secret(made["signing-key"])
     verifier = Verifier.from_secret(made["approvals-verify-keys"])
     unwrap(wrap(DECISION, "approvals", signer), DecisionSubmitted, verifier=verifier)
-    assert main(["keys", "new", "--key-id", "no spaces"]) == 2
+    assert main(["keys", "new", "--for", "orders", "--key-id", "no spaces"]) == 2

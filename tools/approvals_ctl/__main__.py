@@ -7,7 +7,7 @@ Business commands:
   decide          approve or reject an order's approval (approvals app, as the token's approver)
   audit list      the audit log, a page at a time;  audit verify   check its keyed chain and
                   checkpoints on the server, optionally against an anchor file you keep
-  keys new        a new signing key pair for the approvals service (offline)
+  keys new        a new signing key pair for orders or approvals (offline)
   tokens new      a random api token and its token-table entry, by digest (offline)
 
 Settings: APPROVALS_TOKEN (a bearer token, see secrets/dev-secrets.json for the development
@@ -260,7 +260,7 @@ def cmd_keys_new(c: Client, a: argparse.Namespace) -> int:
         signing, public = new_key_pair(a.key_id)
     except UnusableKey as exc:
         raise CtlError(str(exc), EXIT_USAGE) from None
-    print(json.dumps({"approvals-signing-key": signing, "approvals-verify-keys": public}, indent=2))
+    print(json.dumps({"signing-key": signing, f"{a.signer}-verify-keys": public}, indent=2))
     return EXIT_OK
 
 
@@ -421,12 +421,13 @@ def parser() -> argparse.ArgumentParser:
     )
     kn = keys.add_parser(
         "new",
-        help="make an Ed25519 key pair for the approvals service",
-        description="print a new signing secret (for the approvals app only) and its public "
-        "key (for every consumer), as JSON; see docs/operations.md, 'Signed messages'",
+        help="make an Ed25519 key pair for a signing app (orders or approvals)",
+        description="print a new signing secret (for that app only) and its public key (for "
+        "every consumer), as JSON; see docs/operations.md, 'Signed messages'",
     )
     kn.set_defaults(fn=cmd_keys_new)
-    kn.add_argument("--key-id", required=True, help='e.g. "prod-2026-11"')
+    kn.add_argument("--key-id", required=True, help='e.g. "approvals-2026-11" (unique per key)')
+    kn.add_argument("--for", dest="signer", choices=["orders", "approvals"], required=True)
     order = sub.add_parser("order", help="orders: place").add_subparsers(dest="verb", required=True)
     place = order.add_parser(
         "place",

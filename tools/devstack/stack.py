@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from devstack.errors import DevstackError
+from devstack.keys import StackSecrets, write_private
 from devstack.log import say
 from devstack.procs import (
     LOOPBACK,
@@ -156,7 +157,7 @@ class Stack:
     # Extra app ids added to every scoped component (e.g. a benchmark's baseline app).
     also_scope: tuple[str, ...] = ()
     runtime: Runtime | None = None
-    redis_password: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    own_secrets: StackSecrets = field(default_factory=StackSecrets, repr=False)
     apps: dict[str, App] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     _given: set[int] = field(default_factory=set, repr=False)
@@ -196,6 +197,7 @@ class Stack:
         started = time.monotonic()
         spec = RunFile.load(self.run_file)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir.chmod(0o700)  # tokens, keys and the Redis password live here
         try:
             rt = self.runtime or ensure_runtime()
             self.runtime = rt
@@ -215,11 +217,14 @@ class Stack:
         self.redis_port = self._port(self.redis_port, "redis")
         data = self.run_dir / "redis"
         data.mkdir(parents=True, exist_ok=True)
+        conf = write_private(
+            data / "redis.conf", f"requirepass {self.own_secrets.redis_password}\n"
+        )
         proc = self._spawn(
             "redis",
             [
                 str(binary),
-                str(data / "redis.conf"),  # the password, kept out of the process list
+                str(conf),  # the password, kept out of the process list
                 "--bind",
                 LOOPBACK,
                 "--port",
@@ -236,10 +241,8 @@ class Stack:
                 "no",
             ],
         )
-        (data / "redis.conf").write_text(f"requirepass {self.redis_password}\n")
-        data.joinpath("redis.conf").chmod(0o600)
         proc.wait_ready(
-            lambda: redis_ping(self.redis_port, self.redis_password),
+            lambda: redis_ping(self.redis_port, self.own_secrets.redis_password),
             "answering PING",
             READY_TIMEOUT,
         )
@@ -325,13 +328,15 @@ class Stack:
                 overrides = dict(self.component_metadata.get(doc["metadata"]["name"], {}))
                 if doc["spec"]["type"] in REDIS_COMPONENT_TYPES:
                     overrides.setdefault("redisHost", f"{LOOPBACK}:{self.redis_port}")
-                    overrides.setdefault("redisPassword", self.redis_password)
+                    overrides.setdefault("redisPassword", self.own_secrets.redis_password)
                 if doc["spec"]["type"] == "secretstores.local.file":
                     for item in doc["spec"].get("metadata") or []:
                         if item.get("name") == "secretsFile":
                             # Relative to the project: the folder that holds components/.
                             path = spec.resources_path.parent / str(item["value"])
-                            overrides.setdefault("secretsFile", str(path.resolve()))
+                            name = doc["metadata"]["name"]
+                            mine = self.own_secrets.render(name, path, self.run_dir / "secrets")
+                            overrides.setdefault("secretsFile", str(mine))
                 items = doc["spec"].setdefault("metadata", [])
                 for item in items:
                     if item.get("name") in overrides:
@@ -339,7 +344,8 @@ class Stack:
                 items.extend({"name": k, "value": v} for k, v in overrides.items())
                 if doc.get("scopes"):
                     doc["scopes"] = [*doc["scopes"], *self.also_scope]
-            (out / src.name).write_text(yaml.safe_dump_all(docs, sort_keys=False))
+            # Private: the rendered components carry the Redis password.
+            write_private(out / src.name, yaml.safe_dump_all(docs, sort_keys=False))
         config = yaml.safe_load(spec.config_path.read_text())
         resolver = config["spec"].get("nameResolution") or {}
         if resolver.get("component") == "sqlite":
@@ -459,14 +465,14 @@ class Stack:
 
     def _write_tokens(self) -> None:
         """<run dir>/tokens.env: `source` it to call a sidecar by hand (see the README tour)."""
-        lines = ["# Made by devstack for this stack only; a new stack makes new ones."]
+        lines = [
+            "# Made by devstack for this stack only; a new stack makes new ones. Each token is",
+            "# its app's identity: whoever holds it can do anything that app can.",
+        ]
         for app in self.apps.values():
             var = app.app_id.upper().replace("-", "_")
             lines.append(f"export {var}_DAPR_API_TOKEN={app.dapr_api_token}")
-        path = self.run_dir / "tokens.env"
-        path.touch(mode=0o600)
-        path.chmod(0o600)
-        path.write_text("\n".join(lines) + "\n")
+        write_private(self.run_dir / "tokens.env", "\n".join(lines) + "\n")
 
     def check_alive(self) -> None:
         """Raise if any process of the stack has exited."""
