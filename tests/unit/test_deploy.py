@@ -44,3 +44,20 @@ def test_every_app_of_dapr_yaml_is_deployed_with_a_sidecar() -> None:
         assert notes["dapr.io/app-port"] == str(app["appPort"])
     kustomize = yaml.safe_load((ROOT / "deploy" / "kustomization.yaml").read_text())
     assert all((ROOT / "deploy" / r).is_file() for r in kustomize["resources"])
+
+
+def test_each_app_reads_only_its_own_secrets_in_kubernetes() -> None:
+    cluster = resources(ROOT / "deploy" / "dapr-components.yaml")
+    apps = resources(ROOT / "deploy" / "apps.yaml")
+    signing = {f"{a}-signing-key" for a in ("orders", "approvals")}
+    for (kind, name), dep in apps.items():
+        if kind != "Deployment":
+            continue
+        notes = dep["spec"]["template"]["metadata"]["annotations"]
+        assert notes["dapr.io/app-token-secret"] == f"{name}-app-api-token"
+        assert notes["dapr.io/api-token-secret"] == f"{name}-dapr-api-token"
+        config = cluster["Configuration", notes["dapr.io/config"]]
+        (scope,) = config["spec"]["secrets"]["scopes"]
+        assert scope["storeName"] == "kubernetes" and scope["defaultAccess"] == "deny"
+        mine = set(scope["allowedSecrets"]) & signing
+        assert mine == ({f"{name}-signing-key"} if f"{name}-signing-key" in signing else set())
