@@ -145,7 +145,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
             else:
                 outcome, reason = Outcome.EXPIRED, "approval_timeout"
             note("timed_out", reason)
-            decided_by = "policy"
+            decided_by, decided_tier = "policy", None
             break
 
         data = waiting.get_result()
@@ -181,7 +181,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
             continue
         note("accepted", decision.reason, decision)
         outcome = Outcome.APPROVED if decision.approved else Outcome.REJECTED
-        decided_by = decision.approver_id
+        decided_by, decided_tier = decision.approver_id, tier
         reason = decision.reason or outcome.value
         break
 
@@ -189,7 +189,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
         order_id=req.order_id,
         outcome=outcome,
         decided_by=decided_by,
-        tier=tier if decided_by != "policy" else None,
+        tier=decided_tier,
         reason=reason,
         decided_at=now(ctx),
     )

@@ -58,6 +58,11 @@ class JobBody(BaseModel):
         return value
 
 
+def terminated_output(who: str, reason: str) -> dict[str, Any]:
+    """The output of an instance an operator or a job terminated: never a business outcome."""
+    return {"terminated": True, "by": who, "reason": reason}
+
+
 def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any], list[str]]:
     """Choose the targets and save the job record; `launch` then runs it."""
     targets = select_targets(gateway, body, datetime.now(UTC))
@@ -169,7 +174,7 @@ def _apply(wf: Any, job: dict[str, Any], iid: str) -> str:
         return f"skipped: {state.status}"
     if job["dry_run"]:
         return "would terminate"
-    wf.terminate(iid, {"terminated": True, "by": job["job_id"], "reason": "stuck"})
+    wf.terminate(iid, terminated_output(job["job_id"], "stuck"))
     return "terminated"
 
 

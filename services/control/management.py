@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from control import instances, jobs
 from control.auditing import audit_log, audited, record
-from plumbing.auth import Admin, Forbidden, Operator, Principal, Reader
+from plumbing.auth import Admin, Forbidden, Operator, Reader
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
 from plumbing.web import InvalidInput
 
@@ -80,8 +80,9 @@ class TerminateBody(BaseModel):
     reason: Annotated[str, Field(min_length=1, max_length=500)]
 
 
-# Validate an operator's start input and say which instance it makes and how to start it.
-Starter = Callable[[Any], tuple[str, Callable[[Gateway], object]]]
+# Validate an operator's start input and say which instance it makes and how to start it (the
+# start answers False when the business id was used before and nothing was started).
+Starter = Callable[[Any], tuple[str, Callable[[Gateway], bool]]]
 
 
 @dataclass(frozen=True)
@@ -96,12 +97,6 @@ class WorkflowRules:
 
     def accepts(self, event: str) -> bool:
         return event.casefold() in {e.casefold() for e in self.events}
-
-
-def terminated_output(principal: Principal | str, reason: str) -> dict[str, Any]:
-    """The output of an instance an operator (or a job) terminated."""
-    who = principal.id if isinstance(principal, Principal) else principal
-    return {"terminated": True, "by": who, "reason": reason}
 
 
 def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
@@ -147,7 +142,16 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             record(request, target=iid, outcome="ok: exists", reason=current.status)
             return {"instance_id": iid, "created": False, "status": current.status}
         with audited(request, target=iid, reason=body.name):
-            begin(gateway)
+            started = begin(gateway)
+        if not started:
+            response.status_code = 200
+            return {
+                "instance_id": iid,
+                "created": False,
+                "status": "NOT_STARTED",
+                "detail": "this business id was used before (its instance was purged); "
+                "a new one needs a new id",
+            }
         return {"instance_id": iid, "created": True, "status": "RUNNING"}
 
     @router.get("")
@@ -309,7 +313,7 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
 
         Its output records who terminated it and why; it is never a business outcome."""
         wf = workflows_of(gateway_of(request))
-        output = terminated_output(operator, body.reason)
+        output = jobs.terminated_output(operator.id, body.reason)
         return _transition(
             request,
             instance_id,

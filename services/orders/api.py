@@ -35,6 +35,9 @@ def seen_key(order_id: str) -> str:
     return f"order-seen:{order_id}"
 
 
+DUPLICATE = "duplicate order"
+
+
 def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced) -> Answer:
     """Schedule one order_workflow per order id, however often the message arrives."""
     iid = instance_id(order.order_id)
@@ -48,7 +51,7 @@ def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced
         wf_input.model_dump(mode="json"),
         deadline,
     ):
-        return Answer.success("duplicate order")
+        return Answer.success(DUPLICATE)
     log.info("order %s: scheduled %s", order.order_id, iid)
     return Answer.success()
 
@@ -101,7 +104,11 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     def start_order(data: Any) -> tuple[str, Any]:
         """An operator starts an order as if it had arrived on the topic: server policy."""
         order = parse_order(data, settings)
-        return instance_id(order.order_id), lambda g: accept_order(g, settings, order)
+
+        def begin(gateway: Gateway) -> bool:
+            return accept_order(gateway, settings, order).reason != DUPLICATE
+
+        return instance_id(order.order_id), begin
 
     app.include_router(router)
     rules = WorkflowRules(start=start_order, started_by="an OrderPlaced on the orders topic")

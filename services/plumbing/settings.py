@@ -85,19 +85,21 @@ class ServiceSettings:
 
     def token_problem(self) -> str | None:
         """Why this app must not start with its sidecar tokens as they are, or None."""
-        missing = [
-            name
-            for name, value in (
-                ("APP_API_TOKEN", self.app_api_token),
-                ("DAPR_API_TOKEN", self.dapr_api_token),
-            )
-            if not value
-        ]
-        if missing and not self.development:
+        if self.development:
+            return None
+        tokens = {"APP_API_TOKEN": self.app_api_token, "DAPR_API_TOKEN": self.dapr_api_token}
+        missing = [name for name, value in tokens.items() if not value]
+        if missing:
             return (
                 f"{' and '.join(missing)} not set: without them any local process could call "
                 "this app's subscription routes or publish through its sidecar. Set them (the "
                 "sidecar gets the same values), or DEV_MODE=true for a development run."
+            )
+        short = [name for name, value in tokens.items() if value and len(value) < 32]
+        if short:
+            return (
+                f"{' and '.join(short)} must be long and random (32+ characters, e.g. "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return None
 

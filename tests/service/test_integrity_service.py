@@ -180,6 +180,21 @@ def test_an_app_refuses_to_start_without_its_sidecar_tokens() -> None:
     assert ServiceSettings(app_id="orders", development=True).token_problem() is None
     env = {"APP_API_TOKEN": "a" * 40, "DAPR_API_TOKEN": "b" * 40}
     assert ServiceSettings.from_env("orders", env).token_problem() is None
+    weak = {"APP_API_TOKEN": "x", "DAPR_API_TOKEN": "b" * 40}
+    assert "APP_API_TOKEN must be long" in str(
+        ServiceSettings.from_env("orders", weak).token_problem()
+    )
+
+
+def test_an_operator_start_of_a_used_order_id_says_nothing_started(
+    ops: TestClient, gateway
+) -> None:
+    assert start(ops, "order-o-10").status_code == 201
+    gateway.workflows.purge("order-o-10")  # finished and purged: the id stays claimed
+    again = start(ops, "order-o-10")
+    assert again.status_code == 200 and again.json()["created"] is False
+    assert again.json()["status"] == "NOT_STARTED" and "used before" in again.json()["detail"]
+    assert len(gateway.workflows.scheduled) == 1
 
 
 def test_a_foreign_host_name_is_refused(ops: TestClient) -> None:
