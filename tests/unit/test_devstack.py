@@ -10,7 +10,8 @@ import yaml
 from devstack import redis as devstack_redis
 from devstack import runtime
 from devstack.procs import PortBusy, ensure_port_free
-from devstack.stack import RunFile, RunFileError, Stack
+from devstack.runfile import RunFile, RunFileError
+from devstack.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 
