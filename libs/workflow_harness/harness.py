@@ -1,311 +1,407 @@
-"""A deterministic, in-process harness for Dapr workflow generator functions.
+"""A strict, in-process harness for Dapr workflow generator functions.
 
-It runs the real workflow function against a context that speaks the parts of
-DaprWorkflowContext workflows use, built on the SDK's own task objects (durabletask
-CompletableTask / TimerTask), so the SDK's real `when_any` / `when_all` compose them and its
-rules apply (e.g. a pending task may belong to one pending composite only). Time is virtual:
-it stands still while the workflow runs and jumps to the next timer when asked.
+The harness plays the sidecar: it keeps the instance's history as durabletask writes it, and
+each step runs the workflow through the SDK's own orchestration executor (the one the worker
+uses), replaying the whole history as the worker does. So the SDK's rules apply as they would on
+Dapr: JSON encoding of every input, result and event; retry policies with their back-off timers
+and non-retryable errors; event buffering; its non-determinism checks. Time is virtual.
 
-    h = WorkflowHarness(order_workflow, inp, activities={"request_approval": None})
-    h.start()
-    h.raise_event("approval_outcome", {...})     # delivered now
-    h.advance(timedelta(days=3))                 # fires every timer due in the next 3 days
-    h.run_until_complete()                       # or: keep firing the next timer until done
-    assert h.result["status"] == "completed"
-    h.assert_deterministic()                     # replays and compares every action
-
-Scripted activities: a value is returned as the result; a callable is called with the input
-(raise ActivityFailed or any exception in it to fail the task); a missing name fails the test.
-Retry policies are honoured by attempt count (each attempt is in `calls`; no virtual time passes
-between attempts). What it does not model: child workflows, continue_as_new, suspension, and the
-runtime's serialization (inputs and results are passed as Python objects: pass JSON-ready ones).
-See docs/testing.md.
+Strict means a test cannot pass by accident: a workflow failure raises in the test at the step
+where it happens (wrap that step in `pytest.raises` when the failure is the point), an exception
+in test code is raised as it is, and a context call the harness does not model is a
+HarnessError naming it. See README.md.
 """
 
 from __future__ import annotations
 
-import copy
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dapr.ext.workflow._durabletask.internal.helpers as ph
 import dapr.ext.workflow._durabletask.internal.protos as pb
-from dapr.ext.workflow._durabletask import task as dt
+import dapr.ext.workflow._durabletask.internal.timer as timers
+from dapr.ext.workflow import DaprWorkflowContext
+
+from workflow_harness import engine
+from workflow_harness.clock import REPLAY_CLOCK_SHIFT, WallClock
+from workflow_harness.replay import replay
 
 DEFAULT_START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-class ActivityFailed(Exception):
-    """Raise from a scripted activity to make its task fail."""
+_NON_RETRYABLE = "NonRetryableError"  # the error type the SDK never retries
 
 
 class HarnessError(AssertionError):
-    """The harness was driven in a way the workflow cannot follow (a test bug)."""
+    """The test drove the harness in a way the workflow cannot follow, or used what it does not
+    model: a test bug, never a workflow failure."""
+
+
+class ActivityFailed(Exception):
+    """Raise from a scripted activity to fail it as the activity would fail on Dapr.
+
+    `error_type` is what the runtime records (an activity's exception class name); with
+    `retryable=False` it is NonRetryableError, which the SDK's retry policy never retries.
+    """
+
+    def __init__(
+        self, message: str = "", *, error_type: str | None = None, retryable: bool = True
+    ) -> None:
+        super().__init__(message)
+        self.error_type = error_type or (type(self).__name__ if retryable else _NON_RETRYABLE)
 
 
 @dataclass(frozen=True)
 class Call:
-    """One activity call the workflow made."""
+    """One attempt of an activity: its name, its input after the JSON round trip, when it
+    started (virtual time), and which attempt of its retry policy it is."""
 
     name: str
     input: Any
     at: datetime
+    attempt: int = 1
 
 
 @dataclass
-class _Timer:
-    fire_at: datetime
-    task: dt.TimerTask[Any]
+class _Attempt:
+    task_id: int
+    call: Call
+    encoded_input: str | None
+    held: bool
 
 
-@dataclass
-class _Context:
-    """The slice of DaprWorkflowContext that workflows use."""
+class _HarnessContext(DaprWorkflowContext):
+    """The SDK's DaprWorkflowContext, refusing at once what the harness does not model."""
 
-    instance_id: str
-    harness: WorkflowHarness
-    is_replaying: bool = False
-    custom_status: str | None = None
+    @staticmethod
+    def unmodelled(what: str) -> HarnessError:
+        return HarnessError(f"the workflow called {what}, which the harness does not model")
 
-    @property
-    def current_utc_datetime(self) -> datetime:
-        # durabletask hands workflows a naive UTC datetime; so do we.
-        return self.harness.now.astimezone(UTC).replace(tzinfo=None)
+    def call_child_workflow(self, workflow: Any, **_: Any) -> Any:  # type: ignore[override]
+        name = workflow if isinstance(workflow, str) else getattr(workflow, "__name__", "?")
+        raise self.unmodelled(f"ctx.call_child_workflow({name!r})")
 
-    def set_custom_status(self, status: str) -> None:
-        self.custom_status = status
-        self.harness.statuses.append(status)
-
-    def call_activity(
-        self,
-        activity: Any,
-        *,
-        input: Any = None,
-        retry_policy: Any = None,
-        app_id: str | None = None,
-    ) -> dt.Task[Any]:
-        name = activity if isinstance(activity, str) else getattr(activity, "__name__", "?")
-        attempts = getattr(retry_policy, "max_number_of_attempts", 1) or 1
-        return self.harness._call(name, input, attempts)
-
-    def create_timer(self, fire_at: datetime | timedelta) -> dt.Task[Any]:
-        return self.harness._timer(fire_at)
-
-    def wait_for_external_event(self, name: str, *, timeout: Any = None) -> dt.Task[Any]:
-        if timeout is not None:
-            raise HarnessError(
-                "wait_for_external_event(timeout=...) is not modelled; "
-                "race the event against create_timer with when_any"
-            )
-        return self.harness._wait(name)
+    def continue_as_new(self, new_input: Any, *, save_events: bool = False) -> None:
+        raise self.unmodelled("ctx.continue_as_new(...)")
 
 
 @dataclass
 class WorkflowHarness:
-    """Drive one workflow instance step by step on a virtual clock."""
+    """Drive one workflow instance step by step on a virtual clock, as a sidecar would."""
 
-    workflow: Callable[..., Generator[Any, Any, Any]]
-    input: Any
+    workflow: Callable[..., Any]
+    input: Any = None
     activities: dict[str, Any] = field(default_factory=dict)
     instance_id: str = "wf-test"
     now: datetime = DEFAULT_START
-    calls: list[Call] = field(default_factory=list)
-    statuses: list[str] = field(default_factory=list)
-    actions: list[tuple[Any, ...]] = field(default_factory=list)
-    result: Any = None
-    failure: BaseException | None = None
-    done: bool = False
+    name: str = ""
 
     def __post_init__(self) -> None:
-        self._ctx = _Context(self.instance_id, self)
-        self._gen: Generator[Any, Any, Any] | None = None
-        self._waiting_on: dt.Task[Any] | None = None
-        self._timers: list[_Timer] = []
-        self._pending_events: dict[str, list[dt.CompletableTask[Any]]] = {}
-        self._buffered_events: dict[str, list[Any]] = {}
-        self._stimuli: list[tuple[Any, ...]] = []
-        self._replay_results: list[tuple[str, Any]] | None = None
-        self._results_log: list[tuple[str, Any]] = []
-        self._started_at = self.now
+        self.name = self.name or engine.workflow_name(self.workflow)
+        self.now = self.now if self.now.tzinfo else self.now.replace(tzinfo=UTC)
+        self.history: list[pb.HistoryEvent] = []
+        self.calls: list[Call] = []
+        self.statuses: list[str] = []
+        self.custom_status: str | None = None
+        self.status = "PENDING"  # then RUNNING, COMPLETED, FAILED
+        self.result: Any = None
+        self.failure: BaseException | None = None
+        self.dropped_events: list[tuple[str, Any]] = []
+        self._timers: dict[int, datetime] = {}
+        self._running: list[_Attempt] = []
+        self._holds: dict[str, int | None] = {}
+        self._waiting: set[str] = set()
+        self._unmodelled: HarnessError | None = None
+        self._registry = engine.registry(self.workflow, self.name, self._context_type())
+        self._clock = WallClock(self.workflow)
 
     # ---- driving -----------------------------------------------------------------------
 
     def start(self) -> WorkflowHarness:
-        """Run the workflow until it waits for an event or a timer (or ends)."""
-        self._gen = self.workflow(self._ctx, copy.deepcopy(self.input))
-        self._resume(None)
+        """Schedule the instance and run it until it waits for an event, a timer or a held
+        activity (or ends)."""
+        if self.status != "PENDING":
+            raise HarnessError(f"instance {self.instance_id!r} was already started")
+        start = pb.HistoryEvent(
+            eventId=-1,
+            executionStarted=pb.ExecutionStartedEvent(
+                name=self.name,
+                input=ph.get_string_value(engine.encode(self.input)),
+                workflowInstance=pb.WorkflowInstance(instanceId=self.instance_id),
+            ),
+        )
+        self.status = "RUNNING"
+        self._step(start)
         return self
 
     def raise_event(self, name: str, data: Any = None) -> WorkflowHarness:
-        """Deliver an external event now: to the oldest waiter, else buffered (like Dapr)."""
-        self._stimuli.append(("event", name, copy.deepcopy(data), self.now))
-        key = name.casefold()
-        waiters = self._pending_events.get(key)
-        if waiters:
-            waiters.pop(0).complete(copy.deepcopy(data))
-        else:
-            self._buffered_events.setdefault(key, []).append(copy.deepcopy(data))
-        self._pump()
+        """Raise an event into the instance now, as DaprWorkflowClient.raise_workflow_event.
+
+        The SDK hands it to the oldest waiter of that name, else buffers it. An instance that
+        was never started does not exist: that is an error, as on Dapr. A finished instance
+        drops the event (it is kept in `dropped_events`)."""
+        if self.status == "PENDING":
+            raise HarnessError(
+                f"no workflow instance {self.instance_id!r} exists: start() it first "
+                "(Dapr refuses an event for an instance that does not exist)"
+            )
+        # The SDK's client sends a falsy payload as no payload at all: so do we.
+        encoded = engine.encode(data) if data else None
+        if self.done:
+            self.dropped_events.append((name, engine.decode(ph.get_string_value(encoded))))
+            return self
+        self._step(ph.new_event_raised_event(name, encoded))
         return self
 
     def advance(
         self, by: timedelta | None = None, *, to: datetime | None = None
     ) -> WorkflowHarness:
-        """Move the clock forward, firing every timer due on the way, in order."""
+        """Move the clock forward, firing every durable timer due on the way, in order
+        (workflow timers, retry back-offs and event timeouts alike)."""
         target = to if to is not None else self.now + (by or timedelta(0))
         if target < self.now:
             raise HarnessError("time does not go backwards")
-        self._stimuli.append(("advance", target))
         while not self.done:
-            due = sorted(
-                (t for t in self._timers if not t.task.is_complete), key=lambda t: t.fire_at
-            )
-            if not due or due[0].fire_at > target:
+            due = self._due(target)
+            if due is None:
                 break
-            self.now = max(self.now, due[0].fire_at)
-            due[0].task.complete(None)
-            self._pump()
+            self.now = max(self.now, self._timers[due])
+            self._fire(due)
         self.now = target
         return self
 
+    def hold(self, name: str, calls: int | None = 1) -> WorkflowHarness:
+        """Keep the next `calls` calls of activity `name` (None: all of them) running until
+        `release`, so that events and timers can arrive while they run."""
+        self._holds[name] = calls
+        return self
+
+    def release(self, name: str | None = None) -> WorkflowHarness:
+        """Finish the oldest held activity call (of `name`, if given): its script runs now."""
+        held = [a for a in self._running if a.held and name in (None, a.call.name)]
+        if not held:
+            raise HarnessError(f"no held activity call{' of ' + repr(name) if name else ''}")
+        held[0].held = False
+        self._settle()
+        return self
+
     def run_until_complete(self, limit: int = 1000) -> Any:
-        """Fire the next timer until the workflow ends; fail if it waits on events only."""
+        """Fire the next timer until the workflow ends; return its result."""
         for _ in range(limit):
             if self.done:
                 break
             nxt = self.next_timer
             if nxt is None:
+                held = [a.call.name for a in self._running if a.held]
                 raise HarnessError(
-                    f"the workflow waits for events {sorted(self.waiting_for)} and no timer "
-                    "is pending: raise an event or check the workflow"
+                    f"the workflow waits for events {sorted(self.waiting_for)}"
+                    + (f" and held activities {held}" if held else "")
+                    + " and no timer is pending: raise an event, release, or check the workflow"
                 )
             self.advance(to=nxt)
         if self.failure is not None:
             raise self.failure
+        if not self.done:
+            raise HarnessError(f"the workflow did not end within {limit} timers")
         return self.result
+
+    def assert_deterministic(self, clock_shift: timedelta = REPLAY_CLOCK_SHIFT) -> None:
+        """Replay this instance's history with the SDK's executor, every step replaying, the
+        wall clock `clock_shift` away: every activity (name and input) and timer must repeat,
+        and the workflow must end as it did. Raises ReplayError naming the first divergence."""
+        replay(self.workflow, self.history, name=self.name, strict=True, clock_shift=clock_shift)
 
     # ---- what a test looks at ----------------------------------------------------------
 
     @property
+    def done(self) -> bool:
+        return self.status not in ("PENDING", "RUNNING")
+
+    @property
     def next_timer(self) -> datetime | None:
-        pending = [t.fire_at for t in self._timers if not t.task.is_complete]
-        return min(pending) if pending else None
+        return min(self._timers.values()) if self._timers and not self.done else None
 
     @property
     def waiting_for(self) -> set[str]:
-        return {name for name, tasks in self._pending_events.items() if tasks}
+        """Event names (case-folded, as the SDK keys them) that a waiter is pending on."""
+        return set() if self.done else set(self._waiting)
 
     @property
-    def custom_status(self) -> str | None:
-        return self._ctx.custom_status
+    def running(self) -> list[Call]:
+        """Activity calls started and not finished: the held ones."""
+        return [a.call for a in self._running]
 
     def calls_to(self, name: str) -> list[Call]:
         return [c for c in self.calls if c.name == name]
 
-    def assert_deterministic(self) -> None:
-        """Replay the same inputs with is_replaying=True; every action must repeat exactly."""
-        replay = WorkflowHarness(
-            self.workflow, self.input, instance_id=self.instance_id, now=self._started_at
-        )
-        replay._replay_results = list(self._results_log)
-        replay._ctx.is_replaying = True
-        replay.start()
-        for stimulus in self._stimuli:
-            if stimulus[0] == "event":
-                _, name, data, at = stimulus
-                replay.advance(to=at)
-                replay.raise_event(name, data)
+    # ---- the sidecar's side ------------------------------------------------------------
+
+    def _context_type(self) -> type[_HarnessContext]:
+        def unmodelled(what: str) -> HarnessError:
+            # Kept, so that a workflow that swallows the error still fails the test.
+            self._unmodelled = HarnessError(
+                f"the workflow called {what}, which the harness does not model: "
+                "test it end to end with a sidecar"
+            )
+            return self._unmodelled
+
+        return type("Context", (_HarnessContext,), {"unmodelled": staticmethod(unmodelled)})
+
+    def _due(self, until: datetime) -> int | None:
+        due = sorted((at, tid) for tid, at in self._timers.items() if at <= until)
+        return due[0][1] if due else None
+
+    def _fire(self, timer_id: int) -> None:
+        fire_at = self._timers.pop(timer_id)
+        self._step(timers.new_timer_fired_event(timer_id, fire_at.replace(tzinfo=None)))
+
+    def _step(self, *events: pb.HistoryEvent) -> None:
+        """One work item: the SDK replays the history, then takes `events`; then settle."""
+        self._execute(list(events))
+        self._settle()
+
+    def _settle(self) -> None:
+        """Fire timers already due and finish activities nobody holds, one at a time."""
+        while not self.done:
+            if (due := self._due(self.now)) is not None:
+                self._fire(due)
+            elif ready := [a for a in self._running if not a.held]:
+                self._finish(ready[0])
             else:
-                replay.advance(to=stimulus[1])
-        if replay.actions != self.actions:
-            for i, (a, b) in enumerate(zip(self.actions, replay.actions, strict=False)):
-                if a != b:
-                    raise AssertionError(f"replay diverged at action {i}: {a!r} != {b!r}")
-            raise AssertionError(
-                f"replay made {len(replay.actions)} actions, the run {len(self.actions)}"
+                break
+
+    def _execute(self, new: list[pb.HistoryEvent]) -> None:
+        batch = [engine.started(self.now), *(engine.stamped(e, self.now) for e in new)]
+        executor = engine.Executor(self._registry)
+        with self._clock.frozen(self.now):
+            results = executor.run(self.instance_id, self.history, batch)
+        self.history.extend(batch)
+        if executor.ctx is not None:
+            self._waiting = {name for name, tasks in executor.ctx._pending_events.items() if tasks}
+        if results.encoded_custom_status != self.custom_status:
+            self.custom_status = results.encoded_custom_status
+            if self.custom_status is not None:
+                self.statuses.append(self.custom_status)
+        if self._unmodelled is not None:
+            raise self._unmodelled
+        error = executor.error[2] if executor.error else None
+        if isinstance(error, HarnessError):
+            raise error
+        for action in results.actions:
+            self._apply(action, error)
+        if error is not None and self.status != "FAILED":
+            # An exception the SDK could not report: raised after the workflow completed (a
+            # non-determinism), or while encoding its result (on Dapr the instance hangs).
+            self._fail(error)
+
+    def _apply(self, action: pb.WorkflowAction, error: Exception | None) -> None:
+        kind = action.WhichOneof("workflowActionType")
+        if kind == "scheduleTask":
+            task = action.scheduleTask
+            scheduled = pb.HistoryEvent(
+                eventId=action.id,
+                taskScheduled=pb.TaskScheduledEvent(
+                    name=task.name,
+                    input=task.input if task.HasField("input") else None,
+                    taskExecutionId=task.taskExecutionId,
+                ),
+            )
+            self.history.append(engine.stamped(scheduled, self.now))
+            prior = [a for a in self.history if a.HasField("taskScheduled")]
+            attempt = sum(e.taskScheduled.taskExecutionId == task.taskExecutionId for e in prior)
+            call = Call(task.name, engine.decode(task.input), self.now, attempt)
+            self.calls.append(call)
+            encoded = task.input.value if task.HasField("input") else None
+            self._running.append(_Attempt(action.id, call, encoded, self._held(task.name)))
+        elif kind == "createTimer":
+            timer = action.createTimer
+            event = timers.new_timer_created_event(action.id, timer.fireAt)
+            if timer.HasField("externalEvent"):
+                event.timerCreated.externalEvent.CopyFrom(timer.externalEvent)
+            elif timer.HasField("createTimer"):
+                event.timerCreated.createTimer.CopyFrom(timer.createTimer)
+            self.history.append(engine.stamped(event, self.now))
+            if not timers.is_optional_timer_action(action):  # an indefinite wait: it never fires
+                self._timers[action.id] = engine.aware(timer.fireAt)
+        elif kind == "completeWorkflow":
+            self._complete(action, error)
+        else:
+            what = {"createChildWorkflow": "ctx.call_sub_orchestrator (a child workflow)"}
+            raise HarnessError(
+                f"the workflow asked for {what.get(str(kind), kind)}, which the harness does "
+                "not model: test it end to end with a sidecar"
             )
 
-    # ---- the context's side ------------------------------------------------------------
-
-    def _call(self, name: str, input: Any, attempts: int = 1) -> dt.Task[Any]:
-        self.actions.append(("activity", name, copy.deepcopy(input)))
-        task: dt.CompletableTask[Any] = dt.CompletableTask()
-        if self._replay_results is not None:
-            kind, value = self._replay_results.pop(0)
+    def _complete(self, action: pb.WorkflowAction, error: Exception | None) -> None:
+        done = action.completeWorkflow
+        if done.workflowStatus == pb.ORCHESTRATION_STATUS_CONTINUED_AS_NEW:
+            raise HarnessError(
+                "the workflow called ctx.continue_as_new(...), which the harness does not "
+                "model: test it end to end with a sidecar"
+            )
+        event = pb.HistoryEvent(
+            eventId=action.id,
+            executionCompleted=pb.ExecutionCompletedEvent(
+                workflowStatus=done.workflowStatus,
+                result=done.result if done.HasField("result") else None,
+                failureDetails=done.failureDetails if done.HasField("failureDetails") else None,
+            ),
+        )
+        self.history.append(engine.stamped(event, self.now))
+        if done.workflowStatus == pb.ORCHESTRATION_STATUS_FAILED:
+            details = done.failureDetails
+            self._fail(error or WorkflowFailed(f"{details.errorType}: {details.errorMessage}"))
         else:
-            for _ in range(attempts):  # the retry policy's attempts; no time passes between
-                self.calls.append(Call(name, copy.deepcopy(input), self.now))
-                kind, value = self._run_activity(name, input)
-                if kind == "ok":
-                    break
-            self._results_log.append((kind, value))
-        if kind == "ok":
-            task.complete(copy.deepcopy(value))
-        else:
-            details = pb.TaskFailureDetails(errorType=kind, errorMessage=str(value))
-            task.fail(f"activity {name} failed: {value}", details)
-        return task
+            self.status = engine.STATUS.get(done.workflowStatus, str(done.workflowStatus))
+            self.result = engine.decode(done.result)
 
-    def _run_activity(self, name: str, input: Any) -> tuple[str, Any]:
+    def _fail(self, error: BaseException) -> None:
+        self.status, self.failure = "FAILED", error
+        error.add_note(
+            f"workflow_harness: {self.name} {self.instance_id!r} failed at {self.now.isoformat()}"
+            " (on Dapr it would end FAILED); a test that expects this wraps the step in "
+            "pytest.raises"
+        )
+        raise error
+
+    def _held(self, name: str) -> bool:
+        if name not in self._holds:
+            return False
+        left = self._holds[name]
+        if left is not None:
+            if left <= 1:
+                del self._holds[name]
+            else:
+                self._holds[name] = left - 1
+        return True
+
+    def _finish(self, attempt: _Attempt) -> None:
+        """Run the activity's script on its JSON-decoded input and report the outcome."""
+        self._running.remove(attempt)
+        name = attempt.call.name
         if name not in self.activities:
             raise HarnessError(
-                f"the workflow called activity {name!r}, which the test did "
-                f"not script (scripted: {sorted(self.activities)})"
+                f"the workflow called activity {name!r}, which the test did not script "
+                f"(scripted: {sorted(self.activities)})"
             )
         script = self.activities[name]
-        if not callable(script):
-            return "ok", script
         try:
-            return "ok", script(copy.deepcopy(input))
-        except Exception as exc:
-            return type(exc).__name__, str(exc)
-
-    def _timer(self, fire_at: datetime | timedelta) -> dt.Task[Any]:
-        if isinstance(fire_at, timedelta):
-            at = self.now + fire_at
-        else:
-            at = fire_at if fire_at.tzinfo else fire_at.replace(tzinfo=UTC)
-        self.actions.append(("timer", at.isoformat()))
-        task: dt.TimerTask[Any] = dt.TimerTask()
-        if at <= self.now:
-            task.complete(None)
-        else:
-            self._timers.append(_Timer(at, task))
-        return task
-
-    def _wait(self, name: str) -> dt.Task[Any]:
-        self.actions.append(("wait", name))
-        key = name.casefold()
-        task: dt.CompletableTask[Any] = dt.CompletableTask()
-        buffered = self._buffered_events.get(key)
-        if buffered:
-            task.complete(buffered.pop(0))
-        else:
-            self._pending_events.setdefault(key, []).append(task)
-        return task
-
-    def _resume(self, value: Any, error: BaseException | None = None) -> None:
-        assert self._gen is not None
-        try:
-            nxt = self._gen.throw(error) if error is not None else self._gen.send(value)
-        except StopIteration as stop:
-            self.done, self.result = True, stop.value
-            return
-        except HarnessError:
-            raise
-        except Exception as exc:  # the workflow failed: Dapr would mark it FAILED
-            self.done, self.failure = True, exc
-            return
-        if not isinstance(nxt, dt.Task):
-            raise HarnessError(f"the workflow yielded {nxt!r}, which is not a task")
-        self._waiting_on = nxt
-        self._pump()
-
-    def _pump(self) -> None:
-        while not self.done and self._waiting_on is not None and self._waiting_on.is_complete:
-            current, self._waiting_on = self._waiting_on, None
-            if current.is_failed:
-                self._resume(None, current.get_exception())
+            if callable(script):
+                value = script(engine.decode(ph.get_string_value(attempt.encoded_input)))
             else:
-                self._resume(current.get_result())
+                value = script
+        except ActivityFailed as failed:
+            details = pb.TaskFailureDetails(errorType=failed.error_type, errorMessage=str(failed))
+            event = pb.HistoryEvent(
+                eventId=-1,
+                taskFailed=pb.TaskFailedEvent(
+                    taskScheduledId=attempt.task_id, failureDetails=details
+                ),
+            )
+        else:
+            event = ph.new_task_completed_event(attempt.task_id, engine.encode(value))
+        self._execute([event])
+
+
+class WorkflowFailed(Exception):
+    """A workflow failure the SDK reported without the exception itself."""

@@ -131,17 +131,21 @@ def test_duplicate_decision_counts_once() -> None:
 
 
 def test_decision_that_arrives_before_the_wait_is_not_lost() -> None:
-    h = harness()
+    h = harness().hold(RECORD_APPROVAL).start()  # the first record_approval is still running
+    assert not h.waiting_for
     h.raise_event(DECISION_EVENT, decision("m-1"))  # buffered: the instance has not waited yet
-    h.start()
+    h.release(RECORD_APPROVAL)
     assert published(h)["outcome"] == "approved"
+    h.assert_deterministic()
 
 
 def test_decision_after_completion_has_no_effect() -> None:
     h = harness().start().raise_event(DECISION_EVENT, decision("m-1"))
+    assert h.status == "COMPLETED" and h.result["outcome"] == "approved"
     result = h.result
     h.raise_event(DECISION_EVENT, decision("v-1", "vp", approved=False))
     assert h.result == result and len(h.calls_to(PUBLISH_OUTCOME)) == 1
+    assert [name for name, _ in h.dropped_events] == [DECISION_EVENT]
 
 
 def test_manager_timeout_escalates_to_vp_who_approves() -> None:

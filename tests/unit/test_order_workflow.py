@@ -174,7 +174,7 @@ def test_policy_snapshot_in_the_input_rules() -> None:
     assert harness("900.00", policy=generous).start().result["status"] == "completed"
 
 
-def test_a_flaky_activity_is_retried_and_the_order_goes_on() -> None:
+def test_a_flaky_activity_is_retried_after_its_back_off_and_the_order_goes_on() -> None:
     h = harness()
     failures = iter(["pubsub unavailable", "pubsub unavailable"])
 
@@ -185,8 +185,20 @@ def test_a_flaky_activity_is_retried_and_the_order_goes_on() -> None:
 
     h.activities[PUBLISH_STATUS] = flaky
     h.start()
-    assert h.failure is None and h.result["status"] == "completed"
+    # The first attempt failed: the SDK waits on a durable timer of the policy's first interval.
+    assert not h.done and h.next_timer == DEFAULT_START + timedelta(seconds=1)
+    h.advance(timedelta(seconds=1))  # the second attempt fails too: the back-off doubles
+    assert h.next_timer == DEFAULT_START + timedelta(seconds=3)
+    h.advance(timedelta(seconds=2))
+    assert h.result["status"] == "completed"
+    received = h.calls_to(PUBLISH_STATUS)[:3]
+    assert [(c.attempt, c.at - DEFAULT_START) for c in received] == [
+        (1, timedelta(0)),
+        (2, timedelta(seconds=1)),
+        (3, timedelta(seconds=3)),
+    ]
     assert len(h.calls_to(PUBLISH_STATUS)) == 5  # received tried 3 times, then 2 more statuses
+    h.assert_deterministic()
 
 
 def test_failing_activity_fails_the_workflow_for_dapr_to_report() -> None:
@@ -197,9 +209,12 @@ def test_failing_activity_fails_the_workflow_for_dapr_to_report() -> None:
 
     h.activities[PUBLISH_STATUS] = broken
     h.start()
-    assert isinstance(h.failure, TaskFailedError)
-    assert "pubsub unavailable" in str(h.failure)
+    with pytest.raises(TaskFailedError, match="pubsub unavailable"):
+        h.run_until_complete()
+    assert h.status == "FAILED" and isinstance(h.failure, TaskFailedError)
     assert len(h.calls_to(PUBLISH_STATUS)) == 5  # every attempt of the retry policy
+    assert h.now == DEFAULT_START + timedelta(seconds=1 + 2 + 4 + 8)  # its back-off, in full
+    h.assert_deterministic()
 
 
 @pytest.mark.parametrize(
