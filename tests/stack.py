@@ -18,6 +18,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.fakes import bearer
+from workflow_harness import record_histories
 
 ROOT = Path(__file__).resolve().parents[1]
 T = TypeVar("T")
@@ -77,6 +78,20 @@ def stack(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Ite
         component_metadata={"notify-webhook": {"url": webhook.url}},
     ) as running:
         yield running
+        if record := os.environ.get("RECORD_HISTORIES"):
+            save_histories(running, Path(record))
+
+
+def save_histories(stack: Stack, directory: Path) -> None:
+    """RECORD_HISTORIES=<dir>: keep the histories of the run's finished workflows, as replay
+    fixtures (curated into tests/histories; see docs/testing.md)."""
+    for app in ("orders", "approvals"):
+        record_histories(
+            directory,
+            address=f"127.0.0.1:{stack.apps[app].grpc_port}",
+            api_token=stack.apps[app].dapr_api_token,
+            workflows=("order_workflow", "approval_workflow"),
+        )
 
 
 @pytest.fixture(scope="session")

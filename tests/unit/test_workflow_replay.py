@@ -1,0 +1,159 @@
+"""Histories recorded on the real stack replay against today's workflows.
+
+tests/histories/<workflow>/<path>.json were recorded by the e2e tier (RECORD_HISTORIES=<dir>,
+docs/testing.md). A change that would break an instance already in flight fails here, in
+seconds; each kind of break is proved below with a workflow broken on purpose.
+"""
+
+import json
+from collections.abc import Generator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from approvals.workflows import APPROVAL_WORKFLOW, approval_workflow
+from orders.workflows import FULFIL_ORDER, ORDER_WORKFLOW, PUBLISH_STATUS, order_workflow
+from workflow_harness import (
+    ReplayError,
+    WorkflowHarness,
+    load_history,
+    replay,
+    save_history,
+)
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+RECORDED = sorted(HISTORIES.glob("*/*.json"))
+WORKFLOWS = {ORDER_WORKFLOW: order_workflow, APPROVAL_WORKFLOW: approval_workflow}
+ORDERS = HISTORIES / ORDER_WORKFLOW
+Flow = Generator[Any, Any, Any]
+
+
+def test_every_approval_path_has_a_recorded_history() -> None:
+    paths = {"manager_approves", "manager_rejects", "escalated_then_vp_approves", "expired"}
+    assert {p.stem for p in ORDERS.glob("*.json")} >= paths | {"auto_approved"}
+    assert {p.stem for p in (HISTORIES / APPROVAL_WORKFLOW).glob("*.json")} >= paths
+
+
+@pytest.mark.parametrize("path", RECORDED, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_a_recorded_history_replays_against_todays_workflow(path: Path) -> None:
+    recorded = json.loads(path.read_text())
+    replayed = replay(WORKFLOWS[path.parent.name], path)
+    assert replayed.status == recorded["status"] == "COMPLETED"
+    assert replayed.instance_id == recorded["instance_id"]
+
+
+class Renaming:
+    """A context that calls one activity by another name, as a careless refactor would."""
+
+    def __init__(self, ctx: Any, renames: dict[str, str]) -> None:
+        self._ctx, self._renames = ctx, renames
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx, name)
+
+    def call_activity(self, activity: str, **kwargs: Any) -> Any:
+        return self._ctx.call_activity(self._renames.get(activity, activity), **kwargs)
+
+
+def test_an_activity_added_up_front_breaks_every_instance_in_flight() -> None:
+    def audited(ctx: Any, inp: Any) -> Flow:
+        yield ctx.call_activity("audit", input=inp)
+        return (yield from order_workflow(ctx, inp))
+
+    with pytest.raises(ReplayError, match=r"event 2 of 18 \(taskScheduled #1 'publish_order_st"):
+        replay(audited, ORDERS / "auto_approved.json", name=ORDER_WORKFLOW)
+
+
+def test_a_renamed_activity_breaks_the_instances_that_reached_it() -> None:
+    def renamed(ctx: Any, inp: Any) -> Flow:
+        return (yield from order_workflow(Renaming(ctx, {FULFIL_ORDER: "ship_order"}), inp))
+
+    replay(renamed, ORDERS / "manager_rejects.json", name=ORDER_WORKFLOW)  # never fulfilled
+    with pytest.raises(ReplayError, match=r"taskScheduled #\d+ 'fulfil_order'.*ship_order") as e:
+        replay(renamed, ORDERS / "manager_approves.json", name=ORDER_WORKFLOW)
+    assert e.value.event.taskScheduled.name == FULFIL_ORDER
+
+
+def test_code_that_ends_sooner_than_the_history_breaks_it() -> None:
+    def stops_early(ctx: Any, inp: Any) -> Flow:
+        yield next(order_workflow(ctx, inp))
+        return "stopped"
+
+    with pytest.raises(ReplayError, match=r"taskScheduled #2 .*the code has already ended"):
+        replay(stops_early, ORDERS / "auto_approved.json", name=ORDER_WORKFLOW)
+
+
+def test_code_that_goes_on_after_the_recorded_end_breaks_it() -> None:
+    def notifies(ctx: Any, inp: Any) -> Flow:
+        result = yield from order_workflow(ctx, inp)
+        yield ctx.call_activity("notify")
+        return result
+
+    goes_on = r"ends COMPLETED here, but today's code goes on: .*'notify'"
+    with pytest.raises(ReplayError, match=goes_on):
+        replay(notifies, ORDERS / "auto_approved.json", name=ORDER_WORKFLOW)
+
+
+def test_code_that_refuses_a_recorded_input_breaks_it() -> None:
+    def stricter(ctx: Any, inp: Any) -> Flow:
+        if not inp["order"]["customer_id"].isdigit():
+            raise ValueError("customer ids are numeric now")
+        return (yield from order_workflow(ctx, inp))
+
+    with pytest.raises(ReplayError, match=r"executionStarted.*raises ValueError: customer ids"):
+        replay(stricter, ORDERS / "expired.json", name=ORDER_WORKFLOW)
+
+
+def test_a_branch_on_the_wall_clock_breaks_the_replay() -> None:
+    def clocked(ctx: Any, inp: Any) -> Flow:
+        lag = datetime.now(UTC) - ctx.current_utc_datetime.replace(tzinfo=UTC)
+        if lag > timedelta(days=1):  # never true while it ran; always when replayed later
+            yield ctx.call_activity("late_notice")
+        return (yield from order_workflow(ctx, inp))
+
+    with pytest.raises(ReplayError, match=r"event 2 .*late_notice"):
+        replay(clocked, ORDERS / "escalated_then_vp_approves.json", name=ORDER_WORKFLOW)
+
+
+def test_a_changed_input_passes_dapr_s_check_but_not_the_strict_one() -> None:
+    class Annotating(Renaming):
+        def call_activity(self, activity: str, **kwargs: Any) -> Any:
+            if activity == PUBLISH_STATUS:
+                kwargs["input"] = {**kwargs["input"], "detail": "new wording"}
+            return super().call_activity(activity, **kwargs)
+
+    def reworded(ctx: Any, inp: Any) -> Flow:
+        return (yield from order_workflow(Annotating(ctx, {}), inp))
+
+    path = ORDERS / "manager_approves.json"
+    assert replay(reworded, path, name=ORDER_WORKFLOW).status == "COMPLETED"
+    with pytest.raises(ReplayError, match=r"another input: detail: '1200.00 EUR' recorded"):
+        replay(reworded, path, name=ORDER_WORKFLOW, strict=True)
+
+
+def test_the_history_must_be_of_the_workflow_given() -> None:
+    with pytest.raises(ValueError, match="is of workflow 'order_workflow', not 'approval_wo"):
+        replay(approval_workflow, ORDERS / "expired.json")
+
+
+def failing(ctx: Any, _: Any) -> Flow:
+    yield ctx.call_activity("check")
+    raise RuntimeError("out of stock")
+
+
+def test_a_saved_history_loads_back_and_a_failed_run_replays_as_failed(tmp_path: Path) -> None:
+    h = WorkflowHarness(failing, {"n": 1}, activities={"check": None})
+    with pytest.raises(RuntimeError):
+        h.start()
+    path = save_history(h.history, tmp_path / "failing" / "one.json")
+    assert load_history(path) == h.history
+    assert json.loads(path.read_text())["status"] == "FAILED"
+    assert replay(failing, path, strict=True).status == "FAILED"
+
+    def fixed(ctx: Any, _: Any) -> Flow:
+        yield ctx.call_activity("check")
+
+    with pytest.raises(ReplayError, match="the history ends FAILED, today's code COMPLETED"):
+        replay(fixed, path, name="failing")
