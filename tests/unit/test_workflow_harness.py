@@ -368,6 +368,19 @@ def test_when_all_and_activity_results() -> None:
     h.assert_deterministic()
 
 
+def test_an_event_wait_with_a_timeout_times_out_on_the_virtual_clock() -> None:
+    def impatient(ctx: Any, _: Any) -> Flow:
+        try:
+            return (yield ctx.wait_for_external_event("go", timeout=timedelta(hours=2)))
+        except TimeoutError:
+            return "gave up"
+
+    h = WorkflowHarness(impatient).start()
+    assert h.next_timer == T0 + timedelta(hours=2)
+    assert h.run_until_complete() == "gave up" and h.now == T0 + timedelta(hours=2)
+    assert WorkflowHarness(impatient).start().raise_event("go", "now").result == "now"
+
+
 def test_unscripted_activity_and_stuck_waits_are_test_bugs() -> None:
     def wf(ctx: Any, _: Any) -> Flow:
         yield ctx.wait_for_external_event("never")
