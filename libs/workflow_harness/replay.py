@@ -84,6 +84,7 @@ def replay(
     done = engine.completion(results.actions)
 
     def diverged(index: int, reason: str) -> ReplayError:
+        index = min(index, len(events) - 1)
         event = events[index]
         return ReplayError(
             f"replaying {recorded_name} {instance_id!r} against today's code diverged at event "
@@ -104,7 +105,7 @@ def replay(
         if not failed_as_recorded:
             reason = str(exc) if isinstance(exc, NonDeterminismError) else _raised(exc)
             raise diverged(index, reason) from exc
-    if end is not None and recorded is not None:
+    if end is not None and recorded is not None:  # the history ended: so must the code
         ending = engine.STATUS.get(recorded.workflowStatus, str(recorded.workflowStatus))
         if done is None:
             doing = [engine.describe_action(a) for a in results.actions] or ["waits"]
