@@ -11,7 +11,7 @@ from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
-from approvals.domain import ApprovalView, UnknownApproval, check_can_decide
+from approvals.domain import ApprovalView, UnknownApproval, check_can_decide, why_not_decide
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
 from contracts.messages import TRUSTED, ApprovalRequested, BusinessId, DecisionSubmitted, Tier
@@ -19,7 +19,7 @@ from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import audited
 from control.management import WorkflowRules, management_router
-from plumbing.auth import Approver, Reader
+from plumbing.auth import Approver, Reader, Role
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
@@ -148,12 +148,20 @@ def post_decision(
 @router.get("/approvals")
 def inbox(
     gateway: GatewayDep,
-    _: Reader,
+    reader: Reader,
     status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
     tier: Tier | None = None,
 ) -> list[dict[str, Any]]:
-    """Approvals by status and tier, soonest due first."""
-    return list_index(gateway.state, status, tier.value if tier else None)
+    """Approvals by status and tier, soonest due first; each says whether the caller may
+    decide it (`can_decide`) and, when not, why (`why_not`)."""
+    level = reader.level if Role.APPROVER in reader.roles else None
+    rows = list_index(gateway.state, status, tier.value if tier else None)
+    for row in rows:
+        why_not = why_not_decide(
+            row["status"], Tier(row["tier"]), row["customer_id"], reader.id, level
+        )
+        row |= {"can_decide": why_not is None, "why_not": why_not}
+    return rows
 
 
 @router.get("/approvals/{order_id}")

@@ -79,6 +79,27 @@ def price_text(amount: str, currency: str, valuation: Valuation | None) -> str:
     return describe_price(Decimal(amount), currency, valuation)
 
 
+def why_not_decide(
+    status: str, tier: Tier, customer_id: str, approver_id: str, approver_level: Tier | None
+) -> str | None:
+    """Why this caller may not decide an approval in this state, or None when they may.
+
+    The inbox's `can_decide`; POST .../decisions refuses for the same reasons (check_can_decide).
+    """
+    if approver_level is None:
+        return f"{approver_id} is not an approver"
+    if status == "expired":
+        return "the approval expired"
+    if status != "pending":
+        return f"already {status}"
+    return authority_problem(
+        stage_tier=tier,
+        approver_id=approver_id,
+        approver_role=approver_level,
+        customer_id=customer_id,
+    )
+
+
 def check_can_decide(
     view: ApprovalView | None, order_id: str, approver_id: str, approver_role: Tier
 ) -> ApprovalView:

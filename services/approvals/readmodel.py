@@ -28,6 +28,7 @@ def save_view(state: StateStore, view: ApprovalView) -> None:
         "status": view.status,
         "tier": view.tier.value,
         "due_at": view.due_at.isoformat(),
+        "customer_id": view.customer_id,
         "amount": view.amount,
         "currency": view.currency,
         "valuation": view.valuation.model_dump(mode="json") if view.valuation else None,
@@ -54,6 +55,10 @@ def list_index(state: StateStore, status: str | None, tier: str | None) -> list[
         for oid, line in (index or {}).items()
         if (status is None or line["status"] == status) and (tier is None or line["tier"] == tier)
     ]
+    for row in rows:
+        if "customer_id" not in row:  # a line written before the index kept the customer
+            view = load_view(state, row["order_id"])
+            row["customer_id"] = view.customer_id if view else ""
     return sorted(rows, key=lambda r: str(r["due_at"]))
 
 

@@ -5,7 +5,7 @@ from fastapi.testclient import TestClient
 
 from approvals.app import create_app
 from approvals.domain import ApprovalView
-from approvals.readmodel import save_view
+from approvals.readmodel import INDEX_KEY, save_view
 from contracts.messages import ApprovalRequested, DecisionSubmitted, Tier
 from contracts.money import Valuation
 from contracts.policy import load_policy
@@ -234,3 +234,43 @@ def test_a_request_not_signed_by_orders_is_dropped(approvals: TestClient, gatewa
     answer = deliver(approvals, "approval-requests", request(), signed=False)
     assert answer["status"] == "DROP" and "unsigned" in answer["reason"]
     assert not gateway.workflows.scheduled
+
+
+def test_inbox_says_what_the_caller_may_decide_and_why_not(client: AppFactory, gateway) -> None:
+    def saved(order_id: str, tier: Tier, customer: str = "c-1", status: str = "pending") -> None:
+        save_view(
+            gateway.state, view(status, tier, customer).model_copy(update={"order_id": order_id})
+        )
+
+    saved("o-mgr", Tier.MANAGER)
+    saved("o-vp", Tier.VP)
+    saved("o-bobs", Tier.MANAGER, customer="bob")
+    saved("o-done", Tier.MANAGER, status="approved")
+
+    def seen(who: str, status: str | None = "pending") -> dict[str, tuple[bool, str | None]]:
+        settings = ServiceSettings(app_id="approvals")
+        rows = client(create_app, settings, who=who).get(
+            "/approvals", params={"status": status} if status else {}
+        )
+        return {r["order_id"]: (r["can_decide"], r["why_not"]) for r in rows.json()}
+
+    assert seen("manager") == {
+        "o-mgr": (True, None),
+        "o-vp": (False, "a manager may not decide a VP stage"),
+        "o-bobs": (False, "approvers may not decide their own order"),
+    }
+    assert seen("vp") == {"o-mgr": (True, None), "o-vp": (True, None), "o-bobs": (True, None)}
+    assert seen("manager", None)["o-done"] == (False, "already approved")
+    assert set(seen("viewer").values()) == {(False, "vic is not an approver")}
+    assert set(seen("admin").values()) == {(False, "ada is not an approver")}
+
+
+def test_inbox_reads_the_customer_of_an_index_line_written_before_it_was_kept(
+    approvals: TestClient, gateway
+) -> None:
+    save_view(gateway.state, view(customer="bob"))
+    index, _ = gateway.state.get(INDEX_KEY)
+    del index["o-1"]["customer_id"]
+    gateway.state.put(INDEX_KEY, index)
+    (row,) = approvals.get("/approvals", headers=bearer("manager")).json()
+    assert (row["customer_id"], row["can_decide"]) == ("bob", False)
