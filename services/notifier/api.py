@@ -84,7 +84,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         settings,
         topic=APPROVAL_REQUESTS,
         model=ApprovalRequested,
-        handler=lambda m: deliver(gw(), conf, for_approval_request(m)),
+        handler=lambda m: deliver(gw(), conf, for_approval_request(m, datetime.now(UTC))),
         signed_by=keys_of(app, "orders", "approvals"),
         limits=TRUSTED,  # checked by orders under the policy the order started with
     )
@@ -109,6 +109,7 @@ def list_notifications(
     _reader: Reader,
     order_id: Annotated[str, Query(min_length=1, max_length=55, pattern=r"^[A-Za-z0-9_-]+$")],
 ) -> list[dict[str, Any]]:
-    """The notifications delivered for one order, oldest first."""
+    """The notifications delivered for one order, oldest first (by `at`)."""
     items, _ = gateway.state.get(f"notifications-by-order:{order_id}")
-    return list(items or [])
+    # Stored in delivery order, which topics do not keep; sorted as instants, not as strings.
+    return sorted(items or [], key=lambda n: datetime.fromisoformat(n["at"]))

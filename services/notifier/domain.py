@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
@@ -11,7 +11,11 @@ from contracts.money import describe_price
 
 
 class Notification(BaseModel):
-    """One notification; `id` is the id of the message that caused it."""
+    """One notification; `id` is the id of the message that caused it.
+
+    `at` is when it happened: when the notifier sent an approver's, when the status changed
+    for a customer's. An approver's carries the decision's deadline in `due_at`.
+    """
 
     id: str
     order_id: str
@@ -19,20 +23,28 @@ class Notification(BaseModel):
     subject: str
     text: str
     at: datetime
+    due_at: datetime | None = None
 
 
-def for_approval_request(msg: ApprovalRequested) -> Notification:
+def for_approval_request(msg: ApprovalRequested, sent_at: datetime) -> Notification:
+    """The approvers' notification: what, for how much, at which level, by when."""
+    due = msg.due_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = (
+        f"Order {msg.order_id} for {describe_price(msg.amount, msg.currency, msg.valuation)} "
+        f"needs {msg.tier.value} approval by {due} (stage {msg.stage})."
+    )
+    # The first stage's reason restates the amount and level; only a reason that adds
+    # something (an escalation) is appended.
+    if msg.reason and msg.reason not in text:
+        text += f" {msg.reason}"
     return Notification(
         id=msg.message_id,
         order_id=msg.order_id,
         audience=f"approvers:{msg.tier.value}",
         subject=f"Approval needed: order {msg.order_id}",
-        text=(
-            f"Order {msg.order_id} for {describe_price(msg.amount, msg.currency, msg.valuation)} "
-            f"needs {msg.tier.value} "
-            f"approval by {msg.due_at.isoformat()} (stage {msg.stage}). {msg.reason}"
-        ).strip(),
-        at=msg.due_at,
+        text=text,
+        at=sent_at,
+        due_at=msg.due_at,
     )
 
 

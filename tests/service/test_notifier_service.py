@@ -1,5 +1,5 @@
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fastapi.testclient import TestClient
@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
 from contracts.money import Valuation
 from notifier.app import create_app
-from notifier.domain import for_status_change
+from notifier.domain import for_approval_request, for_status_change
 from notifier.settings import NotifierSettings, SettingsError
 from tests.service.conftest import AppFactory, deliver
 
@@ -107,7 +107,76 @@ def test_approvers_are_told_the_amount_and_what_it_is_worth(client: AppFactory) 
     )
     assert deliver(notifier, "approval-requests", request)["status"] == "SUCCESS"
     (note,) = notifier.get("/notifications", params={"order_id": "o-2"}).json()
-    assert note["text"].startswith(
+    assert note["text"] == (
         "Order o-2 for 4900.00 GBP (5586.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20) "
-        "needs vp approval by 2026-01-05T09:00:00+00:00 (stage 1)."
+        "needs vp approval by 2026-01-05 09:00 UTC (stage 1)."
     )
+
+
+def approval_request(**changes) -> ApprovalRequested:
+    fields = {
+        "request_id": "o-4-s1-manager",
+        "order_id": "o-4",
+        "customer_id": "c",
+        "amount": "1200",
+        "currency": "EUR",
+        "tier": "manager",
+        "stage": 1,
+        "due_at": datetime(2026, 1, 8, 11, 30, 15, 123456, tzinfo=timezone(timedelta(hours=2))),
+        "reason": "1200.00 EUR needs manager approval",  # as the order workflow words it
+    }
+    return ApprovalRequested.model_validate(fields | changes)
+
+
+def test_approvers_are_told_once_when_it_was_sent_and_by_when_to_decide() -> None:
+    note = for_approval_request(approval_request(), sent_at=NOW)
+    assert (note.at, note.due_at) == (NOW, approval_request().due_at)
+    assert note.text == (
+        "Order o-4 for 1200.00 EUR needs manager approval by 2026-01-08 09:30 UTC (stage 1)."
+    )
+    escalated = approval_request(
+        stage=2, tier="vp", reason="the manager did not decide in time; escalated to a VP"
+    )
+    assert for_approval_request(escalated, sent_at=NOW).text == (
+        "Order o-4 for 1200.00 EUR needs vp approval by 2026-01-08 09:30 UTC (stage 2). "
+        "the manager did not decide in time; escalated to a VP"
+    )
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency", "shown"),
+    [("1200", "EUR", "1200.00 EUR"), ("1200.5", "EUR", "1200.50 EUR"), ("9000", "JPY", "9000 JPY")],
+)
+def test_approver_text_keeps_the_minor_units(amount: str, currency: str, shown: str) -> None:
+    request = approval_request(amount=amount, currency=currency, reason="")
+    assert f"Order o-4 for {shown} needs" in for_approval_request(request, sent_at=NOW).text
+
+
+def test_notifications_are_listed_in_the_order_they_happened(client: AppFactory) -> None:
+    notifier = client(create_app, NotifierSettings(app_id="notifier"))
+    # Delivered out of order, one in another zone (+02:00, so it sorts wrong as a string);
+    # the approver's, sent last, after all three status changes.
+    hour_ago = datetime.now(UTC) - timedelta(hours=1)
+    for status, at in [
+        ("approved", hour_ago + timedelta(minutes=20)),
+        ("received", hour_ago),
+        (
+            "awaiting_approval",
+            hour_ago.astimezone(timezone(timedelta(hours=2))) + timedelta(minutes=10),
+        ),
+    ]:
+        message = OrderStatusChanged(order_id="o-5", status=status, at=at)
+        assert deliver(notifier, "order-status", message)["status"] == "SUCCESS"
+    before = datetime.now(UTC)
+    request = approval_request(request_id="o-5-s1-manager", order_id="o-5")
+    assert deliver(notifier, "approval-requests", request)["status"] == "SUCCESS"
+    notes = notifier.get("/notifications", params={"order_id": "o-5"}).json()
+    assert [n["id"] for n in notes] == [
+        "o-5-received",
+        "o-5-awaiting_approval",
+        "o-5-approved",
+        "o-5-s1-manager",
+    ]
+    approver = notes[-1]
+    assert datetime.fromisoformat(approver["at"]) >= before  # sent now, not due in 3 days
+    assert datetime.fromisoformat(approver["due_at"]) == request.due_at
