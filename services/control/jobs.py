@@ -15,14 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, ValidationInfo, field_validator
 
 from contracts.policy import parse_duration
 from control import instances
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.gateway import Gateway, GatewayError, StateStore, workflows_of
 from plumbing.state import update
-from plumbing.web import InvalidInput
 
 log = logging.getLogger(__name__)
 
@@ -31,20 +30,25 @@ JOB_CHUNK = 25
 JOB_WORKERS = 8
 
 
-def parse_age(text: str, field: str) -> timedelta:
-    try:
-        value = parse_duration(text)
-    except ValueError as exc:
-        raise InvalidInput(f"{field}: {exc}") from None
-    if value <= timedelta(0) or value > LONGEST:
-        raise InvalidInput(f"{field}: must be positive and under 100 years, got {text!r}")
+def parse_age(text: str, zero: bool = False) -> timedelta:
+    """A job's age limit: positive and under 100 years, or 0 when `zero` allows it.
+
+    Raises ValueError, which the request's validation reports under the field's name."""
+    value = parse_duration(text)
+    if value == timedelta(0) and not zero:
+        raise ValueError(
+            "0 is for purge only (every finished instance); to terminate, give a positive "
+            "age, or none for the instances past their deadline"
+        )
+    if value < timedelta(0) or value > LONGEST:
+        raise ValueError(f"must be positive and under 100 years, got {text!r}")
     return value
 
 
 class JobBody(BaseModel):
     """A bulk job. purge: every terminal instance, or those finished longer ago than
-    `older_than`. terminate: running or suspended ones created longer ago than `older_than`,
-    or past their deadline ("stuck")."""
+    `older_than` ("0s" is every one). terminate: running or suspended ones created longer ago
+    than `older_than`, or past their deadline ("stuck")."""
 
     action: Literal["purge", "terminate"]
     older_than: str | None = None
@@ -52,9 +56,9 @@ class JobBody(BaseModel):
 
     @field_validator("older_than")
     @classmethod
-    def _valid_duration(cls, value: str | None) -> str | None:
+    def _valid_duration(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None:
-            parse_age(value, "older_than")
+            parse_age(value, zero=info.data.get("action") == "purge")
         return value
 
 
@@ -100,7 +104,9 @@ def _key(job_id: str) -> str:
 
 def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
     """The instance ids a job would touch, from the index."""
-    age = parse_age(body.older_than, "older_than") if body.older_than else None
+    age = None
+    if body.older_than:  # a purge's "0s" is every finished instance, as without older_than
+        age = parse_age(body.older_than, zero=body.action == "purge") or None
     chosen = []
     for e in instances.entries(gateway.state):
         if body.action == "purge":

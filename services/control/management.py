@@ -18,7 +18,7 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Request, Response
@@ -61,6 +61,33 @@ def describe(state: InstanceState, payloads: bool) -> dict[str, Any]:
     if payloads:
         body |= {"input": _json(state.input), "output": _json(state.output)}
     return body
+
+
+def in_time_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """History rows by time (ties keep Dapr's order), numbered from 1 in `seq`.
+
+    Dapr stores events as they are committed, so a task's completion can follow an event with
+    a later time; it dates them in naive UTC; and its `event_id` is -1 for events that are not
+    tasks. Here times carry their zone, and a missing event id is None."""
+
+    def at(event: dict[str, Any]) -> datetime:
+        raw = event.get("timestamp")
+        when = datetime.fromisoformat(raw) if raw else datetime.min
+        return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+    def event_id(event: dict[str, Any]) -> int | None:
+        eid = event.get("event_id")
+        return eid if isinstance(eid, int) and eid >= 0 else None
+
+    return [
+        {
+            "seq": n,
+            **e,
+            "timestamp": at(e).isoformat() if e.get("timestamp") else None,
+            "event_id": event_id(e),
+        }
+        for n, e in enumerate(sorted(events, key=at), start=1)
+    ]
 
 
 class StartBody(BaseModel):
@@ -209,9 +236,9 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
     def workflow_history(
         instance_id: InstanceId, request: Request, _: Reader
     ) -> list[dict[str, Any]]:
-        """The instance's execution history, oldest first."""
+        """The instance's execution history, oldest first, numbered in `seq`."""
         existing(request, instance_id)
-        return workflows_of(gateway_of(request)).history(instance_id)
+        return in_time_order(workflows_of(gateway_of(request)).history(instance_id))
 
     @router.get("/{instance_id}/wait")
     def wait_for_workflow(

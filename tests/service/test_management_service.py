@@ -155,6 +155,27 @@ def test_bulk_jobs_need_admin_and_report_progress(client: AppFactory, gateway) -
     assert stuck.status_code == 422 and "older_than" in stuck.json()["detail"]
 
 
+def test_purge_older_than_zero_is_every_finished_instance_and_terminate_refuses_it(
+    client: AppFactory, gateway
+) -> None:
+    admin = client(create_app, ServiceSettings(app_id="orders"), who="admin")
+    for n in range(3):
+        start(admin, f"order-old-{n}")
+        admin.post(f"/workflows/order-old-{n}/terminate", json={"reason": "test"})
+    start(admin, "order-alive")
+    for zero in ("0s", "PT0S", "0m"):
+        job = admin.post(
+            "/workflows/jobs", json={"action": "purge", "older_than": zero, "dry_run": True}
+        )
+        assert job.status_code == 202, job.text
+        done = wait_job(admin, job.json()["job_id"])
+        assert done["results"] == {f"order-old-{n}": "would purge" for n in range(3)}
+    refused = admin.post("/workflows/jobs", json={"action": "terminate", "older_than": "0s"})
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith("older_than: 0 is for purge only")
+    assert gateway.workflows.instances["order-alive"].status == "RUNNING"
+
+
 def wait_job(client: TestClient, job_id: str) -> dict:
     for _ in range(200):
         job = client.get(f"/workflows/jobs/{job_id}").json()
@@ -162,3 +183,30 @@ def wait_job(client: TestClient, job_id: str) -> dict:
             return job
         time.sleep(0.01)
     raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_history_is_in_time_order_numbered_and_zoned(ops: TestClient, gateway) -> None:
+    gateway.workflows.add("order-h-1")
+    # As Dapr answers: naive UTC times, committed order, event_id -1 unless a task.
+    gateway.workflows.history = lambda iid: [
+        {"event_id": -1, "timestamp": "2026-11-23T10:00:00", "type": "EXECUTION_STARTED"},
+        {"event_id": 0, "timestamp": "2026-11-23T10:00:01", "type": "TASK_SCHEDULED"},
+        {"event_id": -1, "timestamp": "2026-11-23T10:00:03", "type": "ORCHESTRATOR_STARTED"},
+        {
+            "event_id": -1,
+            "timestamp": "2026-11-23T10:00:02",
+            "type": "TASK_COMPLETED",
+            "task_scheduled_id": 0,
+        },
+        {"event_id": -1, "timestamp": "2026-11-23T10:00:03", "type": "EXECUTION_COMPLETED"},
+    ]
+    rows = ops.get("/workflows/order-h-1/history").json()
+    assert [(r["seq"], r["type"], r["event_id"]) for r in rows] == [
+        (1, "EXECUTION_STARTED", None),
+        (2, "TASK_SCHEDULED", 0),
+        (3, "TASK_COMPLETED", None),
+        (4, "ORCHESTRATOR_STARTED", None),
+        (5, "EXECUTION_COMPLETED", None),
+    ]
+    assert rows[2]["timestamp"] == "2026-11-23T10:00:02+00:00"
+    assert rows[2]["task_scheduled_id"] == 0
