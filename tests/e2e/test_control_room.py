@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,13 +21,12 @@ from tests.stack import eventually, unique
 pytestmark = pytest.mark.e2e
 
 
-def ctl(stack: Stack, who: str, *args: str) -> tuple[int, Any]:
-    """Run approvals-ctl in a subprocess; return (exit code, parsed --json output or stderr)."""
+def run_ctl(stack: Stack, who: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run approvals-ctl in a subprocess, as a script would: no terminal on stdin."""
     cmd = [
         sys.executable,
         "-m",
         "approvals_ctl",
-        "--json",
         "--orders-url",
         stack.apps["orders"].app_url,
         "--approvals-url",
@@ -34,7 +34,20 @@ def ctl(stack: Stack, who: str, *args: str) -> tuple[int, Any]:
         *args,
     ]
     env = {**os.environ, "APPROVALS_TOKEN": TOKENS[who]}
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, env=env)
+    return subprocess.run(
+        cmd,
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+
+
+def ctl(stack: Stack, who: str, *args: str) -> tuple[int, Any]:
+    """Run approvals-ctl --json; return (exit code, parsed output or stderr)."""
+    done = run_ctl(stack, who, "--json", *args)
     try:
         return done.returncode, json.loads(done.stdout)
     except ValueError:
@@ -77,13 +90,11 @@ def test_terminate_then_purge_and_the_index_follows(flow: Flow) -> None:
     order = flow.place("2200.00")
     iid = f"order-{order.order_id}"
     flow.pending(order.order_id)
+    code, out = ctl(flow.stack, "operator", "terminate", iid, "--reason", "customer cancelled")
+    assert code == 2 and "terminate is for workflows that are stuck" in out and "--yes" in out
+    assert status(flow, order.order_id) == "RUNNING"
     code, out = ctl(
-        flow.stack,
-        "operator",
-        "terminate",
-        iid,
-        "--reason",
-        "customer cancelled",
+        flow.stack, "operator", "terminate", iid, "--reason", "customer cancelled", "--yes"
     )
     assert (code, out["status"]) == (0, "TERMINATED")
     code, got = ctl(flow.stack, "viewer", "get", iid, "--payloads")
@@ -168,7 +179,7 @@ def test_bulk_terminate_of_stuck_approvals(flow: Flow) -> None:
     )
     assert code == 0 and dry["results"][iid] == "would terminate"
     code, real = ctl(
-        flow.stack, "admin", "--app", "approvals", "terminate", "--all-older-than", "1ms"
+        flow.stack, "admin", "--app", "approvals", "terminate", "--all-older-than", "1ms", "--yes"
     )
     assert code == 0 and real["results"][iid] == "terminated"
     _, got = ctl(flow.stack, "viewer", "--app", "approvals", "get", iid)
@@ -271,3 +282,48 @@ def test_business_verbs_place_an_order_and_decide_it(flow: Flow) -> None:
     assert placed["amount_text"] == "9000 JPY (49.50 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
     code, out = ctl(flow.stack, "operator", *yen, unique("o"), "--amount", "9000.5")
     assert code == 4 and "JPY has no minor units" in out
+
+
+def test_options_after_the_command_history_in_time_order_and_a_dry_run_that_lists(
+    flow: Flow,
+) -> None:
+    order = flow.place("35.00")
+    flow.finished(order.order_id)
+    iid = f"order-{order.order_id}"
+    # --json after the command, as after any other option
+    done = run_ctl(flow.stack, "viewer", "history", iid, "--json")
+    assert done.returncode == 0, done.stderr
+    events = json.loads(done.stdout)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    times = [datetime.fromisoformat(e["timestamp"]) for e in events]
+    assert times == sorted(times) and all(t.tzinfo for t in times)
+    assert -1 not in [e["event_id"] for e in events]
+    assert {"EXECUTION_STARTED", "TASK_SCHEDULED", "EXECUTION_COMPLETED"} <= {
+        e["type"] for e in events
+    }
+    table = run_ctl(flow.stack, "viewer", "history", iid).stdout.splitlines()
+    assert table[0].split() == ["SEQ", "TIMESTAMP", "TYPE", "NAME", "TASK"]
+    assert [line.split()[0] for line in table[1:]] == [str(n) for n in range(1, len(events) + 1)]
+    # "0s": every finished instance, listed one per line in a dry run
+    dry = run_ctl(flow.stack, "admin", "purge", "--all-older-than", "0s", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert lines[0].split() == ["INSTANCE_ID", "RESULT"]
+    assert f"{iid} would purge" in [" ".join(line.split()) for line in lines]
+    assert lines[-1].startswith("job-") and "(purge, dry run):" in lines[-1]
+    assert status(flow, order.order_id) == "COMPLETED"
+    code, out = ctl(
+        flow.stack, "admin", "--app", "approvals", "terminate", "--all-older-than", "0s"
+    )
+    assert code == 2  # asks first; and a terminate's 0s is refused by the server:
+    code, out = ctl(
+        flow.stack,
+        "admin",
+        "terminate",
+        "--all-older-than",
+        "0s",
+        "--dry-run",
+        "--app",
+        "approvals",
+    )
+    assert code == 4 and "0 is for purge only" in out

@@ -13,10 +13,13 @@ Business commands:
 Settings: APPROVALS_TOKEN (a bearer token, see secrets/dev-secrets.json for the development
 ones; --token works too, with a warning: a command line is visible to every user in `ps`);
 --orders-url / ORDERS_URL (http://127.0.0.1:8101) and --approvals-url / APPROVALS_URL
-(http://127.0.0.1:8102).
+(http://127.0.0.1:8102). These, --app, --json and --timeout-s go before or after the command.
+
+Terminate is for stuck workflows and asks first (--yes answers for scripts).
 
 Exit codes: 0 done; 1 the service failed or could not be reached; 2 usage error; 3 not found;
-4 refused (401, 403, 409, 410, 422); 5 the audit log is not intact; 6 a bulk job had failures.
+4 refused (401, 403, 409, 410, 422, or "no" at a prompt); 5 the audit log is not intact; 6 a
+bulk job had failures.
 """
 
 from __future__ import annotations
@@ -102,9 +105,14 @@ def _show(args: argparse.Namespace, data: Any, human: str | None = None) -> None
 def _table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     if not rows:
         return "(none)"
-    widths = {c: max(len(c), *(len(str(r.get(c) or "")) for r in rows)) for c in columns}
+
+    def cell(row: dict[str, Any], column: str) -> str:
+        value = row.get(column)
+        return "" if value is None else str(value)
+
+    widths = {c: max(len(c), *(len(cell(r, c)) for r in rows)) for c in columns}
     lines = ["  ".join(c.upper().ljust(widths[c]) for c in columns)]
-    lines += ["  ".join(str(r.get(c) or "").ljust(widths[c]) for c in columns) for r in rows]
+    lines += ["  ".join(cell(r, c).ljust(widths[c]) for c in columns) for r in rows]
     return "\n".join(line.rstrip() for line in lines)
 
 
@@ -149,7 +157,12 @@ def cmd_list(c: Client, a: argparse.Namespace) -> int:
 
 def cmd_history(c: Client, a: argparse.Namespace) -> int:
     out = c.call("GET", f"/workflows/{a.instance_id}/history")
-    _show(a, out, _table(out, ["event_id", "timestamp", "type", "name"]))
+    # TASK pairs an activity's scheduling with its completion (Dapr's task id).
+    rows = [
+        e | {"task": e["event_id"] if e.get("event_id") is not None else e.get("task_scheduled_id")}
+        for e in out
+    ]
+    _show(a, out, _table(rows, ["seq", "timestamp", "type", "name", "task"]))
     return EXIT_OK
 
 
@@ -188,27 +201,67 @@ def _job(c: Client, a: argparse.Namespace, body: dict[str, Any]) -> int:
     for result in job["results"].values():
         counts[result.split(":")[0]] = counts.get(result.split(":")[0], 0) + 1
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "nothing to do"
-    _show(
-        a,
-        job,
-        f"{job['job_id']} ({job['action']}{', dry run' if job['dry_run'] else ''}): {summary}",
-    )
+    # A dry run lists every instance it would touch; a real run lists what did not go to plan.
+    listed = [
+        {"instance_id": iid, "result": result}
+        for iid, result in sorted(job["results"].items())
+        if job["dry_run"] or result not in ("purged", "terminated", "gone")
+    ]
+    human = f"{job['job_id']} ({job['action']}{', dry run' if job['dry_run'] else ''}): {summary}"
+    if listed:
+        human = _table(listed, ["instance_id", "result"]) + "\n" + human
+    _show(a, job, human)
     return EXIT_JOB if counts.get("failed") else EXIT_OK
+
+
+TERMINATE_WARNING = (
+    "terminate is for workflows that are stuck: it stops them for good, runs no compensation "
+    "and decides nothing (the output records who terminated it and why)"
+)
+
+
+def _confirm(a: argparse.Namespace, what: str) -> None:
+    """Ask before terminating; --yes answers for scripts, and without a terminal it must."""
+    if a.yes or a.dry_run:
+        return
+    if not sys.stdin.isatty():
+        raise CtlError(f"{TERMINATE_WARNING}; to terminate {what}, pass --yes", EXIT_USAGE)
+    print(f"{TERMINATE_WARNING}.", file=sys.stderr)
+    try:
+        answer = input(f"Terminate {what}? [y/N] ").strip().lower()
+    except (EOFError, KeyboardInterrupt):
+        answer = ""
+    if answer not in ("y", "yes"):
+        raise CtlError("not terminated", EXIT_REFUSED)
+
+
+def _one_at_a_time(a: argparse.Namespace, verb: str) -> None:
+    if a.dry_run:  # one instance is acted on at once; a dry run is a bulk job's
+        raise CtlError(f"--dry-run is for bulk jobs: {verb} --all-older-than ...", EXIT_USAGE)
 
 
 def cmd_terminate(c: Client, a: argparse.Namespace) -> int:
     if a.instance_id:
         if not a.reason:
             raise CtlError("terminate ID needs --reason (it is audited)", EXIT_USAGE)
+        _one_at_a_time(a, "terminate")
+        _confirm(a, a.instance_id)
         body = {"reason": a.reason}
         out = c.call("POST", f"/workflows/{a.instance_id}/terminate", json=body)
         _show(a, out, f"{a.instance_id}: {out['status']}")
         return EXIT_OK
+    which = (
+        f"every running instance older than {a.all_older_than}"
+        if a.all_older_than
+        else ("every running instance past its deadline")
+    )
+    _confirm(a, f"{which} ({a.app} app)")
     return _job(c, a, {"action": "terminate", "older_than": a.all_older_than, "dry_run": a.dry_run})
 
 
 def cmd_purge(c: Client, a: argparse.Namespace) -> int:
     if a.instance_id:
+        _one_at_a_time(a, "purge")
         out = c.call("DELETE", f"/workflows/{a.instance_id}")
         _show(a, out, f"{a.instance_id}: purged")
         return EXIT_OK
@@ -321,32 +374,51 @@ def cmd_audit_verify(c: Client, a: argparse.Namespace) -> int:
     return EXIT_OK if out["intact"] else EXIT_BROKEN
 
 
+def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
+    """Options every command takes, before or after its name. Where they follow the command,
+    its parser has no defaults (SUPPRESS), so it keeps what the main parser read."""
+
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    g = p.add_argument_group("global options (before or after the command)")
+    g.add_argument(
+        "--app",
+        choices=["orders", "approvals"],
+        default=default(os.environ.get("APPROVALS_CTL_APP", "orders")),
+        help="whose workflows (default orders)",
+    )
+    g.add_argument(
+        "--token",
+        default=default(None),
+        help="bearer token; prefer APPROVALS_TOKEN in the environment (a command line shows in ps)",
+    )
+    g.add_argument(
+        "--orders-url", default=default(os.environ.get("ORDERS_URL", "http://127.0.0.1:8101"))
+    )
+    g.add_argument(
+        "--approvals-url",
+        default=default(os.environ.get("APPROVALS_URL", "http://127.0.0.1:8102")),
+    )
+    g.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON for scripts"
+    )
+    g.add_argument("--timeout-s", type=float, default=default(70.0), help="HTTP timeout in seconds")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="approvals-ctl",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "--app",
-        choices=["orders", "approvals"],
-        default=os.environ.get("APPROVALS_CTL_APP", "orders"),
-        help="whose workflows (default orders)",
-    )
-    p.add_argument(
-        "--token",
-        help="bearer token; prefer APPROVALS_TOKEN in the environment (a command line shows in ps)",
-    )
-    p.add_argument("--orders-url", default=os.environ.get("ORDERS_URL", "http://127.0.0.1:8101"))
-    p.add_argument(
-        "--approvals-url", default=os.environ.get("APPROVALS_URL", "http://127.0.0.1:8102")
-    )
-    p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument("--timeout-s", type=float, default=70.0, help="HTTP timeout in seconds")
+    _global_options(p, defaults=True)
+    common = argparse.ArgumentParser(add_help=False)
+    _global_options(common, defaults=False)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, fn: Any, help: str) -> argparse.ArgumentParser:
-        cmd = sub.add_parser(name, help=help, description=help)
+        cmd = sub.add_parser(name, help=help, description=help, parents=[common])
         cmd.set_defaults(fn=fn)
         return cmd
 
@@ -385,8 +457,9 @@ def parser() -> argparse.ArgumentParser:
     term = add(
         "terminate",
         cmd_terminate,
-        "terminate one instance, or (admin) every running one older than a duration, "
-        "or past its deadline",
+        "for stuck workflows: stop one instance for good, or (admin) every running one older "
+        "than a duration, or past its deadline; it runs no compensation and decides nothing. "
+        "Asks first (--yes to skip)",
     )
     target = term.add_mutually_exclusive_group(required=True)
     target.add_argument("instance_id", nargs="?")
@@ -395,19 +468,25 @@ def parser() -> argparse.ArgumentParser:
     term.add_argument(
         "--reason", help="why (required for one instance; audited and kept as its output)"
     )
-    term.add_argument("--dry-run", action="store_true")
+    term.add_argument("--dry-run", action="store_true", help="bulk: list, terminate nothing")
+    term.add_argument("--yes", action="store_true", help="do not ask before terminating")
     purge = add("purge", cmd_purge, "purge one finished instance, or (admin) many")
     target = purge.add_mutually_exclusive_group(required=True)
     target.add_argument("instance_id", nargs="?")
     target.add_argument("--all", action="store_true", help="every finished instance")
-    target.add_argument("--all-older-than", metavar="DURATION", help='e.g. "720h"')
-    purge.add_argument("--dry-run", action="store_true")
+    target.add_argument(
+        "--all-older-than",
+        metavar="DURATION",
+        help='finished longer ago than, e.g. "720h"; "0s" is every finished one',
+    )
+    purge.add_argument("--dry-run", action="store_true", help="bulk: list, purge nothing")
 
     tokens = sub.add_parser("tokens", help="api tokens: new").add_subparsers(
         dest="verb", required=True
     )
     tn = tokens.add_parser(
         "new",
+        parents=[common],
         help="make a random api token and its token-table entry (by digest)",
         description="print a new random bearer token and the api-tokens secret entry that "
         "names it by its SHA-256 digest (offline)",
@@ -421,6 +500,7 @@ def parser() -> argparse.ArgumentParser:
     )
     kn = keys.add_parser(
         "new",
+        parents=[common],
         help="make an Ed25519 key pair for a signing app (orders or approvals)",
         description="print a new signing secret (for that app only) and its public key (for "
         "every consumer), as JSON; see docs/operations.md, 'Signed messages'",
@@ -431,6 +511,7 @@ def parser() -> argparse.ArgumentParser:
     order = sub.add_parser("order", help="orders: place").add_subparsers(dest="verb", required=True)
     place = order.add_parser(
         "place",
+        parents=[common],
         help="publish an OrderPlaced",
         description="publish an OrderPlaced through the orders app",
     )
@@ -452,7 +533,9 @@ def parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="audit log: list, verify").add_subparsers(
         dest="verb", required=True
     )
-    al = audit.add_parser("list", help="show audit records", description="show audit records")
+    al = audit.add_parser(
+        "list", help="show audit records", description="show audit records", parents=[common]
+    )
     al.set_defaults(fn=cmd_audit_list)
     for name in ("actor", "action", "target"):
         al.add_argument(f"--{name}")
@@ -463,6 +546,7 @@ def parser() -> argparse.ArgumentParser:
     page.add_argument("--after", type=int, metavar="SEQ", help="records newer than SEQ")
     av = audit.add_parser(
         "verify",
+        parents=[common],
         help="check the audit log's keyed chain and checkpoints",
         description="ask the app to check its audit log: since the last checkpoint, or every "
         "record with --full; with --anchor FILE, also against the end seen last time (kept "
