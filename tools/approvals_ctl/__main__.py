@@ -155,13 +155,17 @@ def cmd_list(c: Client, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _task_id(event: dict[str, Any]) -> Any:
+    """The id that pairs an activity's TASK_SCHEDULED with its TASK_COMPLETED (or FAILED)."""
+    if not str(event.get("type", "")).startswith("TASK_"):
+        return None
+    scheduled = event.get("task_scheduled_id")
+    return scheduled if scheduled is not None else event.get("event_id")
+
+
 def cmd_history(c: Client, a: argparse.Namespace) -> int:
     out = c.call("GET", f"/workflows/{a.instance_id}/history")
-    # TASK pairs an activity's scheduling with its completion (Dapr's task id).
-    rows = [
-        e | {"task": e["event_id"] if e.get("event_id") is not None else e.get("task_scheduled_id")}
-        for e in out
-    ]
+    rows = [e | {"task": _task_id(e)} for e in out]
     _show(a, out, _table(rows, ["seq", "timestamp", "type", "name", "task"]))
     return EXIT_OK
 
