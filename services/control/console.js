@@ -1,7 +1,35 @@
 "use strict";
 const $ = (id) => document.getElementById(id);
 const esc = (v) => String(v ?? "").replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
-const when = (v) => (v ? String(v).replace("T", " ").slice(0, 19) : "");
+// Escaped, with a line-break opportunity after each - and _ (ids and names are long).
+const brk = (v) => esc(v).replace(/[-_]/g, "$&<wbr>");
+
+// Every time is shown in UTC and says so. A time without a zone is UTC (Dapr's own are).
+function instant(v) {
+  if (!v) return null;
+  const text = String(v);
+  const d = new Date(/(Z|[+-]\d\d:?\d\d)$/.test(text) ? text : `${text}Z`);
+  return Number.isNaN(d.getTime()) ? null : d;
+}
+function when(v) {
+  const d = instant(v);
+  if (!d) return esc(v);
+  const [day, time] = d.toISOString().slice(0, 19).split("T");
+  return `<span class="nowrap">${day}</span> <span class="nowrap">${time} UTC</span>`;
+}
+
+// What an operator may do to an instance in each status (the API refuses the rest with 409).
+const ACTIONS = {
+  RUNNING: ["suspend", "terminate"],
+  SUSPENDED: ["resume", "terminate"],
+  PENDING: ["terminate"],
+  STALLED: ["terminate"],
+  COMPLETED: ["purge"],
+  FAILED: ["purge"],
+  TERMINATED: ["purge"],
+};
+const TERMINATE_NOTE = "Terminate is for stuck workflows: it stops this instance for good, runs " +
+  "no compensation and decides nothing (its output records who terminated it and why).";
 
 function token() { return sessionStorage.getItem("token") || ""; }
 function say(text, error = false) {
@@ -19,75 +47,119 @@ async function api(method, path, body) {
   return data;
 }
 
+// A reason from a prompt: null when the person cancelled (nothing is sent then).
+function askReason(question, required) {
+  let ask = question;
+  for (;;) {
+    const reason = prompt(ask);
+    if (reason === null) return null;
+    if (reason.trim() || !required) return reason.trim();
+    ask = `A reason is required. ${question}`;
+  }
+}
+
 async function loadWorkflows() {
   const status = $("status").value;
   const data = await api("GET", "/workflows?limit=200" + (status ? `&status=${status}` : ""));
   $("total").textContent = `${data.total} instances`;
   $("rows").innerHTML = data.instances.map((i) => `<tr class="row" data-id="${esc(i.instance_id)}">
-    <td>${esc(i.instance_id)}</td><td>${esc(i.name)}</td>
+    <td>${brk(i.instance_id)}</td><td>${brk(i.name)}</td>
     <td><span class="badge ${esc(i.status)}">${esc(i.status)}</span></td>
     <td>${when(i.created_at)}</td><td>${when(i.updated_at)}</td></tr>`).join("");
-  document.querySelectorAll("tr.row").forEach((r) => r.onclick = () => show(r.dataset.id));
+  document.querySelectorAll("tr.row").forEach((r) => r.onclick = () =>
+    show(r.dataset.id).catch((err) => say(err.message, true)));
+}
+
+function showDetail(visible) {
+  $("detail").classList.toggle("hidden", !visible);
+  document.querySelector("main").classList.toggle("split", visible);
 }
 
 async function show(id) {
   const [wf, history] = await Promise.all([
     api("GET", `/workflows/${encodeURIComponent(id)}?payloads=true`),
     api("GET", `/workflows/${encodeURIComponent(id)}/history`)]);
-  $("detail").innerHTML = `<h3>${esc(wf.instance_id)}
+  const actions = ACTIONS[wf.status] ?? [];
+  $("detail").innerHTML = `<h3>${brk(wf.instance_id)}
       <span class="badge ${esc(wf.status)}">${esc(wf.status)}</span></h3>
     <p>${esc(wf.name)} · created ${when(wf.created_at)} · updated ${when(wf.updated_at)}</p>
     <p><b>Status:</b> ${esc(JSON.stringify(wf.custom_status))}</p>
     ${wf.failure ? `<p class="error"><b>Failure:</b> ${esc(wf.failure)}</p>` : ""}
-    <div class="actions">
-      <button data-act="suspend">Suspend</button><button data-act="resume">Resume</button>
-      <button data-act="terminate">Terminate</button><button data-act="purge">Purge</button>
-    </div>
+    <div class="actions">${actions.map((a) => `<button data-act="${a}">${
+      a[0].toUpperCase() + a.slice(1)}</button>`).join("")}</div>
+    ${actions.includes("terminate") ? `<p class="note">${esc(TERMINATE_NOTE)}</p>` : ""}
     <h4>Output</h4><pre>${esc(JSON.stringify(wf.output, null, 2))}</pre>
-    <h4>History</h4><table><tbody>${history.map((e) => `<tr><td>${when(e.timestamp)}</td>
-      <td>${esc(e.type)}</td><td>${esc(e.name)}</td></tr>`).join("")}</tbody></table>
+    <h4>History</h4><table class="history"><tbody>${history.map((e) => `<tr>
+      <td>${esc(e.seq)}</td><td>${when(e.timestamp)}</td><td>${brk(e.type)}</td>
+      <td>${brk(e.name)}</td></tr>`).join("")}</tbody></table>
     <h4>Input</h4><pre>${esc(JSON.stringify(wf.input, null, 2))}</pre>`;
   document.querySelectorAll("[data-act]").forEach((b) => b.onclick = () => act(id, b.dataset.act));
+  showDetail(true);
 }
 
 async function act(id, action) {
-  const reason = prompt(`Reason to ${action} ${id}?`);
-  if (reason === null) return;
+  let body;
+  if (action === "purge") {
+    if (!confirm(`Purge ${id}? Its state and history are deleted for good.`)) return;
+  } else {
+    if (action === "terminate" && !confirm(`${TERMINATE_NOTE}\n\nTerminate ${id}?`)) return;
+    const reason = askReason(`Reason to ${action} ${id}? (audited)`, true);
+    if (reason === null) { say(`${id}: ${action} cancelled`); return; }
+    body = {reason};
+  }
   try {
     if (action === "purge") await api("DELETE", `/workflows/${encodeURIComponent(id)}`);
-    else await api("POST", `/workflows/${encodeURIComponent(id)}/${action}`, {reason});
+    else await api("POST", `/workflows/${encodeURIComponent(id)}/${action}`, body);
     say(`${id}: ${action} done`);
     await loadWorkflows();
-    if (action !== "purge") await show(id); else $("detail").innerHTML = "";
+    if (action !== "purge") await show(id);
+    else { $("detail").innerHTML = ""; showDetail(false); }
   } catch (err) { say(err.message, true); }
 }
 
 async function loadInbox() {
   const rows = await api("GET", "/approvals?status=pending");
-  $("inbox-rows").innerHTML = rows.map((r) => `<tr><td>${esc(r.order_id)}</td>
-    <td>${esc(r.tier)}</td><td>${esc(r.amount_text)}</td><td>${when(r.due_at)}</td>
-    <td><button data-order="${esc(r.order_id)}" data-ok="1">Approve</button>
-        <button data-order="${esc(r.order_id)}" data-ok="">Reject</button></td></tr>`).join("");
-  document.querySelectorAll("[data-order]").forEach((b) => b.onclick = async () => {
-    const reason = prompt("Reason?") ?? "";
-    try {
-      const out = await api("POST", `/approvals/${encodeURIComponent(b.dataset.order)}/decisions`,
-                            {approved: Boolean(b.dataset.ok), reason});
-      say(`decision ${out.decision_id} submitted`);
-      setTimeout(loadInbox, 800);
-    } catch (err) { say(err.message, true); }
-  });
+  const now = Date.now();
+  $("inbox-rows").innerHTML = rows.map((r) => {
+    const overdue = instant(r.due_at) !== null && instant(r.due_at).getTime() < now;
+    const decide = r.can_decide
+      ? `<button data-order="${esc(r.order_id)}" data-ok="1">Approve</button>
+         <button data-order="${esc(r.order_id)}" data-ok="">Reject</button>`
+      : `<span class="why-not">${esc(r.why_not)}</span>`;
+    return `<tr class="${r.can_decide ? "mine" : "not-mine"}" data-approval="${esc(r.order_id)}">
+      <td>${brk(r.order_id)}</td><td>${esc(r.tier)}</td><td>${esc(r.amount_text)}</td>
+      <td>${when(r.due_at)}${overdue ? ' <span class="badge overdue">overdue</span>' : ""}</td>
+      <td>${decide}</td></tr>`;
+  }).join("");
+  const mine = rows.filter((r) => r.can_decide).length;
+  $("inbox-total").textContent = `${rows.length} pending, ${mine} for you to decide`;
+  document.querySelectorAll("[data-order]").forEach((b) => b.onclick = () =>
+    decide(b.dataset.order, Boolean(b.dataset.ok)));
+}
+
+async function decide(order, approved) {
+  const verb = approved ? "approve" : "reject";
+  const reason = askReason(`Reason to ${verb} order ${order}? (optional)`, false);
+  if (reason === null) { say(`order ${order}: ${verb} cancelled, nothing sent`); return; }
+  try {
+    const out = await api("POST", `/approvals/${encodeURIComponent(order)}/decisions`,
+                          {approved, reason});
+    say(`order ${order}: ${verb} submitted as ${out.decision_id}`);
+    setTimeout(() => loadInbox().catch((err) => say(err.message, true)), 800);
+  } catch (err) { say(err.message, true); }
 }
 
 async function loadAudit() {
   const rows = await api("GET", "/audit?limit=100");
-  $("audit-rows").innerHTML = rows.reverse().map((r) => `<tr><td>${r.seq}</td>
+  $("audit-rows").innerHTML = rows.reverse().map((r) => `<tr><td>${esc(r.seq)}</td>
     <td>${when(r.at)}</td><td>${esc(r.actor)}</td><td>${esc(r.action)}</td>
-    <td>${esc(r.target)}</td><td>${esc(r.outcome)}</td></tr>`).join("");
+    <td>${brk(r.target)}</td><td>${esc(r.outcome)}</td></tr>`).join("");
 }
 
 function view(name) {
   for (const id of ["workflows", "inbox", "audit"]) $(id).classList.toggle("hidden", id !== name);
+  // The instance panel belongs to the workflows view, and only once one is chosen.
+  showDetail(name === "workflows" && $("detail").innerHTML.trim() !== "");
   document.querySelectorAll("nav button").forEach((b) =>
     b.classList.toggle("on", b.dataset.view === name));
   const load = {workflows: loadWorkflows, inbox: loadInbox, audit: loadAudit}[name];
@@ -109,6 +181,7 @@ async function start() {
   document.querySelectorAll("nav button").forEach((b) => b.onclick = () => view(b.dataset.view));
   $("refresh").onclick = () => loadWorkflows().catch((err) => say(err.message, true));
   $("status").onchange = $("refresh").onclick;
+  $("inbox-refresh").onclick = () => loadInbox().catch((err) => say(err.message, true));
   $("verify").onclick = async () => {
     try { $("verdict").textContent = (await api("GET", "/audit/verify")).summary; }
     catch (err) { say(err.message, true); }

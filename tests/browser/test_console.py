@@ -1,9 +1,9 @@
 """The web console in headless Chromium, against the real stack.
 
 Chromium renders the page, runs its script against the apps' APIs and dumps the resulting
-DOM; the assertions read what a person would see. Clicks are not driven here (the API calls
-behind the buttons are covered by the service and e2e tiers). Where the page leaves the address
-bar is read from Chromium's DevTools HTTP endpoint (`/json/list`).
+DOM; the assertions read what a person would see. Where the page leaves the address bar is read
+from Chromium's DevTools HTTP endpoint (`/json/list`). The later tests click and answer the
+page's dialogs as a person would, over the DevTools protocol (tests/browser/cdp.py).
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.browser import cdp
 from tests.e2e.flow import Flow
-from tests.stack import eventually
+from tests.stack import eventually, unique
 
 pytestmark = pytest.mark.browser
 
@@ -156,3 +157,161 @@ def test_console_without_a_token_asks_for_one_and_a_bad_one_is_shown(
     assert "Enter a bearer token to start." in render(chromium, f"{flow.orders}/console")
     dom = render(chromium, f"{flow.orders}/console#token=not-a-token")
     assert "401: unknown token" in dom
+
+
+# What follows clicks, as a person would, and answers the page's dialogs (tests/browser/cdp.py).
+LIVE = [f for f in FLAGS if not f.startswith("--virtual-time-budget")]
+DAY = 86_400
+
+
+def frozen_pending(flow: Flow, amount: str, tier: str = "manager", customer: str = "cust-1"):
+    """An order whose approval waits, suspended, so no deadline moves it on while we look."""
+    order = flow.place(amount, customer=customer)
+    flow.pending(order.order_id, tier)
+    resp = flow.http.post(
+        f"{flow.approvals}/workflows/approval-{order.order_id}/suspend",
+        json={"reason": "held still for a browser test"},
+    )
+    assert resp.status_code == 200, resp.text
+    return order
+
+
+def inbox_rows(b: cdp.Browser, *order_ids: str) -> dict[str, dict]:
+    """What the inbox shows for these orders: the cells' text and the buttons, by order id."""
+    script = """[...document.querySelectorAll('#inbox-rows tr')].map((tr) => ({
+        order: tr.dataset.approval, cells: [...tr.cells].map((td) => td.innerText.trim()),
+        buttons: [...tr.querySelectorAll('button')].map((x) => x.innerText)}))"""
+    wanted = set(order_ids)
+
+    def seen() -> dict[str, dict] | None:
+        rows = {r["order"]: r for r in b.evaluate(script) if r["order"] in wanted}
+        return rows if set(rows) == wanted else None
+
+    return eventually(seen, timeout=30, what=f"{sorted(wanted)} in the inbox")
+
+
+def test_inbox_offers_bob_only_what_he_may_decide_and_marks_overdue_in_utc(
+    flow: Flow, chromium: str, tmp_path: Path
+) -> None:
+    mine = frozen_pending(flow, "1300")
+    vp = frozen_pending(flow, "9000", tier="vp")
+    own = frozen_pending(flow, "1200", customer="bob")
+    ids = (mine.order_id, vp.order_id, own.order_id)
+    page = f"{flow.approvals}/console#token=dev-manager-bob&view=inbox"
+    with cdp.browser(chromium, LIVE) as b:
+        b.clock_ahead(-DAY)  # a day early: nothing is due yet
+        b.open(page)
+        rows = inbox_rows(b, *ids)
+        assert rows[mine.order_id]["buttons"] == ["Approve", "Reject"]
+        assert rows[vp.order_id]["buttons"] == []
+        assert "a manager may not decide a VP stage" in rows[vp.order_id]["cells"][4]
+        assert rows[own.order_id]["buttons"] == []
+        assert "approvers may not decide their own order" in rows[own.order_id]["cells"][4]
+        for row in rows.values():
+            assert row["cells"][3].endswith(" UTC"), row  # the due time says its zone
+            assert "overdue" not in row["cells"][3]
+        assert "for you to decide" in b.text("#inbox-total")
+    with cdp.browser(chromium, LIVE) as b:
+        b.clock_ahead(6 * DAY)  # past every deadline (the longest is 5 days)
+        b.open(page)
+        rows = inbox_rows(b, *ids)
+        assert all(r["cells"][3].endswith("UTC overdue") for r in rows.values()), rows
+        b.screenshot(tmp_path / "inbox.png")
+
+
+def test_cancel_on_the_reason_prompt_sends_no_decision(flow: Flow, chromium: str) -> None:
+    order = frozen_pending(flow, "1400")
+    page = f"{flow.approvals}/console#token=dev-manager-bob&view=inbox"
+    button = f'#inbox-rows tr[data-approval="{order.order_id}"] button'
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(page)
+        inbox_rows(b, order.order_id)
+        b.plan((False, None))  # Reject, then Cancel on the reason prompt
+        b.click(f'{button}[data-ok=""]')
+        assert b.text("#message") == f"order {order.order_id}: reject cancelled, nothing sent"
+        b.plan((False, None))  # the same for Approve
+        b.click(f'{button}[data-ok="1"]')
+        assert b.text("#message") == f"order {order.order_id}: approve cancelled, nothing sent"
+        b.plan((True, "looks fine"))
+        b.click(f'{button}[data-ok="1"]')
+        b.wait_for(
+            "document.getElementById('message').innerText.includes('approve submitted as d-')",
+            what="the approval to be submitted",
+        )
+        assert [(d.type, d.accepted) for d in b.dialogs] == [
+            ("prompt", False),
+            ("prompt", False),
+            ("prompt", True),
+        ]
+    # The server saw one decision: the approval, with its reason; no rejection, no empty one.
+    decisions = flow.http.get(
+        f"{flow.approvals}/audit", params={"target": order.order_id, "action": "post_decision"}
+    ).json()
+    assert [(d["outcome"].split(" as ")[0], d["reason"]) for d in decisions] == [
+        ("ok: approve 1400.00 EUR", "looks fine")
+    ]
+
+
+def test_instance_offers_what_its_status_allows_and_terminate_asks_first(
+    flow: Flow, chromium: str
+) -> None:
+    order = frozen_pending(flow, "1500")  # its approval is held, so the order keeps RUNNING
+    iid = f"order-{order.order_id}"
+    done = flow.place("42.00")
+    flow.finished(done.order_id)
+    buttons = "[...document.querySelectorAll('#detail .actions button')].map((x) => x.innerText)"
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(f"{flow.orders}/console#token=dev-operator-olga&instance=order-{done.order_id}")
+        b.wait_for("!!document.querySelector('#detail h3')", what="the completed instance")
+        assert b.evaluate(buttons) == ["Purge"]
+        b.open(f"{flow.orders}/console#token=dev-operator-olga&instance={iid}")
+        b.wait_for(f"document.querySelector('#detail h3')?.innerText.includes('{iid}')", "it")
+        assert b.evaluate(buttons) == ["Suspend", "Terminate"]
+        assert "Terminate is for stuck workflows" in b.text("#detail .note")
+        b.plan((False, None))  # "Terminate? It is for stuck workflows" -> Cancel
+        b.click('#detail [data-act="terminate"]')
+        (asked,) = b.dialogs
+        assert asked.type == "confirm" and "for stuck workflows" in asked.message
+        assert f"Terminate {iid}?" in asked.message
+        assert status(flow, iid) == "RUNNING"
+        b.plan((True, None), (True, "  "), (True, "stuck in a test"))  # yes; no reason; a reason
+        b.click('#detail [data-act="terminate"]')
+        b.wait_for(
+            "document.querySelector('#detail .badge')?.innerText === 'TERMINATED'",
+            what="the instance to show TERMINATED",
+        )
+        assert [d.type for d in b.dialogs[1:]] == ["confirm", "prompt", "prompt"]
+        assert b.dialogs[3].message.startswith("A reason is required.")
+        assert b.evaluate(buttons) == ["Purge"]
+    output = flow.http.get(f"{flow.orders}/workflows/{iid}", params={"payloads": True}).json()
+    assert output["output"] == {"terminated": True, "by": "olga", "reason": "stuck in a test"}
+
+
+def status(flow: Flow, iid: str) -> str:
+    return str(flow.http.get(f"{flow.orders}/workflows/{iid}").json()["status"])
+
+
+def test_long_values_wrap_and_the_instance_panel_shows_only_with_an_instance(
+    flow: Flow, chromium: str, tmp_path: Path
+) -> None:
+    long_id = unique("o-long-" + "x" * 35)  # 55 characters, the longest order id
+    order = flow.place("42.00", customer="c" * 128, order_id=long_id)
+    flow.finished(order.order_id)
+    wide = "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    panel = "getComputedStyle(document.getElementById('detail')).display"
+    with cdp.browser(chromium, LIVE, width=900) as b:
+        b.open(f"{flow.orders}/console#token=dev-viewer-vic&instance=order-{long_id}")
+        b.wait_for(f"document.getElementById('detail').innerText.includes('{'c' * 128}')", "it")
+        b.screenshot(tmp_path / "long.png")
+        assert b.evaluate(wide) <= 0, "the page scrolls sideways"
+        b.click('nav button[data-view="audit"]')
+        b.wait_for("document.querySelectorAll('#audit-rows tr').length", what="the audit log")
+        assert b.evaluate(panel) == "none"
+        assert b.evaluate(wide) <= 0
+        audit, main = "document.getElementById('audit')", "document.querySelector('main')"
+        assert b.evaluate(f"{audit}.offsetWidth / {main}.clientWidth") > 0.9
+    with cdp.browser(chromium, LIVE, width=900) as b:
+        b.open(f"{flow.orders}/console#token=dev-viewer-vic")
+        b.wait_for("document.querySelectorAll('#rows tr').length", what="the workflows")
+        assert b.evaluate(panel) == "none"  # no empty "select an instance" panel
+        assert "Select an instance" in b.text("#workflows")
