@@ -53,7 +53,8 @@ def chromium() -> str:
 
 
 def render(chromium: str, url: str, screenshot: Path | None = None) -> str:
-    """The page's DOM after its script ran (and a screenshot, when asked)."""
+    """The page's DOM after its script ran (and a screenshot, when asked), without the page's
+    line-break hints (<wbr>), so that ids and names read as a person sees them."""
     with tempfile.TemporaryDirectory() as profile:
         extra = (
             [f"--screenshot={screenshot}", "--window-size=1280,900"]
@@ -68,7 +69,7 @@ def render(chromium: str, url: str, screenshot: Path | None = None) -> str:
             check=False,
         )
     assert done.returncode == 0, done.stderr[-2000:]
-    return done.stdout
+    return done.stdout.replace("<wbr>", "")
 
 
 def location_after_load(chromium: str, url: str, until: str) -> str:
