@@ -8,6 +8,7 @@ sets beforehand (a dialog without a planned answer fails the test)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import select
@@ -17,7 +18,6 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,7 +156,7 @@ class Browser:
         )
 
 
-@contextmanager
+@contextlib.contextmanager
 def browser(
     chromium: str, flags: list[str], width: int = 1280, height: int = 900
 ) -> Iterator[Browser]:
@@ -176,7 +176,8 @@ def browser(
         "os.dup2(w, 4)\n"
         "os.execv(sys.argv[3], sys.argv[3:])\n"
     )
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still be writing the profile as it goes.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -211,6 +212,10 @@ def browser(
             )
             yield b
         finally:
+            b.session = ""
+            # A graceful close lets it finish with its profile before that is removed.
+            with contextlib.suppress(OSError, RuntimeError, TimeoutError):
+                b.send("Browser.close", timeout=10)
             os.close(to_chrome_w)
             os.close(from_chrome_r)
             proc.terminate()
