@@ -6,6 +6,9 @@ written to the decision log and the wait goes on against the same deadline. On a
 timeout the policy says escalate (a new VP stage, announced with a new ApprovalRequested) or
 reject; on the last stage's timeout the approval expires. The end is one ApprovalOutcome.
 
+The policy comes from the input's snapshot, read as `contracts.policy.PolicySnapshot` reads
+it, so an approval started by an earlier release replays under the rules it started with.
+
 One `decision` waiter is pending at a time and reused across deadline changes: durabletask
 hands an event to the oldest pending waiter, so an abandoned waiter would swallow the next one.
 """
@@ -29,7 +32,7 @@ from contracts.messages import (
     Outcome,
     Tier,
 )
-from contracts.policy import ApprovalPolicy, OnManagerTimeout, authority_problem
+from contracts.policy import OnManagerTimeout, PolicySnapshot, authority_problem
 from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
 from control.instances import TRACK_INSTANCE, tracked
 from plumbing.gateway import Gateway
@@ -72,7 +75,7 @@ def approval_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict
 
 def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     inp = ApprovalInput.model_validate(raw)
-    policy = ApprovalPolicy.model_validate(inp.policy)
+    policy = PolicySnapshot.read(inp.policy).policy
     req = ApprovalRequested.model_validate(inp.request, context=TRUSTED)
     tier, stage, due = req.tier, req.stage, req.due_at
     entries: list[LogEntry] = []

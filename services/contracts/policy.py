@@ -9,6 +9,10 @@ Thresholds are in the policy's base currency. An order in another currency is va
 base currency with the configured rate (`ApprovalPolicy.value`) and its tier decided on that;
 a currency with no rate is not accepted at all.
 
+Workflows read their snapshot back with `PolicySnapshot.read`, which also knows the snapshots
+of earlier releases and what they decided tiers on (`TierBasis`), so an order replays the way
+it started.
+
 Errors: PolicyError (a setting is invalid; the message names the field).
 """
 
@@ -19,6 +23,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -28,7 +33,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from contracts.messages import DEFAULT_MAX_AMOUNT, MessageLimits, Tier
+from contracts.messages import DEFAULT_MAX_AMOUNT, TRUSTED, MessageLimits, Tier
 from contracts.money import (
     DEFAULT_BASE_CURRENCY,
     DEFAULT_RATES,
@@ -82,6 +87,15 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 class OnManagerTimeout(StrEnum):
     ESCALATE_TO_VP = "escalate_to_vp"
     REJECT = "reject"
+
+
+class TierBasis(StrEnum):
+    """What an order's tier is decided on; replay repeats what the order's release did."""
+
+    # Releases before base currencies: the order's own number, whatever its currency.
+    RAW_AMOUNT = "raw_amount"
+    # Since: the value in the base currency, rounded to its minor units.
+    ROUNDED_VALUE = "rounded_value"
 
 
 class ApprovalPolicy(BaseModel):
@@ -191,12 +205,49 @@ class ApprovalPolicy(BaseModel):
         return self.manager_deadline if tier is Tier.MANAGER else self.vp_deadline
 
     def snapshot(self) -> dict[str, Any]:
-        """JSON-ready copy for a workflow input."""
+        """JSON-ready copy for a workflow input; `PolicySnapshot.read` reads it back."""
         return self.model_dump(mode="json")
 
     def __hash__(self) -> int:
         # Frozen, so hashable, although the rate and minor-unit tables are dicts.
         return hash(json.dumps(self.snapshot(), sort_keys=True))
+
+
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """The policy as a workflow reads it back from its input, and what it decides tiers on."""
+
+    policy: ApprovalPolicy
+    basis: TierBasis
+
+    @classmethod
+    def read(cls, snapshot: Mapping[str, Any]) -> PolicySnapshot:
+        """A snapshot taken by `ApprovalPolicy.snapshot`, in this release or an earlier one."""
+        data = dict(snapshot)
+        if "currencies" in data and "base_currency" not in data:
+            # From before base currencies: its currency list may name currencies without a
+            # rate. It decided nothing that replay needs again, so it is left out.
+            del data["currencies"]
+            return cls(ApprovalPolicy.model_validate(data), TierBasis.RAW_AMOUNT)
+        return cls(ApprovalPolicy.model_validate(data), TierBasis.ROUNDED_VALUE)
+
+    @property
+    def limits(self) -> MessageLimits:
+        """What an order is checked against; an order from before base currencies passed
+        that release's checks when it started and is read as it was then."""
+        return TRUSTED if self.basis is TierBasis.RAW_AMOUNT else self.policy.limits
+
+    def value(self, amount: Decimal, currency: str) -> Valuation | None:
+        """What the order is worth in the base currency (None before base currencies)."""
+        if self.basis is TierBasis.RAW_AMOUNT:
+            return None
+        return self.policy.value(amount, currency)
+
+    def tier(self, amount: Decimal, currency: str) -> Tier | None:
+        """The first approval tier, decided on what orders under this snapshot were tiered on."""
+        if self.basis is TierBasis.RAW_AMOUNT:
+            return self.policy.tier_for(amount)
+        return self.policy.tier_for(self.policy.value(amount, currency).base_amount)
 
 
 _RANK = {Tier.MANAGER: 1, Tier.VP: 2}

@@ -7,7 +7,8 @@ Business outcomes are return values; an invalid order ends as `rejected` with re
 
 The tier is decided on the order's value in the policy's base currency. An order started by
 a release that routed by the raw number (its policy snapshot has `currencies` but no
-`base_currency`) is replayed the way it started, so it keeps its tier.
+`base_currency`) is replayed the way it started, so it keeps its tier
+(`contracts.policy.PolicySnapshot`).
 
 Activities do the side effects, idempotently: every message they publish has a stable id.
 """
@@ -33,7 +34,7 @@ from contracts.messages import (
     describe_errors,
 )
 from contracts.money import MoneyError, Valuation, describe_price
-from contracts.policy import ApprovalPolicy, covers
+from contracts.policy import PolicySnapshot, covers
 from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
 from plumbing.gateway import Gateway
@@ -79,12 +80,8 @@ def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[st
 
 def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     inp = OrderInput.model_validate(raw)
-    legacy = _routes_by_raw_amount(inp.policy)
-    # A legacy snapshot's currency list may name currencies that have no rate; it decided
-    # nothing that replay needs again, so it is left out rather than refused.
-    policy = ApprovalPolicy.model_validate(
-        {k: v for k, v in inp.policy.items() if k != "currencies"} if legacy else inp.policy
-    )
+    snap = PolicySnapshot.read(inp.policy)
+    policy = snap.policy
     order_id = str(inp.order.get("order_id") or ctx.instance_id.removeprefix(INSTANCE_PREFIX))
 
     def status(value: OrderStatus, detail: str = "") -> Any:
@@ -107,9 +104,8 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
         ).model_dump(mode="json")
 
     try:
-        order = OrderPlaced.model_validate(inp.order, context=TRUSTED if legacy else policy.limits)
-        if not legacy:
-            worth = policy.value(order.amount, order.currency)
+        order = OrderPlaced.model_validate(inp.order, context=snap.limits)
+        worth = snap.value(order.amount, order.currency)
     except (ValidationError, MoneyError) as exc:
         problem = describe_errors(exc) if isinstance(exc, ValidationError) else str(exc)
         reason = f"invalid_order: {problem}"
@@ -122,7 +118,7 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
 
     price = describe_price(order.amount, order.currency, worth)
     yield status(OrderStatus.RECEIVED, price)
-    tier = policy.tier_for(worth.base_amount if worth else order.amount)
+    tier = snap.tier(order.amount, order.currency)
     outcome: ApprovalOutcome | None
     if tier is None:
         outcome = ApprovalOutcome(
@@ -193,14 +189,6 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
     final = OrderStatus.EXPIRED if outcome.outcome is Outcome.EXPIRED else OrderStatus.REJECTED
     yield status(final, outcome.reason)
     return finish(final, outcome.reason, outcome.decided_by, tier.value if tier else None)
-
-
-def _routes_by_raw_amount(snapshot: dict[str, Any]) -> bool:
-    """True for a policy snapshot taken before thresholds were in a base currency.
-
-    Such an order passed that release's checks when it started; it is read as it was then.
-    """
-    return "currencies" in snapshot and "base_currency" not in snapshot
 
 
 def _parse_outcome(data: Any, order_id: str) -> ApprovalOutcome | None:

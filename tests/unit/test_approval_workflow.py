@@ -223,3 +223,51 @@ def test_a_request_made_before_amounts_were_valued_still_shows_its_amount() -> N
     h = harness().start()
     view = h.calls_to(RECORD_APPROVAL)[0].input
     assert view["valuation"] is None and view["amount_text"] == "1200.00 EUR"
+
+
+# What the release before base currencies put into the input: a currency list (SEK without a
+# rate was fine then), thresholds in any currency, no base currency, rates or minor units.
+PRE_UPGRADE_SNAPSHOT = {
+    "auto_approve_below": "500",
+    "manager_limit": "5000",
+    "manager_deadline": "P1D",
+    "vp_deadline": "P2D",
+    "on_manager_timeout": "escalate_to_vp",
+    "order_backstop": "P4D",
+    "currencies": ["CHF", "EUR", "GBP", "JPY", "SEK", "USD"],
+    "max_amount": "10000000",
+}
+
+
+def test_an_approval_started_before_base_currencies_replays_under_its_own_rules() -> None:
+    request = {
+        "request_id": "o-1-s1-manager",
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "amount": "1200",
+        "currency": "SEK",
+        "tier": "manager",
+        "stage": 1,
+        "due_at": (T0 + timedelta(days=1)).isoformat(),
+        "reason": "1200 SEK needs manager approval",
+    }
+    inp = ApprovalInput(request=request, policy=PRE_UPGRADE_SNAPSHOT)
+    h = WorkflowHarness(
+        approval_workflow,
+        inp.model_dump(mode="json"),
+        instance_id="approval-o-1",
+        activities={
+            TRACK_INSTANCE: None,
+            PUBLISH_OUTCOME: None,
+            RECORD_APPROVAL: None,
+            REQUEST_NEXT_STAGE: None,
+        },
+    ).start()
+    assert h.failure is None and not h.done
+    h.advance(timedelta(days=1))  # the snapshot's manager deadline, then its VP deadline
+    (nxt,) = h.calls_to(REQUEST_NEXT_STAGE)
+    assert nxt.input["tier"] == "vp" and nxt.input["currency"] == "SEK"
+    assert nxt.input["due_at"].startswith((T0 + timedelta(days=3)).date().isoformat())
+    h.raise_event(DECISION_EVENT, decision("v-1", "vp"))
+    assert published(h)["outcome"] == "approved" and h.result["stages"] == 2
+    h.assert_deterministic()
