@@ -6,8 +6,10 @@ normalised to them: EUR "2500" becomes 2500.00, JPY "9000.00" becomes 9000, JPY 
 refused. `format_money` and `describe_price` are the one way every service, the CLI and the
 console show money.
 
-A `Valuation` says what an amount is worth in the policy's base currency and which rate (and
-its date) said so; the approval tier is decided on it.
+A `Valuation` says what an amount is worth in the policy's base currency, rounded to be shown,
+and which rate (and its date) said so. The approval tier is decided on the exact value
+(`convert`), never on the rounded one: 909,091 JPY at 0.0055 is 5000.0005 EUR, shown as
+5000.00 EUR and above a 5000 EUR limit.
 
 Errors: MoneyError (an amount or a rate that cannot be used; the message says why).
 """
@@ -141,29 +143,29 @@ class Valuation(BaseModel):
         )
 
 
+def convert(amount: Decimal, currency: str, base: str, rate: Rate | None) -> Decimal:
+    """`amount` in the base currency, exactly (amount x rate, unrounded): tiers compare this."""
+    check_size(amount)
+    if currency == base:
+        return amount
+    if rate is None:
+        raise MoneyError(f"no exchange rate from {currency} to {base}")
+    return _exact(amount, rate.rate).multiply(amount, rate.rate)
+
+
 def value_in(
     amount: Decimal, currency: str, base: str, rate: Rate | None, base_places: int | None = None
 ) -> Valuation:
-    """`amount` in the base currency: times the rate, rounded half-up to the base's minor units.
+    """`amount` in the base currency, rounded half-up to the base's minor units to be shown.
 
-    Half-up is how the EU's conversion rules round (Regulation 1103/97, art. 5). The tier is
-    then decided on exactly the amount shown, so the audit trail never disagrees with itself.
+    Half-up is how the EU's conversion rules round (Regulation 1103/97, art. 5). The rounded
+    amount is for people; thresholds are compared with `convert`'s exact value.
     """
-    check_size(amount)
-    places = minor_units(base) if base_places is None else base_places
-    if currency == base:
-        return Valuation(
-            base_currency=base, base_amount=round_half_up(amount, places), rate=Decimal(1)
-        )
-    if rate is None:
-        raise MoneyError(f"no exchange rate from {currency} to {base}")
-    product = _exact(amount, rate.rate).multiply(amount, rate.rate)
-    return Valuation(
-        base_currency=base,
-        base_amount=round_half_up(product, places),
-        rate=rate.rate,
-        rate_as_of=rate.as_of,
-    )
+    exact = convert(amount, currency, base, rate)
+    shown = round_half_up(exact, minor_units(base) if base_places is None else base_places)
+    if currency == base or rate is None:  # convert refuses a missing rate for another currency
+        return Valuation(base_currency=base, base_amount=shown, rate=Decimal(1))
+    return Valuation(base_currency=base, base_amount=shown, rate=rate.rate, rate_as_of=rate.as_of)
 
 
 def describe_price(amount: Decimal, currency: str, valuation: Valuation | None = None) -> str:

@@ -1,13 +1,14 @@
 """The approval policy as data: tiers, deadlines, escalation and approver authority.
 
-Pure Python: no FastAPI, no Dapr. A snapshot of the policy (`ApprovalPolicy.model_dump`) goes
+Pure Python: no FastAPI, no Dapr. A snapshot of the policy (`ApprovalPolicy.snapshot`) goes
 into each workflow's input, so a running order keeps the rules it started with and replay stays
 deterministic: the snapshot carries the exchange rates (with their dates) and the minor units
 of every accepted currency, so a workflow never looks anything up.
 
 Thresholds are in the policy's base currency. An order in another currency is valued in the
-base currency with the configured rate (`ApprovalPolicy.value`) and its tier decided on that;
-a currency with no rate is not accepted at all.
+base currency with the configured rate and its tier decided on that exact value
+(`ApprovalPolicy.tier_of`); the value is rounded only to be shown (`ApprovalPolicy.value`). A
+currency with no rate is not accepted at all.
 
 Workflows read their snapshot back with `PolicySnapshot.read`, which also knows the snapshots
 of earlier releases and what they decided tiers on (`TierBasis`), so an order replays the way
@@ -40,6 +41,7 @@ from contracts.money import (
     MoneyError,
     Rate,
     Valuation,
+    convert,
     is_currency_code,
     minor_units,
     value_in,
@@ -90,12 +92,18 @@ class OnManagerTimeout(StrEnum):
 
 
 class TierBasis(StrEnum):
-    """What an order's tier is decided on; replay repeats what the order's release did."""
+    """What an order's tier is decided on. A snapshot says which, so replay repeats it."""
 
     # Releases before base currencies: the order's own number, whatever its currency.
     RAW_AMOUNT = "raw_amount"
-    # Since: the value in the base currency, rounded to its minor units.
+    # The first base-currency release: the value rounded to the base currency's minor units.
     ROUNDED_VALUE = "rounded_value"
+    # Since: the exact value, amount x rate; it is rounded only to be shown.
+    EXACT_VALUE = "exact_value"
+
+
+# A snapshot's own key, not a setting: what the tiers of orders started under it are decided on.
+TIER_BASIS = "tier_basis"
 
 
 class ApprovalPolicy(BaseModel):
@@ -179,19 +187,24 @@ class ApprovalPolicy(BaseModel):
         )
 
     def value(self, amount: Decimal, currency: str) -> Valuation:
-        """`amount` in the base currency, with the rate used; MoneyError if not accepted."""
-        if currency not in self.accepted:
-            why = "" if currency in self.rates else f": no exchange rate to {self.base_currency}"
-            raise MoneyError(
-                f"{currency} is not accepted{why}; accepted: {', '.join(sorted(self.accepted))}"
-            )
+        """`amount` in the base currency as shown (rounded), with the rate used; MoneyError
+        if the currency is not accepted."""
         return value_in(
             amount,
             currency,
             self.base_currency,
-            self.rates.get(currency),
+            self._rate(currency),
             self.minor_units[self.base_currency],
         )
+
+    def exact_value(self, amount: Decimal, currency: str) -> Decimal:
+        """`amount` in the base currency, unrounded: what its tier is decided on."""
+        return convert(amount, currency, self.base_currency, self._rate(currency))
+
+    def tier_of(self, amount: Decimal, currency: str) -> Tier | None:
+        """The first approval tier for an order of `amount` in `currency`, on its exact value
+        in the base currency (499.9995 EUR is below 500, 5000.0005 EUR above 5000)."""
+        return self.tier_for(self.exact_value(amount, currency))
 
     def tier_for(self, amount: Decimal) -> Tier | None:
         """The first approval tier for `amount` (in the base currency), or None when it is
@@ -201,12 +214,21 @@ class ApprovalPolicy(BaseModel):
             return None
         return Tier.MANAGER if amount <= self.manager_limit else Tier.VP
 
+    def _rate(self, currency: str) -> Rate | None:
+        """The rate to the base currency (None for the base itself); MoneyError if not accepted."""
+        if currency not in self.accepted:
+            why = "" if currency in self.rates else f": no exchange rate to {self.base_currency}"
+            raise MoneyError(
+                f"{currency} is not accepted{why}; accepted: {', '.join(sorted(self.accepted))}"
+            )
+        return self.rates.get(currency)
+
     def deadline_for(self, tier: Tier) -> timedelta:
         return self.manager_deadline if tier is Tier.MANAGER else self.vp_deadline
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready copy for a workflow input; `PolicySnapshot.read` reads it back."""
-        return self.model_dump(mode="json")
+        return {**self.model_dump(mode="json"), TIER_BASIS: TierBasis.EXACT_VALUE.value}
 
     def __hash__(self) -> int:
         # Frozen, so hashable, although the rate and minor-unit tables are dicts.
@@ -224,12 +246,15 @@ class PolicySnapshot:
     def read(cls, snapshot: Mapping[str, Any]) -> PolicySnapshot:
         """A snapshot taken by `ApprovalPolicy.snapshot`, in this release or an earlier one."""
         data = dict(snapshot)
+        marked = data.pop(TIER_BASIS, None)
         if "currencies" in data and "base_currency" not in data:
             # From before base currencies: its currency list may name currencies without a
             # rate. It decided nothing that replay needs again, so it is left out.
             del data["currencies"]
-            return cls(ApprovalPolicy.model_validate(data), TierBasis.RAW_AMOUNT)
-        return cls(ApprovalPolicy.model_validate(data), TierBasis.ROUNDED_VALUE)
+            basis = TierBasis.RAW_AMOUNT
+        else:
+            basis = TierBasis(marked) if marked else TierBasis.ROUNDED_VALUE
+        return cls(ApprovalPolicy.model_validate(data), basis)
 
     @property
     def limits(self) -> MessageLimits:
@@ -247,7 +272,9 @@ class PolicySnapshot:
         """The first approval tier, decided on what orders under this snapshot were tiered on."""
         if self.basis is TierBasis.RAW_AMOUNT:
             return self.policy.tier_for(amount)
-        return self.policy.tier_for(self.policy.value(amount, currency).base_amount)
+        if self.basis is TierBasis.ROUNDED_VALUE:
+            return self.policy.tier_for(self.policy.value(amount, currency).base_amount)
+        return self.policy.tier_of(amount, currency)
 
 
 _RANK = {Tier.MANAGER: 1, Tier.VP: 2}

@@ -5,10 +5,10 @@ randomness; the policy comes in its input, with the exchange rates and minor uni
 Business outcomes are return values; an invalid order ends as `rejected` with reason
 `invalid_order`, never as a FAILED workflow.
 
-The tier is decided on the order's value in the policy's base currency. An order started by
-a release that routed by the raw number (its policy snapshot has `currencies` but no
-`base_currency`) is replayed the way it started, so it keeps its tier
-(`contracts.policy.PolicySnapshot`).
+The tier is decided on the order's exact value in the policy's base currency. An order started
+by an earlier release is replayed the way it started, so it keeps its tier: one that routed by
+the raw number (its snapshot has `currencies` but no `base_currency`) is tiered on that, one
+that compared the rounded value (no `tier_basis`) on that (`contracts.policy.PolicySnapshot`).
 
 Activities do the side effects, idempotently: every message they publish has a stable id.
 """

@@ -1,4 +1,4 @@
-"""Money: minor units from babel, one formatting, conversion rounded the way it is shown."""
+"""Money: minor units from babel, one formatting, exact conversion rounded only to be shown."""
 
 import re
 from datetime import date
@@ -10,6 +10,7 @@ from contracts.money import (
     MoneyError,
     Rate,
     Valuation,
+    convert,
     describe_price,
     format_money,
     in_minor_units,
@@ -88,6 +89,13 @@ def test_conversion_is_exact_then_rounded_half_up_to_the_base_minor_units() -> N
     precise = Rate(rate=Decimal("0.006123456789012345"), as_of=NOV_20)
     worth = value_in(Decimal("9999999"), "JPY", "EUR", precise)  # 61234.561766...
     assert worth.base_amount == Decimal("61234.56") and worth.rate_as_of == NOV_20
+
+
+def test_the_exact_value_is_never_rounded() -> None:
+    rate = Rate(rate=Decimal("0.0055"), as_of=NOV_20)
+    assert convert(Decimal(909091), "JPY", "EUR", rate) == Decimal("5000.0005")
+    assert value_in(Decimal(909091), "JPY", "EUR", rate).base_amount == Decimal("5000.00")
+    assert convert(Decimal("1200.00"), "EUR", "EUR", None) == Decimal("1200.00")
 
 
 def test_base_currency_needs_no_rate_and_other_currencies_do() -> None:

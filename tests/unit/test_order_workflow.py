@@ -297,22 +297,67 @@ def test_a_jpy_amount_with_decimals_is_rejected() -> None:
     assert "JPY has no minor units" in status.input["detail"]
 
 
-def test_an_order_started_before_base_currencies_keeps_its_raw_number_tier() -> None:
-    """Replay must repeat what the order did when it started: 9000 JPY went to a VP then."""
-    old = {
-        k: v
-        for k, v in POLICY.snapshot().items()
-        if k not in ("base_currency", "rates", "minor_units")
-    }
-    old["currencies"] = ["CHF", "EUR", "GBP", "JPY", "SEK", "USD"]
-    inp = OrderInput(order=order("9000.00", currency="JPY"), policy=old)
-    h = WorkflowHarness(
+def old_snapshot(release: str) -> dict[str, Any]:
+    """The policy snapshot an earlier release put into the workflow input."""
+    snap = {k: v for k, v in POLICY.snapshot().items() if k != "tier_basis"}
+    if release == "rounded value":  # the first release with a base currency
+        return snap
+    assert release == "raw amount"  # before base currencies
+    snap = {k: v for k, v in snap.items() if k not in ("base_currency", "rates", "minor_units")}
+    snap["currencies"] = ["CHF", "EUR", "GBP", "JPY", "SEK", "USD"]
+    return snap
+
+
+def old_harness(amount: str, currency: str, release: str) -> WorkflowHarness:
+    inp = OrderInput(order=order(amount, currency=currency), policy=old_snapshot(release))
+    return WorkflowHarness(
         order_workflow,
         inp.model_dump(mode="json"),
         instance_id="order-o-1",
-        activities={TRACK_INSTANCE: None, PUBLISH_STATUS: None, REQUEST_APPROVAL: None},
-    ).start()
+        activities={
+            TRACK_INSTANCE: None,
+            PUBLISH_STATUS: None,
+            REQUEST_APPROVAL: None,
+            FULFIL_ORDER: {},
+        },
+    )
+
+
+def test_an_order_started_before_base_currencies_keeps_its_raw_number_tier() -> None:
+    """Replay must repeat what the order did when it started: 9000 JPY went to a VP then."""
+    h = old_harness("9000.00", "JPY", "raw amount").start()
     (req,) = h.calls_to(REQUEST_APPROVAL)
     assert req.input["tier"] == "vp" and req.input["valuation"] is None
     assert req.input["reason"] == "9000 JPY needs vp approval"
+    h.assert_deterministic()
+
+
+def test_an_order_worth_a_fraction_over_the_manager_limit_goes_to_a_vp() -> None:
+    h = harness("909091", currency="JPY").start()  # 5000.0005 EUR, shown as 5000.00 EUR
+    (req,) = h.calls_to(REQUEST_APPROVAL)
+    assert req.input["tier"] == "vp"
+    assert req.input["reason"] == (
+        "909091 JPY (5000.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20) needs vp approval"
+    )
+    h.assert_deterministic()
+
+
+def test_an_order_worth_a_fraction_under_the_auto_approval_limit_is_approved_at_once() -> None:
+    h = harness("90909", currency="JPY").start()  # 499.9995 EUR, shown as 500.00 EUR
+    assert h.result["status"] == "completed" and h.result["reason"] == "auto_approved"
+    assert h.result["valuation"]["base_amount"] == "500.00"
+    assert not h.calls_to(REQUEST_APPROVAL)
+    h.assert_deterministic()
+
+
+@pytest.mark.parametrize(
+    ("amount", "tier"), [("909091", "manager"), ("909092", "vp"), ("90909", "manager")]
+)
+def test_an_order_started_when_the_rounded_value_decided_keeps_its_tier(
+    amount: str, tier: str
+) -> None:
+    """Such an order may be waiting for the approver its release chose; replay keeps it so."""
+    h = old_harness(amount, "JPY", "rounded value").start()
+    (req,) = h.calls_to(REQUEST_APPROVAL)
+    assert req.input["tier"] == tier
     h.assert_deterministic()

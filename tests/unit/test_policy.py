@@ -10,6 +10,8 @@ from contracts.policy import (
     ApprovalPolicy,
     OnManagerTimeout,
     PolicyError,
+    PolicySnapshot,
+    TierBasis,
     authority_problem,
     covers,
     load_policy,
@@ -75,55 +77,64 @@ def test_env_overrides_and_snapshot_round_trip() -> None:
     )
     assert policy.manager_deadline == timedelta(seconds=5)
     assert policy.accepted == frozenset({"EUR", "USD"})
-    assert ApprovalPolicy.model_validate(policy.snapshot()) == policy
+    assert PolicySnapshot.read(policy.snapshot()) == PolicySnapshot(policy, TierBasis.EXACT_VALUE)
 
 
 # Tier boundaries per currency with the default rates (EUR per unit: JPY 0.0055, GBP 1.14,
-# USD 0.86, CHF 1.07). The converted amount is rounded half-up to cents, then compared:
-# auto below 500.00 EUR, manager up to and including 5000.00 EUR, VP above.
+# USD 0.86, CHF 1.07). The tier is decided on the exact value in euros: auto below 500, manager
+# up to and including 5000, VP above. The value shown is rounded half-up to cents, so an order
+# shown as 500.00 EUR may be approved at once and one shown as 5000.00 EUR may need a VP.
 @pytest.mark.parametrize(
-    ("amount", "currency", "in_eur", "tier"),
+    ("amount", "currency", "exact", "shown", "tier"),
     [
-        ("499.99", "EUR", "499.99", None),
-        ("500.00", "EUR", "500.00", Tier.MANAGER),
-        ("9000", "JPY", "49.50", None),
-        ("90908", "JPY", "499.99", None),
-        ("90909", "JPY", "500.00", Tier.MANAGER),  # 499.9995 rounds up to the threshold
-        ("909089", "JPY", "4999.99", Tier.MANAGER),
-        ("909091", "JPY", "5000.00", Tier.MANAGER),
-        ("909092", "JPY", "5000.01", Tier.VP),
-        ("438.59", "GBP", "499.99", None),
-        ("438.60", "GBP", "500.00", Tier.MANAGER),
-        ("4385.96", "GBP", "4999.99", Tier.MANAGER),
-        ("4900.00", "GBP", "5586.00", Tier.VP),  # routed to a manager before, as 4900 EUR is
-        ("581.38", "USD", "499.99", None),
-        ("581.40", "USD", "500.00", Tier.MANAGER),
-        ("5813.95", "USD", "5000.00", Tier.MANAGER),
-        ("5813.96", "USD", "5000.01", Tier.VP),
-        ("4672.90", "CHF", "5000.00", Tier.MANAGER),
-        ("4672.91", "CHF", "5000.01", Tier.VP),
+        ("499.99", "EUR", "499.99", "499.99", None),
+        ("500.00", "EUR", "500.00", "500.00", Tier.MANAGER),
+        ("9000", "JPY", "49.5", "49.50", None),
+        ("90908", "JPY", "499.994", "499.99", None),
+        ("90909", "JPY", "499.9995", "500.00", None),
+        ("909089", "JPY", "4999.9895", "4999.99", Tier.MANAGER),
+        ("909091", "JPY", "5000.0005", "5000.00", Tier.VP),
+        ("909092", "JPY", "5000.006", "5000.01", Tier.VP),
+        ("438.59", "GBP", "499.9926", "499.99", None),
+        ("438.60", "GBP", "500.004", "500.00", Tier.MANAGER),
+        ("4385.96", "GBP", "4999.9944", "4999.99", Tier.MANAGER),
+        (
+            "4900.00",
+            "GBP",
+            "5586",
+            "5586.00",
+            Tier.VP,
+        ),  # routed to a manager before, as 4900 EUR is
+        ("581.38", "USD", "499.9868", "499.99", None),
+        ("581.39", "USD", "499.9954", "500.00", None),
+        ("581.40", "USD", "500.004", "500.00", Tier.MANAGER),
+        ("5813.95", "USD", "4999.997", "5000.00", Tier.MANAGER),
+        ("5813.96", "USD", "5000.0056", "5000.01", Tier.VP),
+        ("4672.90", "CHF", "5000.003", "5000.00", Tier.VP),
+        ("4672.91", "CHF", "5000.0137", "5000.01", Tier.VP),
     ],
 )
-def test_tier_boundaries_per_currency(
-    amount: str, currency: str, in_eur: str, tier: Tier | None
+def test_tier_boundaries_per_currency_on_the_exact_value(
+    amount: str, currency: str, exact: str, shown: str, tier: Tier | None
 ) -> None:
+    assert DEFAULT.exact_value(Decimal(amount), currency) == Decimal(exact)
     worth = DEFAULT.value(Decimal(amount), currency)
-    assert (worth.base_currency, worth.base_amount) == ("EUR", Decimal(in_eur))
-    assert DEFAULT.tier_for(worth.base_amount) == tier
+    assert (worth.base_currency, worth.base_amount) == ("EUR", Decimal(shown))
+    assert DEFAULT.tier_of(Decimal(amount), currency) == tier
 
 
 def test_conversion_at_the_exact_boundary() -> None:
     policy = load_policy({"POLICY_RATES": "JPY=0.005@2026-11-20"})
     at = policy.value(Decimal(100000), "JPY")
-    assert at.base_amount == Decimal("500.00") and policy.tier_for(at.base_amount) is Tier.MANAGER
-    below = policy.value(Decimal(99998), "JPY")
-    assert below.base_amount == Decimal("499.99") and policy.tier_for(below.base_amount) is None
-    top = policy.value(Decimal(1_000_000), "JPY")
-    assert (
-        top.base_amount == Decimal("5000.00") and policy.tier_for(top.base_amount) is Tier.MANAGER
-    )
-    over = policy.value(Decimal(1_000_002), "JPY")
-    assert over.base_amount == Decimal("5000.01") and policy.tier_for(over.base_amount) is Tier.VP
+    assert at.base_amount == Decimal("500.00")
+    assert policy.tier_of(Decimal(100000), "JPY") is Tier.MANAGER
+    below = policy.value(Decimal(99999), "JPY")  # 499.995
+    assert below.base_amount == Decimal("500.00")
+    assert policy.tier_of(Decimal(99999), "JPY") is None
+    assert policy.tier_of(Decimal(1_000_000), "JPY") is Tier.MANAGER
+    over = policy.value(Decimal(1_000_001), "JPY")  # 5000.005
+    assert over.base_amount == Decimal("5000.01")
+    assert policy.tier_of(Decimal(1_000_001), "JPY") is Tier.VP
 
 
 def test_a_currency_without_a_rate_is_refused_not_routed_by_its_number() -> None:
@@ -139,7 +150,7 @@ def test_the_rate_and_its_date_travel_in_the_snapshot() -> None:
     assert snap["rates"]["JPY"] == {"rate": "0.0055", "as_of": "2026-11-20"}
     assert snap["minor_units"] == {"CHF": 2, "EUR": 2, "GBP": 2, "JPY": 0, "USD": 2}
     changed = {**snap, "rates": {"JPY": {"rate": "0.01", "as_of": "2026-11-21"}}}
-    replayed = ApprovalPolicy.model_validate(changed)
+    replayed = PolicySnapshot.read(changed).policy
     assert replayed.value(Decimal(90000), "JPY").base_amount == Decimal("900.00")
 
 
@@ -155,9 +166,10 @@ def test_rates_from_a_policy_file_with_another_base_currency(tmp_path) -> None:
     )
     policy = load_policy({"POLICY_FILE": str(path)})
     assert policy.accepted == frozenset({"USD", "EUR", "BHD"})
-    worth = policy.value(Decimal("377.359"), "BHD")  # 999.999... USD
+    worth = policy.value(Decimal("377.358"), "BHD")  # 999.9987 USD
     assert (worth.base_amount, worth.rate_as_of) == (Decimal("1000.00"), date(2026, 11, 19))
-    assert policy.tier_for(worth.base_amount) is Tier.MANAGER
+    assert policy.tier_of(Decimal("377.358"), "BHD") is None  # below 1000, shown as 1000.00
+    assert policy.tier_of(Decimal("377.359"), "BHD") is Tier.MANAGER  # 1000.00135
     assert policy.limits.minor_units == {"BHD": 3, "EUR": 2, "USD": 2}
 
 
@@ -271,5 +283,24 @@ def test_narrowed_currencies_are_refused_by_name() -> None:
 
 
 def test_a_policy_is_hashable_like_the_frozen_settings_that_hold_it() -> None:
-    assert hash(DEFAULT) == hash(ApprovalPolicy.model_validate(DEFAULT.snapshot()))
+    assert hash(DEFAULT) == hash(PolicySnapshot.read(DEFAULT.snapshot()).policy)
     assert hash(ServiceSettings(app_id="orders")) == hash(ServiceSettings(app_id="orders"))
+
+
+def test_snapshots_of_earlier_releases_say_what_their_tiers_were_decided_on() -> None:
+    now = DEFAULT.snapshot()
+    assert now["tier_basis"] == "exact_value"
+    rounded = {k: v for k, v in now.items() if k != "tier_basis"}  # the first base-currency one
+    raw = {  # from before base currencies: a currency list, thresholds in any currency
+        k: v for k, v in rounded.items() if k not in ("base_currency", "rates", "minor_units")
+    }
+    raw["currencies"] = ["EUR", "JPY", "SEK"]
+    assert PolicySnapshot.read(now).basis is TierBasis.EXACT_VALUE
+    assert PolicySnapshot.read(rounded).basis is TierBasis.ROUNDED_VALUE
+    assert PolicySnapshot.read(raw).basis is TierBasis.RAW_AMOUNT
+    # 909,091 JPY is 5000.0005 EUR: a VP's now, a manager's when the rounded value decided.
+    amount = Decimal(909091)
+    assert PolicySnapshot.read(now).tier(amount, "JPY") is Tier.VP
+    assert PolicySnapshot.read(rounded).tier(amount, "JPY") is Tier.MANAGER
+    assert PolicySnapshot.read(raw).tier(amount, "JPY") is Tier.VP  # the raw number
+    assert PolicySnapshot.read(raw).value(amount, "JPY") is None
