@@ -80,14 +80,19 @@ def round_half_up(amount: Decimal, places: int) -> Decimal:
 def format_money(amount: Decimal, currency: str, places: int | None = None) -> str:
     """'2500.00 EUR', '9000 JPY', '12.345 BHD': the amount in its minor units, then the code.
 
-    The one way money is shown: API answers, the CLI, the console and notifications.
+    `places` are the currency's minor units as the policy has them (babel's when None). They
+    only ever add zeros: an amount is never rounded to them, so one with more decimals (IQD
+    1500000.875, accepted under a policy that gives IQD 3 places where babel gives 0) shows
+    every digit it was accepted with. The one way money is shown: API answers, the CLI, the
+    console and notifications.
     """
     try:
         check_size(amount)
     except MoneyError:
         return f"{amount} {currency}"
     places = minor_units(currency) if places is None else places
-    return f"{round_half_up(amount, places):f} {currency}"
+    shown = max(places, -int(amount.as_tuple().exponent))
+    return f"{amount.quantize(Decimal(1).scaleb(-shown), context=_exact(amount)):f} {currency}"
 
 
 def _plain_decimal(value: object) -> object:

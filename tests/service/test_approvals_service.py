@@ -1,4 +1,5 @@
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -274,3 +275,19 @@ def test_inbox_reads_the_customer_of_an_index_line_written_before_it_was_kept(
     gateway.state.put(INDEX_KEY, index)
     (row,) = approvals.get("/approvals", headers=bearer("manager")).json()
     assert (row["customer_id"], row["can_decide"]) == ("bob", False)
+
+
+def test_the_inbox_shows_an_amount_with_more_places_than_babel_gives_as_accepted(
+    client: AppFactory, gateway
+) -> None:
+    policy = load_policy({"POLICY_RATES": "IQD=0.00066@2026-11-20", "POLICY_MINOR_UNITS": "IQD=3"})
+    app = client(create_app, ServiceSettings(app_id="approvals", policy=policy))
+    worth = policy.value(Decimal("1500000.875"), "IQD")
+    save_view(
+        gateway.state,
+        view().model_copy(update={"amount": "1500000.875", "currency": "IQD", "valuation": worth}),
+    )
+    text = "1500000.875 IQD (990.00 EUR; 1 IQD = 0.00066 EUR as of 2026-11-20)"
+    (row,) = app.get("/approvals?status=pending").json()
+    assert row["amount_text"] == text
+    assert app.get("/approvals/o-1").json()["amount_text"] == text

@@ -1,11 +1,13 @@
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
 
 from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
 from contracts.money import Valuation
+from contracts.policy import load_policy
 from notifier.app import create_app
 from notifier.domain import for_approval_request, for_status_change
 from notifier.settings import NotifierSettings, SettingsError
@@ -180,3 +182,30 @@ def test_notifications_are_listed_in_the_order_they_happened(client: AppFactory)
     approver = notes[-1]
     assert datetime.fromisoformat(approver["at"]) >= before  # sent now, not due in 3 days
     assert datetime.fromisoformat(approver["due_at"]) == request.due_at
+
+
+def test_approvers_are_told_an_amount_with_more_places_than_babel_gives_as_accepted(
+    client: AppFactory,
+) -> None:
+    # Orders checked the amount under its policy (IQD with 3 places); the notifier takes it so.
+    policy = load_policy({"POLICY_RATES": "IQD=0.00066@2026-11-20", "POLICY_MINOR_UNITS": "IQD=3"})
+    notifier = client(create_app, NotifierSettings(app_id="notifier"))
+    request = ApprovalRequested.model_validate(
+        {
+            "request_id": "o-3-s1-manager",
+            "order_id": "o-3",
+            "customer_id": "c",
+            "amount": "1500000.875",
+            "currency": "IQD",
+            "tier": "manager",
+            "stage": 1,
+            "due_at": NOW,
+            "valuation": policy.value(Decimal("1500000.875"), "IQD"),
+        },
+        context=policy.limits,
+    )
+    assert deliver(notifier, "approval-requests", request)["status"] == "SUCCESS"
+    (note,) = notifier.get("/notifications", params={"order_id": "o-3"}).json()
+    assert note["text"].startswith(
+        "Order o-3 for 1500000.875 IQD (990.00 EUR; 1 IQD = 0.00066 EUR as of 2026-11-20) "
+    )

@@ -313,3 +313,17 @@ def test_the_workflow_input_carries_the_rates_and_minor_units(orders: TestClient
     assert inp["order"]["amount"] == "9000"
     assert inp["policy"]["rates"]["JPY"] == {"rate": "0.0055", "as_of": "2026-11-20"}
     assert inp["policy"]["minor_units"]["JPY"] == 0
+
+
+IQD_THREE_PLACES = {"POLICY_RATES": "IQD=0.00066@2026-11-20", "POLICY_MINOR_UNITS": "IQD=3"}
+
+
+def test_an_amount_with_more_places_than_babel_gives_is_shown_as_accepted(
+    client: AppFactory, gateway
+) -> None:
+    settings = ServiceSettings(app_id="orders", policy=load_policy(IQD_THREE_PLACES))
+    resp = place(client(create_app, settings), "1500000.875", "IQD")
+    assert resp.status_code == 202 and resp.json()["amount"] == "1500000.875"
+    assert resp.json()["amount_text"] == (
+        "1500000.875 IQD (990.00 EUR; 1 IQD = 0.00066 EUR as of 2026-11-20)"
+    )

@@ -81,6 +81,19 @@ def test_one_formatting_in_the_currency_s_minor_units(amount: str, code: str, te
     assert format_money(Decimal(amount), code) == text
 
 
+@pytest.mark.parametrize(
+    ("amount", "places", "text"),
+    [
+        ("1500000.875", None, "1500000.875 IQD"),  # babel: IQD has no minor units
+        ("1500000.875", 3, "1500000.875 IQD"),
+        ("1500000.8", 3, "1500000.800 IQD"),
+        ("1500000.875", 0, "1500000.875 IQD"),
+    ],
+)
+def test_an_amount_is_never_rounded_to_be_shown(amount: str, places: int | None, text: str) -> None:
+    assert format_money(Decimal(amount), "IQD", places) == text
+
+
 def test_conversion_is_exact_then_rounded_half_up_to_the_base_minor_units() -> None:
     half_a_cent = Rate(rate=Decimal("0.005"), as_of=NOV_20)
     assert value_in(Decimal(100000), "JPY", "EUR", half_a_cent).base_amount == Decimal("500.00")

@@ -328,7 +328,7 @@ def test_an_order_started_before_base_currencies_keeps_its_raw_number_tier() -> 
     h = old_harness("9000.00", "JPY", "raw amount").start()
     (req,) = h.calls_to(REQUEST_APPROVAL)
     assert req.input["tier"] == "vp" and req.input["valuation"] is None
-    assert req.input["reason"] == "9000 JPY needs vp approval"
+    assert req.input["reason"] == "9000.00 JPY needs vp approval"  # as its release said it
     h.assert_deterministic()
 
 
