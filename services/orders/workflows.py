@@ -130,17 +130,22 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
         )
     else:
         due = now(ctx) + policy.deadline_for(tier)
-        request = ApprovalRequested(
-            request_id=ApprovalRequested.make_id(order.order_id, 1, tier),
-            order_id=order.order_id,
-            customer_id=order.customer_id,
-            amount=order.amount,
-            currency=order.currency,
-            tier=tier,
-            stage=1,
-            due_at=due,
-            reason=f"{price} needs {tier.value} approval",
-            valuation=worth,
+        # The order was checked against the snapshot above; without TRUSTED, pydantic would
+        # check it again against the default limits, which know no BHD or IQD.
+        request = ApprovalRequested.model_validate(
+            {
+                "request_id": ApprovalRequested.make_id(order.order_id, 1, tier),
+                "order_id": order.order_id,
+                "customer_id": order.customer_id,
+                "amount": order.amount,
+                "currency": order.currency,
+                "tier": tier,
+                "stage": 1,
+                "due_at": due,
+                "reason": f"{price} needs {tier.value} approval",
+                "valuation": worth,
+            },
+            context=TRUSTED,
         )
         ctx.set_custom_status(f"awaiting {tier.value} approval, due {due.isoformat()}")
         yield activity(ctx, REQUEST_APPROVAL, request.model_dump(mode="json"))

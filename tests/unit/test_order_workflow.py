@@ -361,3 +361,17 @@ def test_an_order_started_when_the_rounded_value_decided_keeps_its_tier(
     (req,) = h.calls_to(REQUEST_APPROVAL)
     assert req.input["tier"] == tier
     h.assert_deterministic()
+
+
+def test_an_order_in_a_currency_only_the_policy_knows_requests_its_approval() -> None:
+    """BHD is no default currency: the request is made under the snapshot, not the defaults."""
+    bhd = load_policy({"POLICY_RATES": "BHD=2.28@2026-11-20"})
+    h = harness("1000.000", policy=bhd, currency="BHD").start()  # 2280.00 EUR
+    assert h.failure is None
+    (req,) = h.calls_to(REQUEST_APPROVAL)
+    assert (req.input["tier"], req.input["amount"], req.input["currency"]) == (
+        "manager",
+        "1000.000",
+        "BHD",
+    )
+    h.assert_deterministic()
