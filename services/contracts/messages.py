@@ -39,6 +39,7 @@ from contracts.money import (
     format_money,
     in_minor_units,
     is_currency_code,
+    minor_units,
     value_in,
 )
 
@@ -58,6 +59,9 @@ class MessageLimits:
     `rates` before it is compared. `minor_units` overrides babel's decimal places per currency.
     None means "no bound": `TRUSTED` re-reads a message that was already checked (and
     normalised) against the policy in force when it entered the system (e.g. in an activity).
+    `from_snapshot` marks a workflow's limits: a refused code is not looked up in babel to say
+    whether it is ISO 4217 at all, so replay does not depend on babel's version (the snapshot
+    has the minor units of every currency it accepts, so nothing else is looked up either).
     """
 
     max_amount: Decimal | None = DEFAULT_MAX_AMOUNT
@@ -65,6 +69,12 @@ class MessageLimits:
     base_currency: str = DEFAULT_BASE_CURRENCY
     rates: Mapping[str, Rate] = field(default_factory=lambda: dict(DEFAULT_RATES), hash=False)
     minor_units: Mapping[str, int] | None = field(default_factory=dict, hash=False)
+    from_snapshot: bool = False
+
+    def places(self, currency: str) -> int:
+        """Decimal places of `currency`: this table's, else babel's."""
+        table = self.minor_units or {}
+        return table[currency] if currency in table else minor_units(currency)
 
 
 TRUSTED = MessageLimits(max_amount=None, currencies=None, minor_units=None)
@@ -149,12 +159,12 @@ class _Priced(Message):
             return value
         if value not in allowed:
             accepted = ", ".join(sorted(allowed))
-            if not is_currency_code(value):
+            if value in limits.rates:
+                raise ValueError(f"{value!r} is not accepted; use one of {accepted}")
+            if not limits.from_snapshot and not is_currency_code(value):
                 raise ValueError(
                     f"{value!r} is not an ISO 4217 currency code; use one of {accepted}"
                 )
-            if value in limits.rates:
-                raise ValueError(f"{value!r} is not accepted; use one of {accepted}")
             raise ValueError(
                 f"{value!r} is not accepted: the approval policy has no exchange rate from it to "
                 f"{limits.base_currency}, so it could not compare the amount with its "
@@ -172,16 +182,20 @@ class _Priced(Message):
         try:
             check_size(value)
             if limits.minor_units is not None:
-                value = in_minor_units(value, currency, limits.minor_units.get(currency))
+                value = in_minor_units(value, currency, limits.places(currency))
             limit = limits.max_amount
             if limit is not None:
                 base = limits.base_currency
-                places = (limits.minor_units or {}).get(base)
-                worth = value_in(value, currency, base, limits.rates.get(currency), places)
+                rate = limits.rates.get(currency)
+                worth = value_in(value, currency, base, rate, limits.places(base))
                 if worth.base_amount > limit:
                     raise MoneyError(
-                        f"must not exceed {format_money(limit, base)}"
-                        + (f" (this is {worth.describe(currency)})" if currency != base else "")
+                        f"must not exceed {format_money(limit, base, limits.places(base))}"
+                        + (
+                            f" (this is {worth.describe(currency, limits.places)})"
+                            if currency != base
+                            else ""
+                        )
                     )
         except MoneyError as exc:
             raise ValueError(str(exc)) from None

@@ -4,7 +4,8 @@ Minor units (JPY 0, EUR 2, BHD 3) come from babel's currency data (CLDR), not fr
 ours. An amount is accepted when it is exact in its currency's minor units and is then
 normalised to them: EUR "2500" becomes 2500.00, JPY "9000.00" becomes 9000, JPY "9000.5" is
 refused. `format_money` and `describe_price` are the one way every service, the CLI and the
-console show money.
+console show money. Babel is asked only when no table of minor units is given: workflows pass
+their snapshot's, so replay never depends on the installed babel.
 
 A `Valuation` says what an amount is worth in the policy's base currency, rounded to be shown,
 and which rate (and its date) said so. The approval tier is decided on the exact value
@@ -17,6 +18,7 @@ Errors: MoneyError (an amount or a rate that cannot be used; the message says wh
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date
 from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 from typing import Annotated
@@ -137,13 +139,15 @@ class Valuation(BaseModel):
     rate: Decimal
     rate_as_of: date | None = None
 
-    def describe(self, currency: str) -> str:
-        """'1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20', or '' for the base currency."""
+    def describe(self, currency: str, places: Callable[[str], int] = minor_units) -> str:
+        """'1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20', or '' for the base currency.
+
+        `places` gives a currency's minor units (babel's by default)."""
         if currency == self.base_currency:
             return ""
         as_of = f" as of {self.rate_as_of.isoformat()}" if self.rate_as_of else ""
         return (
-            f"{format_money(self.base_amount, self.base_currency)}; "
+            f"{format_money(self.base_amount, self.base_currency, places(self.base_currency))}; "
             f"1 {currency} = {self.rate:f} {self.base_currency}{as_of}"
         )
 
@@ -173,10 +177,18 @@ def value_in(
     return Valuation(base_currency=base, base_amount=shown, rate=rate.rate, rate_as_of=rate.as_of)
 
 
-def describe_price(amount: Decimal, currency: str, valuation: Valuation | None = None) -> str:
-    """'1200.00 EUR', or '200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)'."""
-    text = format_money(amount, currency)
-    worth = valuation.describe(currency) if valuation else ""
+def describe_price(
+    amount: Decimal,
+    currency: str,
+    valuation: Valuation | None = None,
+    places: Callable[[str], int] = minor_units,
+) -> str:
+    """'1200.00 EUR', or '200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)'.
+
+    `places` gives a currency's minor units: babel's by default, a policy snapshot's in a
+    workflow."""
+    text = format_money(amount, currency, places(currency))
+    worth = valuation.describe(currency, places) if valuation else ""
     return f"{text} ({worth})" if worth else text
 
 

@@ -12,7 +12,8 @@ currency with no rate is not accepted at all.
 
 Workflows read their snapshot back with `PolicySnapshot.read`, which also knows the snapshots
 of earlier releases and what they decided tiers on (`TierBasis`), so an order replays the way
-it started.
+it started. It trusts the currency codes and minor units the snapshot has (they were checked
+against babel when the snapshot was taken), so nothing a workflow does asks babel again.
 
 Errors: PolicyError (a setting is invalid; the message names the field).
 """
@@ -24,7 +25,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -32,7 +33,15 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
 
 from contracts.messages import DEFAULT_MAX_AMOUNT, TRUSTED, MessageLimits, Tier
 from contracts.money import (
@@ -42,6 +51,7 @@ from contracts.money import (
     Rate,
     Valuation,
     convert,
+    describe_price,
     is_currency_code,
     minor_units,
     value_in,
@@ -104,6 +114,8 @@ class TierBasis(StrEnum):
 
 # A snapshot's own key, not a setting: what the tiers of orders started under it are decided on.
 TIER_BASIS = "tier_basis"
+# Validation context for a snapshot read back: trusted, nothing looked up in babel.
+_FROM_SNAPSHOT = object()
 
 
 class ApprovalPolicy(BaseModel):
@@ -129,7 +141,7 @@ class ApprovalPolicy(BaseModel):
     max_amount: Annotated[Decimal, Field(gt=0)] = DEFAULT_MAX_AMOUNT
 
     @model_validator(mode="after")
-    def _consistent(self) -> ApprovalPolicy:
+    def _consistent(self, info: ValidationInfo) -> ApprovalPolicy:
         for name in ("manager_deadline", "vp_deadline", "order_backstop"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")
@@ -145,6 +157,8 @@ class ApprovalPolicy(BaseModel):
                 f"order_backstop ({self.order_backstop}) must cover the longest approval "
                 f"({longest}); otherwise orders expire while an approver may still decide"
             )
+        if info.context is _FROM_SNAPSHOT:
+            return self  # its codes and minor units were checked when it was taken
         self._check_currencies()
         # Frozen, but still being validated: nobody has seen this instance yet.
         needed = sorted(self.accepted | {self.base_currency})
@@ -254,13 +268,27 @@ class PolicySnapshot:
             basis = TierBasis.RAW_AMOUNT
         else:
             basis = TierBasis(marked) if marked else TierBasis.ROUNDED_VALUE
-        return cls(ApprovalPolicy.model_validate(data), basis)
+        policy = ApprovalPolicy.model_validate(data, context=_FROM_SNAPSHOT)
+        if basis is not TierBasis.RAW_AMOUNT:
+            missing = sorted((policy.accepted | {policy.base_currency}) - set(policy.minor_units))
+            if missing:
+                raise PolicyError(f"policy snapshot: no minor units for {', '.join(missing)}")
+        return cls(policy, basis)
 
     @property
     def limits(self) -> MessageLimits:
         """What an order is checked against; an order from before base currencies passed
         that release's checks when it started and is read as it was then."""
-        return TRUSTED if self.basis is TierBasis.RAW_AMOUNT else self.policy.limits
+        if self.basis is TierBasis.RAW_AMOUNT:
+            return TRUSTED
+        return replace(self.policy.limits, from_snapshot=True)
+
+    def describe(self, amount: Decimal, currency: str, valuation: Valuation | None) -> str:
+        """`describe_price` in the snapshot's minor units. A snapshot from before base
+        currencies has none: its amounts are shown with the decimals they have, as then."""
+        return describe_price(
+            amount, currency, valuation, lambda code: self.policy.minor_units.get(code, 0)
+        )
 
     def value(self, amount: Decimal, currency: str) -> Valuation | None:
         """What the order is worth in the base currency (None before base currencies)."""

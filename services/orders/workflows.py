@@ -1,7 +1,8 @@
 """order_workflow and its activities.
 
 The workflow orchestrates and nothing else: no I/O, no wall clock (time comes from the context), no
-randomness; the policy comes in its input, with the exchange rates and minor units it needs.
+randomness; the policy comes in its input, with the exchange rates and minor units it needs,
+and nothing is looked up elsewhere (not even in babel), so replay depends on the input alone.
 Business outcomes are return values; an invalid order ends as `rejected` with reason
 `invalid_order`, never as a FAILED workflow.
 
@@ -33,7 +34,7 @@ from contracts.messages import (
     Outcome,
     describe_errors,
 )
-from contracts.money import MoneyError, Valuation, describe_price
+from contracts.money import MoneyError, Valuation
 from contracts.policy import PolicySnapshot, covers
 from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
@@ -116,7 +117,7 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             yield status(OrderStatus.REJECTED, reason)
         return finish(OrderStatus.REJECTED, "invalid_order")
 
-    price = describe_price(order.amount, order.currency, worth)
+    price = snap.describe(order.amount, order.currency, worth)
     yield status(OrderStatus.RECEIVED, price)
     tier = snap.tier(order.amount, order.currency)
     outcome: ApprovalOutcome | None

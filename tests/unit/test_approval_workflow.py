@@ -3,6 +3,7 @@
 from datetime import timedelta
 from typing import Any
 
+from approvals.domain import ApprovalView
 from approvals.workflows import (
     DECISION_EVENT,
     PUBLISH_OUTCOME,
@@ -211,7 +212,9 @@ def test_the_inbox_shows_the_rate_that_decided_the_tier_through_escalation() -> 
     h = harness(amount="200000", currency="JPY", valuation=worth).start()
     first = h.calls_to(RECORD_APPROVAL)[0].input
     assert (first["amount"], first["currency"], first["valuation"]) == ("200000", "JPY", worth)
-    assert first["amount_text"] == "200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
+    assert ApprovalView.model_validate(first).amount_text == (
+        "200000 JPY (1100.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
+    )
     h.advance(POLICY.manager_deadline)
     (nxt,) = h.calls_to(REQUEST_NEXT_STAGE)
     assert nxt.input["tier"] == "vp" and nxt.input["valuation"] == worth
@@ -222,7 +225,8 @@ def test_the_inbox_shows_the_rate_that_decided_the_tier_through_escalation() -> 
 def test_a_request_made_before_amounts_were_valued_still_shows_its_amount() -> None:
     h = harness().start()
     view = h.calls_to(RECORD_APPROVAL)[0].input
-    assert view["valuation"] is None and view["amount_text"] == "1200.00 EUR"
+    assert view["valuation"] is None
+    assert ApprovalView.model_validate(view).amount_text == "1200.00 EUR"
 
 
 # What the release before base currencies put into the input: a currency list (SEK without a

@@ -304,3 +304,11 @@ def test_snapshots_of_earlier_releases_say_what_their_tiers_were_decided_on() ->
     assert PolicySnapshot.read(rounded).tier(amount, "JPY") is Tier.MANAGER
     assert PolicySnapshot.read(raw).tier(amount, "JPY") is Tier.VP  # the raw number
     assert PolicySnapshot.read(raw).value(amount, "JPY") is None
+
+
+def test_a_snapshot_is_trusted_but_must_carry_the_minor_units_it_accepts() -> None:
+    snap = load_policy({"POLICY_MINOR_UNITS": "JPY=2"}).snapshot()
+    assert PolicySnapshot.read(snap).policy.minor_units["JPY"] == 2  # not babel's 0
+    torn = {**snap, "minor_units": {k: v for k, v in snap["minor_units"].items() if k != "GBP"}}
+    with pytest.raises(PolicyError, match="policy snapshot: no minor units for GBP"):
+        PolicySnapshot.read(torn)
