@@ -111,6 +111,15 @@ def test_orders_in_other_currencies_are_tiered_on_their_value_in_euros(flow: Flo
     assert approvers[0]["text"].startswith(f"Order {pounds.order_id} for {text} needs vp")
 
 
+def test_the_tier_is_decided_on_the_exact_value_not_the_one_shown(flow: Flow) -> None:
+    yen = flow.place("909091", currency="JPY")  # 5000.0005 EUR, shown as 5000.00 EUR
+    view = flow.pending(yen.order_id, tier="vp")
+    assert view["stage"] == 1
+    assert view["amount_text"] == "909091 JPY (5000.00 EUR; 1 JPY = 0.0055 EUR as of 2026-11-20)"
+    assert flow.decide(yen.order_id, "vp").status_code == 202
+    assert flow.finished(yen.order_id)["result"]["tier"] == "vp"
+
+
 def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:
     order = flow.place("2500.00")
     flow.pending(order.order_id, tier="manager")
