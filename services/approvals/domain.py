@@ -6,7 +6,6 @@ Errors (DecisionRefused and its subclasses, mapped to HTTP once in approvals.app
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 
 from pydantic import BaseModel, computed_field
@@ -14,6 +13,7 @@ from pydantic import BaseModel, computed_field
 from contracts.messages import Tier
 from contracts.money import Valuation, describe_price
 from contracts.policy import authority_problem
+from contracts.timestamps import UtcDatetime
 
 
 class DecisionRefused(Exception):
@@ -39,7 +39,7 @@ class NotAuthorised(DecisionRefused):
 class LogEntry(BaseModel):
     """One line of the decision log: what arrived and what the workflow did with it."""
 
-    at: datetime
+    at: UtcDatetime
     kind: str  # requested, accepted, ignored, duplicate, malformed, escalated, timed_out
     stage: int
     tier: Tier
@@ -59,7 +59,7 @@ class ApprovalView(BaseModel):
     status: str  # pending, approved, rejected, expired
     tier: Tier
     stage: int
-    due_at: datetime
+    due_at: UtcDatetime
     decided_by: str | None = None
     reason: str = ""
     # The amount in the policy's base currency and the rate (with its date) that decided the

@@ -7,10 +7,12 @@ concurrency; at this project's scale one document is enough (see docs/architectu
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from approvals.domain import ApprovalView, price_text
 from contracts.money import Valuation
+from contracts.timestamps import rfc3339
 from plumbing.gateway import StateStore
 from plumbing.state import update
 
@@ -27,7 +29,7 @@ def save_view(state: StateStore, view: ApprovalView) -> None:
     line = {
         "status": view.status,
         "tier": view.tier.value,
-        "due_at": view.due_at.isoformat(),
+        "due_at": rfc3339(view.due_at),
         "customer_id": view.customer_id,
         "amount": view.amount,
         "currency": view.currency,
@@ -51,7 +53,13 @@ def list_index(state: StateStore, status: str | None, tier: str | None) -> list[
     """Index lines matching the filters, soonest due first, each with its amount_text."""
     index, _ = state.get(INDEX_KEY)
     rows = [
-        {"order_id": oid, **line, "amount_text": _amount_text(line)}
+        # Lines written before times were all RFC 3339 with `Z` read like the new ones.
+        {
+            "order_id": oid,
+            **line,
+            "due_at": rfc3339(datetime.fromisoformat(line["due_at"])),
+            "amount_text": _amount_text(line),
+        }
         for oid, line in (index or {}).items()
         if (status is None or line["status"] == status) and (tier is None or line["tier"] == tier)
     ]
@@ -59,7 +67,7 @@ def list_index(state: StateStore, status: str | None, tier: str | None) -> list[
         if "customer_id" not in row:  # a line written before the index kept the customer
             view = load_view(state, row["order_id"])
             row["customer_id"] = view.customer_id if view else ""
-    return sorted(rows, key=lambda r: str(r["due_at"]))
+    return sorted(rows, key=lambda r: datetime.fromisoformat(r["due_at"]))
 
 
 def _amount_text(line: dict[str, Any]) -> str:

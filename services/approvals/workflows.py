@@ -33,6 +33,7 @@ from contracts.messages import (
     Tier,
 )
 from contracts.policy import OnManagerTimeout, PolicySnapshot, authority_problem
+from contracts.timestamps import rfc3339
 from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
 from control.instances import TRACK_INSTANCE, tracked
 from plumbing.gateway import Gateway
@@ -118,9 +119,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
     deadline = ctx.create_timer(due)
     waiting = ctx.wait_for_external_event(DECISION_EVENT)
     while True:
-        ctx.set_custom_status(
-            f"awaiting {tier.value} decision (stage {stage}), due {due.isoformat()}"
-        )
+        ctx.set_custom_status(f"awaiting {tier.value} decision (stage {stage}), due {rfc3339(due)}")
         winner = yield when_any([waiting, deadline])
         if winner is deadline:
             escalate = (
@@ -131,7 +130,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
                 note("timed_out", "manager deadline passed; escalating to a VP")
                 stage, tier = stage + 1, Tier.VP
                 due = now(ctx) + policy.vp_deadline
-                note("escalated", f"VP decision due {due.isoformat()}")
+                note("escalated", f"VP decision due {rfc3339(due)}")
                 nxt = req.model_copy(
                     update={
                         "request_id": ApprovalRequested.make_id(req.order_id, stage, tier),

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ValidationInfo, field_validator
 
 from contracts.policy import parse_duration
+from contracts.timestamps import rfc3339
 from control import instances
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.gateway import Gateway, GatewayError, StateStore, workflows_of
@@ -81,7 +82,7 @@ def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any],
         "total": len(targets),
         "done": 0,
         "results": {},
-        "created_at": datetime.now(UTC).isoformat(),
+        "created_at": rfc3339(datetime.now(UTC)),
         "finished_at": None,
     }
     gateway.state.put(_key(job_id), job)
@@ -193,7 +194,7 @@ def _save(
             "done": done,
             "results": dict(results),
             "status": "done" if finished else "running",
-            "finished_at": datetime.now(UTC).isoformat() if finished else None,
+            "finished_at": rfc3339(datetime.now(UTC)) if finished else None,
         }
 
     update(gateway.state, _key(job["job_id"]), change)

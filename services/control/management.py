@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.timestamps import rfc3339
 from control import instances, jobs
 from control.auditing import audit_log, audited, record
 from plumbing.auth import Admin, Forbidden, Operator, Reader
@@ -49,12 +50,13 @@ def _json(raw: str | None) -> Any:
 
 
 def describe(state: InstanceState, payloads: bool) -> dict[str, Any]:
+    """An instance as the API shows it: times in RFC 3339 (`Z`), null until it has started."""
     body: dict[str, Any] = {
         "instance_id": state.instance_id,
         "name": state.name,
         "status": state.status,
-        "created_at": state.created_at,
-        "updated_at": state.updated_at,
+        "created_at": rfc3339(state.created_at) if state.created_at else None,
+        "updated_at": rfc3339(state.updated_at) if state.updated_at else None,
         "custom_status": _json(state.custom_status),
         "failure": state.failure,
     }

@@ -10,6 +10,7 @@ from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Query
 
 from contracts.messages import TRUSTED, ApprovalRequested, OrderStatusChanged
+from contracts.timestamps import rfc3339
 from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
@@ -51,7 +52,7 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
             channel.send(note)
         except GatewayError as exc:
             return Answer.retry(f"{channel.name} delivery failed: {exc}")
-        sent[channel.name] = datetime.now(UTC).isoformat()
+        sent[channel.name] = rfc3339(datetime.now(UTC))
     record = note.model_dump(mode="json") | {"delivered": sent}
     if not gateway.state.claim(key, record):
         return Answer.success("already delivered")

@@ -26,6 +26,7 @@ import grpc
 from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import Message
 from contracts.signing import Signer
+from contracts.timestamps import rfc3339_or_none, utc
 
 
 class GatewayError(Exception):
@@ -66,7 +67,7 @@ class Bindings(Protocol):
 
 @dataclass(frozen=True)
 class InstanceState:
-    """What Dapr reports about one workflow instance."""
+    """What Dapr reports about one workflow instance; times are aware UTC, None until set."""
 
     instance_id: str
     name: str
@@ -250,12 +251,17 @@ class DaprWorkflows:
             )
 
     def state(self, instance_id: str, payloads: bool = False) -> InstanceState | None:
+        """The instance's status, times and custom status; its input and output with `payloads`.
+
+        Dapr sends the custom status only with the payloads, so they are always fetched and the
+        input and output dropped unless asked for. Dapr's times are naive UTC, and year 1 until
+        the instance has started: they come back aware, or None."""
         # A read can race the instance's own save ("... missing from state store (transient
         # store read failure ...)"): reads are idempotent, so try again briefly.
         for attempt in range(READ_ATTEMPTS):
             try:
                 with _translated(f"get workflow {instance_id}"):
-                    st = self._client.get_workflow_state(instance_id, fetch_payloads=payloads)
+                    st = self._client.get_workflow_state(instance_id, fetch_payloads=True)
                 break
             except Transient:
                 if attempt + 1 == READ_ATTEMPTS:
@@ -268,8 +274,8 @@ class DaprWorkflows:
             instance_id=instance_id,
             name=str(getattr(st, "name", "")),
             status=_status_name(st.runtime_status),
-            created_at=getattr(st, "created_at", None),
-            updated_at=getattr(st, "last_updated_at", None),
+            created_at=utc(getattr(st, "created_at", None)),
+            updated_at=utc(getattr(st, "last_updated_at", None)),
             custom_status=getattr(st, "serialized_custom_status", None),
             input=getattr(st, "serialized_input", None) if payloads else None,
             output=getattr(st, "serialized_output", None) if payloads else None,
@@ -314,7 +320,7 @@ class DaprWorkflows:
         return [
             {
                 "event_id": e.event_id,
-                "timestamp": e.timestamp.isoformat() if e.timestamp else None,
+                "timestamp": rfc3339_or_none(e.timestamp),
                 "type": e.event_type.name,
                 "name": e.name,
                 "task_scheduled_id": e.task_scheduled_id,

@@ -34,6 +34,7 @@ from starlette.concurrency import run_in_threadpool
 from contracts.envelope import BadEnvelope, BadPayload, Unverified, load_json, unwrap
 from contracts.messages import Message, MessageLimits
 from contracts.signing import Verifier
+from contracts.timestamps import rfc3339
 from contracts.topics import dead_letter
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.auth import Reader
@@ -118,7 +119,7 @@ def make_endpoint(
         try:
             gateway().state.put(
                 _drop_key(settings.app_id, topic, event_id),
-                {"reason": reason, "at": datetime.now(UTC).isoformat()},
+                {"reason": reason, "at": rfc3339(datetime.now(UTC))},
             )
         except GatewayError:  # the reason is in the log; dead-lettering must not wait on it
             log.warning("could not record why %s on %s was dropped", event_id, topic)
@@ -245,7 +246,7 @@ def make_dead_letter_endpoint(
             "reason": (dropped or {}).get(
                 "reason", "not a CloudEvent the sidecar could parse, or retries ran out"
             ),
-            "received_at": datetime.now(UTC).isoformat(),
+            "received_at": rfc3339(datetime.now(UTC)),
             "body": body[:4096].decode("utf-8", "replace"),
         }
 
