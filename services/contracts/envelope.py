@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from cloudevents.core.formats.json import JSONFormat
@@ -119,10 +120,13 @@ def unwrap(
     model: type[M],
     limits: MessageLimits | None = None,
     verifier: Verifier | None = None,
+    signed_if: Callable[[M], bool] | None = None,
 ) -> tuple[str, M]:
     """Return (CloudEvent id, parsed message); raise BadEnvelope, BadPayload or Unverified.
 
-    With a verifier, the message must carry a valid signature by one of its keys."""
+    With a verifier, the message must carry a valid signature by one of its keys; with
+    `signed_if` too, only a message for which it is true (it is checked once the message
+    validates, so it may rely on the model's types)."""
     attrs = envelope(body)
     event_id = str(attrs["id"])
     data = attrs.get("data")
@@ -135,13 +139,21 @@ def unwrap(
             raise BadPayload("data is not JSON", event_id) from None
     if not isinstance(data, dict):
         raise BadPayload(f"data must be a JSON object with a {model.__name__}", event_id)
-    if verifier is not None:
-        try:
-            verifier.verify(attrs, data)
-        except BadSignature as exc:
-            raise Unverified(f"{model.__name__} refused: {exc}", event_id) from None
+    if verifier is not None and signed_if is None:
+        _verify(verifier, attrs, data, model, event_id)
     try:
         message = model.model_validate(data, context=limits or MessageLimits())
     except ValidationError as exc:
         raise BadPayload(f"{model.__name__} is invalid: {describe_errors(exc)}", event_id) from None
+    if verifier is not None and signed_if is not None and signed_if(message):
+        _verify(verifier, attrs, data, model, event_id)
     return event_id, message
+
+
+def _verify(
+    verifier: Verifier, attrs: dict[str, Any], data: Any, model: type[Message], event_id: str
+) -> None:
+    try:
+        verifier.verify(attrs, data)
+    except BadSignature as exc:
+        raise Unverified(f"{model.__name__} refused: {exc}", event_id) from None

@@ -108,12 +108,14 @@ def make_endpoint(
     settings: ServiceSettings,
     signed_by: VerifierRef | None = None,
     limits: MessageLimits | None = None,
+    signed_if: Callable[[M], bool] | None = None,
 ) -> Callable[[Request], Awaitable[JSONResponse]]:
     """The ASGI endpoint for one topic; separate from registration so tests can call it.
 
-    With `signed_by`, every message must carry a valid signature by one of its keys. Money is
-    checked against `limits` (default: this app's policy); a signed message that another app
-    already checked under its own policy is read with TRUSTED limits."""
+    With `signed_by`, every message must carry a valid signature by one of its keys (with
+    `signed_if` too, every message for which it is true). Money is checked against `limits`
+    (default: this app's policy); a signed message that another app already checked under its
+    own policy is read with TRUSTED limits."""
 
     def record_drop(event_id: str, reason: str) -> None:
         try:
@@ -153,7 +155,9 @@ def make_endpoint(
         event_id = "?"
         try:
             verifier = signed_by() if signed_by is not None else None
-            event_id, message = unwrap(body, model, limits or settings.policy.limits, verifier)
+            event_id, message = unwrap(
+                body, model, limits or settings.policy.limits, verifier, signed_if
+            )
         except Unverified as exc:
             event_id, answer = exc.event_id, Answer.drop(str(exc))
             # Came through the sidecar: whoever published it is unknown, so count per topic.
@@ -206,9 +210,10 @@ def subscribe(
     handler: Handler[M],
     signed_by: VerifierRef | None = None,
     limits: MessageLimits | None = None,
+    signed_if: Callable[[M], bool] | None = None,
 ) -> None:
     """Register a subscription to `topic`, its dead-letter topic, and the collector for it."""
-    endpoint = make_endpoint(topic, model, handler, gateway, settings, signed_by, limits)
+    endpoint = make_endpoint(topic, model, handler, gateway, settings, signed_by, limits, signed_if)
     dlq = dead_letter(topic, settings.app_id)
     dapr_app.subscribe(
         pubsub=settings.pubsub, topic=topic, route=f"/events/{topic}", dead_letter_topic=dlq

@@ -69,6 +69,25 @@ def test_without_a_verifier_nothing_is_checked() -> None:
     assert unwrap(wrap(DECISION, "shop"), DecisionSubmitted)[1] == DECISION
 
 
+def test_signed_if_asks_a_signature_only_of_the_messages_it_names() -> None:
+    signer, public = pair("k1")
+
+    def read(body: bytes) -> DecisionSubmitted:
+        def vp(m: DecisionSubmitted) -> bool:
+            return m.approver_role == "vp"
+
+        verifier = Verifier.from_secret(public)
+        return unwrap(body, DecisionSubmitted, verifier=verifier, signed_if=vp)[1]
+
+    manager = DecisionSubmitted.model_validate(
+        DECISION.model_dump(mode="json") | {"approver_role": "manager"}
+    )
+    assert read(wrap(manager, "shop")) == manager
+    assert read(wrap(DECISION, "approvals", signer)) == DECISION
+    with pytest.raises(Unverified, match="unsigned"):
+        read(wrap(DECISION, "shop"))
+
+
 @pytest.mark.parametrize(
     ("secret", "says"),
     [
