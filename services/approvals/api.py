@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
@@ -18,7 +19,7 @@ from contracts.messages import TRUSTED, ApprovalRequested, BusinessId, DecisionS
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import audited
-from control.management import WorkflowRules, management_router
+from control.management import MAX_WAIT_S, WorkflowRules, management_router
 from plumbing.auth import Approver, Reader, Role
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
@@ -164,10 +165,27 @@ def inbox(
     return rows
 
 
+POLL_S = 0.25
+
+
 @router.get("/approvals/{order_id}")
-def get_approval(order_id: BusinessId, gateway: GatewayDep, _: Reader) -> ApprovalView:
-    """One approval: stage, due time, decision log."""
-    view = load_view(gateway.state, order_id)
-    if view is None:
-        raise UnknownApproval(f"no approval for order {order_id!r}")
+def get_approval(
+    order_id: BusinessId,
+    gateway: GatewayDep,
+    _: Reader,
+    wait: Annotated[
+        float,
+        Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for it to exist; at most 60"),
+    ] = 0,
+) -> ApprovalView:
+    """One approval: stage, due time, decision log.
+
+    An approval exists a moment after its order asked for it (it arrives on a topic): `wait`
+    polls until it does instead of answering 404 at once."""
+    deadline = time.monotonic() + wait
+    while (view := load_view(gateway.state, order_id)) is None:
+        if time.monotonic() >= deadline:
+            after = f" after waiting {wait:g}s" if wait else ""
+            raise UnknownApproval(f"no approval for order {order_id!r}{after}")
+        time.sleep(POLL_S)
     return view

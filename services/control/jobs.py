@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -21,7 +22,7 @@ from contracts.policy import parse_duration
 from contracts.timestamps import rfc3339
 from control import instances
 from plumbing.audit import AuditLog, AuditUnavailable
-from plumbing.gateway import Gateway, GatewayError, StateStore, workflows_of
+from plumbing.gateway import Gateway, GatewayError, InstanceState, StateStore, workflows_of
 from plumbing.state import update
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,24 @@ def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any],
     return job, targets
 
 
-def launch(gateway: Gateway, audit: AuditLog, job: dict[str, Any], targets: list[str]) -> None:
+# Keeps an instance's business outcome before its history is purged (WorkflowRules.keep).
+Keeper = Callable[[Gateway, InstanceState], None]
+
+
+def _keep_nothing(gateway: Gateway, state: InstanceState) -> None:
+    return None
+
+
+def launch(
+    gateway: Gateway,
+    audit: AuditLog,
+    job: dict[str, Any],
+    targets: list[str],
+    keep: Keeper = _keep_nothing,
+) -> None:
     """Run the job in the background."""
-    threading.Thread(target=run_job, args=(gateway, audit, job, targets), daemon=True).start()
+    args = (gateway, audit, job, targets, keep)
+    threading.Thread(target=run_job, args=args, daemon=True).start()
 
 
 def load(state: StateStore, job_id: str) -> dict[str, Any] | None:
@@ -121,18 +137,23 @@ def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
     return sorted(chosen)
 
 
-def run_job(gateway: Gateway, audit: AuditLog, job: dict[str, Any], targets: list[str]) -> None:
+def run_job(
+    gateway: Gateway,
+    audit: AuditLog,
+    job: dict[str, Any],
+    targets: list[str],
+    keep: Keeper = _keep_nothing,
+) -> None:
     """Work through the targets in chunks, 8 at a time, saving progress after each chunk.
 
     Each instance is re-read from Dapr before it is touched, so a job is safe to run again.
     """
-    wf = workflows_of(gateway)
     results: dict[str, str] = {}
     with ThreadPoolExecutor(max_workers=JOB_WORKERS) as pool:
         for start in range(0, len(targets), JOB_CHUNK):
             chunk = targets[start : start + JOB_CHUNK]
             for iid, result in zip(
-                chunk, pool.map(lambda i: _attempt(wf, job, i), chunk), strict=True
+                chunk, pool.map(lambda i: _attempt(gateway, job, i, keep), chunk), strict=True
             ):
                 results[iid] = result
             gone = [i for i in chunk if results[i] in ("purged", "gone")]
@@ -159,14 +180,15 @@ def run_job(gateway: Gateway, audit: AuditLog, job: dict[str, Any], targets: lis
         log.exception("could not audit the end of %s", job["job_id"])
 
 
-def _attempt(wf: Any, job: dict[str, Any], iid: str) -> str:
+def _attempt(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) -> str:
     try:
-        return _apply(wf, job, iid)
+        return _apply(gateway, job, iid, keep)
     except GatewayError as exc:
         return f"failed: {exc}"[:300]
 
 
-def _apply(wf: Any, job: dict[str, Any], iid: str) -> str:
+def _apply(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) -> str:
+    wf = workflows_of(gateway)
     state = wf.state(iid)
     if state is None:
         return "gone"
@@ -175,6 +197,7 @@ def _apply(wf: Any, job: dict[str, Any], iid: str) -> str:
             return f"skipped: {state.status}"
         if job["dry_run"]:
             return "would purge"
+        keep(gateway, state)
         wf.purge(iid)
         return "purged"
     if state.status in instances.TERMINAL:

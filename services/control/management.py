@@ -123,6 +123,8 @@ class WorkflowRules:
     # How an operator starts it from business input; None: it starts only from its topic.
     start: Starter | None = None
     started_by: str = "its business flow"
+    # Keeps its business outcome (in the app's own record) before its history is purged.
+    keep: jobs.Keeper | None = None
 
     def accepts(self, event: str) -> bool:
         return event.casefold() in {e.casefold() for e in self.events}
@@ -134,6 +136,11 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
 
     def gateway_of(request: Request) -> Gateway:
         return request.app.state.gateway  # type: ignore[no-any-return]
+
+    def keep(gateway: Gateway, state: InstanceState) -> None:
+        rules = workflows.get(state.name)
+        if rules is not None and rules.keep is not None:
+            rules.keep(gateway, state)
 
     def existing(request: Request, instance_id: str) -> InstanceState:
         state = workflows_of(gateway_of(request)).state(instance_id)
@@ -355,7 +362,9 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
 
     @router.delete("/{instance_id}")
     def purge_workflow(instance_id: InstanceId, request: Request, _: Operator) -> dict[str, str]:
-        """Delete a finished instance and its history; a live one is refused with 409."""
+        """Delete a finished instance and its history; a live one is refused with 409.
+
+        The app's business record of it stays (`WorkflowRules.keep` completes it first)."""
         state = existing(request, instance_id)
         if state.status not in instances.TERMINAL:
             raise Conflict(
@@ -364,6 +373,7 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             )
         gateway = gateway_of(request)
         with audited(request, target=instance_id, reason=state.status):
+            keep(gateway, state)
             workflows_of(gateway).purge(instance_id)
         instances.forget(gateway.state, instance_id)
         return {"instance_id": instance_id, "status": "purged"}
@@ -378,7 +388,7 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             f"older_than={body.older_than}, dry_run={body.dry_run}"
         )
         with audited(request, target=job["job_id"], reason=reason):
-            jobs.launch(gateway, audit_log(request), job, targets)
+            jobs.launch(gateway, audit_log(request), job, targets, keep)
         return job
 
     @router.get("/jobs/{job_id}")

@@ -1,29 +1,40 @@
-"""orders: subscriptions (orders, approval-outcomes) and the order HTTP API."""
+"""orders: subscriptions (orders, approval-outcomes, approval-requests) and the order HTTP API."""
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import ValidationError
 
-from contracts.messages import ApprovalOutcome, BusinessId, OrderPlaced, describe_errors
+from contracts.messages import (
+    ApprovalOutcome,
+    ApprovalRequested,
+    BusinessId,
+    OrderPlaced,
+    describe_errors,
+)
 from contracts.money import describe_price
-from contracts.topics import APPROVAL_OUTCOMES, ORDERS
+from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS, ORDERS
 from control import instances
 from control.auditing import audited
-from control.management import WorkflowRules, describe, management_router
+from control.management import MAX_WAIT_S, WorkflowRules, management_router
+from orders import readmodel
+from orders.readmodel import OrderRecord, RecordStatus
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
+    APPROVAL_STAGE_EVENT,
+    INSTANCE_PREFIX,
     ORDER_WORKFLOW,
     OrderInput,
     instance_id,
 )
 from plumbing.auth import Operator, Reader
-from plumbing.gateway import Gateway, NotFound
+from plumbing.gateway import Gateway, InstanceState, NotFound, workflows_of
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
 from plumbing.web import GatewayDep, InvalidInput
@@ -39,8 +50,12 @@ DUPLICATE = "duplicate order"
 
 
 def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced) -> Answer:
-    """Schedule one order_workflow per order id, however often the message arrives."""
+    """Record the order as accepted, then schedule one order_workflow per order id, however
+    often the message arrives."""
     iid = instance_id(order.order_id)
+    seen, _ = gateway.state.get(seen_key(order.order_id))
+    if (seen or {}).get("status") != "scheduled":  # not a redelivery of a started order
+        readmodel.save(gateway.state, accepted(order, settings))
     wf_input = OrderInput(order=order.model_dump(mode="json"), policy=settings.policy.snapshot())
     deadline = datetime.now(UTC) + settings.policy.order_backstop
     if not instances.start_once(
@@ -54,6 +69,29 @@ def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced
         return Answer.success(DUPLICATE)
     log.info("order %s: scheduled %s", order.order_id, iid)
     return Answer.success()
+
+
+def accepted(order: OrderPlaced, settings: ServiceSettings) -> OrderRecord:
+    """The order record of an order taken in whose workflow has not started yet."""
+    return OrderRecord(
+        order_id=order.order_id,
+        status=RecordStatus.ACCEPTED,
+        detail="accepted; its workflow has not started yet",
+        customer_id=order.customer_id,
+        amount=str(order.amount),
+        currency=order.currency,
+        amount_text=price_of(order, settings),
+        placed_at=order.placed_at,
+        accepted_at=datetime.now(UTC),
+        updated_at=datetime.now(UTC),
+    )
+
+
+def price_of(order: OrderPlaced, settings: ServiceSettings) -> str:
+    """The amount as every screen shows it, valued at the rate in force now."""
+    return describe_price(
+        order.amount, order.currency, settings.policy.value(order.amount, order.currency)
+    )
 
 
 def parse_order(data: Any, settings: ServiceSettings) -> OrderPlaced:
@@ -75,6 +113,34 @@ def deliver_outcome(gateway: Gateway, outcome: ApprovalOutcome) -> Answer:
         return Answer.success(f"{iid} already {state.status.lower()}")
     gateway.workflows.raise_event(iid, APPROVAL_OUTCOME_EVENT, outcome.model_dump(mode="json"))
     return Answer.success()
+
+
+def follow_approval(gateway: Gateway, request: ApprovalRequested) -> Answer:
+    """Tell the order workflow that its approval moved on to a later stage (escalation).
+
+    Stage 1 is the request this app published itself. A later stage comes only from the
+    approvals service, signed (the subscription verifies it before this runs)."""
+    if request.stage == 1:
+        return Answer.success("stage 1 is this app's own request")
+    wf = workflows_of(gateway)
+    iid = instance_id(request.order_id)
+    state = wf.state(iid)
+    if state is None:
+        return Answer.success(f"no order workflow {iid}; nothing to follow")
+    if state.status in instances.TERMINAL:
+        return Answer.success(f"{iid} already {state.status.lower()}")
+    wf.raise_event(iid, APPROVAL_STAGE_EVENT, request.model_dump(mode="json"))
+    return Answer.success()
+
+
+def keep_outcome(gateway: Gateway, state: InstanceState) -> None:
+    """Before an order workflow is purged: its record says how it ended (purge removes the
+    history only)."""
+    order_id = state.instance_id.removeprefix(INSTANCE_PREFIX)
+    full = workflows_of(gateway).state(state.instance_id, payloads=True) or state
+    end = readmodel.ending(order_id, full)
+    if end is not None:
+        readmodel.save(gateway.state, end)
 
 
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
@@ -100,6 +166,17 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         handler=lambda m: deliver_outcome(gw(), m),
         signed_by=keys_of(app, "approvals"),  # outcomes come only from the approvals service
     )
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=APPROVAL_REQUESTS,
+        model=ApprovalRequested,
+        handler=lambda m: follow_approval(gw(), m),
+        # Later stages come only from the approvals service; stage 1 is this app's own.
+        signed_by=lambda: app.state.verifier,
+        signed_if=lambda m: m.stage > 1,
+    )
 
     def start_order(data: Any) -> tuple[str, Any]:
         """An operator starts an order as if it had arrived on the topic: server policy."""
@@ -111,7 +188,9 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         return instance_id(order.order_id), begin
 
     app.include_router(router)
-    rules = WorkflowRules(start=start_order, started_by="an OrderPlaced on the orders topic")
+    rules = WorkflowRules(
+        start=start_order, started_by="an OrderPlaced on the orders topic", keep=keep_outcome
+    )
     app.include_router(management_router({ORDER_WORKFLOW: rules}))
 
 
@@ -130,9 +209,7 @@ def place_order(
     settings: ServiceSettings = request.app.state.settings
     body.setdefault("placed_at", datetime.now(UTC).isoformat())
     order = parse_order(body, settings)
-    text = describe_price(
-        order.amount, order.currency, settings.policy.value(order.amount, order.currency)
-    )
+    text = price_of(order, settings)
     with audited(request, target=order.order_id, reason=text):
         gateway.publisher.publish(ORDERS, order)
     return {
@@ -144,22 +221,54 @@ def place_order(
     }
 
 
+POLL_S = 0.25
+
+
 @router.get("/orders/{order_id}")
-def get_order(order_id: BusinessId, gateway: GatewayDep, _: Reader) -> dict[str, Any]:
-    """The order's workflow: status, custom status, result (its output), times."""
-    assert gateway.workflows is not None
-    state = gateway.workflows.state(instance_id(order_id), payloads=True)
-    if state is None:
-        raise NotFound(f"no order {order_id!r}")
-    described = describe(state, payloads=True)
-    output = described.pop("output")
-    status = described.pop("status")
-    return {
-        "order_id": order_id,
-        "workflow_status": status,
-        # Only a completed workflow's output is the order's outcome; a terminated one's says
-        # who stopped it and why.
-        "result": output if status == "COMPLETED" else None,
-        "terminated": output if status == "TERMINATED" else None,
-        **described,
-    }
+def get_order(
+    order_id: BusinessId,
+    gateway: GatewayDep,
+    _: Reader,
+    wait: Annotated[
+        float,
+        Query(
+            ge=0,
+            le=MAX_WAIT_S,
+            description="seconds to wait for the order to exist (and reach `until`); at most 60",
+        ),
+    ] = 0,
+    until: Annotated[
+        RecordStatus | None,
+        Query(description="with `wait`: wait until the order is at this status or past it"),
+    ] = None,
+) -> dict[str, Any]:
+    """The order: its status, approval stage, amount, result and times, from its record,
+    brought up to date with its workflow while that exists.
+
+    The system is eventually consistent: an order just placed may not be recorded yet (404).
+    `wait` polls until it is, and `until` until it reached a status (or ended)."""
+    deadline = time.monotonic() + wait
+    while True:
+        shown = _read_order(gateway, order_id)
+        if shown is not None and (until is None or _reached(shown["status"], until)):
+            return shown
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(POLL_S)
+    if shown is None:
+        raise NotFound(f"no order {order_id!r}" + (f" after waiting {wait:g}s" if wait else ""))
+    return shown
+
+
+def _read_order(gateway: Gateway, order_id: str) -> dict[str, Any] | None:
+    iid = instance_id(order_id)
+    record = readmodel.load(gateway.state, order_id)
+    wf = workflows_of(gateway).state(iid, payloads=True)
+    if record is None and wf is None:
+        return None
+    return readmodel.show(order_id, iid, record, wf)
+
+
+def _reached(status: str, until: RecordStatus) -> bool:
+    now = RecordStatus(status)
+    return now in readmodel.ENDED or readmodel.rank(now) >= readmodel.rank(until)

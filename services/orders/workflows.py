@@ -11,7 +11,10 @@ by an earlier release is replayed the way it started, so it keeps its tier: one 
 the raw number (its snapshot has `currencies` but no `base_currency`) is tiered on that, one
 that compared the rounded value (no `tier_basis`) on that (`contracts.policy.PolicySnapshot`).
 
-Activities do the side effects, idempotently: every message they publish has a stable id.
+Activities do the side effects, idempotently: every message they publish has a stable id, and
+every step is written to the order record (orders.readmodel) before it is announced. When the
+approval escalates, the orders app raises `approval_stage` (the signed ApprovalRequested of the
+new stage) and the workflow records the new stage, tier and deadline.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Generator
+from datetime import datetime
 from typing import Any
 
 from dapr.ext.workflow import when_any
@@ -36,8 +40,10 @@ from contracts.messages import (
 )
 from contracts.money import MoneyError, Valuation
 from contracts.policy import PolicySnapshot, covers
+from contracts.timestamps import rfc3339
 from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
+from orders.readmodel import ApprovalStage, OrderRecord, RecordStatus, save
 from plumbing.gateway import Gateway
 from plumbing.workflow import activity, now
 
@@ -45,7 +51,9 @@ log = logging.getLogger(__name__)
 
 ORDER_WORKFLOW = "order_workflow"
 APPROVAL_OUTCOME_EVENT = "approval_outcome"
+APPROVAL_STAGE_EVENT = "approval_stage"
 PUBLISH_STATUS = "publish_order_status"
+RECORD_ORDER = "record_order"
 REQUEST_APPROVAL = "request_approval"
 FULFIL_ORDER = "fulfil_order"
 INSTANCE_PREFIX = "order-"
@@ -84,14 +92,17 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
     snap = PolicySnapshot.read(inp.policy)
     policy = snap.policy
     order_id = str(inp.order.get("order_id") or ctx.instance_id.removeprefix(INSTANCE_PREFIX))
+    # What the order record learns with every step: the order as it was accepted.
+    summary: dict[str, Any] = {}
 
-    def status(value: OrderStatus, detail: str = "") -> Any:
+    def status(value: OrderStatus, detail: str = "", **record: Any) -> Any:
         msg = OrderStatusChanged(order_id=order_id, status=value, at=now(ctx), detail=detail)
-        return activity(ctx, PUBLISH_STATUS, msg.model_dump(mode="json"))
+        step = msg.model_dump(mode="json") | {"record": summary | record}
+        return activity(ctx, PUBLISH_STATUS, step)
 
     worth: Valuation | None = None
 
-    def finish(
+    def result(
         value: OrderStatus, reason: str, decided_by: str = "", tier: str | None = None
     ) -> dict[str, Any]:
         ctx.set_custom_status(f"{value.value}" + (f": {reason}" if reason else ""))
@@ -112,12 +123,21 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
         reason = f"invalid_order: {problem}"
         if not ctx.is_replaying:
             log.warning("order %s rejected: %s", order_id, reason)
+        done = result(OrderStatus.REJECTED, "invalid_order")
         # An unusable order id leaves nothing to publish the status under.
         with contextlib.suppress(ValidationError):
-            yield status(OrderStatus.REJECTED, reason)
-        return finish(OrderStatus.REJECTED, "invalid_order")
+            yield status(OrderStatus.REJECTED, reason, result=done)
+        return done
 
     price = snap.describe(order.amount, order.currency, worth)
+    summary.update(
+        customer_id=order.customer_id,
+        amount=str(order.amount),
+        currency=order.currency,
+        amount_text=price,
+        valuation=worth.model_dump(mode="json") if worth else None,
+        placed_at=rfc3339(order.placed_at),
+    )
     yield status(OrderStatus.RECEIVED, price)
     tier = snap.tier(order.amount, order.currency)
     outcome: ApprovalOutcome | None
@@ -148,14 +168,22 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             },
             context=TRUSTED,
         )
-        ctx.set_custom_status(f"awaiting {tier.value} approval, due {due.isoformat()}")
+        ctx.set_custom_status(_awaiting(request))
         yield activity(ctx, REQUEST_APPROVAL, request.model_dump(mode="json"))
-        yield status(OrderStatus.AWAITING_APPROVAL, f"{tier.value} approval due {due.isoformat()}")
+        yield status(
+            OrderStatus.AWAITING_APPROVAL,
+            f"{tier.value} approval due {rfc3339(due)}",
+            approval=_stage_of(request).model_dump(mode="json"),
+        )
         backstop = ctx.create_timer(now(ctx) + policy.order_backstop)
+        # One waiter per event name at a time, reused until it fires: durabletask hands an
+        # event to the oldest pending waiter, so an abandoned one would swallow the next.
+        event = ctx.wait_for_external_event(APPROVAL_OUTCOME_EVENT)
+        stage_event = ctx.wait_for_external_event(APPROVAL_STAGE_EVENT)
+        stage = 1
         outcome = None
         while outcome is None:
-            event = ctx.wait_for_external_event(APPROVAL_OUTCOME_EVENT)
-            winner = yield when_any([event, backstop])
+            winner = yield when_any([event, stage_event, backstop])
             if winner is backstop:
                 outcome = ApprovalOutcome(
                     order_id=order.order_id,
@@ -165,6 +193,14 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
                     decided_at=now(ctx),
                 )
                 break
+            if winner is stage_event:
+                nxt = _parse_stage(stage_event.get_result(), order.order_id)
+                stage_event = ctx.wait_for_external_event(APPROVAL_STAGE_EVENT)
+                if nxt is not None and nxt.stage > stage:
+                    stage = nxt.stage
+                    ctx.set_custom_status(_awaiting(nxt))
+                    yield activity(ctx, RECORD_ORDER, _escalated(nxt, now(ctx)))
+                continue
             outcome = _parse_outcome(event.get_result(), order.order_id)
             if outcome is None and not ctx.is_replaying:
                 log.warning("order %s: ignored a malformed approval outcome", order.order_id)
@@ -183,18 +219,54 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
                         tier.value,
                     )
                 outcome = None
+            if outcome is None:
+                event = ctx.wait_for_external_event(APPROVAL_OUTCOME_EVENT)
 
     assert outcome is not None
+    tier_name = tier.value if tier else None
     if outcome.outcome is Outcome.APPROVED:
         yield status(OrderStatus.APPROVED, f"by {outcome.decided_by}: {outcome.reason}".strip())
         yield activity(ctx, FULFIL_ORDER, order.model_dump(mode="json"))
-        yield status(OrderStatus.COMPLETED)
-        return finish(
-            OrderStatus.COMPLETED, outcome.reason, outcome.decided_by, tier.value if tier else None
-        )
+        done = result(OrderStatus.COMPLETED, outcome.reason, outcome.decided_by, tier_name)
+        yield status(OrderStatus.COMPLETED, result=done)
+        return done
     final = OrderStatus.EXPIRED if outcome.outcome is Outcome.EXPIRED else OrderStatus.REJECTED
-    yield status(final, outcome.reason)
-    return finish(final, outcome.reason, outcome.decided_by, tier.value if tier else None)
+    done = result(final, outcome.reason, outcome.decided_by, tier_name)
+    yield status(final, outcome.reason, result=done)
+    return done
+
+
+def _awaiting(request: ApprovalRequested) -> str:
+    """The custom status while the order waits for `request`'s approvers."""
+    return (
+        f"awaiting {request.tier.value} approval (stage {request.stage}), "
+        f"due {rfc3339(request.due_at)}"
+    )
+
+
+def _stage_of(request: ApprovalRequested) -> ApprovalStage:
+    return ApprovalStage(stage=request.stage, tier=request.tier, due_at=request.due_at)
+
+
+def _escalated(request: ApprovalRequested, at: datetime) -> dict[str, Any]:
+    """The order record's change when its approval moves on to `request`'s stage."""
+    return OrderRecord(
+        order_id=request.order_id,
+        status=RecordStatus.AWAITING_APPROVAL,
+        detail=f"{request.tier.value} approval due {rfc3339(request.due_at)} "
+        f"(stage {request.stage}): {request.reason}".strip(),
+        approval=_stage_of(request),
+        updated_at=at,
+    ).model_dump(mode="json", exclude_unset=True)
+
+
+def _parse_stage(data: Any, order_id: str) -> ApprovalRequested | None:
+    """A later approval stage of this order, or None when the event is not one (ignored)."""
+    try:
+        request = ApprovalRequested.model_validate(data, context=TRUSTED)
+    except ValidationError:
+        return None
+    return request if request.order_id == order_id else None
 
 
 def _parse_outcome(data: Any, order_id: str) -> ApprovalOutcome | None:
@@ -210,7 +282,21 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
     """The order activities, bound to this app's gateway; registered by name."""
 
     def publish_order_status(ctx: Any, data: dict[str, Any]) -> None:
-        gateway.publisher.publish(ORDER_STATUS, OrderStatusChanged.model_validate(data))
+        """Record the step in the order record, then announce it on `order-status`."""
+        step = dict(data)
+        learnt = step.pop("record", None) or {}  # absent in steps scheduled before records
+        msg = OrderStatusChanged.model_validate(step)
+        change = learnt | {
+            "order_id": msg.order_id,
+            "status": msg.status.value,
+            "detail": msg.detail,
+            "updated_at": msg.at,
+        }
+        save(gateway.state, OrderRecord.model_validate(change))
+        gateway.publisher.publish(ORDER_STATUS, msg)
+
+    def record_order(ctx: Any, data: dict[str, Any]) -> None:
+        save(gateway.state, OrderRecord.model_validate(data))
 
     def request_approval(ctx: Any, data: dict[str, Any]) -> None:
         gateway.publisher.publish(
@@ -230,6 +316,7 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
 
     return {
         PUBLISH_STATUS: publish_order_status,
+        RECORD_ORDER: record_order,
         REQUEST_APPROVAL: request_approval,
         FULFIL_ORDER: fulfil_order,
     }

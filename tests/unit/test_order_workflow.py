@@ -11,8 +11,10 @@ from contracts.policy import ApprovalPolicy, load_policy
 from control.instances import TRACK_INSTANCE
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
+    APPROVAL_STAGE_EVENT,
     FULFIL_ORDER,
     PUBLISH_STATUS,
+    RECORD_ORDER,
     REQUEST_APPROVAL,
     OrderInput,
     order_workflow,
@@ -20,6 +22,7 @@ from orders.workflows import (
 from workflow_harness import DEFAULT_START, ActivityFailed, WorkflowHarness
 
 POLICY = ApprovalPolicy()
+WAITING = {APPROVAL_OUTCOME_EVENT, APPROVAL_STAGE_EVENT}
 
 
 def order(amount: str = "120.00", **over: Any) -> dict[str, Any]:
@@ -44,6 +47,7 @@ def harness(
         activities={
             TRACK_INSTANCE: None,
             PUBLISH_STATUS: None,
+            RECORD_ORDER: None,
             REQUEST_APPROVAL: None,
             FULFIL_ORDER: {},
         },
@@ -85,13 +89,17 @@ def test_larger_orders_request_approval_from_the_right_tier(
     amount: str, tier: str, days: int
 ) -> None:
     h = harness(amount).start()
-    assert not h.done and h.waiting_for == {APPROVAL_OUTCOME_EVENT}
+    assert not h.done and h.waiting_for == WAITING
     (req,) = h.calls_to(REQUEST_APPROVAL)
     due = DEFAULT_START + timedelta(days=days)
     assert req.input["tier"] == tier and req.input["stage"] == 1
     assert req.input["due_at"] == due.isoformat().replace("+00:00", "Z")
-    assert h.custom_status == f"awaiting {tier} approval, due {due.isoformat()}"
+    due_text = due.isoformat().replace("+00:00", "Z")
+    assert h.custom_status == f"awaiting {tier} approval (stage 1), due {due_text}"
     assert statuses(h) == ["received", "awaiting_approval"]
+    awaiting = h.calls_to(PUBLISH_STATUS)[-1].input
+    assert awaiting["detail"] == f"{tier} approval due {due_text}"
+    assert awaiting["record"]["approval"] == {"stage": 1, "tier": tier, "due_at": due_text}
 
 
 def test_approved_outcome_fulfils_and_completes() -> None:
@@ -227,7 +235,7 @@ def test_an_approval_counts_only_at_the_level_the_order_needs(
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier=decided_at))
     assert h.done is counts
     if not counts:
-        assert h.waiting_for == {APPROVAL_OUTCOME_EVENT} and not h.calls_to(FULFIL_ORDER)
+        assert h.waiting_for == WAITING and not h.calls_to(FULFIL_ORDER)
         h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="vp"))
     assert h.result["status"] == "completed"
     h.assert_deterministic()
@@ -375,3 +383,78 @@ def test_an_order_in_a_currency_only_the_policy_knows_requests_its_approval() ->
         "BHD",
     )
     h.assert_deterministic()
+
+
+def stage(n: int, tier: str = "vp", days: int = 5, order_id: str = "o-1") -> dict[str, Any]:
+    """The ApprovalRequested of a later stage, as the orders app raises it (approval_stage)."""
+    return {
+        "request_id": f"{order_id}-s{n}-{tier}",
+        "order_id": order_id,
+        "customer_id": "c-1",
+        "amount": "1200.00",
+        "currency": "EUR",
+        "tier": tier,
+        "stage": n,
+        "due_at": (DEFAULT_START + timedelta(days=days)).isoformat(),
+        "reason": "the manager did not decide in time; escalated to a VP",
+    }
+
+
+def test_an_escalated_approval_moves_the_order_to_the_vp_stage() -> None:
+    h = harness("1200.00").start()
+    h.advance(timedelta(days=3)).raise_event(APPROVAL_STAGE_EVENT, stage(2, days=8))
+    assert not h.done and h.waiting_for == WAITING
+    due = (DEFAULT_START + timedelta(days=8)).isoformat().replace("+00:00", "Z")
+    (recorded,) = h.calls_to(RECORD_ORDER)
+    assert recorded.input == {
+        "order_id": "o-1",
+        "status": "awaiting_approval",
+        "detail": f"vp approval due {due} (stage 2): "
+        "the manager did not decide in time; escalated to a VP",
+        "approval": {"stage": 2, "tier": "vp", "due_at": due},
+        "updated_at": (DEFAULT_START + timedelta(days=3)).isoformat().replace("+00:00", "Z"),
+    }
+    assert h.custom_status == f"awaiting vp approval (stage 2), due {due}"
+    assert statuses(h) == ["received", "awaiting_approval"]  # the customer is not told again
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", by="val", tier="vp"))
+    assert h.result["status"] == "completed" and h.result["decided_by"] == "val"
+    h.assert_deterministic()
+
+
+def test_a_stage_the_order_has_seen_or_another_order_s_is_ignored() -> None:
+    h = harness("1200.00").start()
+    h.raise_event(APPROVAL_STAGE_EVENT, stage(1, tier="manager"))
+    h.raise_event(APPROVAL_STAGE_EVENT, stage(2, order_id="o-2"))
+    h.raise_event(APPROVAL_STAGE_EVENT, {"stage": "nonsense"})
+    assert not h.calls_to(RECORD_ORDER) and h.waiting_for == WAITING
+    h.raise_event(APPROVAL_STAGE_EVENT, stage(2))
+    h.raise_event(APPROVAL_STAGE_EVENT, stage(2))  # redelivered
+    assert len(h.calls_to(RECORD_ORDER)) == 1
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected", by="val"))
+    assert h.result["status"] == "rejected"
+    h.assert_deterministic()
+
+
+def test_every_step_tells_the_order_record_what_it_learnt() -> None:
+    h = harness("1200.00").start()
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="manager", reason="ok"))
+    steps = [c.input for c in h.calls_to(PUBLISH_STATUS)]
+    assert [step["status"] for step in steps] == [
+        "received",
+        "awaiting_approval",
+        "approved",
+        "completed",
+    ]
+    for step in steps:
+        assert step["record"]["amount_text"] == "1200.00 EUR"
+        assert step["record"]["customer_id"] == "c-1"
+        assert step["record"]["placed_at"].endswith("Z")
+    assert steps[-1]["record"]["result"] == h.result
+    assert "result" not in steps[2]["record"]
+
+
+def test_an_invalid_order_s_rejection_carries_its_result() -> None:
+    h = harness("-5").start()
+    (step,) = h.calls_to(PUBLISH_STATUS)
+    assert step.input["record"]["result"] == h.result
+    assert h.result["status"] == "rejected"
