@@ -246,18 +246,18 @@ def get_order(
     brought up to date with its workflow while that exists.
 
     The system is eventually consistent: an order just placed may not be recorded yet (404).
-    `wait` polls until it is, and `until` until it reached a status (or ended)."""
+    `wait` polls until it is, and `until` until it reached a status or a later one (or ended);
+    `reached` then says whether it did before the wait ran out."""
     deadline = time.monotonic() + wait
     while True:
         shown = _read_order(gateway, order_id)
-        if shown is not None and (until is None or _reached(shown["status"], until)):
-            return shown
-        if time.monotonic() >= deadline:
+        reached = shown is not None and (until is None or _reached(shown["status"], until))
+        if reached or time.monotonic() >= deadline:
             break
         time.sleep(POLL_S)
     if shown is None:
         raise NotFound(f"no order {order_id!r}" + (f" after waiting {wait:g}s" if wait else ""))
-    return shown
+    return shown | ({"reached": reached} if until is not None else {})
 
 
 def _read_order(gateway: Gateway, order_id: str) -> dict[str, Any] | None:

@@ -162,6 +162,7 @@ def test_wait_until_a_status_polls_until_the_order_reaches_it(orders: TestClient
     gateway.state.get = get
     shown = orders.get("/orders/o-1", params={"wait": 10, "until": "completed"}).json()
     assert shown["status"] == "completed" and shown["result"]["reason"] == "ok"
+    assert shown["reached"] is True
 
 
 def test_wait_until_stops_at_an_end_the_order_will_not_leave(orders: TestClient, gateway) -> None:
@@ -169,12 +170,15 @@ def test_wait_until_stops_at_an_end_the_order_will_not_leave(orders: TestClient,
     step(gateway, "rejected", detail="over budget", result={"status": "rejected"})
     shown = orders.get("/orders/o-1", params={"wait": 30, "until": "completed"})
     assert shown.status_code == 200 and shown.json()["status"] == "rejected"
+    assert shown.json()["reached"] is True  # it will never be completed: the wait is over
 
 
 def test_a_wait_that_runs_out_answers_what_there_is(orders: TestClient, gateway) -> None:
     deliver(orders, "orders", ORDER)
     shown = orders.get("/orders/o-1", params={"wait": 0.3, "until": "completed"})
     assert shown.status_code == 200 and shown.json()["status"] == "accepted"
+    assert shown.json()["reached"] is False
+    assert "reached" not in orders.get("/orders/o-1").json()
     gone = orders.get("/orders/o-2", params={"wait": 0.3})
     assert gone.status_code == 404 and gone.json()["detail"] == "no order 'o-2' after waiting 0.3s"
 

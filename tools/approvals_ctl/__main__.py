@@ -4,6 +4,8 @@ Workflow commands (named like `dapr workflow`) act on the app chosen with --app:
   run, get, list, history, wait, raise-event, suspend, resume, terminate, purge
 Business commands:
   order place     publish an OrderPlaced (orders app)
+  order get       one order: status, approval stage, amount, result (--wait, --until)
+  approval get    one approval: tier, stage, due time, decision log (--wait)
   decide          approve or reject an order's approval (approvals app, as the token's approver)
   audit list      the audit log, a page at a time;  audit verify   check its keyed chain and
                   checkpoints on the server, optionally against an anchor file you keep
@@ -289,6 +291,34 @@ def cmd_place(c: Client, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _fields(data: dict[str, Any], skip: tuple[str, ...] = ()) -> str:
+    """One line per field that has a value, for people."""
+    return "\n".join(
+        f"{k:>14}: {json.dumps(v) if isinstance(v, (dict, list)) else v}"
+        for k, v in data.items()
+        if v not in (None, "", [], {}) and k not in skip
+    )
+
+
+def cmd_order_get(c: Client, a: argparse.Namespace) -> int:
+    params: dict[str, Any] = {"wait": a.wait}
+    if a.until:
+        params["until"] = a.until
+    out = c.call("GET", f"/orders/{a.order_id}", app="orders", params=params)
+    _show(a, out, _fields(out, skip=("workflow",)))
+    if a.until and not out.get("reached"):
+        print(f"error: order {a.order_id} is {out['status']}, not {a.until} yet", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+def cmd_approval_get(c: Client, a: argparse.Namespace) -> int:
+    out = c.call("GET", f"/approvals/{a.order_id}", app="approvals", params={"wait": a.wait})
+    log = _table(out.get("log", []), ["at", "kind", "stage", "tier", "approver_id", "note"])
+    _show(a, out, _fields(out, skip=("log",)) + "\n" + log)
+    return EXIT_OK
+
+
 def cmd_decide(c: Client, a: argparse.Namespace) -> int:
     body = {"approved": a.approve, "reason": a.reason}
     out = c.call("POST", f"/approvals/{a.order_id}/decisions", app="approvals", json=body)
@@ -528,6 +558,45 @@ def parser() -> argparse.ArgumentParser:
         help="in the currency's own minor units: 2500 or 2500.00 EUR, 9000 JPY, 12.345 BHD",
     )
     place.add_argument("--currency", default="EUR", help="ISO 4217 code the policy accepts")
+    oget = order.add_parser(
+        "get",
+        help="show one order",
+        description="show one order (orders app): its status, approval stage, amount, result "
+        "and times; it outlives its workflow. Reads are eventually consistent: --wait waits "
+        "for an order just placed to appear, --until for it to reach a status (exit 1 if it "
+        "did not in time)",
+    )
+    oget.set_defaults(fn=cmd_order_get)
+    oget.add_argument("order_id")
+    oget.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="at most 60")
+    oget.add_argument(
+        "--until",
+        choices=[
+            "accepted",
+            "received",
+            "awaiting_approval",
+            "approved",
+            "completed",
+            "rejected",
+            "expired",
+            "failed",
+            "cancelled",
+            "terminated",
+        ],
+        help="with --wait: until the order is at this status or later (or has ended)",
+    )
+    approval = sub.add_parser("approval", help="approvals: get").add_subparsers(
+        dest="verb", required=True
+    )
+    aget = approval.add_parser(
+        "get",
+        help="show one approval",
+        description="show one order's approval (approvals app): tier, stage, due time and the "
+        "decision log; --wait waits for an approval just requested to appear",
+    )
+    aget.set_defaults(fn=cmd_approval_get)
+    aget.add_argument("order_id")
+    aget.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="at most 60")
     dec = add("decide", cmd_decide, "approve or reject an order's approval as the token's approver")
     dec.add_argument("order_id")
     verdict = dec.add_mutually_exclusive_group(required=True)
