@@ -97,9 +97,6 @@ def run_tour(stack: Stack) -> str:
     return done.stdout + done.stderr
 
 
-@pytest.mark.xfail(
-    strict=False, reason="the tour reads before the system has caught up; it must wait (issue 11)"
-)
 def test_the_readme_tour_works_as_pasted(tour_stack: Stack) -> None:
     output = run_tour(tour_stack)
     stumbles = [s for s in STUMBLES if s in output]
