@@ -12,6 +12,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import ValidationError
 
 from contracts.messages import (
+    TRUSTED,
     ApprovalOutcome,
     ApprovalRequested,
     BusinessId,
@@ -173,9 +174,11 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         topic=APPROVAL_REQUESTS,
         model=ApprovalRequested,
         handler=lambda m: follow_approval(gw(), m),
-        # Later stages come only from the approvals service; stage 1 is this app's own.
-        signed_by=lambda: app.state.verifier,
+        # Later stages come only from the approvals service; stage 1 is this app's own and
+        # is ignored, so only what is acted on must be signed (by approvals, not orders).
+        signed_by=keys_of(app, "approvals"),
         signed_if=lambda m: m.stage > 1,
+        limits=TRUSTED,  # checked by orders under the policy the order started with
     )
 
     def start_order(data: Any) -> tuple[str, Any]:

@@ -233,8 +233,9 @@ def test_a_signed_later_stage_is_raised_into_the_order_workflow(
 
 def test_stage_one_is_the_orders_app_s_own_and_is_not_followed(orders: TestClient, gateway) -> None:
     deliver(orders, "orders", ORDER)
-    answer = deliver(orders, "approval-requests", stage(1, Tier.MANAGER))  # unsigned, as sent
-    assert answer == {"status": "SUCCESS", "reason": "stage 1 is this app's own request"}
+    for signed in (True, False):  # signed by orders, as it sends it, or forged by a shop
+        answer = deliver(orders, "approval-requests", stage(1, Tier.MANAGER), signed=signed)
+        assert answer == {"status": "SUCCESS", "reason": "stage 1 is this app's own request"}
     assert not gateway.workflows.raised
 
 
@@ -248,6 +249,15 @@ def test_an_unsigned_later_stage_is_dropped_and_audited(orders: TestClient, gate
         e for e in orders.get("/audit").json() if e["action"] == "deliver approval-requests"
     ]
     assert entry["outcome"].startswith("refused: ApprovalRequested refused: unsigned")
+
+
+def test_a_later_stage_signed_by_the_orders_app_is_not_an_escalation(
+    orders: TestClient, gateway
+) -> None:
+    deliver(orders, "orders", ORDER)
+    answer = deliver(orders, "approval-requests", stage(2), signed=dev_signer("orders"))
+    assert answer["status"] == "DROP" and "not trusted" in answer["reason"]
+    assert not gateway.workflows.raised
 
 
 def test_a_later_stage_of_an_order_that_ended_changes_nothing(orders: TestClient, gateway) -> None:
