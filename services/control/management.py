@@ -85,7 +85,7 @@ def in_time_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "seq": n,
             **e,
-            "timestamp": at(e).isoformat() if e.get("timestamp") else None,
+            "timestamp": rfc3339(at(e)) if e.get("timestamp") else None,
             "event_id": event_id(e),
         }
         for n, e in enumerate(sorted(events, key=at), start=1)

@@ -208,5 +208,5 @@ def test_history_is_in_time_order_numbered_and_zoned(ops: TestClient, gateway) -
         (4, "ORCHESTRATOR_STARTED", None),
         (5, "EXECUTION_COMPLETED", None),
     ]
-    assert rows[2]["timestamp"] == "2026-11-23T10:00:02+00:00"
+    assert rows[2]["timestamp"] == "2026-11-23T10:00:02Z"  # RFC 3339, UTC, Z (issue 11)
     assert rows[2]["task_scheduled_id"] == 0
