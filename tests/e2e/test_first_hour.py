@@ -127,7 +127,8 @@ def test_a_terminated_then_purged_order_says_who_stopped_it(flow: Flow) -> None:
     order = flow.place("1500.00")
     flow.pending(order.order_id)
     iid = f"order-{order.order_id}"
-    assert ctl(flow.stack, "operator", "terminate", iid, "--reason", "duplicate order")[0] == 0
+    stop = ["terminate", iid, "--reason", "duplicate order", "--yes"]
+    assert ctl(flow.stack, "operator", *stop)[0] == 0
     assert ctl(flow.stack, "operator", "purge", iid)[0] == 0
     shown = flow.order(order.order_id)
     assert shown is not None and shown["status"] == "terminated"
