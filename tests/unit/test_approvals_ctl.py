@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 
-from approvals_ctl.__main__ import TERMINATE_WARNING, TOKEN_WARNING, main
+from approvals_ctl.__main__ import main
+from approvals_ctl.client import TOKEN_WARNING
+from approvals_ctl.workflow_commands import TERMINATE_WARNING
 
 
 @pytest.fixture
