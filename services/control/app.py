@@ -205,6 +205,8 @@ def _install_error_handlers(app: FastAPI, mapping: dict[type[Exception], int]) -
     async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         status = next(code for cls, code in mapping.items() if isinstance(exc, cls))
         headers = {"www-authenticate": "Bearer"} if status == 401 else None
+        if isinstance(exc, Transient):
+            headers = {"retry-after": "5"}
         return await answer(request, status, str(exc), headers)
 
     for cls in mapping:

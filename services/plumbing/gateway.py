@@ -8,12 +8,17 @@ Errors (all GatewayError):
   Transient       the sidecar or a component is not ready or timed out: retry later
   NotFound        the workflow instance or key does not exist
   Conflict        an optimistic-concurrency write lost (etag mismatch, first-write taken)
+
+An error's message is for the caller: what failed, through which component, and whether to
+retry. What the sidecar said (a gRPC error's repr carries its debug string) stays out of it: it
+is in `detail` and in the app's log.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,9 +33,16 @@ from contracts.messages import Message
 from contracts.signing import Signer
 from contracts.timestamps import rfc3339_or_none, utc
 
+log = logging.getLogger(__name__)
+
 
 class GatewayError(Exception):
-    """A call to the sidecar failed."""
+    """A call to the sidecar failed. The message says what and whether to retry; `detail`
+    keeps what the sidecar said, for logs and for code that must tell errors apart."""
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = message if detail is None else detail
 
 
 class Transient(GatewayError):
@@ -111,11 +123,29 @@ _TRANSIENT = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
     grpc.StatusCode.ABORTED,
 }
+# What the sidecar says when a component behind it is down or slow, whatever the status code
+# (a paused Redis comes back as INTERNAL "... i/o timeout").
+_TRANSIENT_TEXT = (
+    "not registered",
+    "no such host",
+    "transient store read failure",
+    "i/o timeout",
+    "connection refused",
+    "connection reset",
+    "context deadline exceeded",
+)
+
+
+def _detail(exc: Exception) -> str:
+    """What the sidecar said: a gRPC error's details (its str() is a multi-line repr)."""
+    details = getattr(exc, "details", None)
+    text = details() if callable(details) else None
+    return str(text) if text else str(exc)
 
 
 @contextmanager
-def _translated(what: str) -> Iterator[None]:
-    """Map sidecar errors onto our small error tree."""
+def _translated(what: str, via: str = "the Dapr sidecar") -> Iterator[None]:
+    """Map sidecar errors onto our small error tree; `via` names the component called."""
     try:
         yield
     except GatewayError:
@@ -123,16 +153,31 @@ def _translated(what: str) -> Iterator[None]:
     except Exception as exc:
         code_of = getattr(exc, "code", None)
         code = code_of() if callable(code_of) else None
-        text = str(exc)
+        name = code.name if isinstance(code, grpc.StatusCode) else type(exc).__name__
+        detail = _detail(exc)
+        lowered = detail.lower()
         # An etag mismatch comes back as ABORTED: it is a lost race, not a sidecar in trouble.
-        if "etag" in text.lower():
-            raise Conflict(f"{what}: {text}") from exc
-        transient_text = ("not registered", "no such host", "transient store read failure")
-        if code in _TRANSIENT or any(t in text for t in transient_text):
-            raise Transient(f"{what}: {text}") from exc
-        if code == grpc.StatusCode.NOT_FOUND or "not found" in text.lower():
-            raise NotFound(f"{what}: {text}") from exc
-        raise GatewayError(f"{what}: {text}") from exc
+        if "etag" in lowered:
+            raise Conflict(f"{what}: another write came first", detail) from exc
+        if code in _TRANSIENT or any(t in lowered for t in _TRANSIENT_TEXT):
+            log.warning("%s failed (%s): %s", what, name, detail)
+            raise Transient(
+                f"{what} failed: {via} is unavailable or timed out; this is usually temporary, "
+                "so it is worth retrying in a few seconds",
+                detail,
+            ) from exc
+        # Redis reports a lost first write without an etag as a plain "failed to set key"
+        # (after the timeouts above: "failed to set key ...: i/o timeout" is not one).
+        if "failed to set key" in lowered or "already exists" in lowered:
+            raise Conflict(f"{what}: it exists already", detail) from exc
+        if code == grpc.StatusCode.NOT_FOUND or "not found" in lowered:
+            raise NotFound(f"{what}: not found", detail) from exc
+        log.warning("%s failed (%s): %s", what, name, detail)
+        raise GatewayError(
+            f"{what} failed: {via} reported an error ({name}); it may be temporary, so it is "
+            "worth retrying, and the app's log has the details",
+            detail,
+        ) from exc
 
 
 class DaprPublisher:
@@ -144,7 +189,8 @@ class DaprPublisher:
         self._signer = signer
 
     def publish(self, topic: str, message: Message) -> None:
-        with _translated(f"publish {message.event_type()} to {topic}"):
+        via = f"the Dapr sidecar or its pub/sub component {self._pubsub!r}"
+        with _translated(f"publish {message.event_type()} to topic {topic}", via):
             self._client.publish_event(
                 pubsub_name=self._pubsub,
                 topic_name=topic,
@@ -158,9 +204,10 @@ class DaprStateStore:
 
     def __init__(self, client: Any, store: str) -> None:
         self._client, self._store = client, store
+        self._via = f"the Dapr sidecar or its state store {store!r}"
 
     def get(self, key: str) -> tuple[Any | None, str | None]:
-        with _translated(f"get state {key}"):
+        with _translated(f"get state {key}", self._via):
             resp = self._client.get_state(self._store, key)
         if not resp.data:
             return None, None
@@ -171,7 +218,7 @@ class DaprStateStore:
         found: dict[str, Any] = {}
         for start in range(0, len(keys), 100):
             chunk = keys[start : start + 100]
-            with _translated(f"get {len(chunk)} keys"):
+            with _translated(f"get {len(chunk)} keys", self._via):
                 items = self._client.get_bulk_state(self._store, chunk, parallelism=8).items
             for item in items:
                 if item.data:
@@ -182,7 +229,7 @@ class DaprStateStore:
         from dapr.clients.grpc._state import Concurrency, StateOptions
 
         options = StateOptions(concurrency=Concurrency.first_write) if etag else None
-        with _translated(f"save state {key}"):
+        with _translated(f"save state {key}", self._via):
             self._client.save_state(self._store, key, json.dumps(value), etag=etag, options=options)
 
     def claim(self, key: str, value: Any) -> bool:
@@ -190,7 +237,7 @@ class DaprStateStore:
         from dapr.clients.grpc._state import Concurrency, StateOptions
 
         try:
-            with _translated(f"claim {key}"):
+            with _translated(f"claim {key}", self._via):
                 self._client.save_state(
                     self._store,
                     key,
@@ -199,15 +246,10 @@ class DaprStateStore:
                 )
         except Conflict:
             return False
-        except GatewayError as exc:
-            # Redis reports a lost first write without an etag as a plain "failed to set key".
-            if "failed to set key" in str(exc):
-                return False
-            raise
         return True
 
     def delete(self, key: str) -> None:
-        with _translated(f"delete state {key}"):
+        with _translated(f"delete state {key}", self._via):
             self._client.delete_state(self._store, key)
 
 
@@ -218,7 +260,7 @@ class DaprSecrets:
         self._client = client
 
     def get(self, store: str, name: str) -> dict[str, str]:
-        with _translated(f"get secret {name} from {store}"):
+        with _translated(f"get secret {name}", f"the Dapr sidecar or its secret store {store!r}"):
             return dict(self._client.get_secret(store, name).secret)
 
 
@@ -229,13 +271,18 @@ class DaprBindings:
         self._client = client
 
     def invoke(self, name: str, operation: str, data: bytes, metadata: dict[str, str]) -> None:
-        with _translated(f"invoke binding {name}"):
+        with _translated(
+            f"invoke binding {name}", f"the Dapr sidecar or its output binding {name!r}"
+        ):
             self._client.invoke_binding(name, operation, data, binding_metadata=metadata)
 
 
 def _status_name(raw: Any) -> str:
     name = getattr(raw, "name", str(raw))
     return str(name).upper()
+
+
+WORKFLOW_ENGINE = "the Dapr sidecar's workflow engine"
 
 
 class DaprWorkflows:
@@ -245,7 +292,7 @@ class DaprWorkflows:
         self._client = client
 
     def schedule(self, name: str, instance_id: str, input: Any) -> str:
-        with _translated(f"schedule {name} {instance_id}"):
+        with _translated(f"schedule {name} {instance_id}", WORKFLOW_ENGINE):
             return str(
                 self._client.schedule_new_workflow(name, input=input, instance_id=instance_id)
             )
@@ -260,7 +307,7 @@ class DaprWorkflows:
         # store read failure ...)"): reads are idempotent, so try again briefly.
         for attempt in range(READ_ATTEMPTS):
             try:
-                with _translated(f"get workflow {instance_id}"):
+                with _translated(f"get workflow {instance_id}", WORKFLOW_ENGINE):
                     st = self._client.get_workflow_state(instance_id, fetch_payloads=True)
                 break
             except Transient:
@@ -283,27 +330,30 @@ class DaprWorkflows:
         )
 
     def raise_event(self, instance_id: str, name: str, data: Any) -> None:
-        with _translated(f"raise {name} on {instance_id}"):
+        with _translated(f"raise {name} on {instance_id}", WORKFLOW_ENGINE):
             self._client.raise_workflow_event(instance_id, name, data=data)
 
     def terminate(self, instance_id: str, output: Any = None) -> None:
-        with _translated(f"terminate {instance_id}"):
+        with _translated(f"terminate {instance_id}", WORKFLOW_ENGINE):
             self._client.terminate_workflow(instance_id, output=output)
 
     def suspend(self, instance_id: str, reason: str) -> None:
-        with _translated(f"suspend {instance_id}"):
+        with _translated(f"suspend {instance_id}", WORKFLOW_ENGINE):
             self._client.pause_workflow(instance_id)
 
     def resume(self, instance_id: str, reason: str) -> None:
-        with _translated(f"resume {instance_id}"):
+        with _translated(f"resume {instance_id}", WORKFLOW_ENGINE):
             self._client.resume_workflow(instance_id)
 
     def purge(self, instance_id: str) -> bool:
-        with _translated(f"purge {instance_id}"):
+        with _translated(f"purge {instance_id}", WORKFLOW_ENGINE):
             return bool(self._client.purge_workflow(instance_id))
 
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
-        with _translated(f"wait for {instance_id}"), contextlib.suppress(TimeoutError):
+        with (
+            _translated(f"wait for {instance_id}", WORKFLOW_ENGINE),
+            contextlib.suppress(TimeoutError),
+        ):
             self._client.wait_for_workflow_completion(
                 instance_id, fetch_payloads=False, timeout_in_seconds=int(max(1, timeout_s))
             )
@@ -311,11 +361,11 @@ class DaprWorkflows:
 
     def list_ids(self) -> list[str]:
         """Every instance id Dapr knows for this app (it scans the actor state store)."""
-        with _translated("list workflow instances"):
+        with _translated("list workflow instances", WORKFLOW_ENGINE):
             return list(self._client.iter_workflow_instance_ids(page_size=1000))
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
-        with _translated(f"history of {instance_id}"):
+        with _translated(f"history of {instance_id}", WORKFLOW_ENGINE):
             events = self._client.get_workflow_history(instance_id)
         return [
             {
@@ -340,6 +390,6 @@ def schedule_once(gateway: Gateway, name: str, instance_id: str, input: Any) -> 
     """Schedule a workflow; an instance that is already running counts as done."""
     try:
         workflows_of(gateway).schedule(name, instance_id, input)
-    except GatewayError as exc:
-        if "already exists" not in str(exc):
+    except Conflict as exc:
+        if "already exists" not in exc.detail:
             raise

@@ -327,3 +327,10 @@ def test_an_amount_with_more_places_than_babel_gives_is_shown_as_accepted(
     assert resp.json()["amount_text"] == (
         "1500000.875 IQD (990.00 EUR; 1 IQD = 0.00066 EUR as of 2026-11-20)"
     )
+
+
+def test_a_pub_sub_that_is_down_is_a_503_worth_retrying(orders: TestClient, gateway) -> None:
+    gateway.publisher.down = True
+    resp = place(orders, "10", "EUR")
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "5"
+    assert resp.json() == {"detail": "pubsub is not ready"}
