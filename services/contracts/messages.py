@@ -279,11 +279,32 @@ class OrderStatusChanged(Message):
         return f"{self.order_id}-{self.status.value}"
 
 
+def json_kind(value: Any) -> str:
+    """What a parsed JSON value is, in JSON's words ("an array"), for error messages."""
+    kinds: list[tuple[type | tuple[type, ...], str]] = [
+        (bool, "true or false"),
+        ((int, float, Decimal), "a number"),
+        (str, "a string"),
+        (list, "an array"),
+        (dict, "an object"),
+    ]
+    return next((name for t, name in kinds if isinstance(value, t)), "null")
+
+
+def reworded(err: Mapping[str, Any]) -> str:
+    """A pydantic error's message, in JSON's words where pydantic speaks Python."""
+    kind, given = err.get("type"), err.get("input")
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return f"must be a JSON object, not {json_kind(given)}"
+    if kind == "list_type":
+        return f"must be a JSON array, not {json_kind(given)}"
+    return str(err.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def describe_errors(exc: Any) -> str:
     """One readable line from a pydantic ValidationError: 'field: problem; field: problem'."""
     parts = []
     for err in exc.errors(include_url=False):
         where = ".".join(str(p) for p in err.get("loc", ())) or "message"
-        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-        parts.append(f"{where}: {msg}")
+        parts.append(f"{where}: {reworded(err)}")
     return "; ".join(parts)

@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from contracts.messages import reworded
 from control import instances
 from control.auditing import audit_router, record_refusal
 from control.console import console_router
@@ -214,11 +215,28 @@ def _install_error_handlers(app: FastAPI, mapping: dict[type[Exception], int]) -
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        problems = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: "
-            f"{str(e.get('msg')).removeprefix('Value error, ')}"
-            for e in exc.errors()
-        ]
+        problems = [_problem(e) for e in exc.errors()]
         return await answer(request, 422, "; ".join(problems) or "invalid request")
 
     app.add_exception_handler(RequestValidationError, invalid)
+
+
+def _problem(err: dict[str, Any]) -> str:
+    """One validation error of a request in words: 'field: problem', or what is wrong with the
+    body as a whole (not JSON at all, not an object, missing)."""
+    loc = [str(p) for p in err.get("loc", ())]
+    if err.get("type") == "json_invalid":  # loc is ("body", offset of the error)
+        why = (err.get("ctx") or {}).get("error", "it cannot be parsed")
+        at = f" (at character {int(loc[-1]) + 1})" if loc and loc[-1].isdigit() else ""
+        return f"the request body is not valid JSON: {why}{at}"
+    if loc[:1] == ["body"]:
+        loc = loc[1:]
+        if not loc and err.get("type") == "missing":
+            return "the request body is empty; send a JSON object"
+        if not loc and isinstance(err.get("input"), bytes):
+            return (
+                "the request body was not read as JSON: send it with Content-Type: application/json"
+            )
+        if not loc:
+            return f"the request body {reworded(err)}"
+    return f"{'.'.join(loc)}: {reworded(err)}"

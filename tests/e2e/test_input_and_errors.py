@@ -12,6 +12,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
+from tests.fakes import bearer
 from tests.stack import unique
 
 pytestmark = pytest.mark.e2e
@@ -49,3 +50,20 @@ def test_a_dependency_that_stops_answering_is_named_and_worth_retrying(
     again = flow.http.post(f"{flow.orders}/orders", json=order)
     assert again.status_code == 202, again.text
     flow.finished(order["order_id"])
+
+
+def test_malformed_json_is_said_in_words(flow: Flow) -> None:
+    json_body = {"content-type": "application/json"}
+    for body, says in (
+        (b'{"order_id": "o-1",', "the request body is not valid JSON: Expecting property name"),
+        (b'[{"order_id": "o-1"}]', "the request body must be a JSON object, not an array"),
+    ):
+        resp = flow.http.post(f"{flow.orders}/orders", content=body, headers=json_body)
+        assert resp.status_code == 422 and resp.json()["detail"].startswith(says), resp.text
+    decision = flow.http.post(
+        f"{flow.approvals}/approvals/{unique('o')}/decisions",
+        content=b"[]",
+        headers={**json_body, **bearer("manager")},
+    )
+    assert decision.status_code == 422
+    assert decision.json()["detail"] == "the request body must be a JSON object, not an array"

@@ -10,7 +10,7 @@ from notifier.app import create_app as notifier_app
 from notifier.settings import NotifierSettings
 from orders.app import create_app as orders_app
 from plumbing.settings import ServiceSettings
-from tests.fakes import LOCAL, development, fake_gateway, production_keys
+from tests.fakes import LOCAL, bearer, development, fake_gateway, production_keys
 
 SERVICES = [
     (orders_app, ServiceSettings(app_id="orders")),
@@ -41,3 +41,59 @@ def test_development_serves_the_docs_pages(create_app, settings) -> None:
         assert "swagger-ui" in dev.get("/docs").text
         assert "redoc" in dev.get("/redoc").text
         assert dev.get("/openapi.json").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "content", "headers", "says"),
+    [
+        (
+            "/orders",
+            b'{"order_id": "o-1",, }',
+            {"content-type": "application/json"},
+            "the request body is not valid JSON: Expecting property name enclosed in double "
+            "quotes (at character 20)",
+        ),
+        (
+            "/orders",
+            b'[{"order_id": "o-1"}]',
+            {"content-type": "application/json"},
+            "the request body must be a JSON object, not an array",
+        ),
+        (
+            "/orders",
+            b'{"order_id": "o-1"}',
+            {"content-type": "text/plain"},
+            "the request body was not read as JSON: send it with Content-Type: application/json",
+        ),
+        ("/orders", b"", {}, "the request body is empty; send a JSON object"),
+        (
+            "/orders",
+            b'{"order_id": "o-1", "customer_id": "c", "amount": "1", "currency": "EUR",'
+            b' "items": [["sku-1", 2]]}',
+            {"content-type": "application/json"},
+            "items.0: must be a JSON object, not an array",
+        ),
+        (
+            "/approvals/o-1/decisions",
+            b'"approve"',
+            {"content-type": "application/json"},
+            "the request body must be a JSON object, not a string",
+        ),
+    ],
+)
+def test_malformed_json_is_said_in_words(path, content, headers, says) -> None:
+    create_app, settings = (
+        (approvals_app, SERVICES[1][1]) if path.startswith("/approvals") else SERVICES[0]
+    )
+    gateway = fake_gateway()
+    who = "manager" if path.startswith("/approvals") else "operator"
+    with TestClient(
+        create_app(development(settings), gateway=gateway),
+        base_url=LOCAL,
+        headers=bearer(who),
+    ) as app:
+        resp = app.post(path, content=content, headers=headers)
+        assert resp.status_code == 422
+        assert resp.json() == {"detail": says}
+        (audited,) = app.get("/audit").json()
+        assert audited["outcome"] == f"refused 422: {says}"
