@@ -16,6 +16,7 @@ from approvals.domain import ApprovalView, UnknownApproval, check_can_decide, wh
 from approvals.readmodel import list_index, load_view
 from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
 from contracts.messages import TRUSTED, ApprovalRequested, BusinessId, DecisionSubmitted, Tier
+from contracts.text import PlainText
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import audited
@@ -80,7 +81,7 @@ class DecisionBody(BaseModel):
     """A decision as an approver posts it; who decides comes from the bearer token."""
 
     approved: bool
-    reason: Annotated[str, Field(max_length=1000)] = ""
+    reason: Annotated[PlainText, Field(max_length=1000)] = ""
 
 
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:

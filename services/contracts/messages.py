@@ -4,7 +4,9 @@ Each message has a stable business id (`message_id`) that the publisher also set
 CloudEvent `id`, so every subscriber can drop duplicates. Money is Decimal, timestamps are
 timezone-aware, ids fit Dapr's workflow instance-id rules once prefixed.
 
-Amounts are exact in their currency's minor units and normalised to them (contracts.money).
+Free text (reasons, details, names, SKUs) is plain: no control characters or bidirectional
+overrides (contracts.text). Amounts are exact in their currency's minor units and normalised
+to them (contracts.money).
 Limits that are settings rather than rules (the accepted currencies, their minor units, the
 largest amount in the base currency) come from a `MessageLimits` passed as pydantic validation
 context, normally the policy's; without one, the defaults apply.
@@ -42,6 +44,7 @@ from contracts.money import (
     minor_units,
     value_in,
 )
+from contracts.text import check_plain
 
 # Dapr workflow instance ids: at most 64 chars of [A-Za-z0-9_-]. The longest prefix we add is
 # "approval-" (9 chars), so a business id may have 55.
@@ -80,14 +83,16 @@ class MessageLimits:
 TRUSTED = MessageLimits(max_amount=None, currencies=None, minor_units=None)
 
 
-def _limits(info: ValidationInfo) -> MessageLimits:
+def _given_limits(info: ValidationInfo) -> MessageLimits | None:
     ctx = info.context
     if isinstance(ctx, MessageLimits):
         return ctx
     nested = ctx.get("limits") if isinstance(ctx, dict) else None
-    if isinstance(nested, MessageLimits):
-        return nested
-    return MessageLimits()
+    return nested if isinstance(nested, MessageLimits) else None
+
+
+def _limits(info: ValidationInfo) -> MessageLimits:
+    return _given_limits(info) or MessageLimits()
 
 
 def _check_id(value: str) -> str:
@@ -99,8 +104,29 @@ def _check_id(value: str) -> str:
     return value
 
 
+def _plain(value: str, info: ValidationInfo) -> str:
+    # Checked where text enters: validated under the limits in force (a subscription, an
+    # order placed over HTTP). What our own code builds or reads back (TRUSTED, a workflow's
+    # snapshot, no limits at all) is taken as it is: it was checked when it entered, or it
+    # entered before this check existed and a running workflow must still replay it.
+    limits = _given_limits(info)
+    if limits is None or limits is TRUSTED or limits.from_snapshot:
+        return value
+    return check_plain(value)
+
+
+# Free text in a message (reasons, details, names): no control characters, no bidi overrides.
+FreeText = Annotated[str, AfterValidator(_plain)]
 BusinessId = Annotated[str, AfterValidator(_check_id)]
-PersonId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[^\s]+$")]
+
+
+def _one_word(value: str) -> str:
+    if re.search(r"\s", value):
+        raise ValueError("must be one word, without spaces")
+    return value
+
+
+PersonId = Annotated[FreeText, Field(min_length=1, max_length=128), AfterValidator(_one_word)]
 Amount = Annotated[Decimal, Field(gt=0, allow_inf_nan=False)]
 
 
@@ -204,7 +230,7 @@ class _Priced(Message):
 
 class OrderItem(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-    sku: Annotated[str, Field(min_length=1, max_length=64)]
+    sku: Annotated[FreeText, Field(min_length=1, max_length=64)]
     quantity: Annotated[int, Field(gt=0, le=100_000)]
 
 
@@ -220,13 +246,13 @@ class OrderPlaced(_Priced):
 
 
 class ApprovalRequested(_Priced):
-    request_id: Annotated[str, Field(min_length=1, max_length=128)]
+    request_id: Annotated[FreeText, Field(min_length=1, max_length=128)]
     order_id: BusinessId
     customer_id: PersonId
     tier: Tier
     stage: Annotated[int, Field(ge=1, le=10)]
     due_at: AwareDatetime
-    reason: Annotated[str, Field(max_length=500)] = ""
+    reason: Annotated[FreeText, Field(max_length=500)] = ""
     # What the amount is worth in the policy's base currency, and the rate that decided the
     # tier; absent only in requests made before amounts were valued.
     valuation: Valuation | None = None
@@ -246,7 +272,7 @@ class DecisionSubmitted(Message):
     approved: bool
     approver_id: PersonId
     approver_role: Tier
-    reason: Annotated[str, Field(max_length=1000)] = ""
+    reason: Annotated[FreeText, Field(max_length=1000)] = ""
     decided_at: AwareDatetime
 
     @property
@@ -257,10 +283,10 @@ class DecisionSubmitted(Message):
 class ApprovalOutcome(Message):
     order_id: BusinessId
     outcome: Outcome
-    decided_by: Annotated[str, Field(min_length=1, max_length=128)]
+    decided_by: Annotated[FreeText, Field(min_length=1, max_length=128)]
     # The level of the stage an approver decided at; None when the policy decided (timeouts).
     tier: Tier | None = None
-    reason: Annotated[str, Field(max_length=1000)] = ""
+    reason: Annotated[FreeText, Field(max_length=1000)] = ""
     decided_at: AwareDatetime
 
     @property
@@ -272,7 +298,7 @@ class OrderStatusChanged(Message):
     order_id: BusinessId
     status: OrderStatus
     at: AwareDatetime
-    detail: Annotated[str, Field(max_length=1000)] = ""
+    detail: Annotated[FreeText, Field(max_length=1000)] = ""
 
     @property
     def message_id(self) -> str:

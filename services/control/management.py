@@ -24,6 +24,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.text import PlainText
 from contracts.timestamps import rfc3339
 from control import instances, jobs
 from control.auditing import audit_log, audited, record
@@ -99,14 +100,14 @@ class StartBody(BaseModel):
 
 
 class ReasonBody(BaseModel):
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Annotated[PlainText, Field(min_length=1, max_length=500)]
 
 
 class TerminateBody(BaseModel):
     """Why the instance is stopped; the output is the server's, never the caller's."""
 
     model_config = ConfigDict(extra="forbid")
-    reason: Annotated[str, Field(min_length=1, max_length=500)]
+    reason: Annotated[PlainText, Field(min_length=1, max_length=500)]
 
 
 # Validate an operator's start input and say which instance it makes and how to start it (the

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
-from typing import Annotated
+from typing import IO, Annotated
 
 import httpx
 from fastapi import APIRouter, Depends, Request
@@ -13,19 +13,29 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.text import escaped
 from plumbing.audit import AuditUnavailable
 from plumbing.gateway import Gateway
 
 log = logging.getLogger(__name__)
 
 
-def configure_logging(app_id: str) -> None:
-    """One line per record, with the app id, on stderr."""
-    logging.basicConfig(
-        level=logging.INFO,
-        format=f"%(asctime)s {app_id} %(levelname)s %(name)s: %(message)s",
-        force=True,
+class OneLineFormatter(logging.Formatter):
+    """Writes control characters and bidi overrides in a record's line as escapes, so text from
+    outside (an event id, a sidecar's error) can neither start a forged line nor make the log
+    binary nor reverse the console. A traceback stays on its own lines below."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        return escaped(super().formatMessage(record))
+
+
+def configure_logging(app_id: str, stream: IO[str] | None = None) -> None:
+    """One line per record, with the app id, on stderr (or `stream`)."""
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        OneLineFormatter(f"%(asctime)s {app_id} %(levelname)s %(name)s: %(message)s")
     )
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
 
 
 def get_gateway(request: Request) -> Gateway:

@@ -3,6 +3,7 @@ hiccups, on the real stack, in through the topics and HTTP only."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Iterator
@@ -13,7 +14,7 @@ import pytest
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
 from tests.fakes import bearer
-from tests.stack import unique
+from tests.stack import eventually, unique
 
 pytestmark = pytest.mark.e2e
 
@@ -67,3 +68,53 @@ def test_malformed_json_is_said_in_words(flow: Flow) -> None:
     )
     assert decision.status_code == 422
     assert decision.json()["detail"] == "the request body must be a JSON object, not an array"
+
+
+def test_control_characters_are_refused_and_never_split_a_log_line(
+    flow: Flow, stack: Stack
+) -> None:
+    marker = unique("forged")
+    refused = flow.decide(unique("o"), reason=f"no\n{marker} INFO approved\x00\x07\u202e")
+    assert refused.status_code == 422
+    assert refused.json()["detail"] == (
+        "reason: must be plain text without control characters (line breaks and tabs "
+        "included) or bidirectional overrides; found U+000A (line feed) at character 3"
+    )
+    # Over the topic: control characters in the free text and a newline in the CloudEvent id.
+    order_id = unique("o")
+    forged_line = f"\n2026-01-01 00:00:00,000 orders INFO {marker}: approved"
+    data = {
+        "order_id": order_id,
+        "customer_id": f"c-1\x00\x07\u202e{marker}",
+        "currency": "EUR",
+        "amount": "40.00",
+        "placed_at": "2026-11-23T10:00:00Z",
+    }
+    envelope = {"specversion": "1.0", "id": order_id + forged_line, "source": "e2e", "type": "t"}
+    flow.publish(json.dumps(envelope | {"data": data}).encode(), "orders")
+    (kept,) = eventually(
+        lambda: [
+            i
+            for i in flow.http.get(f"{flow.orders}/deadletters", params={"topic": "orders"}).json()
+            if marker in i["event_id"]
+        ],
+        what="the order with control characters in the orders app's dead letters",
+    )
+    assert kept["reason"] == (
+        "OrderPlaced is invalid: customer_id: must be plain text without control characters "
+        "(line breaks and tabs included) or bidirectional overrides; found U+0000 (NUL) at "
+        "character 4"
+    )
+    assert flow.order(order_id) is None
+    # The notifier drops an unsigned approval request before reading it, and logs its id.
+    request = {"specversion": "1.0", "id": unique("r") + forged_line, "source": "e2e", "type": "t"}
+    flow.publish(json.dumps(request | {"data": {}}).encode(), "approval-requests")
+    eventually(
+        lambda: marker in app_log(stack, "notifier"), what="the notifier to log the request's id"
+    )
+    for app in ("orders", "notifier"):
+        log = app_log(stack, app)
+        assert marker in log  # the event id was logged, escaped onto its own line
+        assert not [line for line in log.splitlines() if line.startswith("2026-01-01")]
+        for raw in ("\x00", "\x07", "\u202e"):
+            assert raw not in log, app

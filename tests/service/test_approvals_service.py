@@ -291,3 +291,30 @@ def test_the_inbox_shows_an_amount_with_more_places_than_babel_gives_as_accepted
     (row,) = app.get("/approvals?status=pending").json()
     assert row["amount_text"] == text
     assert app.get("/approvals/o-1").json()["amount_text"] == text
+
+
+@pytest.mark.parametrize(
+    ("reason", "found"),
+    [
+        ("fine\n2026-01-01 notifier INFO forged", "U+000A (line feed) at character 5"),
+        ("ok\x00", "U+0000 (NUL) at character 3"),
+        ("ding\x07", "U+0007 (BEL) at character 5"),
+        ("\u202edevorppa", "U+202E (right-to-left override) at character 1"),
+    ],
+)
+def test_a_decision_reason_with_control_characters_is_a_clear_422(
+    approvals: TestClient, gateway, reason: str, found: str
+) -> None:
+    save_view(gateway.state, view())
+    resp = approvals.post(
+        "/approvals/o-1/decisions",
+        json={"approved": False, "reason": reason},
+        headers=bearer("manager"),
+    )
+    assert resp.status_code == 422
+    said = resp.json()["detail"]
+    assert said.startswith("reason: must be plain text without control characters")
+    assert said.endswith(f"found {found}")
+    assert not gateway.publisher.published
+    (entry,) = approvals.get("/audit").json()
+    assert entry["outcome"].startswith("refused 422: reason: must be plain text")

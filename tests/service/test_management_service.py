@@ -76,6 +76,15 @@ def test_unknown_and_malformed_ids(ops: TestClient) -> None:
     assert ops.get("/workflows/ghost/wait", params={"timeout": 61}).status_code == 422
 
 
+def test_a_reason_with_control_characters_is_a_clear_422(ops: TestClient, gateway) -> None:
+    start(ops, "order-wf-9")
+    for action in ("suspend", "terminate"):
+        resp = ops.post(f"/workflows/order-wf-9/{action}", json={"reason": "because\x1b[2J"})
+        assert resp.status_code == 422
+        assert resp.json()["detail"].endswith("found U+001B (escape) at character 8")
+    assert gateway.workflows.instances["order-wf-9"].status == "RUNNING"
+
+
 def test_suspend_resume_terminate_purge(ops: TestClient, gateway) -> None:
     start(ops, "order-wf-2")
     refused = ops.delete("/workflows/order-wf-2")

@@ -334,3 +334,41 @@ def test_a_pub_sub_that_is_down_is_a_503_worth_retrying(orders: TestClient, gate
     resp = place(orders, "10", "EUR")
     assert resp.status_code == 503 and resp.headers["retry-after"] == "5"
     assert resp.json() == {"detail": "pubsub is not ready"}
+
+
+def test_an_order_with_control_characters_in_its_text_is_a_clear_422(
+    orders: TestClient, gateway
+) -> None:
+    resp = orders.post(
+        "/orders",
+        json={
+            "order_id": "o-7",
+            "customer_id": "c-\u202e1",
+            "amount": "10",
+            "currency": "EUR",
+            "items": [{"sku": "sku\x001", "quantity": 1}],
+        },
+    )
+    assert resp.status_code == 422
+    assert resp.json()["detail"] == (
+        "customer_id: must be plain text without control characters (line breaks and tabs "
+        "included) or bidirectional overrides; found U+202E (right-to-left override) at "
+        "character 3; items.0.sku: must be plain text without control characters (line breaks "
+        "and tabs included) or bidirectional overrides; found U+0000 (NUL) at character 4"
+    )
+    assert not gateway.publisher.published
+
+
+def test_an_order_message_with_control_characters_is_dropped_with_the_reason(
+    orders: TestClient, gateway
+) -> None:
+    data = ORDER.model_dump(mode="json") | {"customer_id": "c-1\n2026 orders INFO forged"}
+    body = json.dumps({"specversion": "1.0", "id": "o-1", "source": "s", "type": "t", "data": data})
+    answer = deliver(orders, "orders", body.encode())
+    assert answer["status"] == "DROP"
+    assert answer["reason"] == (
+        "OrderPlaced is invalid: customer_id: must be plain text without control characters "
+        "(line breaks and tabs included) or bidirectional overrides; found U+000A (line feed) "
+        "at character 4"
+    )
+    assert not gateway.workflows.scheduled

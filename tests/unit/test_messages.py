@@ -1,4 +1,5 @@
 import json
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -265,3 +266,59 @@ def test_a_rated_currency_the_policy_leaves_out_is_refused_without_blaming_the_r
     assert problem(order(currency="JPY", amount="9000"), narrowed) == (
         "currency: 'JPY' is not accepted; use one of EUR"
     )
+
+
+CONTROLS = {
+    "\x00": "U+0000 (NUL)",
+    "\x07": "U+0007 (BEL)",
+    "\n": "U+000A (line feed)",
+    "\u202e": "U+202E (right-to-left override)",
+    "\u2066": "U+2066 (left-to-right isolate)",
+    "\x9b": "U+009B (control character)",
+}
+
+
+@pytest.mark.parametrize(("char", "named"), sorted(CONTROLS.items()))
+def test_free_text_refuses_control_characters_and_bidi_overrides(char: str, named: str) -> None:
+    decision = {
+        "decision_id": "d-1",
+        "order_id": "o-1",
+        "approved": False,
+        "approver_id": "bob",
+        "approver_role": "manager",
+        "decided_at": NOW,
+    }
+    entering = MessageLimits()  # what a subscription or an order placed over HTTP checks with
+    for field, text in (("reason", f"abc{char}"), ("approver_id", f"bob{char}")):
+        with pytest.raises(ValidationError) as err:
+            DecisionSubmitted.model_validate({**decision, field: text}, context=entering)
+        said = describe_errors(err.value)
+        assert said.startswith(f"{field}: must be plain text without control characters")
+        assert f"found {named} at character 4" in said
+    with pytest.raises(ValidationError, match=re.escape(named)):
+        OrderPlaced.model_validate(
+            order(items=[{"sku": f"sku{char}", "quantity": 1}]), context=entering
+        )
+    status = {"order_id": "o-1", "status": "rejected", "at": NOW, "detail": f"x{char}"}
+    with pytest.raises(ValidationError):
+        OrderStatusChanged.model_validate(status, context=entering)
+
+
+def test_free_text_keeps_every_language_and_the_bidi_marks() -> None:
+    text = (
+        "Gr\u00fc\u00dfe, \U0001f44d \u05e9\u05dc\u05d5\u05dd\u200f \u0645\u0631\u062d\u0628\u0627"
+    )
+    status = {"order_id": "o-1", "status": "rejected", "at": NOW, "detail": text}
+    st = OrderStatusChanged.model_validate(status, context=MessageLimits())
+    assert st.detail == text
+
+
+def test_text_stored_before_the_check_still_replays() -> None:
+    """Only text that enters is checked: what a workflow reads back or builds from it (an
+    order, a decision from before the check) is taken as it is, so replay does not change."""
+    old = order(customer_id="c\u202e1", items=[{"sku": "a\nb", "quantity": 1}])
+    assert OrderPlaced.model_validate(old, context=TRUSTED).customer_id == "c\u202e1"
+    snapshot = MessageLimits(from_snapshot=True)
+    assert OrderPlaced.model_validate(old, context=snapshot).items[0].sku == "a\nb"
+    built = OrderStatusChanged(order_id="o-1", status="rejected", at=NOW, detail="no\nway")
+    assert built.detail == "no\nway"
