@@ -51,7 +51,11 @@ class InvalidInput(ValueError):
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, before the app reads them."""
+    """Refuse request bodies over `limit` bytes with 413 (audited), before the app reads them.
+
+    A declared Content-Length is refused at once. A chunked body has none: it is read here, up
+    to the limit, and handed on from memory, so it meets the same 413 rather than the 400 that
+    FastAPI makes of any error raised while it reads a body."""
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -64,20 +68,26 @@ class BodyLimit:
         if declared is not None and declared.isdigit() and int(declared) > self.limit:
             await self._refuse(send, scope)
             return
+        messages: list[Message] = []
         seen = 0
-
-        async def limited() -> Message:
-            nonlocal seen
+        while True:
             message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":  # the client went away
+                break
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                raise _TooLarge
-            return message
+                await self._refuse(send, scope)
+                return
+            if not message.get("more_body", False):
+                break
+        pending = iter(messages)
 
-        try:
-            await self.app(scope, limited, send)
-        except _TooLarge:
-            await self._refuse(send, scope)
+        async def replay() -> Message:
+            # The body from memory, then the client's own messages (a disconnect).
+            return next(pending, None) or await receive()
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, send: Send, scope: Scope | None = None) -> None:
         if scope is not None and scope.get("method") in ("POST", "PUT", "PATCH", "DELETE"):
@@ -113,10 +123,6 @@ class BodyLimit:
             )
         except AuditUnavailable:
             log.warning("could not audit a refused oversized %s", scope["path"])
-
-
-class _TooLarge(Exception):
-    pass
 
 
 class TrustedHosts:

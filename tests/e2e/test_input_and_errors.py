@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import httpx
 import pytest
 
 from devstack.stack import Stack
@@ -118,3 +120,33 @@ def test_control_characters_are_refused_and_never_split_a_log_line(
         assert not [line for line in log.splitlines() if line.startswith("2026-01-01")]
         for raw in ("\x00", "\x07", "\u202e"):
             assert raw not in log, app
+
+
+def test_an_oversized_chunked_body_gets_the_same_413_audited(flow: Flow) -> None:
+    def audit(**params: str) -> httpx.Response:
+        resp = flow.http.get(f"{flow.orders}/audit", params=params)
+        assert resp.status_code == 200, resp.text
+        return resp
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: Transfer-Encoding: chunked
+        yield b'{"order_id": "big", "customer_id": "c-1", "items": ['
+        for _ in range(100):
+            yield b'{"sku": "' + b"x" * 1000 + b'", "quantity": 1},'
+        yield b"]}"
+
+    last_seq = audit(limit="1").headers["x-audit-last-seq"]
+    # Refusals of unidentified callers are audited up to a burst per client address, which
+    # earlier tests spent for 127.0.0.1: this upload comes from a loopback address of its own.
+    octets = secrets.token_bytes(3)
+    source = httpx.HTTPTransport(local_address="127." + ".".join(str(1 + b % 254) for b in octets))
+    with httpx.Client(transport=source, timeout=30) as uploader:
+        for content in (chunks(), b"".join(chunks())):  # chunked, then with a Content-Length
+            resp = uploader.post(
+                f"{flow.orders}/orders",
+                content=content,
+                headers={"content-type": "application/json", **bearer("operator")},
+            )
+            assert resp.status_code == 413, resp.text
+            assert resp.json() == {"detail": "request body is larger than 65536 bytes"}
+    refused = audit(after_seq=last_seq, action="POST /orders", outcome="refused 413").json()
+    assert [r["outcome"] for r in refused] == ["refused 413: body larger than 65536 bytes"] * 2

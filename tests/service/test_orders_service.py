@@ -123,6 +123,30 @@ def test_oversized_body_is_refused_early_and_audited(client: AppFactory) -> None
     ]
 
 
+def test_oversized_chunked_body_gets_the_same_413_audited(client: AppFactory, gateway) -> None:
+    small = client(create_app, ServiceSettings(app_id="orders", max_body_bytes=100))
+
+    def chunks():  # no Content-Length: Transfer-Encoding: chunked
+        yield b'{"order_id": "o-1", "customer_id": "c", '
+        yield b'"amount": "10", "currency": "EUR", "items": [' + b" " * 80 + b"]}"
+
+    for path in ("/orders", "/events/orders"):
+        resp = small.post(path, content=chunks(), headers={"content-type": "application/json"})
+        assert resp.status_code == 413 and "larger than 100 bytes" in resp.json()["detail"]
+    outcomes = [(e["action"], e["outcome"]) for e in small.get("/audit").json()]
+    assert outcomes == [
+        ("POST /orders", "refused 413: body larger than 100 bytes"),
+        ("POST /events/orders", "refused 413: body larger than 100 bytes"),
+    ]
+    assert not gateway.publisher.published and not gateway.workflows.scheduled
+    within = small.post(
+        "/orders",
+        content=iter([b'{"order_id": "o-1"', b"}"]),
+        headers={"content-type": "application/json"},
+    )
+    assert within.status_code == 422 and "customer_id: Field required" in within.json()["detail"]
+
+
 def test_app_token_guards_the_subscription_routes(client: AppFactory, gateway) -> None:
     guarded = client(create_app, ServiceSettings(app_id="orders", app_api_token="s3cret"))
     assert deliver(guarded, "orders", ORDER)["detail"] == "missing or wrong dapr-api-token"
