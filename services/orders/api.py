@@ -25,6 +25,7 @@ from control import instances
 from control.auditing import audited
 from control.management import MAX_WAIT_S, WorkflowRules, management_router
 from orders import readmodel
+from orders.domain import conflict, content_of, differences
 from orders.readmodel import OrderRecord, RecordStatus
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
@@ -35,7 +36,7 @@ from orders.workflows import (
     instance_id,
 )
 from plumbing.auth import Operator, Reader
-from plumbing.gateway import Gateway, InstanceState, NotFound, workflows_of
+from plumbing.gateway import Gateway, InstanceState, NotFound, StateStore, workflows_of
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
 from plumbing.web import GatewayDep, InvalidInput
@@ -50,9 +51,27 @@ def seen_key(order_id: str) -> str:
 DUPLICATE = "duplicate order"
 
 
+def content_key(order_id: str) -> str:
+    return f"order-content:{order_id}"
+
+
+def claim_content(state: StateStore, order: OrderPlaced) -> tuple[bool, list[str]]:
+    """Record what the order id stands for, first come first kept: (recorded by this call,
+    how `order` differs from what was recorded before)."""
+    content = content_of(order)
+    if state.claim(content_key(order.order_id), content):
+        return True, []
+    first, _ = state.get(content_key(order.order_id))
+    return False, differences(first, content) if first else []
+
+
 def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced) -> Answer:
     """Record the order as accepted, then schedule one order_workflow per order id, however
-    often the message arrives."""
+    often the message arrives; the same id with other content is a conflicting duplicate
+    (dead-lettered and audited)."""
+    _, differ = claim_content(gateway.state, order)
+    if differ:
+        return Answer.refuse(f"conflicting duplicate: {'; '.join(differ)}")
     iid = instance_id(order.order_id)
     seen, _ = gateway.state.get(seen_key(order.order_id))
     if (seen or {}).get("status") != "scheduled":  # not a redelivery of a started order
@@ -184,6 +203,9 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     def start_order(data: Any) -> tuple[str, Any]:
         """An operator starts an order as if it had arrived on the topic: server policy."""
         order = parse_order(data, settings)
+        _, differ = claim_content(gw().state, order)
+        if differ:
+            raise conflict(order.order_id, differ)
 
         def begin(gateway: Gateway) -> bool:
             return accept_order(gateway, settings, order).reason != DUPLICATE
@@ -213,8 +235,17 @@ def place_order(
     body.setdefault("placed_at", datetime.now(UTC).isoformat())
     order = parse_order(body, settings)
     text = price_of(order, settings)
-    with audited(request, target=order.order_id, reason=text):
-        gateway.publisher.publish(ORDERS, order)
+    # The subscription claims the id only later: what it stands for is checked here, first.
+    recorded, differ = claim_content(gateway.state, order)
+    if differ:
+        raise conflict(order.order_id, differ)
+    try:
+        with audited(request, target=order.order_id, reason=text):
+            gateway.publisher.publish(ORDERS, order)
+    except Exception:
+        if recorded:  # not placed after all: a corrected retry must not meet a 409
+            gateway.state.delete(content_key(order.order_id))
+        raise
     return {
         "order_id": order.order_id,
         "instance_id": instance_id(order.order_id),

@@ -3,7 +3,7 @@
 A subscription parses the raw body itself (never FastAPI's 422, which Dapr would retry
 forever), hands a validated message to a plain handler in the threadpool, and maps the outcome:
 
-  handler returns Answer          -> that answer
+  handler returns Answer          -> that answer (Answer.refuse: DROP, and audited)
   BadEnvelope / BadPayload        -> DROP (the sidecar moves it to the dead-letter topic)
   Unverified (must be signed)     -> DROP, and audited: someone published what only a trusted
                                      service may (a forged decision or approval outcome)
@@ -59,6 +59,7 @@ class Verdict(StrEnum):
 class Answer:
     verdict: Verdict
     reason: str = ""
+    audited: bool = False  # a refusal someone should be able to find: in the audit log too
 
     @classmethod
     def success(cls, reason: str = "") -> Answer:
@@ -71,6 +72,12 @@ class Answer:
     @classmethod
     def drop(cls, reason: str) -> Answer:
         return cls(Verdict.DROP, reason)
+
+    @classmethod
+    def refuse(cls, reason: str) -> Answer:
+        """DROP, and audited (e.g. a conflicting duplicate: someone sent two different things
+        under one id)."""
+        return cls(Verdict.DROP, reason, audited=True)
 
 
 Handler = Callable[[M], Answer]
@@ -129,7 +136,8 @@ def make_endpoint(
     def record_forgery(
         audit: AuditLog, caller: str, kind: str, outcome: str, target: str = topic
     ) -> None:
-        """Audit a delivery refused as forged; a flood of them is counted per `caller`."""
+        """Audit a refused delivery (forged, or refused by its handler); a flood of them is
+        counted per `caller`."""
         try:
             audit.append_refusal(
                 caller,
@@ -185,6 +193,15 @@ def make_endpoint(
                 answer = Answer.retry("unexpected error")
         if answer.verdict is Verdict.DROP:
             await run_in_threadpool(record_drop, event_id, answer.reason)
+        if answer.audited:  # also from whoever holds a sidecar token: count per topic
+            await run_in_threadpool(
+                record_forgery,
+                audit,
+                f"refused deliveries on {topic}",
+                "refused",
+                f"refused: {answer.reason}",
+                event_id,
+            )
         level = logging.INFO if answer.verdict is Verdict.SUCCESS else logging.WARNING
         log.log(
             level,

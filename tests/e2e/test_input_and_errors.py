@@ -150,3 +150,30 @@ def test_an_oversized_chunked_body_gets_the_same_413_audited(flow: Flow) -> None
             assert resp.json() == {"detail": "request body is larger than 65536 bytes"}
     refused = audit(after_seq=last_seq, action="POST /orders", outcome="refused 413").json()
     assert [r["outcome"] for r in refused] == ["refused 413: body larger than 65536 bytes"] * 2
+
+
+def test_the_same_order_id_with_other_content_is_refused_saying_what_differs(flow: Flow) -> None:
+    order_id = unique("o")
+    order = {"order_id": order_id, "customer_id": "c-1", "amount": "40", "currency": "EUR"}
+    for _ in range(2):  # an identical duplicate is harmless
+        assert flow.http.post(f"{flow.orders}/orders", json=order).status_code == 202
+    other = flow.http.post(f"{flow.orders}/orders", json=order | {"amount": "45"})
+    assert other.status_code == 409
+    assert "(amount 45.00, was 40.00)" in other.json()["detail"]
+    flow.finished(order_id)
+    # Over the topic: dead-lettered with the reason, and audited.
+    flow.publish(flow.order_message("46.00", customer="c-2", order_id=order_id), "orders")
+    (kept,) = eventually(
+        lambda: [
+            i
+            for i in flow.http.get(f"{flow.orders}/deadletters", params={"topic": "orders"}).json()
+            if i["event_id"] == order_id
+        ],
+        what="the conflicting duplicate in the orders app's dead letters",
+    )
+    reason = "conflicting duplicate: customer_id c-2, was c-1; amount 46.00, was 40.00"
+    assert kept["reason"] == reason
+    (audited,) = flow.http.get(
+        f"{flow.orders}/audit", params={"target": order_id, "action": "deliver orders"}
+    ).json()
+    assert audited["outcome"] == f"refused: {reason}"

@@ -1,6 +1,7 @@
 import json
 import secrets
 from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 from fastapi.testclient import TestClient
@@ -395,4 +396,62 @@ def test_an_order_message_with_control_characters_is_dropped_with_the_reason(
         "(line breaks and tabs included) or bidirectional overrides; found U+000A (line feed) "
         "at character 4"
     )
+    assert not gateway.workflows.scheduled
+
+
+def test_the_same_order_id_with_other_content_is_a_409_saying_what_differs(
+    orders: TestClient, gateway
+) -> None:
+    first = place(orders, "10", "EUR", "o-8")
+    assert first.status_code == 202
+    assert place(orders, "10.00", "EUR", "o-8").status_code == 202  # identical: harmless
+    again = place(orders, "20", "EUR", "o-8")
+    assert again.status_code == 409
+    assert again.json()["detail"] == (
+        "order o-8 was placed already with other content (amount 20.00, was 10.00); an "
+        "identical order is accepted again, a different one needs a new order_id"
+    )
+    assert [m.amount for m in gateway.publisher.to("orders")] == [Decimal("10.00")] * 2
+    assert orders.get("/audit").json()[-1]["outcome"].startswith("refused 409: order o-8 was")
+    # Over the topic, the first one is the order; the conflicting one is dead-lettered.
+    (placed, _) = gateway.publisher.to("orders")
+    assert deliver(orders, "orders", placed)["status"] == "SUCCESS"
+    other = OrderPlaced.model_validate(
+        placed.model_dump() | {"customer_id": "c-2", "items": [{"sku": "s-1", "quantity": 2}]}
+    )
+    answer = deliver(orders, "orders", other)
+    assert answer == {
+        "status": "DROP",
+        "reason": "conflicting duplicate: customer_id c-2, was c; items [s-1 x2], were none",
+    }
+    assert len(gateway.workflows.scheduled) == 1
+    (audited,) = orders.get("/audit", params={"action": "deliver orders"}).json()
+    assert (audited["target"], audited["outcome"]) == ("o-8", f"refused: {answer['reason']}")
+
+
+def test_an_identical_duplicate_on_the_topic_stays_harmless(orders: TestClient, gateway) -> None:
+    assert deliver(orders, "orders", ORDER)["status"] == "SUCCESS"
+    later = ORDER.model_copy(update={"placed_at": datetime(2026, 1, 6, tzinfo=UTC)})
+    assert deliver(orders, "orders", later) == {"status": "SUCCESS", "reason": "duplicate order"}
+    assert orders.get("/audit").json() == []
+
+
+def test_an_order_that_was_not_published_does_not_block_a_corrected_one(
+    orders: TestClient, gateway
+) -> None:
+    gateway.publisher.down = True
+    assert place(orders, "10", "EUR", "o-4").status_code == 503
+    gateway.publisher.down = False
+    assert place(orders, "12", "EUR", "o-4").status_code == 202
+
+
+def test_an_operator_start_with_other_content_is_a_409(orders: TestClient, gateway) -> None:
+    assert place(orders, "10", "EUR", "o-3").status_code == 202
+    body = {
+        "name": "order_workflow",
+        "input": {"order_id": "o-3", "customer_id": "c", "amount": "11", "currency": "EUR"}
+        | {"placed_at": NOW.isoformat()},
+    }
+    resp = orders.post("/workflows", json=body)
+    assert resp.status_code == 409 and "amount 11.00, was 10.00" in resp.json()["detail"]
     assert not gateway.workflows.scheduled
