@@ -63,9 +63,7 @@ def open_dapr(
     )
     res = DaprResources(gateway, [client.close])
     if workflows:
-        from dapr.ext.workflow import DaprWorkflowClient, WorkflowRuntime
-
-        runtime = WorkflowRuntime()
+        runtime = new_workflow_runtime()
         for name, fn in workflows.items():
             runtime.register_workflow(fn, name=name)
         for name, fn in (activities(gateway) if activities else {}).items():
@@ -73,11 +71,36 @@ def open_dapr(
         runtime.start()
         res.workflow_runtime = runtime
         res.closers.append(runtime.shutdown)
-        wf_client = DaprWorkflowClient()
+        wf_client = new_workflow_client()
         res.closers.append(wf_client.close)
         gateway.workflows = DaprWorkflows(wf_client)
         log.info("workflow runtime started: %s", ", ".join(workflows))
     return res
+
+
+def sdk_logger_options() -> Any:
+    """The workflow SDK's loggers write through the root logger's handler, once.
+
+    By default the SDK gives each of its loggers (WorkflowRuntime, DaprWorkflowClient,
+    durabletask-worker, durabletask-client) a StreamHandler of its own, and they propagate to
+    the root logger as well: every line came out twice, once in each format."""
+    from dapr.ext.workflow.logger import LoggerOptions
+
+    return LoggerOptions(log_handler=logging.NullHandler())
+
+
+def new_workflow_runtime() -> Any:
+    """A WorkflowRuntime for the app's sidecar (it connects when started)."""
+    from dapr.ext.workflow import WorkflowRuntime
+
+    return WorkflowRuntime(logger_options=sdk_logger_options())
+
+
+def new_workflow_client() -> Any:
+    """A DaprWorkflowClient for the app's sidecar."""
+    from dapr.ext.workflow import DaprWorkflowClient
+
+    return DaprWorkflowClient(logger_options=sdk_logger_options())
 
 
 class KeyConfigError(ValueError):

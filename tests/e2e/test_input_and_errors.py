@@ -177,3 +177,11 @@ def test_the_same_order_id_with_other_content_is_refused_saying_what_differs(flo
         f"{flow.orders}/audit", params={"target": order_id, "action": "deliver orders"}
     ).json()
     assert audited["outcome"] == f"refused: {reason}"
+
+
+def test_the_workflow_sdk_s_log_lines_appear_once(stack: Stack) -> None:
+    for app in ("orders", "approvals"):
+        log = app_log(stack, app)
+        assert log.count("Starting gRPC worker that connects to") == 1, app
+        assert log.count("Registering workflow") == 1, app
+        assert f"{app} INFO durabletask-worker: Starting gRPC worker" in log  # in our format
