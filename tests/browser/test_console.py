@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -75,11 +76,13 @@ def render(chromium: str, url: str, screenshot: Path | None = None) -> str:
 def location_after_load(chromium: str, url: str, until: str) -> str:
     """The page's URL as Chromium shows it, once it starts with `until` and carries no token."""
     live = [chromium, *(f for f in FLAGS if not f.startswith("--virtual-time-budget"))]
-    with tempfile.TemporaryDirectory() as profile:
+    # Chromium's helper processes may still be writing the profile as it shuts down.
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         browser = subprocess.Popen(
             [*live, f"--user-data-dir={profile}", "--remote-debugging-port=0", url],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
@@ -99,7 +102,7 @@ def location_after_load(chromium: str, url: str, until: str) -> str:
 
             return eventually(page_url, timeout=30, what=f"{until} without the token")
         finally:
-            browser.terminate()
+            os.killpg(browser.pid, signal.SIGTERM)  # Chromium and its helpers
             browser.wait(timeout=30)
 
 
