@@ -280,18 +280,20 @@ def get_order(
     brought up to date with its workflow while that exists.
 
     The system is eventually consistent: an order just placed may not be recorded yet (404).
-    `wait` polls until it is, and `until` until it reached a status or a later one (or ended);
-    `reached` then says whether it did before the wait ran out."""
+    `wait` polls until it is, and `until` until it reached a status or a later one on the way
+    to completion, or ended another way; `reached` then says whether it got to `until` (an order
+    that ended rejected never reaches `completed`) and `ended` whether it has ended."""
     deadline = time.monotonic() + wait
     while True:
         shown = _read_order(gateway, order_id)
         reached = shown is not None and (until is None or _reached(shown["status"], until))
-        if reached or time.monotonic() >= deadline:
+        ended = shown is not None and RecordStatus(shown["status"]) in readmodel.ENDED
+        if reached or ended or time.monotonic() >= deadline:
             break
         time.sleep(POLL_S)
     if shown is None:
         raise NotFound(f"no order {order_id!r}" + (f" after waiting {wait:g}s" if wait else ""))
-    return shown | ({"reached": reached} if until is not None else {})
+    return shown | ({"reached": reached, "ended": ended} if until is not None else {})
 
 
 def _read_order(gateway: Gateway, order_id: str) -> dict[str, Any] | None:
@@ -304,5 +306,10 @@ def _read_order(gateway: Gateway, order_id: str) -> dict[str, Any] | None:
 
 
 def _reached(status: str, until: RecordStatus) -> bool:
+    """At `until`, or past it on the way to completion (completed is past every step)."""
     now = RecordStatus(status)
-    return now in readmodel.ENDED or readmodel.rank(now) >= readmodel.rank(until)
+    if now == until:
+        return True
+    if now in readmodel.ENDED:
+        return now is RecordStatus.COMPLETED and until not in readmodel.ENDED
+    return until not in readmodel.ENDED and readmodel.rank(now) >= readmodel.rank(until)

@@ -170,14 +170,19 @@ def test_wait_until_stops_at_an_end_the_order_will_not_leave(orders: TestClient,
     step(gateway, "rejected", detail="over budget", result={"status": "rejected"})
     shown = orders.get("/orders/o-1", params={"wait": 30, "until": "completed"})
     assert shown.status_code == 200 and shown.json()["status"] == "rejected"
-    assert shown.json()["reached"] is True  # it will never be completed: the wait is over
+    # The wait is over (it will never be completed), but it did not get there.
+    assert (shown.json()["reached"], shown.json()["ended"]) == (False, True)
+    rejected = orders.get("/orders/o-1", params={"wait": 1, "until": "rejected"}).json()
+    assert (rejected["reached"], rejected["ended"]) == (True, True)
+    approved = orders.get("/orders/o-1", params={"wait": 1, "until": "approved"}).json()
+    assert approved["reached"] is False  # rejected is not past approved
 
 
 def test_a_wait_that_runs_out_answers_what_there_is(orders: TestClient, gateway) -> None:
     deliver(orders, "orders", ORDER)
     shown = orders.get("/orders/o-1", params={"wait": 0.3, "until": "completed"})
     assert shown.status_code == 200 and shown.json()["status"] == "accepted"
-    assert shown.json()["reached"] is False
+    assert (shown.json()["reached"], shown.json()["ended"]) == (False, False)
     assert "reached" not in orders.get("/orders/o-1").json()
     gone = orders.get("/orders/o-2", params={"wait": 0.3})
     assert gone.status_code == 404 and gone.json()["detail"] == "no order 'o-2' after waiting 0.3s"

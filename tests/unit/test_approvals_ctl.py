@@ -1,6 +1,7 @@
 """approvals-ctl against a tiny loopback server that records what it was sent."""
 
 import io
+import argparse
 import json
 import threading
 from collections.abc import Iterator
@@ -139,3 +140,24 @@ def test_terminate_at_a_terminal_says_what_it_is_for_and_asks_first(
     assert TERMINATE_WARNING in out.err and "Terminate order-o-1? [y/N]" in out.out
     # "y" goes on to the server (which answers 500 here: exit 1)
     assert seen == ([] if not sent else ["POST /workflows/order-o-1/terminate"])
+
+
+def leaf_parsers(p: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> list:
+    """Every command's own parser, with the words that reach it."""
+    found = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                found += leaf_parsers(sub, (*path, name))
+    return found or [(path, p)]
+
+
+def test_every_command_takes_the_global_options_after_it() -> None:
+    from approvals_ctl.__main__ import parser
+
+    leaves = leaf_parsers(parser())
+    assert len(leaves) >= 18
+    for path, leaf in leaves:
+        options = {o for a in leaf._actions for o in a.option_strings}
+        missing = {"--json", "--token", "--app", "--orders-url", "--approvals-url"} - options
+        assert not missing, f"{' '.join(path)} lacks {sorted(missing)} after the command"

@@ -211,6 +211,7 @@ def parser() -> argparse.ArgumentParser:
     place.add_argument("--currency", default="EUR", help="ISO 4217 code the policy accepts")
     oget = order.add_parser(
         "get",
+        parents=[common],
         help="show one order",
         description="show one order (orders app): its status, approval stage, amount, result "
         "and times; it outlives its workflow. Reads are eventually consistent: --wait waits "
@@ -234,13 +235,15 @@ def parser() -> argparse.ArgumentParser:
             "cancelled",
             "terminated",
         ],
-        help="with --wait: until the order is at this status or later (or has ended)",
+        help="with --wait: until the order is at this status or past it on the way to "
+        "completion; exit 1 if it ended another way or the wait ran out",
     )
     approval = sub.add_parser("approval", help="approvals: get").add_subparsers(
         dest="verb", required=True
     )
     aget = approval.add_parser(
         "get",
+        parents=[common],
         help="show one approval",
         description="show one order's approval (approvals app): tier, stage, due time and the "
         "decision log; --wait waits for an approval just requested to appear",

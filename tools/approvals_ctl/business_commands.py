@@ -57,7 +57,8 @@ def cmd_order_get(c: Client, a: argparse.Namespace) -> int:
     out = c.call("GET", f"/orders/{a.order_id}", app="orders", params=params)
     _show(a, out, _fields(out, skip=("workflow",)))
     if a.until and not out.get("reached"):
-        print(f"error: order {a.order_id} is {out['status']}, not {a.until} yet", file=sys.stderr)
+        how = "ended" if out.get("ended") else "is"
+        print(f"error: order {a.order_id} {how} {out['status']}, not {a.until}", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK
 
