@@ -1,7 +1,7 @@
 """approvals-ctl against a tiny loopback server that records what it was sent."""
 
-import io
 import argparse
+import io
 import json
 import threading
 from collections.abc import Iterator

@@ -58,7 +58,11 @@ def cmd_order_get(c: Client, a: argparse.Namespace) -> int:
     _show(a, out, _fields(out, skip=("workflow",)))
     if a.until and not out.get("reached"):
         how = "ended" if out.get("ended") else "is"
-        print(f"error: order {a.order_id} {how} {out['status']}, not {a.until}", file=sys.stderr)
+        still = "" if out.get("ended") else " yet"
+        print(
+            f"error: order {a.order_id} {how} {out['status']}, not {a.until}{still}",
+            file=sys.stderr,
+        )
         return EXIT_FAIL
     return EXIT_OK
 
