@@ -8,6 +8,7 @@ from pydantic import BaseModel
 
 from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
 from contracts.money import describe_price
+from contracts.timestamps import UtcDatetime
 
 
 class Notification(BaseModel):
@@ -22,8 +23,8 @@ class Notification(BaseModel):
     audience: str  # "approvers:manager", "approvers:vp" or "customer"
     subject: str
     text: str
-    at: datetime
-    due_at: datetime | None = None
+    at: UtcDatetime
+    due_at: UtcDatetime | None = None
 
 
 def for_approval_request(msg: ApprovalRequested, sent_at: datetime) -> Notification:

@@ -32,6 +32,9 @@ STUMBLES = [
     "Internal Server Error",
     '"detail":"Not Found"',  # a route that does not exist
     "error: unrecognized arguments",
+    "worth retrying",  # a 5xx in our own words
+    "missing or wrong",  # a sidecar or app token refused
+    "after waiting",  # a read that waited and found nothing
 ]
 
 

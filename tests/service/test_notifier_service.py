@@ -209,3 +209,15 @@ def test_approvers_are_told_an_amount_with_more_places_than_babel_gives_as_accep
     assert note["text"].startswith(
         "Order o-3 for 1500000.875 IQD (990.00 EUR; 1 IQD = 0.00066 EUR as of 2026-11-20) "
     )
+
+
+def test_notification_times_are_utc_whatever_zone_the_sender_used() -> None:
+    from datetime import timedelta, timezone
+
+    from notifier.domain import for_status_change
+
+    east = timezone(timedelta(hours=2))
+    msg = OrderStatusChanged(
+        order_id="o-tz", status=OrderStatus.COMPLETED, at=datetime(2026, 11, 23, 12, 0, tzinfo=east)
+    )
+    assert for_status_change(msg).model_dump(mode="json")["at"] == "2026-11-23T10:00:00Z"
