@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+import grpc
 import httpx
 import pytest
 
@@ -111,3 +115,72 @@ def test_only_its_own_sidecar_can_read_an_apps_signing_key(stack: Stack) -> None
             assert read(other, f"{signer}-keys", "signing-key") >= 400
             assert read(other, "localsecretstore", f"{signer}-verify-keys") == 200
     assert read("orders", "localsecretstore", "not-listed") >= 400  # secret scopes
+
+
+def internal_call_actor(port: int, actor_type: str, actor_id: str, method: str, data: bytes) -> Any:
+    """CallActor on a sidecar's internal (sidecar-to-sidecar) gRPC API, with no credentials:
+    what any local process could send. The request is encoded by hand from Dapr's
+    dapr/proto/internals/v1/service_invocation.proto (the SDK does not ship that proto)."""
+    from dapr.proto.common.v1 import common_pb2
+    from google.protobuf import any_pb2
+
+    def field(number: int, payload: bytes) -> bytes:  # a length-delimited field
+        return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+    invoke = common_pb2.InvokeRequest(method=method, data=any_pb2.Any(value=data))
+    actor = field(1, actor_type.encode()) + field(2, actor_id.encode())
+    request = _varint(1 << 3) + _varint(1) + field(3, invoke.SerializeToString()) + field(4, actor)
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary(
+            "/dapr.proto.internals.v1.ServiceInvocation/CallActor",
+            request_serializer=lambda b: b,
+            response_deserializer=lambda b: b,
+        )
+        return call(request, timeout=10)
+
+
+def _varint(n: int) -> bytes:
+    out = b""
+    while True:
+        byte, n = n & 0x7F, n >> 7
+        out += bytes([byte | (0x80 if n else 0)])
+        if not n:
+            return out
+
+
+def test_a_local_process_cannot_raise_events_through_a_sidecars_internal_port(
+    flow: Flow, stack: Stack
+) -> None:
+    """The sidecars run without mTLS locally; the workflow access policy makes Dapr refuse an
+    unauthenticated sidecar-to-sidecar call into a workflow (components/workflow-access.yaml)."""
+    import dapr.ext.workflow._durabletask.internal.protos as pb
+    from google.protobuf import timestamp_pb2, wrappers_pb2
+
+    order = flow.place("9000.00")
+    flow.pending(order.order_id, tier="vp")
+    outcome = {
+        "order_id": order.order_id,
+        "outcome": "approved",
+        "decided_by": "val",
+        "tier": "vp",
+        "reason": "",
+        "decided_at": datetime.now(UTC).isoformat(),
+    }
+    event = pb.HistoryEvent(
+        eventId=-1,
+        timestamp=timestamp_pb2.Timestamp(seconds=int(datetime.now(UTC).timestamp())),
+        eventRaised=pb.EventRaisedEvent(
+            name="approval_outcome", input=wrappers_pb2.StringValue(value=json.dumps(outcome))
+        ),
+    )
+    with pytest.raises(grpc.RpcError) as refused:
+        internal_call_actor(
+            stack.apps["orders"].internal_grpc_port,
+            "dapr.internal.default.orders.workflow",
+            f"order-{order.order_id}",
+            "AddWorkflowEvent",
+            event.SerializeToString(),
+        )
+    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value
+    time.sleep(2)  # give a wrongly accepted event time to complete the order
+    assert flow.order(order.order_id)["workflow_status"] == "RUNNING"

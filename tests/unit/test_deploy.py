@@ -30,6 +30,9 @@ def test_kubernetes_resources_keep_the_scopes_and_policies_of_components() -> No
         }
         assert local["Component", name]["scopes"] == cluster["Component", name]["scopes"]
     assert local["Resiliency", "resiliency"]["spec"] == cluster["Resiliency", "resiliency"]["spec"]
+    policy = ("WorkflowAccessPolicy", "own-workflows-only")
+    assert local[policy]["spec"] == cluster[policy]["spec"]
+    assert local[policy]["scopes"] == cluster[policy]["scopes"]
 
 
 def test_every_app_of_dapr_yaml_is_deployed_with_a_sidecar() -> None:

@@ -38,6 +38,8 @@ class App:
     app_port: int
     http_port: int
     grpc_port: int
+    # The sidecar's internal (sidecar-to-sidecar) gRPC port, on loopback.
+    internal_grpc_port: int = 0
     dapr_api_token: str = field(default="", repr=False)
     app_api_token: str = field(default="", repr=False)
 

@@ -272,6 +272,7 @@ class Stack:
                 self._port(app.app_port, f"{app.app_id} app"),
                 self._port(app.http_port, f"{app.app_id} sidecar HTTP"),
                 self._port(app.grpc_port, f"{app.app_id} sidecar gRPC"),
+                internal_grpc_port=self._free(),
                 dapr_api_token=secrets.token_urlsafe(32),
                 app_api_token=secrets.token_urlsafe(32),
             )
@@ -300,7 +301,7 @@ class Stack:
                     "--dapr-grpc-port",
                     str(ports.grpc_port),
                     "--dapr-internal-grpc-port",
-                    str(self._free()),
+                    str(ports.internal_grpc_port),
                     "--dapr-internal-grpc-listen-address",
                     LOOPBACK,
                     "--dapr-listen-addresses",
