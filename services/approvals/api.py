@@ -25,7 +25,7 @@ from plumbing.auth import Approver, Reader, Role
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
-from plumbing.web import GatewayDep
+from plumbing.web import GatewayDep, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +174,7 @@ def get_approval(
     order_id: BusinessId,
     gateway: GatewayDep,
     _: Reader,
+    waiting: Waiting,
     wait: Annotated[
         float,
         Query(ge=0, le=MAX_WAIT_S, description="seconds to wait for it to exist; at most 60"),
@@ -184,9 +185,10 @@ def get_approval(
     An approval exists a moment after its order asked for it (it arrives on a topic): `wait`
     polls until it does instead of answering 404 at once."""
     deadline = time.monotonic() + wait
-    while (view := load_view(gateway.state, order_id)) is None:
-        if time.monotonic() >= deadline:
-            after = f" after waiting {wait:g}s" if wait else ""
-            raise UnknownApproval(f"no approval for order {order_id!r}{after}")
-        time.sleep(POLL_S)
+    with waiting.slot(wait):
+        while (view := load_view(gateway.state, order_id)) is None:
+            if time.monotonic() >= deadline:
+                after = f" after waiting {wait:g}s" if wait else ""
+                raise UnknownApproval(f"no approval for order {order_id!r}{after}")
+            time.sleep(POLL_S)
     return view

@@ -31,7 +31,9 @@ from plumbing.subscriptions import dead_letters_router
 from plumbing.web import (
     BodyLimit,
     InvalidInput,
+    TooManyWaiting,
     TrustedHosts,
+    WaitingReads,
     configure_logging,
     health_router,
 )
@@ -154,6 +156,7 @@ def build_app(
         redoc_url="/redoc" if settings.development else None,
     )
     app.state.settings = settings
+    app.state.waiting_reads = WaitingReads()
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
 
@@ -172,6 +175,7 @@ def build_app(
         {
             **(errors or {}),
             InvalidInput: 422,
+            TooManyWaiting: 429,
             Unauthenticated: 401,
             Forbidden: 403,
             NotFound: 404,

@@ -39,7 +39,7 @@ from plumbing.auth import Operator, Reader
 from plumbing.gateway import Gateway, InstanceState, NotFound, StateStore, workflows_of
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
-from plumbing.web import GatewayDep, InvalidInput
+from plumbing.web import GatewayDep, InvalidInput, Waiting
 
 log = logging.getLogger(__name__)
 
@@ -263,6 +263,7 @@ def get_order(
     order_id: BusinessId,
     gateway: GatewayDep,
     _: Reader,
+    waiting: Waiting,
     wait: Annotated[
         float,
         Query(
@@ -284,13 +285,14 @@ def get_order(
     to completion, or ended another way; `reached` then says whether it got to `until` (an order
     that ended rejected never reaches `completed`) and `ended` whether it has ended."""
     deadline = time.monotonic() + wait
-    while True:
-        shown = _read_order(gateway, order_id)
-        reached = shown is not None and (until is None or _reached(shown["status"], until))
-        ended = shown is not None and RecordStatus(shown["status"]) in readmodel.ENDED
-        if reached or ended or time.monotonic() >= deadline:
-            break
-        time.sleep(POLL_S)
+    with waiting.slot(wait):
+        while True:
+            shown = _read_order(gateway, order_id)
+            reached = shown is not None and (until is None or _reached(shown["status"], until))
+            ended = shown is not None and RecordStatus(shown["status"]) in readmodel.ENDED
+            if reached or ended or time.monotonic() >= deadline:
+                break
+            time.sleep(POLL_S)
     if shown is None:
         raise NotFound(f"no order {order_id!r}" + (f" after waiting {wait:g}s" if wait else ""))
     return shown | ({"reached": reached, "ended": ended} if until is not None else {})

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import IO, Annotated
 
 import httpx
@@ -201,3 +203,39 @@ def health_router(
         return JSONResponse({"status": "ready"})
 
     return router
+
+
+class TooManyWaiting(Exception):
+    """Too many reads are waiting already (429)."""
+
+
+class WaitingReads:
+    """At most `limit` reads wait at once: a read that waits holds a worker thread, and the
+    subscriptions share those threads, so long polls must never take them all."""
+
+    def __init__(self, limit: int = 8) -> None:
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    @contextmanager
+    def slot(self, wait: float) -> Iterator[None]:
+        """Hold a slot while a read waits; a read that does not wait needs none."""
+        if wait <= 0:
+            yield
+            return
+        if not self._slots.acquire(blocking=False):
+            raise TooManyWaiting(
+                f"{self.limit} reads are waiting already; try again in a moment, or read "
+                "without wait"
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
+
+def get_waiting_reads(request: Request) -> WaitingReads:
+    return request.app.state.waiting_reads  # type: ignore[no-any-return]
+
+
+Waiting = Annotated[WaitingReads, Depends(get_waiting_reads)]

@@ -409,3 +409,16 @@ def test_a_bulk_purge_keeps_every_order_s_outcome(client: AppFactory, gateway) -
     for n in range(3):
         body = admin.get(f"/orders/o-{n}").json()
         assert (body["status"], body["failure"]) == ("failed", "fulfilment crashed")
+
+
+def test_waiting_reads_are_bounded_so_subscriptions_keep_their_threads(
+    orders: TestClient,
+) -> None:
+    from plumbing.web import WaitingReads
+
+    orders.app.state.waiting_reads = slots = WaitingReads(limit=1)
+    with slots.slot(wait=1):  # another reader is waiting
+        busy = orders.get("/orders/o-404", params={"wait": 5})
+        assert busy.status_code == 429 and "reads are waiting already" in busy.json()["detail"]
+        assert orders.get("/orders/o-404").status_code == 404  # a read that does not wait
+    assert orders.get("/orders/o-404", params={"wait": 0.2}).status_code == 404
