@@ -182,6 +182,8 @@ def test_the_same_order_id_with_other_content_is_refused_saying_what_differs(flo
 def test_the_workflow_sdk_s_log_lines_appear_once(stack: Stack) -> None:
     for app in ("orders", "approvals"):
         log = app_log(stack, app)
-        assert log.count("Starting gRPC worker that connects to") == 1, app
-        assert log.count("Registering workflow") == 1, app
+        starts = log.count("Started server process")  # a test may have restarted the app
+        assert starts >= 1, app
+        assert log.count("Starting gRPC worker that connects to") == starts, app
+        assert log.count("Registering workflow") == starts, app
         assert f"{app} INFO durabletask-worker: Starting gRPC worker" in log  # in our format

@@ -150,6 +150,16 @@ class Proc:
         except OSError:
             return "(no log)"
 
+    def crash(self) -> None:
+        """SIGKILL the process group, as a crash would, and reap it."""
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        self.popen.wait(10)
+        if self._log:
+            self._log.close()
+
     def stop(self, grace: float = 10.0) -> None:
         """SIGTERM the process group, then SIGKILL after `grace` seconds."""
         if self.popen is None:

@@ -375,6 +375,24 @@ class Stack:
             lines.append(f"export {var}_DAPR_API_TOKEN={app.dapr_api_token}")
         write_private(self.run_dir / "tokens.env", "\n".join(lines) + "\n")
 
+    def restart(self, name: str, crash: bool = True) -> None:
+        """Kill one process (SIGKILL when `crash`) and start it again with the same arguments;
+        for an app, wait until it is ready again."""
+        (proc,) = [p for p in self.procs if p.name == name]
+        if crash:
+            proc.crash()
+        else:
+            proc.stop()
+        proc.start()
+        app = self.apps.get(name)
+        if app is not None:
+            proc.wait_ready(
+                partial(http_ok, f"{app.app_url}/readyz"),
+                f"ready at {app.app_url}/readyz",
+                READY_TIMEOUT,
+            )
+        say(f"{name}: restarted (pid {proc.pid})")
+
     def check_alive(self) -> None:
         """Raise if any process of the stack has exited."""
         for proc in self.procs:
