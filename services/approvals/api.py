@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 import uuid
@@ -13,8 +15,14 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide, why_not_decide
-from approvals.readmodel import list_index, load_view
-from approvals.workflows import APPROVAL_WORKFLOW, DECISION_EVENT, ApprovalInput, instance_id
+from approvals.readmodel import list_index, load_view, save_view
+from approvals.workflows import (
+    APPROVAL_WORKFLOW,
+    DECISION_EVENT,
+    INSTANCE_PREFIX,
+    ApprovalInput,
+    instance_id,
+)
 from contracts.messages import TRUSTED, ApprovalRequested, BusinessId, DecisionSubmitted, Tier
 from contracts.text import PlainText
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
@@ -22,7 +30,7 @@ from control import instances
 from control.auditing import audited
 from control.management import MAX_WAIT_S, WorkflowRules, management_router
 from plumbing.auth import Approver, Reader, Role
-from plumbing.gateway import Gateway
+from plumbing.gateway import Gateway, InstanceState
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
 from plumbing.web import GatewayDep, Waiting
@@ -84,6 +92,26 @@ class DecisionBody(BaseModel):
     reason: Annotated[PlainText, Field(max_length=1000)] = ""
 
 
+STATUS_FILTER = "^(pending|approved|rejected|expired|terminated|failed)$"
+
+
+def keep_ending(gateway: Gateway, state: InstanceState) -> None:
+    """An approval whose workflow was terminated (or failed) leaves the inbox: nobody can
+    decide it any more, so it must not read as pending."""
+    if state.status not in ("TERMINATED", "FAILED"):
+        return
+    view = load_view(gateway.state, state.instance_id.removeprefix(INSTANCE_PREFIX))
+    if view is None or view.status != "pending":
+        return
+    by, reason = None, ""
+    if state.output:
+        with contextlib.suppress(ValueError, TypeError, AttributeError):
+            ended = json.loads(state.output)
+            by, reason = ended.get("by"), str(ended.get("reason", ""))
+    change = {"status": state.status.lower(), "decided_by": by, "reason": reason}
+    save_view(gateway.state, view.model_copy(update=change))
+
+
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
     """Mount the subscriptions and routes on the app."""
 
@@ -111,7 +139,9 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         signed_by=keys_of(app, "approvals"),  # only the approvals API decides
     )
     app.include_router(router)
-    rules = WorkflowRules(started_by="an ApprovalRequested on the approval-requests topic")
+    rules = WorkflowRules(
+        started_by="an ApprovalRequested on the approval-requests topic", keep=keep_ending
+    )
     app.include_router(management_router({APPROVAL_WORKFLOW: rules}))
 
 
@@ -151,7 +181,9 @@ def post_decision(
 def inbox(
     gateway: GatewayDep,
     reader: Reader,
-    status: Annotated[str | None, Query(pattern="^(pending|approved|rejected|expired)$")] = None,
+    status: Annotated[
+        str | None, Query(pattern="^(pending|approved|rejected|expired|terminated|failed)$")
+    ] = None,
     tier: Tier | None = None,
 ) -> list[dict[str, Any]]:
     """Approvals by status and tier, soonest due first; each says whether the caller may

@@ -56,7 +56,7 @@ class ApprovalView(BaseModel):
     customer_id: str
     amount: str
     currency: str
-    status: str  # pending, approved, rejected, expired
+    status: str  # pending, approved, rejected, expired, terminated, failed
     tier: Tier
     stage: int
     due_at: UtcDatetime

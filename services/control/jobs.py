@@ -8,11 +8,13 @@ again.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -90,8 +92,14 @@ def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any],
     return job, targets
 
 
-# Keeps an instance's business outcome before its history is purged (WorkflowRules.keep).
+# Keeps an instance's business outcome when it is terminated and before its history is purged
+# (WorkflowRules.keep).
 Keeper = Callable[[Gateway, InstanceState], None]
+
+
+def as_terminated(state: InstanceState, output: dict[str, Any]) -> InstanceState:
+    """The instance as it is once the terminate it was just sent has taken effect."""
+    return replace(state, status="TERMINATED", output=json.dumps(output))
 
 
 def _keep_nothing(gateway: Gateway, state: InstanceState) -> None:
@@ -204,7 +212,9 @@ def _apply(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) -> str
         return f"skipped: {state.status}"
     if job["dry_run"]:
         return "would terminate"
-    wf.terminate(iid, terminated_output(job["job_id"], "stuck"))
+    output = terminated_output(job["job_id"], "stuck")
+    wf.terminate(iid, output)
+    keep(gateway, as_terminated(state, output))
     return "terminated"
 
 

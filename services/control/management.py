@@ -124,7 +124,8 @@ class WorkflowRules:
     # How an operator starts it from business input; None: it starts only from its topic.
     start: Starter | None = None
     started_by: str = "its business flow"
-    # Keeps its business outcome (in the app's own record) before its history is purged.
+    # Keeps its business outcome in the app's own record: when it is terminated, and before its
+    # history is purged.
     keep: jobs.Keeper | None = None
 
     def accepts(self, event: str) -> bool:
@@ -349,9 +350,10 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
         """Terminate a running, pending or suspended instance, with a reason (required).
 
         Its output records who terminated it and why; it is never a business outcome."""
-        wf = workflows_of(gateway_of(request))
+        gateway = gateway_of(request)
+        wf = workflows_of(gateway)
         output = jobs.terminated_output(operator.id, body.reason)
-        return _transition(
+        answer = _transition(
             request,
             instance_id,
             {"RUNNING", "PENDING", "SUSPENDED", "STALLED"},
@@ -360,6 +362,10 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             lambda: wf.terminate(instance_id, output),
             "TERMINATED",
         )
+        current = wf.state(instance_id)
+        if current is not None:  # the app's record says it ended so, not that it still waits
+            keep(gateway, jobs.as_terminated(current, output))
+        return answer
 
     @router.delete("/{instance_id}")
     def purge_workflow(instance_id: InstanceId, request: Request, _: Operator) -> dict[str, str]:

@@ -186,6 +186,10 @@ def test_bulk_terminate_of_stuck_approvals(flow: Flow) -> None:
     assert code == 0 and real["results"][iid] == "terminated"
     _, got = ctl(flow.stack, "viewer", "--app", "approvals", "get", iid)
     assert got["status"] == "TERMINATED"
+    approval = flow.approval(order.order_id)
+    assert approval is not None and approval["status"] == "terminated"  # out of the inbox
+    pending = flow.http.get(f"{flow.approvals}/approvals", params={"status": "pending"}).json()
+    assert order.order_id not in [r["order_id"] for r in pending]
 
 
 def test_authorisation_negatives_are_refused_and_audited(flow: Flow, tmp_path: Path) -> None:

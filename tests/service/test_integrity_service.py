@@ -219,3 +219,34 @@ def test_bob_may_not_approve_the_order_of_customer_Bob(client: AppFactory, gatew
     resp = manager.post("/approvals/o-9/decisions", json={"approved": True})
     assert resp.status_code == 403 and "their own order" in resp.json()["detail"]
     assert not gateway.publisher.published
+
+
+def test_a_terminated_approval_leaves_the_inbox_and_takes_no_decision(
+    client: AppFactory, gateway
+) -> None:
+    ops = client(approvals_app, ServiceSettings(app_id="approvals"), who="operator")
+    vp = client(approvals_app, ServiceSettings(app_id="approvals"), who="vp")
+    view = ApprovalView(
+        order_id="o-11",
+        customer_id="c-1",
+        amount="1200.00",
+        currency="EUR",
+        status="pending",
+        tier=Tier.MANAGER,
+        stage=1,
+        due_at=datetime.now(UTC),
+    )
+    save_view(gateway.state, view)
+    gateway.workflows.add("approval-o-11", name="approval_workflow")
+    assert [r["order_id"] for r in vp.get("/approvals?status=pending").json()] == ["o-11"]
+    stop = ops.post("/workflows/approval-o-11/terminate", json={"reason": "stuck"})
+    assert stop.status_code == 200
+    assert vp.get("/approvals?status=pending").json() == []
+    shown = vp.get("/approvals/o-11").json()
+    assert (shown["status"], shown["decided_by"], shown["reason"]) == (
+        "terminated",
+        "olga",
+        "stuck",
+    )
+    late = vp.post("/approvals/o-11/decisions", json={"approved": True})
+    assert late.status_code == 409 and not gateway.publisher.published
