@@ -203,11 +203,11 @@ def test_a_foreign_host_name_is_refused(ops: TestClient) -> None:
     assert ops.get("/healthz", headers={"host": "10.0.0.7:8101"}).status_code == 200
 
 
-def test_bob_may_not_approve_the_order_of_customer_Bob(client: AppFactory, gateway) -> None:
-    manager = client(approvals_app, ServiceSettings(app_id="approvals"), who="manager")
-    view = ApprovalView(
-        order_id="o-9",
-        customer_id="Bob",
+def pending_view(order_id: str, customer: str = "c-1") -> ApprovalView:
+    """An approval waiting for a manager, as the approval workflow records it."""
+    return ApprovalView(
+        order_id=order_id,
+        customer_id=customer,
         amount="1200.00",
         currency="EUR",
         status="pending",
@@ -215,7 +215,11 @@ def test_bob_may_not_approve_the_order_of_customer_Bob(client: AppFactory, gatew
         stage=1,
         due_at=datetime.now(UTC),
     )
-    save_view(gateway.state, view)
+
+
+def test_bob_may_not_approve_the_order_of_customer_Bob(client: AppFactory, gateway) -> None:
+    manager = client(approvals_app, ServiceSettings(app_id="approvals"), who="manager")
+    save_view(gateway.state, pending_view("o-9", customer="Bob"))
     resp = manager.post("/approvals/o-9/decisions", json={"approved": True})
     assert resp.status_code == 403 and "their own order" in resp.json()["detail"]
     assert not gateway.publisher.published
@@ -226,17 +230,7 @@ def test_a_terminated_approval_leaves_the_inbox_and_takes_no_decision(
 ) -> None:
     ops = client(approvals_app, ServiceSettings(app_id="approvals"), who="operator")
     vp = client(approvals_app, ServiceSettings(app_id="approvals"), who="vp")
-    view = ApprovalView(
-        order_id="o-11",
-        customer_id="c-1",
-        amount="1200.00",
-        currency="EUR",
-        status="pending",
-        tier=Tier.MANAGER,
-        stage=1,
-        due_at=datetime.now(UTC),
-    )
-    save_view(gateway.state, view)
+    save_view(gateway.state, pending_view("o-11"))
     gateway.workflows.add("approval-o-11", name="approval_workflow")
     assert [r["order_id"] for r in vp.get("/approvals?status=pending").json()] == ["o-11"]
     stop = ops.post("/workflows/approval-o-11/terminate", json={"reason": "stuck"})
