@@ -35,7 +35,11 @@ def harness(tier: str = "manager", policy: ApprovalPolicy = POLICY, **over: Any)
         "reason": "test",
         **over,
     }
-    inp = ApprovalInput(request=request, policy=policy.snapshot())
+    return harness_for(ApprovalInput(request=request, policy=policy.snapshot()))
+
+
+def harness_for(inp: ApprovalInput) -> WorkflowHarness:
+    """approval_workflow on this input, with every activity scripted to succeed."""
     return WorkflowHarness(
         approval_workflow,
         inp.model_dump(mode="json"),

@@ -39,7 +39,11 @@ def order(amount: str = "120.00", **over: Any) -> dict[str, Any]:
 def harness(
     amount: str = "120.00", policy: ApprovalPolicy = POLICY, **over: Any
 ) -> WorkflowHarness:
-    inp = OrderInput(order=order(amount, **over), policy=policy.snapshot())
+    return harness_for(OrderInput(order=order(amount, **over), policy=policy.snapshot()))
+
+
+def harness_for(inp: OrderInput) -> WorkflowHarness:
+    """order_workflow on this input, with every activity scripted to succeed."""
     return WorkflowHarness(
         order_workflow,
         inp.model_dump(mode="json"),

@@ -14,22 +14,19 @@ import pytest
 import contracts.money
 from approvals.workflows import (
     DECISION_EVENT,
-    PUBLISH_OUTCOME,
     RECORD_APPROVAL,
     REQUEST_NEXT_STAGE,
     ApprovalInput,
-    approval_workflow,
 )
 from contracts.policy import ApprovalPolicy, load_policy
-from control.instances import TRACK_INSTANCE
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
-    FULFIL_ORDER,
     PUBLISH_STATUS,
     REQUEST_APPROVAL,
     OrderInput,
-    order_workflow,
 )
+from tests.unit.test_approval_workflow import harness_for as approval_harness_for
+from tests.unit.test_order_workflow import harness_for as order_harness_for
 from workflow_harness import DEFAULT_START, WorkflowHarness
 
 # Taken while babel works, as the orders service takes it when an order arrives.
@@ -75,18 +72,7 @@ def order_harness(amount: str, currency: str, snapshot: dict[str, Any]) -> Workf
         "currency": currency,
         "placed_at": DEFAULT_START.isoformat(),
     }
-    inp = OrderInput(order=order, policy=snapshot)
-    return WorkflowHarness(
-        order_workflow,
-        inp.model_dump(mode="json"),
-        instance_id="order-o-1",
-        activities={
-            TRACK_INSTANCE: None,
-            PUBLISH_STATUS: None,
-            REQUEST_APPROVAL: None,
-            FULFIL_ORDER: {},
-        },
-    )
+    return order_harness_for(OrderInput(order=order, policy=snapshot))
 
 
 def test_babel_is_really_unavailable_here(no_babel: None) -> None:
@@ -166,18 +152,7 @@ def test_an_order_from_before_base_currencies_replays_without_babel(no_babel: No
 
 
 def approval_harness(request: dict[str, Any], snapshot: dict[str, Any]) -> WorkflowHarness:
-    inp = ApprovalInput(request=request, policy=snapshot)
-    return WorkflowHarness(
-        approval_workflow,
-        inp.model_dump(mode="json"),
-        instance_id="approval-o-1",
-        activities={
-            TRACK_INSTANCE: None,
-            PUBLISH_OUTCOME: None,
-            RECORD_APPROVAL: None,
-            REQUEST_NEXT_STAGE: None,
-        },
-    )
+    return approval_harness_for(ApprovalInput(request=request, policy=snapshot))
 
 
 @pytest.mark.parametrize(
