@@ -120,6 +120,17 @@ class Flow:
             headers=bearer(who),
         )
 
+    def fulfilment(self, order_id: str) -> dict[str, Any] | None:
+        """The fulfilment record the orders app wrote, read from its state store through its
+        sidecar (None while there is none)."""
+        orders = self.stack.apps["orders"]
+        resp = self.http.get(
+            f"{orders.dapr_url}/v1.0/state/statestore/fulfilment:{order_id}",
+            headers={"Authorization": "", **orders.dapr_headers},
+        )
+        assert resp.status_code in (200, 204), resp.text
+        return resp.json() if resp.status_code == 200 else None  # type: ignore[no-any-return]
+
     def notifications(self, order_id: str) -> list[dict[str, Any]]:
         return self.http.get(
             f"{self.notifier}/notifications",  # type: ignore[no-any-return]

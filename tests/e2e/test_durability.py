@@ -1,18 +1,26 @@
 """Workflows continue from their history when the app that hosts them dies (issue 15, part 3).
 
-The app process is killed with SIGKILL while its workflow waits and started again under the
-same sidecar; the workflow must go on from the history the runtime kept, not start over.
+The app process is killed with SIGKILL while its workflow waits, or while one of its activities
+runs, and started again under the same sidecar; the workflow must go on from the history the
+runtime kept, not start over, and an activity cut short runs again.
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
 import pytest
 
 from devstack.stack import Stack
+from orders.workflows import FULFIL_ORDER
 from tests.e2e.flow import Flow
 from tests.stack import eventually
 
 pytestmark = pytest.mark.e2e
+HOLD = Path(__file__).parent / "hold"
 
 
 def test_an_approval_waiting_when_its_app_crashes_goes_on_after_the_restart(
@@ -48,5 +56,57 @@ def test_an_order_waiting_when_its_app_crashes_goes_on_after_the_restart(
     assert flow.decide(order.order_id, "vp").status_code == 202
     done = flow.finished(order.order_id)
     assert done["result"]["decided_by"] == "val"
+    statuses = [n["text"] for n in flow.notifications(order.order_id)]
+    assert len(statuses) == len(set(statuses))  # nothing told twice
+
+
+@pytest.fixture
+def held_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
+    """The orders app restarted with its `fulfil_order` activity held open (tests/e2e/hold).
+    Its next restart, in the test or after it, brings the orders app back as it was."""
+    (proc,) = [p for p in stack.procs if p.name == "orders"]
+    original = dict(proc.env)
+    proc.env = {
+        **original,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(HOLD), original.get("PYTHONPATH")])),
+        "E2E_HOLD_ACTIVITY": FULFIL_ORDER,
+        "E2E_HOLD_DIR": str(tmp_path),
+    }
+    try:
+        stack.restart("orders", crash=False)
+    finally:
+        proc.env = original
+    held_pid = proc.pid
+    yield tmp_path
+    if proc.pid == held_pid:  # the test stopped before its own restart
+        (tmp_path / "release").touch()
+        stack.restart("orders", crash=False)
+
+
+def test_an_order_whose_app_dies_while_an_activity_runs_finishes_it_once_after_the_restart(
+    flow: Flow, stack: Stack, held_orders: Path
+) -> None:
+    order = flow.place("120.00")  # auto-approved: straight on to fulfil_order
+    marker = eventually(
+        lambda: next(iter(held_orders.glob("running-*.json")), None),
+        what="fulfil_order to start in the orders app",
+    )
+    assert json.loads(marker.read_text())["order_id"] == order.order_id
+    record = flow.order(order.order_id)
+    assert record is not None and record["workflow_status"] == "RUNNING"
+    assert flow.fulfilment(order.order_id) is None  # held before it wrote anything
+
+    stack.restart("orders")  # SIGKILL mid-activity; it comes back without the hold
+    done = flow.finished(order.order_id)
+    assert (done["result"]["status"], done["result"]["reason"]) == ("completed", "auto_approved")
+    assert flow.fulfilment(order.order_id)["amount"] == "120.00"
+    assert not (held_orders / "release").exists()  # the first run never went on
+    history = flow.http.get(f"{flow.orders}/workflows/order-{order.order_id}/history").json()
+    steps = [(e["type"], e["name"]) for e in history]
+    assert steps.count(("TASK_SCHEDULED", FULFIL_ORDER)) == 1  # scheduled once, run again
+    fulfilled = [e for e in history if e["type"] == "TASK_COMPLETED"]
+    assert [e["task_scheduled_id"] for e in fulfilled].count(
+        next(e["event_id"] for e in history if e["name"] == FULFIL_ORDER)
+    ) == 1
     statuses = [n["text"] for n in flow.notifications(order.order_id)]
     assert len(statuses) == len(set(statuses))  # nothing told twice
