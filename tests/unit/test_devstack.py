@@ -2,6 +2,9 @@
 
 import shutil
 import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -96,10 +99,46 @@ def test_without_go_the_error_says_what_to_install(
         runtime.ensure_runtime("9.9.9")
 
 
+@pytest.fixture
+def refusing_proxy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[list[str]]:
+    """A Go module proxy on loopback that serves nothing (404, as the real one answers for a
+    version it lacks), with an empty module cache: the test needs no network."""
+    asked: list[str] = []
+
+    class Refuse(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            body = f"not found: {self.path}".encode()
+            self.send_response(404)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("GOPROXY", f"http://127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("GOSUMDB", "off")
+    monkeypatch.setenv("GOMODCACHE", str(tmp_path / "modcache"))
+    monkeypatch.setenv("GOFLAGS", "-modcacherw")
+    try:
+        yield asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.skipif(shutil.which("go") is None, reason="needs Go to ask the module proxy")
-def test_a_version_the_proxy_does_not_serve_is_named(empty_machine: Path) -> None:
-    with pytest.raises(runtime.RuntimeUnavailable, match=r"github.com/dapr/dapr@v0\.0\.1"):
+def test_a_version_the_proxy_does_not_serve_is_named(
+    empty_machine: Path, refusing_proxy: list[str]
+) -> None:
+    with pytest.raises(
+        runtime.RuntimeUnavailable, match=r"github.com/dapr/dapr@v0\.0\.1 is not served"
+    ):
         runtime.ensure_runtime("0.0.1")
+    assert any(path.startswith("/github.com/dapr/dapr/@v/v0.0.1") for path in refusing_proxy)
 
 
 def test_no_redis_and_no_root_says_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
