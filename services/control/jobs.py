@@ -16,9 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ValidationInfo, field_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from contracts.policy import parse_duration
 from contracts.timestamps import rfc3339
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LONGEST = timedelta(days=36500)
 JOB_CHUNK = 25
 JOB_WORKERS = 8
+MAX_LISTED = 1000  # instance ids one job may name
 
 
 def parse_age(text: str, zero: bool = False) -> timedelta:
@@ -52,11 +53,16 @@ def parse_age(text: str, zero: bool = False) -> timedelta:
 class JobBody(BaseModel):
     """A bulk job. purge: every terminal instance, or those finished longer ago than
     `older_than` ("0s" is every one). terminate: running or suspended ones created longer ago
-    than `older_than`, or past their deadline ("stuck")."""
+    than `older_than`, or past their deadline ("stuck"). `instance_ids` limits the job to those
+    instances (each must still qualify), e.g. the ones a script or an incident report lists."""
 
     action: Literal["purge", "terminate"]
     older_than: str | None = None
     dry_run: bool = False
+    instance_ids: Annotated[
+        list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")]] | None,
+        Field(min_length=1, max_length=MAX_LISTED),
+    ] = None
 
     @field_validator("older_than")
     @classmethod
@@ -80,6 +86,7 @@ def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any],
         "action": body.action,
         "older_than": body.older_than,
         "dry_run": body.dry_run,
+        "instance_ids": body.instance_ids,
         "actor": actor,
         "status": "running",
         "total": len(targets),
@@ -133,7 +140,10 @@ def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
     if body.older_than:  # a purge's "0s" is every finished instance, as without older_than
         age = parse_age(body.older_than, zero=body.action == "purge") or None
     chosen = []
+    named = set(body.instance_ids) if body.instance_ids is not None else None
     for e in instances.entries(gateway.state):
+        if named is not None and e.instance_id not in named:
+            continue
         if body.action == "purge":
             if e.status in instances.TERMINAL and (age is None or e.updated_at < now - age):
                 chosen.append(e.instance_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -119,6 +120,20 @@ class Flow:
             json={"approved": approved, "reason": reason},
             headers=bearer(who),
         )
+
+    def deliveries(self, app: str, topic: str, event_id: str, expect: int) -> list[str]:
+        """What `app` answered to each delivery of one event on `topic` (oldest first), once it
+        answered at least `expect` of them; read from the app's own log, where the subscription
+        helper writes one line per delivery: `topic T event ID -> VERDICT (reason)`."""
+        line = re.compile(rf"topic {re.escape(topic)} event {re.escape(event_id)} -> (.+)$")
+        log = self.stack.run_dir / "logs" / f"{app}.log"
+
+        def answered() -> list[str] | None:
+            text = log.read_text(errors="replace").splitlines()
+            got = [m.group(1) for ln in text if (m := line.search(ln))]
+            return got if len(got) >= expect else None
+
+        return eventually(answered, 30, f"{app} to answer {expect} deliveries of {event_id}")
 
     def fulfilment(self, order_id: str) -> dict[str, Any] | None:
         """The fulfilment record the orders app wrote, read from its state store through its

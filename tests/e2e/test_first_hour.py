@@ -5,7 +5,6 @@ order following its approval's escalation, one timestamp format, outcomes that o
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ import pytest
 from tests.e2e.flow import Flow
 from tests.e2e.test_control_room import ctl
 from tests.fakes import bearer
-from tests.stack import eventually, unique
+from tests.stack import unique
 
 pytestmark = pytest.mark.e2e
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
@@ -83,7 +82,7 @@ def test_an_order_published_by_a_shop_can_be_waited_for_through_the_cli(flow: Fl
     order = flow.place("9000.00")
     code, approval = ctl(flow.stack, "viewer", "approval", "get", order.order_id, "--wait", "30")
     assert code == 0 and (approval["tier"], approval["stage"]) == ("vp", 1)
-    # until: this status or a later one (e2e deadlines are seconds: it may have expired since)
+    # until: this status or a later one
     code, shown = ctl(
         flow.stack,
         "viewer",
@@ -96,7 +95,7 @@ def test_an_order_published_by_a_shop_can_be_waited_for_through_the_cli(flow: Fl
         "awaiting_approval",
     )
     assert code == 0 and shown["reached"] is True
-    assert shown["status"] in {"awaiting_approval", "expired"}
+    assert shown["status"] == "awaiting_approval"
     assert shown["approval"]["tier"] == "vp" and shown["approval"]["due_at"].endswith("Z")
 
 
@@ -134,24 +133,3 @@ def test_a_terminated_then_purged_order_says_who_stopped_it(flow: Flow) -> None:
     assert shown is not None and shown["status"] == "terminated"
     assert shown["terminated"] == {"terminated": True, "by": "olga", "reason": "duplicate order"}
     assert shown["result"] is None and shown["workflow_status"] is None
-
-
-def test_after_escalation_the_order_says_vp_and_the_new_due_time(flow: Flow) -> None:
-    order = flow.place("2500.00")
-    escalated = eventually(
-        lambda: (
-            (o := flow.order(order.order_id)) and (o.get("approval") or {}).get("stage") == 2 and o
-        ),
-        timeout=40,
-        what="the order to follow its approval to stage 2",
-    )
-    assert escalated["status"] == "awaiting_approval"
-    assert escalated["approval"]["tier"] == "vp"
-    due = escalated["approval"]["due_at"]
-    assert escalated["detail"].startswith(f"vp approval due {due} (stage 2)")
-    assert escalated["workflow"]["custom_status"] == f"awaiting vp approval (stage 2), due {due}"
-    # The order's due time is the approval's, set when the manager's deadline passed: ahead.
-    approval = flow.approval(order.order_id)
-    assert approval is not None and approval["stage"] == 2 and approval["due_at"] == due
-    timed_out = next(e for e in approval["log"] if e["kind"] == "timed_out")  # the manager's
-    assert datetime.fromisoformat(due) > datetime.fromisoformat(timed_out["at"])

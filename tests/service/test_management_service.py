@@ -185,6 +185,25 @@ def test_purge_older_than_zero_is_every_finished_instance_and_terminate_refuses_
     assert gateway.workflows.instances["order-alive"].status == "RUNNING"
 
 
+def test_a_job_limited_to_named_instances_touches_only_those_that_qualify(
+    client: AppFactory, gateway
+) -> None:
+    admin = client(create_app, ServiceSettings(app_id="orders"), who="admin")
+    for n in range(4):
+        start(admin, f"order-named-{n}")
+        if n < 3:
+            admin.post(f"/workflows/order-named-{n}/terminate", json={"reason": "test"})
+    named = ["order-named-0", "order-named-1", "order-named-3", "order-absent"]
+    job = {"action": "purge", "instance_ids": named}
+    done = wait_job(admin, admin.post("/workflows/jobs", json=job).json()["job_id"])
+    assert done["instance_ids"] == named
+    assert done["results"] == {"order-named-0": "purged", "order-named-1": "purged"}
+    assert sorted(gateway.workflows.instances) == ["order-named-2", "order-named-3"]
+    for bad in ([], ["no spaces"], ["x"] * 1001):
+        refused = admin.post("/workflows/jobs", json={"action": "purge", "instance_ids": bad})
+        assert refused.status_code == 422 and "instance_ids" in refused.json()["detail"]
+
+
 def wait_job(client: TestClient, job_id: str) -> dict:
     for _ in range(200):
         job = client.get(f"/workflows/jobs/{job_id}").json()

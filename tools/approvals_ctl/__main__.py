@@ -154,6 +154,12 @@ def parser() -> argparse.ArgumentParser:
         "--reason", help="why (required for one instance; audited and kept as its output)"
     )
     term.add_argument("--dry-run", action="store_true", help="bulk: list, terminate nothing")
+    term.add_argument(
+        "--only",
+        action="append",
+        metavar="ID",
+        help="bulk: only these instances (repeat the option); each must still qualify",
+    )
     term.add_argument("--yes", action="store_true", help="do not ask before terminating")
     purge = add("purge", cmd_purge, "purge one finished instance, or (admin) many")
     target = purge.add_mutually_exclusive_group(required=True)
@@ -165,6 +171,12 @@ def parser() -> argparse.ArgumentParser:
         help='finished longer ago than, e.g. "720h"; "0s" is every finished one',
     )
     purge.add_argument("--dry-run", action="store_true", help="bulk: list, purge nothing")
+    purge.add_argument(
+        "--only",
+        action="append",
+        metavar="ID",
+        help="bulk: only these instances (repeat the option); each must still be finished",
+    )
 
     tokens = sub.add_parser("tokens", help="api tokens: new").add_subparsers(
         dest="verb", required=True

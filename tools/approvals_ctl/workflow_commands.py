@@ -103,6 +103,8 @@ def cmd_transition(verb: str) -> Any:
 
 
 def _job(c: Client, a: argparse.Namespace, body: dict[str, Any]) -> int:
+    if getattr(a, "only", None):
+        body = body | {"instance_ids": a.only}
     job = c.call("POST", "/workflows/jobs", json=body)
     while job["status"] != "done":
         if not a.json:
@@ -150,6 +152,10 @@ def _confirm(a: argparse.Namespace, what: str) -> None:
 def _one_at_a_time(a: argparse.Namespace, verb: str) -> None:
     if a.dry_run:  # one instance is acted on at once; a dry run is a bulk job's
         raise CtlError(f"--dry-run is for bulk jobs: {verb} --all-older-than ...", EXIT_USAGE)
+    if a.only:
+        raise CtlError(
+            f"--only is for bulk jobs: {verb} --all-older-than ... --only ID", EXIT_USAGE
+        )
 
 
 def cmd_terminate(c: Client, a: argparse.Namespace) -> int:
@@ -167,8 +173,11 @@ def cmd_terminate(c: Client, a: argparse.Namespace) -> int:
         if a.all_older_than
         else ("every running instance past its deadline")
     )
+    if a.only:
+        which += f", among the {len(a.only)} named"
     _confirm(a, f"{which} ({a.app} app)")
-    return _job(c, a, {"action": "terminate", "older_than": a.all_older_than, "dry_run": a.dry_run})
+    body = {"action": "terminate", "older_than": a.all_older_than, "dry_run": a.dry_run}
+    return _job(c, a, body)
 
 
 def cmd_purge(c: Client, a: argparse.Namespace) -> int:

@@ -1,0 +1,80 @@
+"""What happens when a deadline passes: escalation to a VP, expiry, the order following its
+approval to the next stage. These run on a stack of their own whose deadlines are short
+(tests/stack.py DEADLINE_ENV: the manager's 4 s, the VP's 20 s), so the shared stack can keep
+deadlines no test reaches and no decision elsewhere races a timer on a loaded machine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from devstack.stack import Stack
+from tests.e2e.flow import Flow
+from tests.stack import DEADLINE_ENV, WebhookSink, e2e_stack, eventually
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def deadline_stack(
+    tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink
+) -> Iterator[Stack]:
+    yield from e2e_stack(tmp_path_factory.mktemp("deadlines"), DEADLINE_ENV, webhook)
+
+
+@pytest.fixture
+def flow(deadline_stack: Stack, http: httpx.Client) -> Any:
+    return Flow(deadline_stack, http)
+
+
+def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:
+    order = flow.place("2500.00")
+    flow.pending(order.order_id, tier="manager")
+    view = flow.pending(order.order_id, tier="vp", timeout=30)
+    assert view["stage"] == 2
+    assert [e["kind"] for e in view["log"]] == ["requested", "timed_out", "escalated"]
+    assert flow.decide(order.order_id, "vp").status_code == 202
+    state = flow.finished(order.order_id)
+    assert state["result"]["decided_by"] == "val"
+    eventually(
+        lambda: (
+            {"approvers:manager", "approvers:vp"}
+            <= {n["audience"] for n in flow.notifications(order.order_id)}
+        ),
+        what="both tiers of approvers to be notified",
+    )
+
+
+def test_last_stage_timeout_expires_the_order(flow: Flow) -> None:
+    order = flow.place("7000.00")
+    state = flow.finished(order.order_id, timeout=90)
+    assert state["result"]["status"] == "expired"
+    assert state["result"]["reason"] == "approval_timeout"
+    assert flow.customer_statuses(order.order_id, "expired")[-1] == "expired"
+    decided = flow.decide(order.order_id, "vp")
+    assert decided.status_code == 410, decided.text
+
+
+def test_after_escalation_the_order_says_vp_and_the_new_due_time(flow: Flow) -> None:
+    order = flow.place("2500.00")
+    escalated = eventually(
+        lambda: (
+            (o := flow.order(order.order_id)) and (o.get("approval") or {}).get("stage") == 2 and o
+        ),
+        timeout=40,
+        what="the order to follow its approval to stage 2",
+    )
+    assert escalated["status"] == "awaiting_approval"
+    assert escalated["approval"]["tier"] == "vp"
+    due = escalated["approval"]["due_at"]
+    assert escalated["detail"].startswith(f"vp approval due {due} (stage 2)")
+    assert escalated["workflow"]["custom_status"] == f"awaiting vp approval (stage 2), due {due}"
+    # The order's due time is the approval's, set when the manager's deadline passed: ahead.
+    approval = flow.approval(order.order_id)
+    assert approval is not None and approval["stage"] == 2 and approval["due_at"] == due
+    timed_out = next(e for e in approval["log"] if e["kind"] == "timed_out")  # the manager's
+    assert datetime.fromisoformat(due) > datetime.fromisoformat(timed_out["at"])
