@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
@@ -36,11 +37,21 @@ def channels_for(gateway: Gateway, settings: NotifierSettings) -> list[Channel]:
     return chosen
 
 
-def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) -> Answer:
-    """Deliver a notification once per message id, and add it to the order's delivery log.
+# How long one delivery may hold a channel for a notification before another delivery of the
+# same message may try it: longer than a webhook call with all its retries (resiliency.yaml:
+# 10 s per try, 6 tries, back-off) takes. A crash while sending frees it only after this.
+SENDING_LEASE = timedelta(seconds=120)
 
-    A redelivered message finds the delivery record and stops. Delivery happens before the
-    record is written, so a failed channel means RETRY and nothing is recorded as sent.
+
+def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) -> Answer:
+    """Deliver a notification once per message id and channel, and add it to the order's
+    delivery log.
+
+    Messages arrive at least once, and a redelivery can run beside the first delivery (the
+    sidecar reclaims a message still being handled after the pub/sub's processing timeout).
+    So each channel is taken under a lease before it is used: a second delivery that finds it
+    taken answers RETRY while the lease runs, and skips the channel once it is marked sent. A
+    failed channel gives its lease back and answers RETRY; nothing is recorded as sent.
     """
     key = f"notification:{note.id}"
     done, _ = gateway.state.get(key)
@@ -48,16 +59,46 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
         return Answer.success("already delivered")
     sent: dict[str, str] = {}
     for channel in channels_for(gateway, settings):
+        lease_key = f"notification-sending:{note.id}:{channel.name}"
+        taken = _take(gateway, lease_key)
+        if taken.get("sent_at"):
+            sent[channel.name] = taken["sent_at"]
+            continue
+        if taken.get("holder") is not None:
+            return Answer.retry(f"{channel.name} delivery of {note.id} is in progress elsewhere")
         try:
             channel.send(note)
         except GatewayError as exc:
+            gateway.state.delete(lease_key)
             return Answer.retry(f"{channel.name} delivery failed: {exc}")
         sent[channel.name] = rfc3339(datetime.now(UTC))
+        gateway.state.put(lease_key, {"sent_at": sent[channel.name]})
     record = note.model_dump(mode="json") | {"delivered": sent}
     if not gateway.state.claim(key, record):
         return Answer.success("already delivered")
     _append(gateway, f"notifications-by-order:{note.order_id}", record)
     return Answer.success()
+
+
+def _take(gateway: Gateway, key: str) -> dict[str, Any]:
+    """Take the channel's lease for this delivery: {} when this call took it; otherwise what
+    stopped it: {"sent_at"} when the channel was used already, or another holder's lease."""
+    now = datetime.now(UTC)
+    lease = {"holder": uuid.uuid4().hex, "until": rfc3339(now + SENDING_LEASE)}
+    found: dict[str, Any] = {}
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        nonlocal found
+        if current is not None and (
+            current.get("sent_at") or datetime.fromisoformat(current["until"]) > now
+        ):
+            found = current
+            return None
+        found = {}  # free, or its holder died and the lease ran out
+        return lease
+
+    update(gateway.state, key, change)
+    return found
 
 
 def _append(gateway: Gateway, key: str, item: dict[str, Any]) -> None:

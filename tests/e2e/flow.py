@@ -11,6 +11,7 @@ import httpx
 from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import Message, OrderPlaced
 from devstack.stack import Stack
+from tests import resp
 from tests.fakes import bearer, signing_app
 from tests.stack import eventually, unique
 
@@ -134,6 +135,14 @@ class Flow:
             return got if len(got) >= expect else None
 
         return eventually(answered, 30, f"{app} to answer {expect} deliveries of {event_id}")
+
+    def unacknowledged(self, topic: str, group: str) -> int:
+        """How many messages of `topic` the consumer group `group` (an app id) has been handed
+        and not acknowledged: Redis's own count (XPENDING)."""
+        got = resp.command(
+            self.stack.redis_port, self.stack.own_secrets.redis_password, "XPENDING", topic, group
+        )
+        return int(got[0])
 
     def fulfilment(self, order_id: str) -> dict[str, Any] | None:
         """The fulfilment record the orders app wrote, read from its state store through its

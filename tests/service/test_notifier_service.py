@@ -1,6 +1,9 @@
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -8,6 +11,7 @@ from fastapi.testclient import TestClient
 from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
 from contracts.money import Valuation
 from contracts.policy import load_policy
+from notifier import api as notifier_api
 from notifier.app import create_app
 from notifier.domain import for_approval_request, for_status_change
 from notifier.settings import NotifierSettings, SettingsError
@@ -43,6 +47,52 @@ def test_webhook_channel_posts_through_the_binding(client: AppFactory, gateway) 
     ((name, operation, data, metadata),) = gateway.bindings.calls
     assert (name, operation, metadata["path"]) == ("notify-webhook", "post", "/approvers/vp")
     assert json.loads(data)["order_id"] == "o-1"
+
+
+def test_a_redelivery_beside_the_first_delivery_calls_the_webhook_once(
+    client: AppFactory, gateway
+) -> None:
+    """The sidecar may hand a message to a second worker while the first is still sending it."""
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("log", "webhook")))
+    sending, release = threading.Event(), threading.Event()
+    invoke = gateway.bindings.invoke
+
+    def slow_invoke(*args: Any) -> None:
+        sending.set()
+        assert release.wait(10)
+        invoke(*args)
+
+    gateway.bindings.invoke = slow_invoke
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(deliver, notifier, "order-status", STATUS)
+        assert sending.wait(10)
+        second = deliver(notifier, "order-status", STATUS)
+        assert second["status"] == "RETRY" and "in progress" in second["reason"]
+        release.set()
+        assert first.result()["status"] == "SUCCESS"
+    assert deliver(notifier, "order-status", STATUS)["reason"] == "already delivered"
+    assert len(gateway.bindings.calls) == 1
+    (note,) = notifier.get("/notifications", params={"order_id": "o-1"}).json()
+    assert list(note["delivered"]) == ["log", "webhook"]
+
+
+def test_a_failed_webhook_gives_the_channel_back_and_a_dead_holder_s_lease_runs_out(
+    client: AppFactory, gateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("webhook",)))
+    gateway.bindings.failing = True
+    assert deliver(notifier, "order-status", STATUS)["status"] == "RETRY"
+    gateway.bindings.failing = False
+    assert deliver(notifier, "order-status", STATUS)["status"] == "SUCCESS"  # not held
+    other = OrderStatusChanged(order_id="o-9", status="approved", at=NOW)
+    # A holder that died while sending: its lease is in the store and nobody will finish it.
+    taken_at = datetime.now(UTC) - notifier_api.SENDING_LEASE - timedelta(seconds=1)
+    gateway.state.put(
+        "notification-sending:o-9-approved:webhook",
+        {"holder": "dead", "until": (taken_at + notifier_api.SENDING_LEASE).isoformat()},
+    )
+    assert deliver(notifier, "order-status", other)["status"] == "SUCCESS"
+    assert [json.loads(d)["order_id"] for _, _, d, _ in gateway.bindings.calls] == ["o-1", "o-9"]
 
 
 def test_customer_is_told_a_fixed_text_never_the_approver_or_their_reason(

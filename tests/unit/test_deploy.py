@@ -64,3 +64,17 @@ def test_each_app_reads_only_its_own_secrets_in_kubernetes() -> None:
         assert scope["storeName"] == "kubernetes" and scope["defaultAccess"] == "deny"
         mine = set(scope["allowedSecrets"]) & signing
         assert mine == ({f"{name}-signing-key"} if f"{name}-signing-key" in signing else set())
+
+
+# The fields of a retry policy in Dapr's Resiliency schema (pkg/apis/resiliency/v1alpha1): in
+# a local run an unknown field is dropped without a word; Kubernetes refuses the resource.
+RETRY_FIELDS = {"policy", "duration", "maxInterval", "maxRetries", "matching"}
+
+
+def test_retry_policies_use_only_fields_dapr_knows() -> None:
+    for path in (ROOT / "components" / "resiliency.yaml", ROOT / "deploy" / "dapr-components.yaml"):
+        (doc,) = [
+            d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "Resiliency"
+        ]
+        for name, retry in doc["spec"]["policies"]["retries"].items():
+            assert set(retry) <= RETRY_FIELDS, (path.name, name, set(retry) - RETRY_FIELDS)
