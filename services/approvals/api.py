@@ -28,7 +28,7 @@ from contracts.text import PlainText
 from contracts.topics import APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import audited
-from control.management import MAX_WAIT_S, WorkflowRules, management_router
+from control.management import MAX_WAIT_S, WorkflowRules, mount_management
 from plumbing.auth import Approver, Reader, Role
 from plumbing.gateway import Gateway, InstanceState
 from plumbing.settings import ServiceSettings
@@ -142,7 +142,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     rules = WorkflowRules(
         started_by="an ApprovalRequested on the approval-requests topic", keep=keep_ending
     )
-    app.include_router(management_router({APPROVAL_WORKFLOW: rules}))
+    mount_management(app, {APPROVAL_WORKFLOW: rules})
 
 
 router = APIRouter(tags=["approvals"])

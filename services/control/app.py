@@ -94,6 +94,16 @@ def _with_tracking(activities: ActivityFactory | None) -> ActivityFactory:
     return factory
 
 
+def run_ready_hooks(app: FastAPI, gateway: Gateway) -> None:
+    """What the app's parts asked to run once the Dapr clients are open (app.state.on_ready),
+    such as taking up unfinished bulk jobs. A failure is logged; the app starts anyway."""
+    for hook in getattr(app.state, "on_ready", []):
+        try:
+            hook(gateway, app.state.audit)
+        except (GatewayError, AuditUnavailable):
+            log.exception("a start-up task failed; the app starts without it")
+
+
 def build_app(
     *,
     settings: ServiceSettings,
@@ -129,6 +139,7 @@ def build_app(
         if gateway is not None:
             app.state.gateway = gateway
             load_secrets(app, gateway)
+            await asyncio.to_thread(run_ready_hooks, app, gateway)
             yield
             await asyncio.to_thread(app.state.audit.flush_suppressed, everything=True)
             return
@@ -142,6 +153,7 @@ def build_app(
         app.state.gateway = res.gateway
         try:
             await asyncio.to_thread(load_secrets, app, res.gateway)
+            await asyncio.to_thread(run_ready_hooks, app, res.gateway)
             yield
             await asyncio.to_thread(app.state.audit.flush_suppressed, everything=True)
         finally:

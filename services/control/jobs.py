@@ -1,9 +1,11 @@
 """Bulk jobs over this app's workflow instances: purge or terminate many, with a dry run.
 
-A job is a record in the state store ("job:<id>") with its progress and what happened to each
-instance; the work runs in a thread of the app, 8 instances at a time, saving progress after
-each chunk. Each instance is re-read from Dapr before it is touched, so a job is safe to run
-again.
+A job is a record in the state store ("job:<id>") with its targets, its progress and what
+happened to each instance; the work runs in a thread of the app, 8 instances at a time, saving
+progress after each chunk. Each instance is re-read from Dapr before it is touched, so a job is
+safe to run again, and it is: the thread holds the job under a lease it renews with each
+chunk, and a job whose lease ran out (its app died) is taken up where it stopped by the next
+replica of the app that starts, or that is asked about it (`resume`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ log = logging.getLogger(__name__)
 LONGEST = timedelta(days=36500)
 JOB_CHUNK = 25
 JOB_WORKERS = 8
+# How long a job is held without news from its runner before another may take it up: a chunk
+# of 25 takes a second or two; a runner that is alive renews it after every chunk.
+JOB_LEASE = timedelta(seconds=30)
+RUNNING_JOBS = "jobs-running"  # the ids of the jobs not done yet
 MAX_LISTED = 1000  # instance ids one job may name
 
 
@@ -94,9 +100,27 @@ def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any],
         "results": {},
         "created_at": rfc3339(datetime.now(UTC)),
         "finished_at": None,
+        "targets": targets,
+        "runner": None,
+        "lease_until": None,
+        "resumed": 0,
     }
     gateway.state.put(_key(job_id), job)
-    return job, targets
+    _running(gateway.state, add=job_id)
+    return public(job), targets
+
+
+def public(job: dict[str, Any]) -> dict[str, Any]:
+    """A job as the API shows it: without its target list and lease."""
+    return {k: v for k, v in job.items() if k not in ("targets", "runner", "lease_until")}
+
+
+def _running(state: StateStore, add: str | None = None, remove: str | None = None) -> list[str]:
+    def change(ids: list[str] | None) -> list[str] | None:
+        now = [i for i in ids or [] if i != remove] + ([add] if add else [])
+        return now if now != (ids or []) else None
+
+    return update(state, RUNNING_JOBS, change) or []
 
 
 # Keeps an instance's business outcome when it is terminated and before its history is purged
@@ -113,16 +137,56 @@ def _keep_nothing(gateway: Gateway, state: InstanceState) -> None:
     return None
 
 
-def launch(
-    gateway: Gateway,
-    audit: AuditLog,
-    job: dict[str, Any],
-    targets: list[str],
-    keep: Keeper = _keep_nothing,
-) -> None:
-    """Run the job in the background."""
-    args = (gateway, audit, job, targets, keep)
+def launch(gateway: Gateway, audit: AuditLog, job_id: str, keep: Keeper = _keep_nothing) -> bool:
+    """Take the job's lease and run it in the background; False if it runs elsewhere."""
+    runner = uuid.uuid4().hex
+    if _take(gateway.state, job_id, runner) is None:
+        return False
+    args = (gateway, audit, job_id, runner, keep)
     threading.Thread(target=run_job, args=args, daemon=True).start()
+    return True
+
+
+def resume(gateway: Gateway, audit: AuditLog, keep: Keeper = _keep_nothing) -> list[str]:
+    """Take up every job not done whose runner stopped renewing its lease (its app died)."""
+    resumed = []
+    for job_id in _running(gateway.state):
+        job = load(gateway.state, job_id)
+        if job is None or job["status"] == "done":
+            _running(gateway.state, remove=job_id)
+        elif _lease_over(job) and launch(gateway, audit, job_id, keep):
+            log.warning(
+                "%s: its runner stopped; resuming at %d/%d", job_id, job["done"], job["total"]
+            )
+            resumed.append(job_id)
+    return resumed
+
+
+def _lease_over(job: dict[str, Any], now: datetime | None = None) -> bool:
+    until = job.get("lease_until")
+    return until is None or datetime.fromisoformat(until) <= (now or datetime.now(UTC))
+
+
+def _take(state: StateStore, job_id: str, runner: str) -> dict[str, Any] | None:
+    """Hold the job for `runner` for JOB_LEASE: the job, or None if another runner holds it
+    (or it is done)."""
+    taken: dict[str, Any] | None = None
+
+    def change(job: dict[str, Any] | None) -> dict[str, Any] | None:
+        nonlocal taken
+        taken = None
+        if job is None or job["status"] == "done":
+            return None
+        if job.get("runner") not in (None, runner) and not _lease_over(job):
+            return None
+        until = rfc3339(datetime.now(UTC) + JOB_LEASE)
+        again = int(job.get("runner") not in (None, runner))
+        taken = job | {"runner": runner, "lease_until": until}
+        taken["resumed"] = job.get("resumed", 0) + again
+        return taken
+
+    update(state, _key(job_id), change)
+    return taken
 
 
 def load(state: StateStore, job_id: str) -> dict[str, Any] | None:
@@ -156,20 +220,18 @@ def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
 
 
 def run_job(
-    gateway: Gateway,
-    audit: AuditLog,
-    job: dict[str, Any],
-    targets: list[str],
-    keep: Keeper = _keep_nothing,
+    gateway: Gateway, audit: AuditLog, job_id: str, runner: str, keep: Keeper = _keep_nothing
 ) -> None:
-    """Work through the targets in chunks, 8 at a time, saving progress after each chunk.
-
-    Each instance is re-read from Dapr before it is touched, so a job is safe to run again.
-    """
-    results: dict[str, str] = {}
+    """Work through the targets not done yet in chunks, 8 at a time, saving progress and
+    renewing the lease after each chunk; stop if another runner took the job over."""
+    job = load(gateway.state, job_id)
+    if job is None:
+        return
+    results: dict[str, str] = dict(job["results"])
+    todo = [t for t in job["targets"] if t not in results]
     with ThreadPoolExecutor(max_workers=JOB_WORKERS) as pool:
-        for start in range(0, len(targets), JOB_CHUNK):
-            chunk = targets[start : start + JOB_CHUNK]
+        for start in range(0, len(todo), JOB_CHUNK):
+            chunk = todo[start : start + JOB_CHUNK]
             for iid, result in zip(
                 chunk, pool.map(lambda i: _attempt(gateway, job, i, keep), chunk), strict=True
             ):
@@ -181,21 +243,25 @@ def run_job(
                 for iid in terminated:
                     instances.set_status(gateway.state, iid, "TERMINATED")
             except GatewayError as exc:  # the index is rebuilt by reconcile; the job goes on
-                log.warning("%s: index not updated for a chunk: %s", job["job_id"], exc)
-            _save(gateway, job, results, start + len(chunk), finished=False)
-    _save(gateway, job, results, len(targets), finished=True)
+                log.warning("%s: index not updated for a chunk: %s", job_id, exc)
+            if not _save(gateway, job_id, runner, results, finished=False):
+                log.warning("%s: taken over by another runner; this one stops", job_id)
+                return
+    if not _save(gateway, job_id, runner, results, finished=True):
+        return
+    _running(gateway.state, remove=job_id)
     failed = sum(1 for r in results.values() if r.startswith("failed"))
     try:
         audit.append(
             actor=job["actor"],
             role="admin",
             action="job_finished",
-            target=job["job_id"],
+            target=job_id,
             outcome="ok" if not failed else f"failed: {failed}",
-            reason=f"{job['action']}: {len(targets)} instances, {failed} failed",
+            reason=f"{job['action']}: {len(results)} instances, {failed} failed",
         )
     except AuditUnavailable:
-        log.exception("could not audit the end of %s", job["job_id"])
+        log.exception("could not audit the end of %s", job_id)
 
 
 def _attempt(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) -> str:
@@ -229,15 +295,23 @@ def _apply(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) -> str
 
 
 def _save(
-    gateway: Gateway, job: dict[str, Any], results: dict[str, str], done: int, finished: bool
-) -> None:
-    def change(current: dict[str, Any] | None) -> dict[str, Any]:
-        base = current or job
-        return base | {
-            "done": done,
+    gateway: Gateway, job_id: str, runner: str, results: dict[str, str], finished: bool
+) -> bool:
+    """Record progress and renew the lease; False if the job is no longer this runner's."""
+    mine = True
+
+    def change(job: dict[str, Any] | None) -> dict[str, Any] | None:
+        nonlocal mine
+        mine = job is not None and job.get("runner") == runner and job["status"] != "done"
+        if not mine:
+            return None
+        return job | {  # type: ignore[operator]
+            "done": len(results),
             "results": dict(results),
             "status": "done" if finished else "running",
             "finished_at": rfc3339(datetime.now(UTC)) if finished else None,
+            "lease_until": rfc3339(datetime.now(UTC) + JOB_LEASE),
         }
 
-    update(gateway.state, _key(job["job_id"]), change)
+    update(gateway.state, _key(job_id), change)
+    return mine

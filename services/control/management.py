@@ -21,14 +21,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path, Query, Request, Response
+from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.text import PlainText
 from contracts.timestamps import rfc3339
 from control import instances, jobs
-from control.auditing import audit_log, audited, record
-from plumbing.auth import Admin, Forbidden, Operator, Reader
+from control.auditing import audited, record
+from control.job_routes import job_router
+from plumbing.auth import Forbidden, Operator, Reader
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
 from plumbing.web import InvalidInput
 
@@ -139,10 +140,7 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
     def gateway_of(request: Request) -> Gateway:
         return request.app.state.gateway  # type: ignore[no-any-return]
 
-    def keep(gateway: Gateway, state: InstanceState) -> None:
-        rules = workflows.get(state.name)
-        if rules is not None and rules.keep is not None:
-            rules.keep(gateway, state)
+    keep = keeper(workflows)
 
     def existing(request: Request, instance_id: str) -> InstanceState:
         state = workflows_of(gateway_of(request)).state(instance_id)
@@ -385,27 +383,26 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
         instances.forget(gateway.state, instance_id)
         return {"instance_id": instance_id, "status": "purged"}
 
-    @router.post("/jobs", status_code=202)
-    def start_job(body: jobs.JobBody, request: Request, admin: Admin) -> dict[str, Any]:
-        """Start a bulk purge or terminate; poll GET /workflows/jobs/{job_id} for progress."""
-        gateway = gateway_of(request)
-        job, targets = jobs.create(gateway, body, admin.id)
-        reason = (
-            f"{body.action} {len(targets)} instances, "
-            f"older_than={body.older_than}, dry_run={body.dry_run}"
-        )
-        with audited(request, target=job["job_id"], reason=reason):
-            jobs.launch(gateway, audit_log(request), job, targets, keep)
-        return job
-
-    @router.get("/jobs/{job_id}")
-    def get_job(
-        job_id: Annotated[str, Path(pattern=r"^job-[0-9a-f]{12}$")], request: Request, _: Reader
-    ) -> dict[str, Any]:
-        """A bulk job: status, progress, and what happened to each instance."""
-        job = jobs.load(gateway_of(request).state, job_id)
-        if job is None:
-            raise NotFound(f"no job {job_id!r}")
-        return job
-
     return router
+
+
+def mount_management(app: FastAPI, workflows: dict[str, WorkflowRules]) -> None:
+    """Add the /workflows routes to the app, and have its lifespan take up the bulk jobs a
+    previous run of the app left unfinished (control.app.build_app runs `app.state.on_ready`
+    once the Dapr clients are open)."""
+    keep = keeper(workflows)
+    app.include_router(job_router(keep))
+    app.include_router(management_router(workflows))
+    hooks = getattr(app.state, "on_ready", [])
+    app.state.on_ready = [*hooks, lambda gateway, audit: jobs.resume(gateway, audit, keep)]
+
+
+def keeper(workflows: dict[str, WorkflowRules]) -> jobs.Keeper:
+    """Keeps each workflow's business outcome by its own rules (WorkflowRules.keep)."""
+
+    def keep(gateway: Gateway, state: InstanceState) -> None:
+        rules = workflows.get(state.name)
+        if rules is not None and rules.keep is not None:
+            rules.keep(gateway, state)
+
+    return keep

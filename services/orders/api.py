@@ -23,7 +23,7 @@ from contracts.money import describe_price
 from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS, ORDERS
 from control import instances
 from control.auditing import audited
-from control.management import MAX_WAIT_S, WorkflowRules, management_router
+from control.management import MAX_WAIT_S, WorkflowRules, mount_management
 from orders import readmodel
 from orders.domain import conflict, content_of, differences
 from orders.readmodel import OrderRecord, RecordStatus
@@ -216,7 +216,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     rules = WorkflowRules(
         start=start_order, started_by="an OrderPlaced on the orders topic", keep=keep_outcome
     )
-    app.include_router(management_router({ORDER_WORKFLOW: rules}))
+    mount_management(app, {ORDER_WORKFLOW: rules})
 
 
 router = APIRouter(tags=["orders"])

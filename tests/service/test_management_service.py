@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from fastapi.testclient import TestClient
 
-from control import instances
+from control import instances, jobs
 from orders.app import create_app
 from plumbing.settings import ServiceSettings
 from tests.fakes import bearer
@@ -202,6 +202,70 @@ def test_a_job_limited_to_named_instances_touches_only_those_that_qualify(
     for bad in ([], ["no spaces"], ["x"] * 1001):
         refused = admin.post("/workflows/jobs", json={"action": "purge", "instance_ids": bad})
         assert refused.status_code == 422 and "instance_ids" in refused.json()["detail"]
+
+
+def a_job_whose_app_died(gateway, job_id: str, targets: list[str], done: dict[str, str]) -> None:
+    """What a job's record and the list of unfinished jobs hold when its app died mid-way."""
+    now = datetime.now(UTC)
+    gateway.state.put(
+        f"job:{job_id}",
+        {
+            "job_id": job_id,
+            "action": "purge",
+            "older_than": None,
+            "dry_run": False,
+            "instance_ids": None,
+            "actor": "ada",
+            "status": "running",
+            "total": len(targets),
+            "done": len(done),
+            "results": done,
+            "created_at": now.isoformat(),
+            "finished_at": None,
+            "targets": targets,
+            "runner": "a-runner-that-died",
+            "lease_until": (now - timedelta(seconds=1)).isoformat(),
+            "resumed": 0,
+        },
+    )
+    gateway.state.put(jobs.RUNNING_JOBS, [job_id])
+
+
+def test_a_job_left_running_by_a_dead_app_is_taken_up_where_it_stopped_at_start_up(
+    client: AppFactory, gateway
+) -> None:
+    targets = [f"order-left-{n}" for n in range(40)]
+    for iid in targets[10:]:
+        gateway.workflows.add(iid, "COMPLETED", name="order_workflow")
+    a_job_whose_app_died(
+        gateway, "job-0123456789ab", targets, dict.fromkeys(targets[:10], "purged")
+    )
+    admin = client(create_app, ServiceSettings(app_id="orders"), who="admin")  # starts the app
+    job = wait_job(admin, "job-0123456789ab")
+    assert job["results"] == dict.fromkeys(targets, "purged") and job["done"] == 40
+    assert job["resumed"] == 1 and "targets" not in job and "runner" not in job
+    assert gateway.workflows.instances == {}
+    assert gateway.state.get(jobs.RUNNING_JOBS)[0] == []
+    audited = admin.get("/audit", params={"target": "job-0123456789ab"}).json()
+    assert [r["action"] for r in audited] == ["job_finished"]
+
+
+def test_a_job_whose_runner_lives_is_not_taken_over_but_a_dead_one_is_when_asked(
+    client: AppFactory, gateway
+) -> None:
+    admin = client(create_app, ServiceSettings(app_id="orders"), who="admin")
+    gateway.workflows.add("order-asked-1", "COMPLETED", name="order_workflow")
+    a_job_whose_app_died(gateway, "job-aaaaaaaaaaaa", ["order-asked-1"], {})
+    alive, _ = gateway.state.get("job:job-aaaaaaaaaaaa")
+    later = (datetime.now(UTC) + timedelta(seconds=20)).isoformat()
+    gateway.state.put("job:job-aaaaaaaaaaaa", alive | {"lease_until": later})
+    assert admin.get("/workflows/jobs/job-aaaaaaaaaaaa").json()["status"] == "running"
+    held, _ = gateway.state.get("job:job-aaaaaaaaaaaa")
+    assert held["runner"] == "a-runner-that-died"  # its runner holds it: nobody took it
+    assert "order-asked-1" in gateway.workflows.instances
+    gateway.state.put("job:job-aaaaaaaaaaaa", alive)  # its lease ran out
+    job = wait_job(admin, "job-aaaaaaaaaaaa")
+    assert job["results"] == {"order-asked-1": "purged"} and job["resumed"] == 1
 
 
 def wait_job(client: TestClient, job_id: str) -> dict:
