@@ -167,8 +167,11 @@ def _translated(what: str, via: str = "the Dapr sidecar") -> Iterator[None]:
                 detail,
             ) from exc
         # Redis reports a lost first write without an etag as a plain "failed to set key"
-        # (after the timeouts above: "failed to set key ...: i/o timeout" is not one).
-        if "failed to set key" in lowered or "already exists" in lowered:
+        # (after the timeouts above: "failed to set key ...: i/o timeout" is not one);
+        # PostgreSQL (state.postgresql v2) as "no item was updated".
+        if any(
+            t in lowered for t in ("failed to set key", "already exists", "no item was updated")
+        ):
             raise Conflict(f"{what}: it exists already", detail) from exc
         if code == grpc.StatusCode.NOT_FOUND or "not found" in lowered:
             raise NotFound(f"{what}: not found", detail) from exc

@@ -11,7 +11,7 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Read from APP_ID, PUBSUB_NAME, STATE_STORE, MAX_BODY_BYTES, APP_API_TOKEN,
+    """Read from APP_ID, PUBSUB_NAME, STATE_STORE_NAME, MAX_BODY_BYTES, APP_API_TOKEN,
     DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
     SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE,
     AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
@@ -54,7 +54,7 @@ class ServiceSettings:
         return cls(
             app_id=env.get("APP_ID", app_id),
             pubsub=env.get("PUBSUB_NAME", "pubsub"),
-            state_store=env.get("STATE_STORE", "statestore"),
+            state_store=env.get("STATE_STORE_NAME", "statestore"),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
             app_api_token=env.get("APP_API_TOKEN") or None,
             dapr_api_token=env.get("DAPR_API_TOKEN") or None,

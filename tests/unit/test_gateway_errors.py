@@ -80,6 +80,11 @@ REDIS_PAUSED = (
             "i/o timeout",
             Transient,
         ),
+        (  # state.postgresql v2: a first write that found the key taken
+            grpc.StatusCode.INTERNAL,
+            "failed saving state in state store statestore: no item was updated",
+            Conflict,
+        ),
     ],
 )
 def test_sidecar_errors_become_our_errors(

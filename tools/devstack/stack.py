@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-import yaml
-
+from devstack import postgres
+from devstack.errors import DevstackError
 from devstack.keys import StackSecrets, write_private
 from devstack.log import say
 from devstack.procs import (
@@ -35,11 +35,14 @@ from devstack.procs import (
     redis_ping,
 )
 from devstack.redis import ensure_redis_server
+from devstack.render import render_resources
 from devstack.runfile import App, AppSpec, RunFile
 from devstack.runtime import Runtime, ensure_runtime
 
 DEFAULT_REDIS_PORT = 6380
-REDIS_COMPONENT_TYPES = {"pubsub.redis", "state.redis", "bindings.redis", "lock.redis"}
+DEFAULT_POSTGRES_PORT = 5433
+STATE_STORES = ("redis", "postgres")
+
 READY_TIMEOUT = float(os.environ.get("DEVSTACK_READY_TIMEOUT", "90"))
 
 
@@ -57,10 +60,15 @@ class Stack:
     # Extra app ids added to every scoped component (e.g. a benchmark's baseline app).
     also_scope: tuple[str, ...] = ()
     runtime: Runtime | None = None
+    # Where workflows and app state live: "redis" (the default) or "postgres" (the production
+    # choice; components/postgres/ replaces the matching files of components/).
+    state_store: str = field(default_factory=lambda: os.environ.get("STATE_STORE", "redis"))
+    postgres_port: int = DEFAULT_POSTGRES_PORT
     own_secrets: StackSecrets = field(default_factory=StackSecrets, repr=False)
     apps: dict[str, App] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
     _given: set[int] = field(default_factory=set, repr=False)
+    postgres_cluster: postgres.Cluster | None = field(default=None, repr=False)
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -102,7 +110,13 @@ class Stack:
             rt = self.runtime or ensure_runtime()
             self.runtime = rt
             say(f"runtime: Dapr {rt.version} ({rt.source}) from {rt.bin_dir}")
+            if self.state_store not in STATE_STORES:
+                raise DevstackError(
+                    f"STATE_STORE={self.state_store!r}: choose one of {', '.join(STATE_STORES)}"
+                )
             self._start_redis()
+            if self.state_store == "postgres":
+                self._start_postgres()
             placement, scheduler = self._start_control_plane(rt, spec)
             resources, config = self._render_resources(spec)
             self._start_apps(rt, spec, placement, scheduler, resources, config)
@@ -147,6 +161,21 @@ class Stack:
             READY_TIMEOUT,
         )
         say(f"redis: {LOOPBACK}:{self.redis_port} (pid {proc.pid}, data {data})")
+
+    def _start_postgres(self) -> None:
+        bin_dir = postgres.ensure_postgres()
+        self.postgres_port = self._port(self.postgres_port, "postgres")
+        self.postgres_cluster = postgres.init_cluster(
+            bin_dir, self.run_dir, self.postgres_port, self.own_secrets.redis_password
+        )
+        proc = self._spawn("postgres", self.postgres_cluster.command)
+        proc.wait_ready(
+            lambda: postgres.ready(bin_dir, self.postgres_port), "accepting sessions", READY_TIMEOUT
+        )
+        say(
+            f"postgres: {LOOPBACK}:{self.postgres_port} (pid {proc.pid}, data "
+            f"{self.postgres_cluster.data}): the workflow state store"
+        )
 
     def _start_control_plane(self, rt: Runtime, spec: RunFile) -> tuple[int, int]:
         placement = self._port(spec.placement_port, "placement")
@@ -215,46 +244,7 @@ class Stack:
         return placement, scheduler
 
     def _render_resources(self, spec: RunFile) -> tuple[Path, Path]:
-        """Copy components/ and the Configuration into the run dir with this stack's addresses."""
-        out = self.run_dir / "resources"
-        out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob("*.yaml"):
-            stale.unlink()
-        for src in sorted(spec.resources_path.glob("*.y*ml")):
-            docs = [d for d in yaml.safe_load_all(src.read_text()) if d]
-            for doc in docs:
-                if doc.get("kind") != "Component":
-                    continue
-                overrides = dict(self.component_metadata.get(doc["metadata"]["name"], {}))
-                if doc["spec"]["type"] in REDIS_COMPONENT_TYPES:
-                    overrides.setdefault("redisHost", f"{LOOPBACK}:{self.redis_port}")
-                    overrides.setdefault("redisPassword", self.own_secrets.redis_password)
-                if doc["spec"]["type"] == "secretstores.local.file":
-                    for item in doc["spec"].get("metadata") or []:
-                        if item.get("name") == "secretsFile":
-                            # Relative to the project: the folder that holds components/.
-                            path = spec.resources_path.parent / str(item["value"])
-                            name = doc["metadata"]["name"]
-                            mine = self.own_secrets.render(name, path, self.run_dir / "secrets")
-                            overrides.setdefault("secretsFile", str(mine))
-                items = doc["spec"].setdefault("metadata", [])
-                for item in items:
-                    if item.get("name") in overrides:
-                        item["value"] = overrides.pop(item["name"])
-                items.extend({"name": k, "value": v} for k, v in overrides.items())
-                if doc.get("scopes"):
-                    doc["scopes"] = [*doc["scopes"], *self.also_scope]
-            # Private: the rendered components carry the Redis password.
-            write_private(out / src.name, yaml.safe_dump_all(docs, sort_keys=False))
-        config = yaml.safe_load(spec.config_path.read_text())
-        resolver = config["spec"].get("nameResolution") or {}
-        if resolver.get("component") == "sqlite":
-            resolver.setdefault("configuration", {})["connectionString"] = str(
-                self.run_dir / "nameresolution.db"
-            )
-        config_out = self.run_dir / "config.yaml"
-        config_out.write_text(yaml.safe_dump(config, sort_keys=False))
-        return out, config_out
+        return render_resources(self, spec)
 
     def _start_apps(
         self,
@@ -407,3 +397,5 @@ class Stack:
         if self.procs:
             say(f"stopped {len(self.procs)} processes")
         self.procs.clear()
+        if self.postgres_cluster is not None:
+            self.postgres_cluster.remove()
