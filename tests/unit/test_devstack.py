@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devstack import postgres as devstack_postgres
 from devstack import redis as devstack_redis
 from devstack import runtime
+from devstack.errors import DevstackError
 from devstack.procs import PortBusy, ensure_port_free
 from devstack.runfile import RunFile, RunFileError
 from devstack.stack import Stack
@@ -154,3 +156,19 @@ def test_the_stack_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr("devstack.stack.free_port", lambda: next(offers))
     stack = Stack(run_file=ROOT / "dapr.yaml", run_dir=ROOT / ".run", free_ports=True)
     assert [stack._free(), stack._free()] == [41000, 41001]
+
+
+def test_no_postgres_and_no_root_says_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devstack_postgres, "find_bin_dir", lambda: None)
+    monkeypatch.setattr(devstack_postgres.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(devstack_postgres.shutil, "which", lambda name: "/usr/bin/" + name)
+    with pytest.raises(
+        devstack_postgres.PostgresUnavailable, match="apt-get install -y postgresql"
+    ):
+        devstack_postgres.ensure_postgres()
+
+
+def test_an_unknown_state_store_is_named(tmp_path: Path) -> None:
+    stack = Stack(run_file=ROOT / "dapr.yaml", run_dir=tmp_path / "run", state_store="mongo")
+    with pytest.raises(DevstackError, match="STATE_STORE='mongo': choose one of redis, postgres"):
+        stack.start()

@@ -103,6 +103,10 @@ class Stack:
 
     def start(self) -> Stack:
         started = time.monotonic()
+        if self.state_store not in STATE_STORES:
+            raise DevstackError(
+                f"STATE_STORE={self.state_store!r}: choose one of {', '.join(STATE_STORES)}"
+            )
         spec = RunFile.load(self.run_file)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)  # tokens, keys and the Redis password live here
@@ -110,10 +114,6 @@ class Stack:
             rt = self.runtime or ensure_runtime()
             self.runtime = rt
             say(f"runtime: Dapr {rt.version} ({rt.source}) from {rt.bin_dir}")
-            if self.state_store not in STATE_STORES:
-                raise DevstackError(
-                    f"STATE_STORE={self.state_store!r}: choose one of {', '.join(STATE_STORES)}"
-                )
             self._start_redis()
             if self.state_store == "postgres":
                 self._start_postgres()
