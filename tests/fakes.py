@@ -41,10 +41,15 @@ class FakePublisher:
 @dataclass
 class FakeStateStore:
     """Each call is atomic, as in Redis: threads may share one store like replicas share
-    theirs. Writes to keys starting with one of `refuse_writes` fail like a store in trouble."""
+    theirs. Writes to keys starting with one of `refuse_writes` fail like a store in trouble.
+
+    As Dapr's Redis store does, a key written with first-write concurrency (a claim, or a put
+    with an etag, which the gateway sends as first-write) can be overwritten only with its
+    etag: a plain put over it fails ("failed to set key", a Conflict)."""
 
     data: dict[str, tuple[Any, str]] = field(default_factory=dict)
     refuse_writes: tuple[str, ...] = ()
+    first_written: set[str] = field(default_factory=set)
     _etags: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
@@ -68,7 +73,11 @@ class FakeStateStore:
             self._check(key)
             if etag is not None and (key not in self.data or self.data[key][1] != etag):
                 raise Conflict(f"etag mismatch on {key}")
+            if etag is None and key in self.first_written:
+                raise Conflict(f"failed to set key {key}: written first-write, put without etag")
             self.data[key] = (copy.deepcopy(value), str(next(self._etags)))
+            if etag is not None:
+                self.first_written.add(key)
 
     def claim(self, key: str, value: Any) -> bool:
         with self._lock:
@@ -76,12 +85,14 @@ class FakeStateStore:
             if key in self.data:
                 return False
             self.put(key, value)
+            self.first_written.add(key)
             return True
 
     def delete(self, key: str) -> None:
         with self._lock:
             self._check(key)
             self.data.pop(key, None)
+            self.first_written.discard(key)
 
 
 @dataclass

@@ -58,9 +58,10 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
     if done:
         return Answer.success("already delivered")
     sent: dict[str, str] = {}
+    me = uuid.uuid4().hex
     for channel in channels_for(gateway, settings):
         lease_key = f"notification-sending:{note.id}:{channel.name}"
-        taken = _take(gateway, lease_key)
+        taken = _take(gateway, lease_key, me)
         if taken.get("sent_at"):
             sent[channel.name] = taken["sent_at"]
             continue
@@ -68,11 +69,13 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
             return Answer.retry(f"{channel.name} delivery of {note.id} is in progress elsewhere")
         try:
             channel.send(note)
-        except GatewayError as exc:
-            gateway.state.delete(lease_key)
-            return Answer.retry(f"{channel.name} delivery failed: {exc}")
+        except BaseException as exc:
+            _release(gateway, lease_key, me)  # whatever went wrong, a retry may send it
+            if isinstance(exc, GatewayError):
+                return Answer.retry(f"{channel.name} delivery failed: {exc}")
+            raise
         sent[channel.name] = rfc3339(datetime.now(UTC))
-        gateway.state.put(lease_key, {"sent_at": sent[channel.name]})
+        _mark_sent(gateway, lease_key, me, sent[channel.name])
     record = note.model_dump(mode="json") | {"delivered": sent}
     if not gateway.state.claim(key, record):
         return Answer.success("already delivered")
@@ -80,11 +83,11 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
     return Answer.success()
 
 
-def _take(gateway: Gateway, key: str) -> dict[str, Any]:
-    """Take the channel's lease for this delivery: {} when this call took it; otherwise what
-    stopped it: {"sent_at"} when the channel was used already, or another holder's lease."""
+def _take(gateway: Gateway, key: str, me: str) -> dict[str, Any]:
+    """Take the channel's lease for this delivery: {} when `me` took it; otherwise what stopped
+    it: {"sent_at"} when the channel was used already, or another holder's lease."""
     now = datetime.now(UTC)
-    lease = {"holder": uuid.uuid4().hex, "until": rfc3339(now + SENDING_LEASE)}
+    lease = {"holder": me, "until": rfc3339(now + SENDING_LEASE)}
     found: dict[str, Any] = {}
 
     def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -99,6 +102,25 @@ def _take(gateway: Gateway, key: str) -> dict[str, Any]:
 
     update(gateway.state, key, change)
     return found
+
+
+# The lease was written as a first write, so it changes only through its etag (`update`): on
+# Redis a plain put over a first-written key is refused ("failed to set key").
+def _mark_sent(gateway: Gateway, key: str, me: str, at: str) -> None:
+    update(
+        gateway.state, key, lambda cur: {"sent_at": at} if (cur or {}).get("holder") == me else None
+    )
+
+
+def _release(gateway: Gateway, key: str, me: str) -> None:
+    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        mine = (current or {}).get("holder") == me
+        return current | {"until": rfc3339(datetime.now(UTC))} if mine else None  # type: ignore[operator]
+
+    try:
+        update(gateway.state, key, change)
+    except GatewayError:
+        log.warning("could not give back %s; it frees itself in %s", key, SENDING_LEASE)
 
 
 def _append(gateway: Gateway, key: str, item: dict[str, Any]) -> None:

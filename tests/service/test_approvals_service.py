@@ -270,9 +270,9 @@ def test_inbox_reads_the_customer_of_an_index_line_written_before_it_was_kept(
     approvals: TestClient, gateway
 ) -> None:
     save_view(gateway.state, view(customer="bob"))
-    index, _ = gateway.state.get(INDEX_KEY)
+    index, etag = gateway.state.get(INDEX_KEY)
     del index["o-1"]["customer_id"]
-    gateway.state.put(INDEX_KEY, index)
+    gateway.state.put(INDEX_KEY, index, etag=etag)
     (row,) = approvals.get("/approvals", headers=bearer("manager")).json()
     assert (row["customer_id"], row["can_decide"]) == ("bob", False)
 

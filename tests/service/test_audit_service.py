@@ -168,7 +168,8 @@ def test_a_record_copied_from_another_apps_log_does_not_verify() -> None:
     for log in (orders, approvals):
         log.append(actor="ada", role="admin", action="a", target="t", outcome="ok")
     raw, _ = orders.state.get(record_key(1))
-    approvals.state.put(record_key(1), raw)
+    _, etag = approvals.state.get(record_key(1))
+    approvals.state.put(record_key(1), raw, etag=etag)
     assert "record 1 was altered (its MAC does not match its content)" in (
         audit_reader.verify(approvals).problems
     )

@@ -14,6 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -30,6 +31,12 @@ class PortBusy(DevstackError):
 
 class StartupFailed(DevstackError):
     """A process exited early or did not become healthy in time."""
+
+
+# Every child is started from this one thread, which lives as long as devstack: Linux sends
+# the parent-death signal when the *thread* that forked a child ends, so a process started
+# from a short-lived thread (a restart from a test's helper thread) would be killed with it.
+_SPAWNER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="devstack-spawner")
 
 
 def _die_with_parent() -> None:
@@ -96,16 +103,18 @@ class Proc:
     def start(self) -> Proc:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(
+        log = self._log
+        self.popen = _SPAWNER.submit(
+            subprocess.Popen,
             self.args,
-            stdout=self._log,
+            stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             env={**os.environ, **self.env},
             cwd=self.cwd,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
-        )
+        ).result()
         return self
 
     @property

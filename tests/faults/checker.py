@@ -1,0 +1,107 @@
+"""The checker, Jepsen style: after the faults, read what the system holds, through its APIs
+and Redis, and list every way it differs from what the plan expected."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from tests import resp
+from tests.e2e.flow import Flow
+from tests.faults.workload import Plan, Planned
+from tests.stack import WebhookSink
+
+TERMINAL_ORDER = {"completed", "rejected", "expired", "failed", "terminated", "cancelled"}
+TERMINAL_WORKFLOW = {"COMPLETED", "FAILED", "TERMINATED"}
+# topic -> the consumer groups (app ids) that read it
+READERS = {
+    "orders": ["orders"],
+    "approval-requests": ["approvals", "notifier", "orders"],
+    "decisions": ["approvals"],
+    "approval-outcomes": ["orders"],
+    "order-status": ["notifier"],
+}
+
+
+def settled(flow: Flow, plan: Plan) -> list[str]:
+    """The orders not at an end yet (dead letters for the malformed ones)."""
+    waiting = []
+    junk = _dead_letters(flow)
+    for o in plan.orders:
+        if o.path == "malformed":
+            if not any(o.order_id in d["body"] for d in junk):
+                waiting.append(o.order_id)
+            continue
+        record = flow.order(o.order_id)
+        if not record or record["status"] not in TERMINAL_ORDER:
+            waiting.append(o.order_id)
+    return waiting
+
+
+def problems(flow: Flow, plan: Plan, webhook: WebhookSink) -> list[str]:
+    found: list[str] = []
+    junk = _dead_letters(flow)
+    for o in plan.orders:
+        if o.path == "malformed":
+            kept = [d for d in junk if o.order_id in d["body"]]
+            if len(kept) != 1 or not kept[0]["reason"]:
+                found.append(f"{o.order_id} (malformed): dead letters {kept}")
+            if flow.order(o.order_id) is not None:
+                found.append(f"{o.order_id} (malformed): became an order")
+            continue
+        found += _one_order(flow, o, webhook)
+    found += _streams(flow)
+    for app in ("orders", "approvals"):
+        verdict = flow.http.get(
+            f"{flow.stack.apps[app].app_url}/audit/verify", params={"full": True}
+        ).json()
+        if verdict.get("intact") is not True:
+            found.append(f"{app}: audit chain {verdict}")
+    return found
+
+
+def _one_order(flow: Flow, o: Planned, webhook: WebhookSink) -> list[str]:
+    found = []
+    record = flow.order(o.order_id) or {}
+    if record.get("status") != o.expected:
+        found.append(f"{o.order_id} ({o.path}): ended {record.get('status')}, not {o.expected}")
+    workflow = record.get("workflow") or {}
+    if workflow.get("status") not in TERMINAL_WORKFLOW:
+        found.append(f"{o.order_id}: workflow {workflow.get('status')}")
+    fulfilled = flow.fulfilment(o.order_id)
+    if (fulfilled is not None) != (o.expected == "completed"):
+        found.append(f"{o.order_id} ({o.path}): fulfilment {fulfilled}")
+    notes = flow.notifications(o.order_id)
+    told = Counter(n["id"] for n in notes)
+    if twice := [i for i, n in told.items() if n > 1]:
+        found.append(f"{o.order_id}: notifications recorded twice {twice}")
+    ends = [n for n in notes if n["audience"] == "customer" and _ends(n, o.order_id)]
+    if len(ends) != 1:
+        found.append(f"{o.order_id}: {len(ends)} terminal status notifications")
+    calls = Counter(n["id"] for _, n in webhook.for_order(o.order_id))
+    if calls != Counter(told.keys()):
+        found.append(f"{o.order_id}: webhook calls {dict(calls)} for notifications {dict(told)}")
+    return found
+
+
+def _ends(note: dict[str, Any], order_id: str) -> bool:
+    return note["id"].removeprefix(f"{order_id}-") in TERMINAL_ORDER
+
+
+def _streams(flow: Flow) -> list[str]:
+    found = []
+    for topic, groups in READERS.items():
+        for group in groups:
+            try:
+                pending = flow.unacknowledged(topic, group)
+            except resp.RedisError as exc:
+                found.append(f"stream {topic}, group {group}: {exc}")
+                continue
+            if pending:
+                found.append(f"stream {topic}: {pending} left unacknowledged by {group}")
+    return found
+
+
+def _dead_letters(flow: Flow) -> list[dict[str, Any]]:
+    resp_ = flow.http.get(f"{flow.orders}/deadletters", params={"topic": "orders"})
+    return resp_.json() if resp_.status_code == 200 else []  # type: ignore[no-any-return]
