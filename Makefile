@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: help setup runtime run test test-postgres test-unit test-service test-e2e test-browser lint fmt \
+.PHONY: help setup runtime run test test-postgres test-faults test-unit test-service test-e2e test-browser lint fmt \
 	audit-deps bench clean
 
 help: ## list the commands
@@ -22,13 +22,17 @@ runtime: setup ## find or build the pinned Dapr runtime (minutes the first time,
 run: runtime ## run redis, placement, scheduler and the three apps with sidecars; Ctrl-C stops
 	@$(UV) run --frozen devstack run
 
-test: audit-deps runtime ## audit, every tier on Redis, then the e2e tier on PostgreSQL too
+test: audit-deps runtime ## audit, every tier on Redis, then e2e and faults on PostgreSQL too
 	@$(UV) run --frozen pytest
 	@if [ -z "$$STATE_STORE" ]; then $(MAKE) --no-print-directory test-postgres; fi
 
-test-postgres: setup ## the end-to-end tier with PostgreSQL as the workflow state store
+test-postgres: setup ## the end-to-end and fault tiers with PostgreSQL as the workflow state store
 	@echo "end-to-end tier again, with PostgreSQL as the state store (STATE_STORE=postgres)"
-	@STATE_STORE=postgres $(UV) run --frozen pytest tests/e2e --deselect tests/e2e/test_readme_tour.py
+	@STATE_STORE=postgres $(UV) run --frozen pytest tests/e2e tests/faults \
+	  --deselect tests/e2e/test_readme_tour.py
+
+test-faults: runtime ## the fault tier: processes killed at random under a seeded workload
+	@$(UV) run --frozen pytest tests/faults -s
 
 test-unit: setup ## unit tests only (no sidecar, seconds)
 	@$(UV) run --frozen pytest tests/unit

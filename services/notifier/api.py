@@ -41,6 +41,11 @@ def channels_for(gateway: Gateway, settings: NotifierSettings) -> list[Channel]:
 # same message may try it: longer than a webhook call with all its retries (resiliency.yaml:
 # 10 s per try, 6 tries, back-off) takes. A crash while sending frees it only after this.
 SENDING_LEASE = timedelta(seconds=120)
+# Channels this process used whose "sent" mark it could not store yet (the store was down just
+# then): lease key -> (holder, sent at). A redelivery in this process stores the mark instead
+# of waiting for the lease to run out and sending again. Only a process that dies between the
+# send and the mark forgets it (see docs/operations.md).
+_SENT_HERE: dict[str, tuple[str, str]] = {}
 
 
 def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) -> Answer:
@@ -61,6 +66,11 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
     me = uuid.uuid4().hex
     for channel in channels_for(gateway, settings):
         lease_key = f"notification-sending:{note.id}:{channel.name}"
+        if known := _SENT_HERE.get(lease_key):  # sent by this process; the mark was not stored
+            _mark_sent(gateway, lease_key, *known)
+            _SENT_HERE.pop(lease_key, None)
+            sent[channel.name] = known[1]
+            continue
         taken = _take(gateway, lease_key, me)
         if taken.get("sent_at"):
             sent[channel.name] = taken["sent_at"]
@@ -75,7 +85,9 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
                 return Answer.retry(f"{channel.name} delivery failed: {exc}")
             raise
         sent[channel.name] = rfc3339(datetime.now(UTC))
+        _SENT_HERE[lease_key] = (me, sent[channel.name])  # until the mark is stored
         _mark_sent(gateway, lease_key, me, sent[channel.name])
+        _SENT_HERE.pop(lease_key, None)
     record = note.model_dump(mode="json") | {"delivered": sent}
     if not gateway.state.claim(key, record):
         return Answer.success("already delivered")

@@ -24,7 +24,8 @@ READERS = {
 
 
 def settled(flow: Flow, plan: Plan) -> list[str]:
-    """The orders not at an end yet (dead letters for the malformed ones)."""
+    """What has not settled yet: orders not at an end (dead letters for the malformed ones),
+    their customers not told of the end, messages still unacknowledged."""
     waiting = []
     junk = _dead_letters(flow)
     for o in plan.orders:
@@ -35,7 +36,9 @@ def settled(flow: Flow, plan: Plan) -> list[str]:
         record = flow.order(o.order_id)
         if not record or record["status"] not in TERMINAL_ORDER:
             waiting.append(o.order_id)
-    return waiting
+        elif not any(_ends(n, o.order_id) for n in flow.notifications(o.order_id)):
+            waiting.append(f"{o.order_id} (its customer not told yet)")
+    return waiting + _streams(flow)
 
 
 def problems(flow: Flow, plan: Plan, webhook: WebhookSink) -> list[str]:

@@ -95,6 +95,28 @@ def test_a_failed_webhook_gives_the_channel_back_and_a_dead_holder_s_lease_runs_
     assert [json.loads(d)["order_id"] for _, _, d, _ in gateway.bindings.calls] == ["o-1", "o-9"]
 
 
+def test_a_webhook_sent_while_the_store_failed_to_record_it_is_not_sent_again(
+    client: AppFactory, gateway
+) -> None:
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("webhook",)))
+    invoke = gateway.bindings.invoke
+
+    def store_down_after_sending(*args: Any) -> None:
+        invoke(*args)
+        gateway.state.refuse_writes = ("notification",)  # Redis dies right after the call
+
+    gateway.bindings.invoke = store_down_after_sending
+    assert deliver(notifier, "order-status", STATUS)["status"] == "RETRY"
+    gateway.bindings.invoke = invoke
+    assert deliver(notifier, "order-status", STATUS)["status"] == "RETRY"  # still down
+    gateway.state.refuse_writes = ()
+    assert deliver(notifier, "order-status", STATUS)["status"] == "SUCCESS"
+    assert deliver(notifier, "order-status", STATUS)["reason"] == "already delivered"
+    assert len(gateway.bindings.calls) == 1
+    (note,) = notifier.get("/notifications", params={"order_id": "o-1"}).json()
+    assert list(note["delivered"]) == ["webhook"]
+
+
 def test_customer_is_told_a_fixed_text_never_the_approver_or_their_reason(
     client: AppFactory, gateway
 ) -> None:
