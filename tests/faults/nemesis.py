@@ -43,11 +43,14 @@ class Nemesis:
     def start(self, first_after: float = 3.0, gap: tuple[float, float] = (4.0, 9.0)) -> None:
         rng = random.Random(self.seed)
 
+        # Every kind of fault in each round of six, in an order the seed decides.
+        rounds = [k for _ in range(50) for k in rng.sample(KINDS, len(KINDS))]
+
         def loop() -> None:
             wait = first_after
             while not self._stop.wait(wait):
                 try:
-                    self.inject(rng)
+                    self.inject(rng, rounds.pop(0))
                 except Exception as exc:  # a nemesis that stops would hide it: say, go on
                     self.errors.append(f"{type(exc).__name__}: {exc}")
                     self._say(f"could not inject a fault: {self.errors[-1]}")
@@ -61,8 +64,7 @@ class Nemesis:
         if self._thread is not None:
             self._thread.join(120)
 
-    def inject(self, rng: random.Random) -> Fault:
-        kind = rng.choice(KINDS)
+    def inject(self, rng: random.Random, kind: str) -> Fault:
         app = rng.choice(APPS)
         target = {
             "kill-app": app,
