@@ -111,17 +111,24 @@ class Driver:
 
     # -- what an approver does
     def decide(self, o: Planned, approved: bool, tier: str = "manager") -> None:
-        """Decide as soon as the approval is pending; if it escalated meanwhile (a fault held
-        things up), the VP decides the same way."""
+        """Decide each stage while it is pending, until the approval ends. A decision is taken
+        in (202) and applied later: if a fault held it up past the manager's deadline, the
+        approval escalated and the workflow ignored it, so the VP decides the same way, as
+        people would who see it escalated."""
+        decided: set[int] = set()
 
         def attempt() -> bool:
             view = self.flow.approval(o.order_id)
             if not view or view["status"] != "pending":
-                return bool(view and view["status"] != "pending")  # decided already
+                return bool(view)  # ended (by this decision, or an earlier try's)
+            if view["stage"] in decided:
+                return False  # taken in; wait for it to be applied
             who = "vp" if view["tier"] == "vp" or tier == "vp" else "manager"
             resp = self.flow.decide(o.order_id, who, approved=approved, reason="fault tier")
-            self.note(f"decide {o.order_id} as {who}: {resp.status_code}")
-            return resp.status_code in (202, 409)  # 409: an earlier try went through
+            self.note(f"decide {o.order_id} stage {view['stage']} as {who}: {resp.status_code}")
+            if resp.status_code == 202:
+                decided.add(view["stage"])
+            return False
 
         self.retry(f"decide {o.order_id}", attempt)
 
