@@ -75,6 +75,33 @@ def test_a_busy_port_is_a_clear_error() -> None:
             ensure_port_free(port, "redis")
 
 
+def test_a_listener_that_reuses_its_address_still_makes_the_port_busy() -> None:
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn and redis do
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(PortBusy):
+            ensure_port_free(taken.getsockname()[1], "orders app")
+
+
+def test_connections_left_in_time_wait_do_not_make_a_port_busy() -> None:
+    """After a stack stops, its closed connections linger in TIME-WAIT for a minute on the
+    ports it served; `make run` right after must not take that for a busy port."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as every server does
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        accepted, _ = server.accept()
+        accepted.close()  # the server closes first: its end of the connection goes to TIME-WAIT
+        client.recv(1)
+        client.close()
+    with socket.socket() as plain, pytest.raises(OSError):
+        plain.bind(("127.0.0.1", port))  # what the check did before: the port looks taken
+    ensure_port_free(port, "orders app")
+
+
 @pytest.fixture
 def empty_machine(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """No runtime installed or cached anywhere."""

@@ -56,7 +56,12 @@ def free_port() -> int:
 
 
 def ensure_port_free(port: int, owner: str) -> None:
+    """Raise PortBusy if something listens on `port` (or holds it bound) on loopback.
+
+    The test bind sets SO_REUSEADDR, as every server does, so connections of a stopped stack
+    that linger in TIME-WAIT (for a minute) do not count: the server will bind past them."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((LOOPBACK, port))
         except OSError:
