@@ -1,34 +1,46 @@
 """devstack: obtain the Dapr runtime and run the apps of dapr.yaml on loopback.
 
 devstack runtime        build or find daprd/placement/scheduler at the pinned version
-devstack run            start redis, placement, scheduler and every app with its sidecar
+devstack run            start redis, placement, scheduler and every app with its sidecar, and
+                        keep them running (a process that exits is restarted)
+devstack ps             list the processes of a running stack: pid, state, restarts, ready
+devstack kill NAME      send a process a signal (KILL by default; STOP hangs it, CONT wakes it)
+devstack restart NAME   stop a process and start it again now
+
+`devstack COMMAND --help` says more about each.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import threading
 from pathlib import Path
 
+from devstack.control import ControlServer, claim, format_ps, request
 from devstack.errors import DevstackError
 from devstack.log import say
 from devstack.runtime import PINNED_VERSION, main_runtime
 from devstack.stack import DEFAULT_REDIS_PORT, Stack
+from devstack.supervisor import SIGNALS
 
 
 def _run(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    run_dir = Path(args.run_dir).resolve()
     stack = Stack(
         run_file=Path(args.file),
-        run_dir=Path(args.run_dir).resolve(),
+        run_dir=run_dir,
         free_ports=args.free_ports,
         redis_port=args.redis_port,
     )
     try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        sock = claim(run_dir)
         stack.start()
     except DevstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -38,10 +50,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"  {app.app_id:<11} {app.app_url:<24} {app.dapr_url:<24} 127.0.0.1:{app.grpc_port}")
     if "orders" in stack.apps:
         docs = f"{stack.apps['orders'].app_url}/docs"
-        print(f"\n  Open {docs} for the orders API. Ctrl-C stops everything.\n")
+        print(f"\n  Open {docs} for the orders API. Ctrl-C stops everything.")
+    there = "" if args.run_dir == ".run" else f" --run-dir {args.run_dir}"
+    print(
+        "  A process that exits is restarted. Watch it: `uv run devstack ps"
+        f"{there}`, `uv run devstack kill orders{there}`.\n",
+        flush=True,
+    )
     try:
-        while not stop.wait(1.0):
-            stack.check_alive()
+        with ControlServer(sock, stack.supervisor):
+            stack.supervisor.run(stop)
     except DevstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -51,8 +69,28 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `devstack` command."""
+def _ps(args: argparse.Namespace) -> int:
+    rows = request(Path(args.run_dir), {"command": "ps"})["processes"]
+    print(json.dumps(rows, indent=2) if args.json else format_ps(rows))
+    return 0
+
+
+def _kill(args: argparse.Namespace) -> int:
+    ask = {"command": "kill", "name": args.name, "signal": args.signal}
+    pid = request(Path(args.run_dir), ask)["pid"]
+    print(f"sent SIG{args.signal.upper().removeprefix('SIG')} to {args.name} (pid {pid})")
+    return 0
+
+
+def _restart(args: argparse.Namespace) -> int:
+    reply = request(Path(args.run_dir), {"command": "restart", "name": args.name})
+    ready = reply["ready"]
+    when = f"ready {ready}s later" if ready is not None else "not ready within 90s: see its log"
+    print(f"{args.name} restarted as pid {reply['pid']}; {when}")
+    return 0 if ready is not None else 1
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="devstack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -70,22 +108,73 @@ def main(argv: list[str] | None = None) -> int:
     )
     run = sub.add_parser(
         "run",
-        help="run the apps of dapr.yaml under real sidecars",
-        description="Start redis-server, placement, scheduler and each app of "
-        "the run file with its daprd, all on 127.0.0.1; Ctrl-C stops them.",
+        help="run the apps of dapr.yaml under real sidecars, restarting what exits",
+        description="Start redis-server, placement, scheduler and each app of the run file "
+        "with its daprd, all on 127.0.0.1, and keep them running: a process that exits is "
+        "started again after 1s, 2s, 4s ... up to 30s (back to 1s once it stayed up a "
+        "minute); one that crashes 5 times in a row stops the stack. Ctrl-C stops everything. "
+        "`devstack ps`, `kill` and `restart` talk to it through <run dir>/devstack.sock.",
     )
     run.add_argument("-f", "--file", default="dapr.yaml", help="multi-app run file")
-    run.add_argument("--run-dir", default=".run", help="logs, redis data, rendered resources")
     run.add_argument(
         "--free-ports",
         action="store_true",
         help="ignore the ports in the run file and pick free ones",
     )
     run.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT, help="redis port")
-    args = parser.parse_args(argv)
+
+    ps = sub.add_parser(
+        "ps",
+        help="list the processes of a running stack",
+        description="For each process of the stack running in the run dir: its pid, state "
+        "(running; stopped, i.e. hung by SIGSTOP; waiting to restart), how often it was "
+        "restarted, whether it is ready (answers its health check), how long it has been "
+        "up, and how it last exited.",
+    )
+    ps.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    kill = sub.add_parser(
+        "kill",
+        help="send a signal to one process of a running stack",
+        description="Send a signal to one process (its process group) to watch the stack "
+        "recover: KILL (default) and TERM end it, and the stack restarts it after its "
+        "backoff; STOP hangs it (it stays hung, shown as stopped, until you send CONT).",
+    )
+    kill.add_argument("name", help="process name, as `devstack ps` lists it (e.g. orders-daprd)")
+    kill.add_argument(
+        "-s",
+        "--signal",
+        default="KILL",
+        type=str.upper,
+        choices=SIGNALS,
+        help="signal to send (default KILL)",
+    )
+    restart = sub.add_parser(
+        "restart",
+        help="stop one process of a running stack and start it again now",
+        description="Stop one process (SIGTERM, then SIGKILL after 10s) and start it again at "
+        "once, without backoff; wait until it is ready again and say how long that took.",
+    )
+    restart.add_argument("name", help="process name, as `devstack ps` lists it")
+    for command in (run, ps, kill, restart):
+        command.add_argument(
+            "--run-dir", default=".run", help="the stack's run dir: logs, data, control socket"
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `devstack` command."""
+    args = _parser().parse_args(argv)
     if args.command == "runtime":
         return main_runtime(args.version)
-    return _run(args)
+    if args.command == "run":
+        return _run(args)
+    commands = {"ps": _ps, "kill": _kill, "restart": _restart}
+    try:
+        return commands[args.command](args)
+    except DevstackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The secrets a stack makes for itself, new on every start: the Redis password and a signing
-key pair for every app that signs what it publishes.
+"""The secrets a stack makes for itself, new on every start: the Redis password, a signing
+key pair for every app that signs what it publishes, and the sidecar tokens file.
 
 The repository's secret files (secrets/*.json) hold development keys for the Dapr CLI. devstack
 renders a private copy of each into <run dir>/secrets/ (mode 600) with this stack's keys in
@@ -12,11 +12,15 @@ from __future__ import annotations
 import json
 import os
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from contracts.signing import Signer, new_key_pair
+
+if TYPE_CHECKING:
+    from devstack.runfile import App
 
 VERIFY_SUFFIX = "-verify-keys"
 KEY_STORE_SUFFIX = "-keys"
@@ -59,3 +63,15 @@ class StackSecrets:
         if store.endswith(KEY_STORE_SUFFIX) and SIGNING_SECRET in data:
             data[SIGNING_SECRET] = self.pair(store.removesuffix(KEY_STORE_SUFFIX))[0]
         return write_private(out_dir / f"{store}.json", json.dumps(data, indent=2))
+
+
+def write_tokens(run_dir: Path, apps: Iterable[App]) -> None:
+    """<run dir>/tokens.env: `source` it to call a sidecar by hand (see the README tour)."""
+    lines = [
+        "# Made by devstack for this stack only; a new stack makes new ones. Each token is",
+        "# its app's identity: whoever holds it can do anything that app can.",
+    ]
+    for app in apps:
+        var = app.app_id.upper().replace("-", "_")
+        lines.append(f"export {var}_DAPR_API_TOKEN={app.dapr_api_token}")
+    write_private(run_dir / "tokens.env", "\n".join(lines) + "\n")

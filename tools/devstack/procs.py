@@ -93,6 +93,18 @@ def redis_ping(port: int, password: str | None = None) -> bool:
         return False
 
 
+def describe_exit(code: int | None) -> str:
+    """How a process ended, in words: `exit code 1`, `killed by SIGKILL`."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
 @dataclass
 class Proc:
     """One child process in its own session, with its output in a log file."""
@@ -102,12 +114,22 @@ class Proc:
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
     cwd: Path | None = None
+    # Whether the process does its job (what the stack waited for when it started it).
+    probe: Callable[[], bool] | None = None
     popen: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0  # time.monotonic()
     _log: IO[bytes] | None = None
 
-    def start(self) -> Proc:
+    def start(self, note: str = "") -> Proc:
+        """Start the process; `note` (e.g. why it is started again) goes into its log first."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        if self._log:
+            self._log.close()
         self._log = self.log_path.open("ab")
+        if note:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            self._log.write(f"---- devstack {stamp}: {note} ----\n".encode())
+            self._log.flush()
         log = self._log
         self.popen = _SPAWNER.submit(
             subprocess.Popen,
@@ -120,6 +142,7 @@ class Proc:
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         ).result()
+        self.started_at = time.monotonic()
         return self
 
     @property
@@ -129,6 +152,26 @@ class Proc:
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
+
+    def stopped(self) -> bool:
+        """True while the process is stopped (SIGSTOP): alive, but hung."""
+        if not self.alive():
+            return False
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[-1].split()[0] in ("T", "t")
+
+    def ready(self) -> bool:
+        """Running, not stopped, and its probe passes."""
+        return self.alive() and not self.stopped() and (self.probe is None or self.probe())
+
+    def signal(self, sig: signal.Signals) -> None:
+        """Send `sig` to the process group: the process and anything it started."""
+        if not self.alive():
+            raise ProcessLookupError(f"{self.name} is not running")
+        os.killpg(self.pid, sig)
 
     def wait_ready(
         self,
@@ -181,6 +224,7 @@ class Proc:
         if self.popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.popen.pid, signal.SIGTERM)
+                os.killpg(self.popen.pid, signal.SIGCONT)  # a stopped process acts on it too
             try:
                 self.popen.wait(grace)
             except subprocess.TimeoutExpired:

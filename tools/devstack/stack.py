@@ -16,19 +16,20 @@ import contextlib
 import os
 import secrets
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
 from devstack import postgres
 from devstack.errors import DevstackError
-from devstack.keys import StackSecrets, write_private
+from devstack.keys import StackSecrets, write_private, write_tokens
 from devstack.log import say
 from devstack.procs import (
     LOOPBACK,
     Proc,
-    StartupFailed,
     ensure_port_free,
     free_port,
     http_ok,
@@ -38,6 +39,7 @@ from devstack.redis import ensure_redis_server
 from devstack.render import render_resources
 from devstack.runfile import App, AppSpec, RunFile
 from devstack.runtime import Runtime, ensure_runtime
+from devstack.supervisor import Supervisor
 
 DEFAULT_REDIS_PORT = 6380
 DEFAULT_POSTGRES_PORT = 5433
@@ -48,7 +50,11 @@ READY_TIMEOUT = float(os.environ.get("DEVSTACK_READY_TIMEOUT", "90"))
 
 @dataclass
 class Stack:
-    """Start with `start()` (or `with Stack(...)`); `stop()` ends every process it started."""
+    """Start with `start()` (or `with Stack(...)`); `stop()` ends every process it started.
+
+    `supervisor` restarts what exits (devstack.supervisor) while something runs its loop:
+    `devstack run` on its main thread, or `supervise()` on a thread of its own (tests that
+    want it). Without a loop, nothing restarts by itself; `restart()` works either way."""
 
     run_file: Path
     run_dir: Path
@@ -67,8 +73,10 @@ class Stack:
     own_secrets: StackSecrets = field(default_factory=StackSecrets, repr=False)
     apps: dict[str, App] = field(default_factory=dict)
     procs: list[Proc] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
     _given: set[int] = field(default_factory=set, repr=False)
     postgres_cluster: postgres.Cluster | None = field(default=None, repr=False)
+    _supervising: tuple[threading.Thread, threading.Event] | None = field(default=None, repr=False)
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -95,10 +103,17 @@ class Stack:
         return configured
 
     def _spawn(
-        self, name: str, args: list[str], env: dict[str, str] | None = None, cwd: Path | None = None
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        probe: Callable[[], bool] | None = None,
     ) -> Proc:
-        proc = Proc(name, args, self.run_dir / "logs" / f"{name}.log", env or {}, cwd).start()
+        log = self.run_dir / "logs" / f"{name}.log"
+        proc = Proc(name, args, log, env or {}, cwd, probe=probe).start()
         self.procs.append(proc)
+        self.supervisor.add(proc)
         return proc
 
     def start(self) -> Stack:
@@ -154,9 +169,10 @@ class Stack:
                 "--daemonize",
                 "no",
             ],
+            probe=partial(redis_ping, self.redis_port, self.own_secrets.redis_password),
         )
         proc.wait_ready(
-            lambda: redis_ping(self.redis_port, self.own_secrets.redis_password),
+            partial(redis_ping, self.redis_port, self.own_secrets.redis_password),
             "answering PING",
             READY_TIMEOUT,
         )
@@ -168,10 +184,9 @@ class Stack:
         self.postgres_cluster = postgres.init_cluster(
             bin_dir, self.run_dir, self.postgres_port, self.own_secrets.redis_password
         )
-        proc = self._spawn("postgres", self.postgres_cluster.command)
-        proc.wait_ready(
-            lambda: postgres.ready(bin_dir, self.postgres_port), "accepting sessions", READY_TIMEOUT
-        )
+        ready = partial(postgres.ready, bin_dir, self.postgres_port)
+        proc = self._spawn("postgres", self.postgres_cluster.command, probe=ready)
+        proc.wait_ready(ready, "accepting sessions", READY_TIMEOUT)
         say(
             f"postgres: {LOOPBACK}:{self.postgres_port} (pid {proc.pid}, data "
             f"{self.postgres_cluster.data}): the workflow state store"
@@ -202,6 +217,7 @@ class Stack:
                 *common,
             ],
             host_env,
+            probe=partial(http_ok, f"http://{LOOPBACK}:{p_health}/healthz"),
         )
         etcd_dir = self.run_dir / "scheduler-etcd"
         sproc = self._spawn(
@@ -233,6 +249,7 @@ class Stack:
                 *common,
             ],
             host_env,
+            probe=partial(http_ok, f"http://{LOOPBACK}:{s_health}/healthz"),
         )
         for proc, port in ((pproc, p_health), (sproc, s_health)):
             url = f"http://{LOOPBACK}:{port}/healthz"
@@ -318,6 +335,7 @@ class Stack:
                 ],
                 sidecar_env,
                 cwd=self.run_dir,
+                probe=partial(http_ok, f"{ports.dapr_url}/v1.0/healthz"),
             )
             command = [sys.executable if c == "python" else c for c in app.command]
             app_env = {
@@ -333,7 +351,8 @@ class Stack:
                 "DAPR_RUNTIME_HOST": LOOPBACK,
                 "PYTHONUNBUFFERED": "1",
             }
-            proc = self._spawn(app.app_id, command, app_env, cwd=app.app_dir)
+            readyz = partial(http_ok, f"{ports.app_url}/readyz", timeout=3.0)
+            proc = self._spawn(app.app_id, command, app_env, cwd=app.app_dir, probe=readyz)
             pending.append((proc, daprd, ports, app))
         for proc, daprd, ports, app in pending:
             daprd.wait_ready(
@@ -348,54 +367,51 @@ class Stack:
                 READY_TIMEOUT,
             )
             self.apps[app.app_id] = ports
-            self._write_tokens()
+            write_tokens(self.run_dir, self.apps.values())
             say(
                 f"{app.app_id}: app {ports.app_url} (pid {proc.pid}); sidecar HTTP "
                 f"{ports.dapr_url}, gRPC {LOOPBACK}:{ports.grpc_port} (pid {daprd.pid})"
             )
 
-    def _write_tokens(self) -> None:
-        """<run dir>/tokens.env: `source` it to call a sidecar by hand (see the README tour)."""
-        lines = [
-            "# Made by devstack for this stack only; a new stack makes new ones. Each token is",
-            "# its app's identity: whoever holds it can do anything that app can.",
-        ]
-        for app in self.apps.values():
-            var = app.app_id.upper().replace("-", "_")
-            lines.append(f"export {var}_DAPR_API_TOKEN={app.dapr_api_token}")
-        write_private(self.run_dir / "tokens.env", "\n".join(lines) + "\n")
-
     def restart(self, name: str, crash: bool = True) -> None:
-        """Kill one process (SIGKILL when `crash`) and start it again with the same arguments;
-        for an app, wait until it is ready again."""
-        (proc,) = [p for p in self.procs if p.name == name]
-        if crash:
-            proc.crash()
-        else:
-            proc.stop()
-        proc.start()
-        app = self.apps.get(name)
-        if app is not None:
-            proc.wait_ready(
-                partial(http_ok, f"{app.app_url}/readyz"),
-                f"ready at {app.app_url}/readyz",
-                READY_TIMEOUT,
-            )
+        """Kill one process (SIGKILL when `crash`) and start it again with the same arguments,
+        at once (a restart asked for, not a crash); for an app, wait until it is ready again."""
+        proc = self.supervisor.watch(name).proc
+        self.supervisor.call(lambda: self.supervisor.restart(name, crash=crash))
+        if name in self.apps:
+            proc.wait_ready(proc.ready, f"ready at {self.apps[name].app_url}/readyz", READY_TIMEOUT)
         say(f"{name}: restarted (pid {proc.pid})")
 
-    def check_alive(self) -> None:
-        """Raise if any process of the stack has exited."""
-        for proc in self.procs:
-            if not proc.alive():
-                raise StartupFailed(f"{proc.name} exited; last lines:\n{proc.tail()}")
+    def supervise(self) -> Stack:
+        """Restart what exits from now on, on a thread of its own (`devstack run` runs the
+        loop itself); a process that keeps crashing ends supervision with an error in the
+        log, and the stack's owner stops it."""
+
+        def loop() -> None:
+            try:
+                self.supervisor.run(stop)
+            except Exception as exc:
+                say(f"supervision ended: {exc}")
+
+        stop = threading.Event()
+        thread = threading.Thread(target=loop, name="devstack-supervisor", daemon=True)
+        self._supervising = (thread, stop)
+        thread.start()
+        return self
 
     def stop(self) -> None:
         """Stop every process this stack started, apps first, redis last."""
+        if self._supervising is not None:
+            thread, stop = self._supervising
+            stop.set()
+            thread.join(30)
+            self._supervising = None
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 proc.stop()
         if self.procs:
             say(f"stopped {len(self.procs)} processes")
         self.procs.clear()
+        self.supervisor.watches.clear()
         if self.postgres_cluster is not None:
             self.postgres_cluster.remove()
