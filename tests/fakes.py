@@ -10,7 +10,9 @@ import threading
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
+
+import httpx
 
 from contracts.messages import (
     ApprovalOutcome,
@@ -21,6 +23,7 @@ from contracts.messages import (
 )
 from contracts.signing import Signer, new_key_pair
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
+from plumbing.health import SidecarReadiness
 from plumbing.settings import ServiceSettings
 
 
@@ -259,11 +262,69 @@ def bearer(who: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[who]}"}
 
 
-def fake_gateway() -> Gateway:
+@dataclass
+class FakeSidecar:
+    """The sidecar's HTTP API as readiness asks it (an httpx.MockTransport handler): it keeps
+    the requests it answered, and fails the way it is told to."""
+
+    TOKEN: ClassVar[str] = "fake-sidecar-token"
+
+    components: tuple[str, ...] = ("statestore", "pubsub", "localsecretstore")
+    # None: the sidecar answers; else how it fails: "refused" (not running) or "hung".
+    sidecar: str | None = None
+    # None: the state store answers; "refused" (Redis down), "hung" (Redis paused).
+    store: str | None = None
+    asked: list[httpx.Request] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.asked.append(request)
+        path = request.url.path
+        self._fail(self.sidecar, request)
+        if path == "/v1.0/healthz/outbound":
+            return httpx.Response(204)
+        if request.headers.get("dapr-api-token") != FakeSidecar.TOKEN:
+            return httpx.Response(401, json={"message": "invalid api token"})
+        if path == "/v1.0/metadata":
+            return httpx.Response(200, json={"components": [{"name": c} for c in self.components]})
+        if path.startswith("/v1.0/state/"):
+            if self.store == "refused":
+                return httpx.Response(
+                    500,
+                    json={
+                        "errorCode": "ERR_STATE_GET",
+                        "message": "fail to get readyz-probe from state store statestore: "
+                        "dial tcp 127.0.0.1:6380: connect: connection refused",
+                    },
+                )
+            self._fail(self.store, request)
+            return httpx.Response(204)
+        return httpx.Response(404)
+
+    @staticmethod
+    def _fail(how: str | None, request: httpx.Request) -> None:
+        if how == "refused":
+            raise httpx.ConnectError("connection refused", request=request)
+        if how == "hung":
+            raise httpx.ReadTimeout("timed out", request=request)
+
+    def readiness(
+        self, state_store: str = "statestore", pubsub: str = "pubsub"
+    ) -> SidecarReadiness:
+        return SidecarReadiness(
+            "http://127.0.0.1:3500",
+            FakeSidecar.TOKEN,
+            state_store,
+            pubsub,
+            transport=httpx.MockTransport(self),
+        )
+
+
+def fake_gateway(sidecar: FakeSidecar | None = None) -> Gateway:
     return Gateway(
         publisher=FakePublisher(),
         state=FakeStateStore(),
         workflows=FakeWorkflows(),
         bindings=FakeBindings(),
         secrets=FakeSecrets(),
+        readiness=(sidecar or FakeSidecar()).readiness(),
     )

@@ -24,6 +24,7 @@ from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.audit_keys import AuditConfigError, Keyring
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
+from plumbing.health import Readiness
 from plumbing.refusals import RefusalLimiter
 from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifiers, open_dapr
 from plumbing.settings import ServiceSettings
@@ -197,7 +198,12 @@ def build_app(
             GatewayError: 502,
         },
     )
-    app.include_router(health_router(lambda: settings.sidecar_url))
+
+    def readiness() -> Readiness | None:
+        gateway: Gateway | None = getattr(app.state, "gateway", None)  # set by the lifespan
+        return gateway.readiness if gateway is not None else None
+
+    app.include_router(health_router(readiness))
     app.include_router(dead_letters_router(lambda: app.state.gateway))
     app.include_router(audit_router())
     if workflows:

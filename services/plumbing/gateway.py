@@ -32,6 +32,7 @@ from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import Message
 from contracts.signing import Signer
 from contracts.timestamps import rfc3339_or_none, utc
+from plumbing.health import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +115,8 @@ class Gateway:
     workflows: Workflows | None = None
     bindings: Bindings | None = None
     secrets: Secrets | None = None
+    # What /readyz asks (plumbing.health); None: the app cannot tell, so it is not ready.
+    readiness: Readiness | None = None
 
 
 READ_ATTEMPTS = 5

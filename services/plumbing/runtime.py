@@ -18,6 +18,7 @@ from plumbing.gateway import (
     GatewayError,
     Secrets,
 )
+from plumbing.health import SidecarReadiness
 from plumbing.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,9 @@ def open_dapr(
         state=DaprStateStore(client, settings.state_store),
         bindings=DaprBindings(client),
         secrets=secrets,
+        readiness=SidecarReadiness(
+            settings.sidecar_url, settings.dapr_api_token, settings.state_store, settings.pubsub
+        ),
     )
     res = DaprResources(gateway, [client.close])
     if workflows:

@@ -9,7 +9,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Annotated
 
-import httpx
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -18,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from contracts.text import escaped
 from plumbing.audit import AuditUnavailable
 from plumbing.gateway import Gateway
+from plumbing.health import Readiness
 
 log = logging.getLogger(__name__)
 
@@ -178,10 +178,9 @@ def require_app_token(request: Request, expected: str | None) -> JSONResponse | 
     return JSONResponse({"detail": "missing or wrong dapr-api-token"}, status_code=401)
 
 
-def health_router(
-    sidecar_url: Callable[[], str],
-) -> APIRouter:
-    """/healthz: the process answers. /readyz: its sidecar answers too."""
+def health_router(readiness: Callable[[], Readiness | None]) -> APIRouter:
+    """/healthz: the process answers. /readyz: it can work: its sidecar answers, and the state
+    store and pub/sub it needs are there (plumbing.health)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz")
@@ -190,14 +189,11 @@ def health_router(
 
     @router.get("/readyz")
     async def readyz() -> JSONResponse:
-        problems: dict[str, str] = {}
-        try:
-            async with httpx.AsyncClient(timeout=2) as client:
-                resp = await client.get(f"{sidecar_url()}/v1.0/healthz/outbound")
-            if resp.status_code >= 300:
-                problems["sidecar"] = f"healthz answered {resp.status_code}"
-        except httpx.HTTPError as exc:
-            problems["sidecar"] = f"unreachable: {exc.__class__.__name__}"
+        check = readiness()
+        if check is None:
+            problems = {"readiness": "the app has no readiness check (no gateway yet)"}
+        else:
+            problems = await check.problems()
         if problems:
             return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
         return JSONResponse({"status": "ready"})

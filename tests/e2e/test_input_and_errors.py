@@ -55,6 +55,34 @@ def test_a_dependency_that_stops_answering_is_named_and_worth_retrying(
     flow.finished(order["order_id"])
 
 
+def test_apps_are_not_ready_while_redis_is_down_and_ready_again_after(
+    flow: Flow, stack: Stack
+) -> None:
+    redis = stack.supervisor.watch("redis").proc
+    redis.stop()  # SIGTERM: Redis writes its append-only file and exits; nothing restarts it
+    try:
+        for app in stack.apps.values():
+            resp = flow.http.get(f"{app.app_url}/readyz")
+            assert resp.status_code == 503, (app.app_id, resp.text)
+            problem = resp.json()["problems"]["state store statestore"]
+            assert problem.startswith("a read failed: "), problem
+    finally:
+        stack.restart("redis")
+    for app in stack.apps.values():
+        eventually(
+            lambda app=app: flow.http.get(f"{app.app_url}/readyz").status_code == 200,
+            what=f"{app.app_id} to be ready again",
+        )
+    # Each Redis client in the sidecars redials on its own schedule: publishing may still fail
+    # (503, worth retrying) for a moment after the state store answers again.
+    order = {"order_id": unique("o"), "customer_id": "c-1", "amount": "30", "currency": "EUR"}
+    eventually(
+        lambda: flow.http.post(f"{flow.orders}/orders", json=order).status_code == 202,
+        what="the orders app to take an order again",
+    )
+    flow.finished(order["order_id"])
+
+
 def test_malformed_json_is_said_in_words(flow: Flow) -> None:
     json_body = {"content-type": "application/json"}
     for body, says in (
