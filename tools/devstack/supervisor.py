@@ -197,7 +197,9 @@ class Supervisor:
                 watch.proc.crash()
             else:
                 watch.proc.stop()
-        watch.exited_at = time.monotonic()
+            watch.exited_at = time.monotonic()
+        elif watch.restart_at is None:
+            watch.exited_at = None  # it ended unseen (no loop runs): when is unknown
         self._start_again(watch, f"restart {watch.restarts + 1}, asked for ({how})")
         return watch.proc.pid
 
