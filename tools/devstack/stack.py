@@ -208,8 +208,9 @@ class Stack:
                 LOOPBACK,
                 "--healthz-port",
                 str(p_health),
-                "--healthz-listen-address",
+                "--healthz-listen-address",  # ignored by Dapr 1.18: see docs/operations.md
                 LOOPBACK,
+                "--metadata-enabled=false",  # no placement tables on that open health port
                 "--metrics-port",
                 str(self._free()),
                 "--initial-cluster",
@@ -230,7 +231,7 @@ class Stack:
                 LOOPBACK,
                 "--healthz-port",
                 str(s_health),
-                "--healthz-listen-address",
+                "--healthz-listen-address",  # ignored by Dapr 1.18: see docs/operations.md
                 LOOPBACK,
                 "--metrics-port",
                 str(self._free()),
