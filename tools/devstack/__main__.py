@@ -19,7 +19,14 @@ import sys
 import threading
 from pathlib import Path
 
-from devstack.control import ControlServer, claim, format_ps, request
+from devstack.control import (
+    ControlServer,
+    claim,
+    format_ps,
+    request,
+    restarts_of,
+    wait_until_back,
+)
 from devstack.errors import DevstackError
 from devstack.log import say
 from devstack.runtime import PINNED_VERSION, main_runtime
@@ -76,9 +83,14 @@ def _ps(args: argparse.Namespace) -> int:
 
 
 def _kill(args: argparse.Namespace) -> int:
-    ask = {"command": "kill", "name": args.name, "signal": args.signal}
-    pid = request(Path(args.run_dir), ask)["pid"]
-    print(f"sent SIG{args.signal.upper().removeprefix('SIG')} to {args.name} (pid {pid})")
+    if args.wait and args.signal in ("STOP", "CONT"):
+        raise DevstackError(f"--wait waits for a restart; SIG{args.signal} ends nothing")
+    run_dir = Path(args.run_dir)
+    before = restarts_of(run_dir, args.name) if args.wait else 0
+    reply = request(run_dir, {"command": "kill", "name": args.name, "signal": args.signal})
+    print(f"sent SIG{args.signal} to {args.name} (pid {reply['pid']})", flush=True)
+    if args.wait:
+        print(wait_until_back(run_dir, args.name, before))
     return 0
 
 
@@ -147,6 +159,11 @@ def _parser() -> argparse.ArgumentParser:
         type=str.upper,
         choices=SIGNALS,
         help="signal to send (default KILL)",
+    )
+    kill.add_argument(
+        "--wait",
+        action="store_true",
+        help="wait until the stack has started it again and it is ready; say how long it took",
     )
     restart = sub.add_parser(
         "restart",

@@ -143,6 +143,29 @@ class _Handler(socketserver.StreamRequestHandler):
         self.wfile.write(json.dumps(reply).encode() + b"\n")
 
 
+def restarts_of(run_dir: Path, name: str) -> int:
+    """How often the stack in `run_dir` has started `name` again (0 for an unknown name)."""
+    rows = request(run_dir, {"command": "ps"})["processes"]
+    return next((int(r["restarts"]) for r in rows if r["name"] == name), 0)
+
+
+def wait_until_back(run_dir: Path, name: str, restarts: int, timeout: float = 120.0) -> str:
+    """Wait until `name` was started again (more than `restarts` restarts) and is ready; say
+    how long that took, or raise if it did not happen within `timeout`."""
+    start = time.monotonic()
+    row: dict[str, Any] = {}
+    while time.monotonic() - start < timeout:
+        rows = request(run_dir, {"command": "ps"})["processes"]
+        row = next(r for r in rows if r["name"] == name)
+        if row["restarts"] > restarts and row["ready"]:
+            took = time.monotonic() - start
+            return f"{name} is back: pid {row['pid']}, ready {took:.1f}s after the signal"
+        time.sleep(0.1)
+    raise DevstackError(
+        f"{name} was not back within {timeout:.0f}s (now: {row.get('state')}); see {row.get('log')}"
+    )
+
+
 def format_ps(rows: list[dict[str, Any]]) -> str:
     """The table `devstack ps` prints."""
 
