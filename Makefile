@@ -19,7 +19,7 @@ setup: ## install uv (if missing) and the locked Python dependencies into .venv
 runtime: setup ## find or build the pinned Dapr runtime (minutes the first time, then cached)
 	@$(UV) run --frozen devstack runtime >/dev/null
 
-run: runtime ## run redis, placement, scheduler and the three apps with sidecars; Ctrl-C stops
+run: runtime ## run redis, placement, scheduler, the apps and sidecars; restarts what dies
 	@$(UV) run --frozen devstack run
 
 test: audit-deps runtime ## audit, every tier on Redis, then e2e and faults on PostgreSQL too

@@ -16,10 +16,12 @@ import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from devstack.errors import DevstackError
+from devstack.log import say
 from devstack.supervisor import Supervisor
 
 SOCKET_NAME = "devstack.sock"
@@ -116,6 +118,33 @@ class ControlServer(socketserver.ThreadingUnixStreamServer):
             pid = sup.call(lambda: sup.restart(name))
             return {"pid": pid, "ready": _wait_ready(sup, name, pid)}
         raise DevstackError(f"unknown command {command!r}: ps, kill or restart")
+
+
+def in_background(supervisor: Supervisor, run_dir: Path) -> Callable[[], None]:
+    """Run the supervisor's loop and its control socket on a thread of their own (what
+    `devstack run` does on its main thread); return what stops them. A process that keeps
+    crashing ends the loop with an error in the log; the stack's owner stops the stack."""
+
+    def loop() -> None:
+        try:
+            with ControlServer(claim(run_dir), supervisor):
+                listening.set()
+                supervisor.run(stop)
+        except Exception as exc:
+            say(f"supervision ended: {exc}")
+        finally:
+            listening.set()
+
+    stop, listening = threading.Event(), threading.Event()
+    thread = threading.Thread(target=loop, name="devstack-supervisor", daemon=True)
+    thread.start()
+    listening.wait(10)
+
+    def end() -> None:
+        stop.set()
+        thread.join(30)
+
+    return end
 
 
 def _wait_ready(sup: Supervisor, name: str, pid: int, timeout: float = 90.0) -> float | None:

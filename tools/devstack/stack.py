@@ -16,7 +16,6 @@ import contextlib
 import os
 import secrets
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from functools import partial
 from pathlib import Path
 
 from devstack import postgres
+from devstack.control import in_background
 from devstack.errors import DevstackError
 from devstack.keys import StackSecrets, write_private, write_tokens
 from devstack.log import say
@@ -76,7 +76,7 @@ class Stack:
     supervisor: Supervisor = field(default_factory=Supervisor)
     _given: set[int] = field(default_factory=set, repr=False)
     postgres_cluster: postgres.Cluster | None = field(default=None, repr=False)
-    _supervising: tuple[threading.Thread, threading.Event] | None = field(default=None, repr=False)
+    _unsupervise: Callable[[], None] | None = field(default=None, repr=False)
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -384,29 +384,16 @@ class Stack:
         say(f"{name}: restarted (pid {proc.pid})")
 
     def supervise(self) -> Stack:
-        """Restart what exits from now on, on a thread of its own (`devstack run` runs the
-        loop itself); a process that keeps crashing ends supervision with an error in the
-        log, and the stack's owner stops it."""
-
-        def loop() -> None:
-            try:
-                self.supervisor.run(stop)
-            except Exception as exc:
-                say(f"supervision ended: {exc}")
-
-        stop = threading.Event()
-        thread = threading.Thread(target=loop, name="devstack-supervisor", daemon=True)
-        self._supervising = (thread, stop)
-        thread.start()
+        """Restart what exits from now on, as `devstack run` does, with its control socket
+        (`devstack ps --run-dir ...`), on a thread of its own (control.in_background)."""
+        self._unsupervise = in_background(self.supervisor, self.run_dir)
         return self
 
     def stop(self) -> None:
         """Stop every process this stack started, apps first, redis last."""
-        if self._supervising is not None:
-            thread, stop = self._supervising
-            stop.set()
-            thread.join(30)
-            self._supervising = None
+        if self._unsupervise is not None:
+            self._unsupervise()
+            self._unsupervise = None
         for proc in reversed(self.procs):
             with contextlib.suppress(Exception):
                 proc.stop()
