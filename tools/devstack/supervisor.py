@@ -93,7 +93,7 @@ class Supervisor:
                 stop.wait(tick)
         finally:
             self._loop = None
-            self._run_calls()  # answer what is queued, so that no caller waits forever
+            self._run_calls(stopping=True)  # answer what is queued: no caller waits forever
 
     def call(self, fn: Callable[[], T], timeout: float = 60.0) -> T:
         """Run `fn` on the loop's thread (at once when no loop runs, or from the loop itself)."""
@@ -103,13 +103,16 @@ class Supervisor:
         self._calls.put((fn, done))
         return done.result(timeout)
 
-    def _run_calls(self) -> None:
+    def _run_calls(self, stopping: bool = False) -> None:
         while True:
             try:
                 fn, done = self._calls.get_nowait()
             except queue.Empty:
                 return
             if not done.set_running_or_notify_cancel():
+                continue
+            if stopping:  # start nothing while the stack stops
+                done.set_exception(DevstackError("the stack is stopping"))
                 continue
             try:
                 done.set_result(fn())
