@@ -38,6 +38,8 @@ def configure_logging(app_id: str, stream: IO[str] | None = None) -> None:
         OneLineFormatter(f"%(asctime)s {app_id} %(levelname)s %(name)s: %(message)s")
     )
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # httpx logs each request at INFO; only /readyz uses it, three requests per probe.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_gateway(request: Request) -> Gateway:

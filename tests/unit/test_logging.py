@@ -17,7 +17,7 @@ SDK_LOGGERS = ("WorkflowRuntime", "DaprWorkflowClient", "durabletask-worker", "d
 @pytest.fixture
 def root_logging() -> Iterator[None]:
     """configure_logging replaces the root handlers, the SDK adds its own: put all back."""
-    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in SDK_LOGGERS)]
+    loggers = [logging.getLogger(n) for n in ("", "httpx", *SDK_LOGGERS)]
     saved = [(lg, lg.handlers[:], lg.level) for lg in loggers]
     logging.getLogger().handlers.clear()  # pytest's own, which basicConfig(force) would close
     yield
