@@ -269,11 +269,13 @@ class FakeSidecar:
 
     TOKEN: ClassVar[str] = "fake-sidecar-token"
 
-    components: tuple[str, ...] = ("statestore", "pubsub", "localsecretstore")
+    components: tuple[str, ...] = ("statestore", "pubsub", "readiness", "localsecretstore")
     # None: the sidecar answers; else how it fails: "refused" (not running) or "hung".
     sidecar: str | None = None
     # None: the state store answers; "refused" (Redis down), "hung" (Redis paused).
     store: str | None = None
+    # The same for the pub/sub's broker, which the probe message reaches.
+    broker: str | None = None
     asked: list[httpx.Request] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -297,6 +299,19 @@ class FakeSidecar:
                     },
                 )
             self._fail(self.store, request)
+            return httpx.Response(204)
+        if path == "/v1.0/publish/readiness/readyz" and request.method == "POST":
+            if self.broker == "refused":
+                return httpx.Response(
+                    500,
+                    json={
+                        "errorCode": "ERR_PUBSUB_PUBLISH_MESSAGE",
+                        "message": "error when publishing to topic readyz in pubsub readiness: "
+                        "redis streams: error from publish: dial tcp 127.0.0.1:6380: connect: "
+                        "connection refused",
+                    },
+                )
+            self._fail(self.broker, request)
             return httpx.Response(204)
         return httpx.Response(404)
 

@@ -6,16 +6,19 @@ An app is ready when, within `timeout` seconds per call:
 - the sidecar has loaded the state store and the pub/sub component the app uses
   (`/v1.0/metadata`);
 - the state store answers a read (`/v1.0/state/<store>/<key>` of a key that is never
-  written), so a Redis that is down, hung or refusing the password shows here.
+  written), so a store that is down, hung or refusing the password shows here;
+- the pub/sub's broker takes a message: Dapr 1.18 has no call that reaches a broker without
+  publishing (the components' `Ping` is not exposed by the sidecar), so one empty message goes
+  to the topic `readyz` of the `readiness` component (components/readiness.yaml): the same
+  Redis as the pub/sub, a stream trimmed to about one entry, a topic no one acts on.
 
-Dapr 1.18 offers no call that reaches a pub/sub broker without publishing (the components'
-`Ping` is not exposed by the sidecar), and publishing a probe would grow a stream forever. The
-pub/sub check is therefore that the component is loaded; its broker is checked through the
-state store only where both use one server, as in the local stack and deploy/ (one Redis).
+The state read and the probe message go out together, so a probe takes at most about two
+timeouts (the sidecar first, then both), and says everything that is missing at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +26,7 @@ import httpx
 
 # Read, never written: a read of a missing key is the cheapest round trip to the store.
 PROBE_KEY = "readyz-probe"
+PROBE_TOPIC = "readyz"
 
 
 class Readiness(Protocol):
@@ -39,6 +43,8 @@ class SidecarReadiness:
     api_token: str | None
     state_store: str
     pubsub: str
+    # The component the probe message goes to; "" checks no broker.
+    probe_pubsub: str = "readiness"
     timeout: float = 2.0
     # Tests: a fake sidecar (httpx.MockTransport).
     transport: httpx.AsyncBaseTransport | None = None
@@ -51,29 +57,45 @@ class SidecarReadiness:
             headers=headers,
             transport=self.transport,
         ) as client:
-            sidecar = await self._ask(client, "/v1.0/healthz/outbound")
+            sidecar = await self._ask(client, "GET", "/v1.0/healthz/outbound")
             if isinstance(sidecar, str):
                 return {"sidecar": sidecar}
-            problems: dict[str, str] = {}
-            metadata = await self._ask(client, "/v1.0/metadata")
+            metadata = await self._ask(client, "GET", "/v1.0/metadata")
             if isinstance(metadata, str):
-                problems["sidecar metadata"] = metadata
-            else:
-                loaded = {c.get("name") for c in metadata.json().get("components") or []}
-                for kind, name in (("state store", self.state_store), ("pub/sub", self.pubsub)):
-                    if name not in loaded:
-                        problems[f"{kind} {name}"] = "not loaded by the sidecar (see its log)"
-            store = f"state store {self.state_store}"
+                return {"sidecar metadata": metadata}
+            loaded = {c.get("name") for c in metadata.json().get("components") or []}
+            store, pubsub = f"state store {self.state_store}", f"pub/sub {self.pubsub}"
+            problems: dict[str, str] = {}
+            for what, name in ((store, self.state_store), (pubsub, self.pubsub)):
+                if name not in loaded:
+                    problems[what] = "not loaded by the sidecar (see its log)"
+            if self.probe_pubsub and self.probe_pubsub not in loaded:
+                problems[pubsub] = (
+                    f"its broker cannot be checked: the sidecar has no component "
+                    f"{self.probe_pubsub!r} (components/readiness.yaml)"
+                )
+            checks = {}
             if store not in problems:
-                read = await self._ask(client, f"/v1.0/state/{self.state_store}/{PROBE_KEY}")
-                if isinstance(read, str):
-                    problems[store] = f"a read failed: {read}"
+                checks[store] = self._ask(
+                    client, "GET", f"/v1.0/state/{self.state_store}/{PROBE_KEY}"
+                )
+            if pubsub not in problems and self.probe_pubsub:
+                checks[pubsub] = self._ask(
+                    client, "POST", f"/v1.0/publish/{self.probe_pubsub}/{PROBE_TOPIC}", json={}
+                )
+            answers = await asyncio.gather(*checks.values())
+            for what, answer in zip(checks, answers, strict=True):
+                if isinstance(answer, str):
+                    verb = "a read" if what == store else "a probe message to its broker"
+                    problems[what] = f"{verb} failed: {answer}"
             return problems
 
-    async def _ask(self, client: httpx.AsyncClient, path: str) -> httpx.Response | str:
+    async def _ask(
+        self, client: httpx.AsyncClient, method: str, path: str, json: Any = None
+    ) -> httpx.Response | str:
         """The answer, or what went wrong in words."""
         try:
-            resp = await client.get(path)
+            resp = await client.request(method, path, json=json)
         except httpx.TimeoutException:
             return f"no answer within {self.timeout:g}s"
         except httpx.HTTPError as exc:

@@ -62,7 +62,11 @@ def open_dapr(
         bindings=DaprBindings(client),
         secrets=secrets,
         readiness=SidecarReadiness(
-            settings.sidecar_url, settings.dapr_api_token, settings.state_store, settings.pubsub
+            settings.sidecar_url,
+            settings.dapr_api_token,
+            settings.state_store,
+            settings.pubsub,
+            settings.readiness_pubsub,
         ),
     )
     res = DaprResources(gateway, [client.close])

@@ -11,8 +11,8 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 
 @dataclass(frozen=True)
 class ServiceSettings:
-    """Read from APP_ID, PUBSUB_NAME, STATE_STORE_NAME, MAX_BODY_BYTES, APP_API_TOKEN,
-    DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
+    """Read from APP_ID, PUBSUB_NAME, STATE_STORE_NAME, READINESS_PUBSUB, MAX_BODY_BYTES,
+    APP_API_TOKEN, DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
     SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE,
     AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
     (see contracts.policy).
@@ -23,6 +23,8 @@ class ServiceSettings:
     app_id: str
     pubsub: str = "pubsub"
     state_store: str = "statestore"
+    # The pub/sub component /readyz publishes a probe to (plumbing.health); "" checks no broker.
+    readiness_pubsub: str = "readiness"
     max_body_bytes: int = 64 * 1024
     app_api_token: str | None = field(default=None, repr=False)
     # The token this app sends to its sidecar (the SDK reads DAPR_API_TOKEN itself).
@@ -55,6 +57,7 @@ class ServiceSettings:
             app_id=env.get("APP_ID", app_id),
             pubsub=env.get("PUBSUB_NAME", "pubsub"),
             state_store=env.get("STATE_STORE_NAME", "statestore"),
+            readiness_pubsub=env.get("READINESS_PUBSUB", "readiness"),
             max_body_bytes=int(env.get("MAX_BODY_BYTES", str(64 * 1024))),
             app_api_token=env.get("APP_API_TOKEN") or None,
             dapr_api_token=env.get("DAPR_API_TOKEN") or None,

@@ -64,8 +64,12 @@ def test_apps_are_not_ready_while_redis_is_down_and_ready_again_after(
         for app in stack.apps.values():
             resp = flow.http.get(f"{app.app_url}/readyz")
             assert resp.status_code == 503, (app.app_id, resp.text)
-            problem = resp.json()["problems"]["state store statestore"]
-            assert problem.startswith("a read failed: "), problem
+            problems = resp.json()["problems"]
+            broker = problems.pop("pub/sub pubsub")
+            assert broker.startswith("a probe message to its broker failed: "), broker
+            if stack.state_store == "redis":  # the state store is that Redis too
+                assert problems.pop("state store statestore").startswith("a read failed: ")
+            assert problems == {}, problems
     finally:
         stack.restart("redis")
     for app in stack.apps.values():

@@ -53,21 +53,14 @@ def test_try_a_failure_works_as_pasted(supervised: Stack) -> None:
     assert not stumbles, f"it stumbles on {stumbles}:\n{output}"
     assert re.search(r"orders is back: pid \d+, ready [\d.]+s after the signal", output), output
     assert "orders-daprd is back" in output, output
-    assert '"state store statestore":"a read failed: no answer within 2s"' in output, output
+    said = '"pub/sub pubsub":"a probe message to its broker failed: no answer within 2s"'
+    assert said in output, output
     assert re.search(r"notifier restarted as pid \d+; ready [\d.]+s later", output), output
     table = output.rsplit("NAME ", 1)[1].splitlines()
     restarts = {line.split()[0]: int(line.split()[3]) for line in table[1:] if line.strip()}
-    assert restarts == {
-        "redis": 0,
-        "placement": 0,
-        "scheduler": 0,
-        "orders-daprd": 1,
-        "orders": 1,
-        "approvals-daprd": 0,
-        "approvals": 0,
-        "notifier-daprd": 0,
-        "notifier": 1,
-    }, output
+    restarted = {name: n for name, n in restarts.items() if n}
+    assert restarted == {"orders-daprd": 1, "orders": 1, "notifier": 1}, output
+    assert {"redis", "placement", "scheduler", "approvals", "notifier-daprd"} <= set(restarts)
     order = {"order_id": unique("o"), "customer_id": "c-1", "amount": "30", "currency": "EUR"}
     orders = supervised.apps["orders"].app_url
     with httpx.Client(headers=bearer("operator"), timeout=30) as http:

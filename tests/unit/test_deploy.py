@@ -23,7 +23,7 @@ def metadata(doc: dict) -> dict[str, object]:
 def test_kubernetes_resources_keep_the_scopes_and_policies_of_components() -> None:
     local = resources(*sorted((ROOT / "components").glob("*.yaml")))
     cluster = resources(ROOT / "deploy" / "dapr-components.yaml")
-    for name in ("pubsub", "statestore"):
+    for name in ("pubsub", "readiness", "statestore"):
         here, there = metadata(local["Component", name]), metadata(cluster["Component", name])
         assert {k: v for k, v in here.items() if k != "redisHost"} == {
             k: v for k, v in there.items() if k not in ("redisHost", "redisPassword")
