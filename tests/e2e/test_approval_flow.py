@@ -1,4 +1,4 @@
-"""Every approval path through the real topics and HTTP APIs (deadlines shortened to seconds)."""
+"""Every approval path through the real topics and HTTP APIs (deadlines: test_deadlines.py)."""
 
 from __future__ import annotations
 

@@ -33,7 +33,6 @@ def flow(deadline_stack: Stack, http: httpx.Client) -> Any:
 
 def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:
     order = flow.place("2500.00")
-    flow.pending(order.order_id, tier="manager")
     view = flow.pending(order.order_id, tier="vp", timeout=30)
     assert view["stage"] == 2
     assert [e["kind"] for e in view["log"]] == ["requested", "timed_out", "escalated"]

@@ -1,11 +1,16 @@
 """requests.http runs against the real stack, top to bottom as its header says to send it, and
 every request answers what its `# expect:` line documents: the status, and the listed fields of
-the JSON body. A request without an expectation fails the test: the file is documentation."""
+the JSON body ("field~": contains the text; a list: contains such items). A read marked
+`within Ns` is sent again until it holds or N seconds passed, as its reader is told to. A
+request without an expectation fails the test: the file is documentation. Its ids (req-...)
+are made this run's own, so it never meets another test's orders or an earlier run's."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +30,10 @@ class Request:
     method: str
     url: str
     headers: dict[str, str]
-    body: str
+    content: str
     status: int | None  # None: the file documents no answer for it
-    fields: dict[str, Any]
+    body: Any  # what the answer's JSON must match (see `matches`); None: anything
+    within: float  # seconds to keep asking while it does not match yet
 
 
 def requests_of(text: str, variables: dict[str, str]) -> list[Request]:
@@ -40,18 +46,34 @@ def requests_of(text: str, variables: dict[str, str]) -> list[Request]:
     found = []
     for block in text.split("\n### ")[1:]:
         title, *lines = block.split("\n")
-        status, fields = None, {}
+        status, expected, within = None, None, 0.0
         while lines and lines[0].startswith("#"):
-            if m := re.match(r"# expect: (\d{3})\s*(.*)$", lines.pop(0)):
-                status, fields = int(m.group(1)), json.loads(m.group(2) or "{}")
+            if m := re.match(r"# expect(?: within (\d+)s)?: (\d{3})\s*(.*)$", lines.pop(0)):
+                within, status = float(m.group(1) or 0), int(m.group(2))
+                expected = json.loads(m.group(3)) if m.group(3) else None
         method, url = lines.pop(0).split(" ", 1)
         headers: dict[str, str] = {}
         while lines and lines[0].strip():
             key, value = lines.pop(0).split(": ", 1)
             headers[key] = fill(value)
-        body = "\n".join(lines).strip()
-        found.append(Request(title, method, fill(url), headers, body, status, fields))
+        content = "\n".join(lines).strip()
+        found.append(Request(title, method, fill(url), headers, content, status, expected, within))
     return found
+
+
+def matches(expected: Any, got: Any) -> bool:
+    """An object: each listed field matches ("name~": a text containing the value); a list:
+    each listed item matches some item of the answer; anything else: equal."""
+    if isinstance(expected, dict):
+        return isinstance(got, dict) and all(
+            isinstance(got.get(k[:-1]), str) and v in got[k[:-1]]
+            if k.endswith("~")
+            else k in got and matches(v, got[k])
+            for k, v in expected.items()
+        )
+    if isinstance(expected, list):
+        return isinstance(got, list) and all(any(matches(e, g) for g in got) for e in expected)
+    return bool(expected == got)
 
 
 def test_requests_http_answers_what_it_documents(stack: Stack, http: httpx.Client) -> None:
@@ -62,18 +84,24 @@ def test_requests_http_answers_what_it_documents(stack: Stack, http: httpx.Clien
         "ordersSidecar": stack.apps["orders"].dapr_url,
         "ordersSidecarToken": stack.apps["orders"].dapr_api_token,
     }
-    requests = requests_of((ROOT / "requests.http").read_text(), variables)
+    text = (ROOT / "requests.http").read_text().replace("req-", f"r{uuid.uuid4().hex[:8]}-")
+    requests = requests_of(text, variables)
     assert len(requests) >= 20
     assert [r.title for r in requests if r.status is None] == []
     for r in requests:
-        resp = http.request(
-            r.method,
-            r.url,
-            headers={"Authorization": "", **r.headers},
-            content=r.body.encode() or None,
-            timeout=40,
-        )
+        deadline = time.monotonic() + r.within
+        while True:
+            resp = http.request(
+                r.method,
+                r.url,
+                headers={"Authorization": "", **r.headers},
+                content=r.content.encode() or None,
+                timeout=40,
+            )
+            got = resp.json() if resp.content else None
+            ok = resp.status_code == r.status and (r.body is None or matches(r.body, got))
+            if ok or time.monotonic() >= deadline:
+                break
+            time.sleep(0.5)
         assert resp.status_code == r.status, (r.title, resp.status_code, resp.text)
-        if r.fields:
-            got = resp.json()
-            assert {k: got.get(k) for k in r.fields} == r.fields, (r.title, got)
+        assert r.body is None or matches(r.body, got), f"{r.title}: {r.body} not in {got}"
