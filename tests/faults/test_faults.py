@@ -23,13 +23,17 @@ from tests.stack import E2E_ENV, WebhookSink, e2e_stack
 
 pytestmark = pytest.mark.faults
 
-# Deadlines a faulty minute cannot push a decision past, yet short enough for the escalation
-# and expiry paths to happen within the run.
+# Deadlines the faults cannot push a decision past, yet short enough for the escalation and
+# expiry paths to happen within the run. A decision posted in time but applied after the
+# deadline loses to it (the timer fires first), so the VP's deadline must outlast the longest
+# stall the nemesis can cause: a killed scheduler stops every workflow for about 27 s, and two
+# scheduler kills can come 40 s apart (seed 453345366 on PostgreSQL expired ten orders whose
+# VP had decided, with a VP deadline of 40 s).
 FAULT_ENV = {
     **E2E_ENV,
     "POLICY_MANAGER_DEADLINE": "20s",
-    "POLICY_VP_DEADLINE": "40s",
-    "DECISION_HOLD": "120s",
+    "POLICY_VP_DEADLINE": "90s",
+    "DECISION_HOLD": "180s",
 }
 
 
