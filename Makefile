@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
 .PHONY: help setup runtime run test test-postgres test-faults test-unit test-service test-e2e test-browser lint fmt \
-	audit-deps bench clean
+	audit-deps bench mutate clean
 
 help: ## list the commands
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -81,6 +81,11 @@ fmt: setup ## format and fix what ruff can
 
 bench: runtime ## benchmarks against bare Dapr in the same run (minutes; prints a table)
 	@$(UV) run --frozen python bench/run.py
+
+# Not part of `make test`: it runs the fast tiers once per mutant (docs/testing.md). MUTANTS="name
+# or glob ..." tests only those again in the last run.
+mutate: setup ## mutation testing of the domain, workflows and subscription helper (~20 min)
+	@nice -n 10 $(UV) run --frozen python tools/mutate.py $(MUTANTS)
 
 clean: ## remove the run directory (logs, redis data); the runtime cache stays
 	rm -rf .run
