@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from contracts.messages import Tier
-from contracts.money import MoneyError
+from contracts.money import MoneyError, Rate
 from contracts.policy import (
     ApprovalPolicy,
     OnManagerTimeout,
@@ -189,6 +189,9 @@ def test_rates_from_a_policy_file_with_another_base_currency(tmp_path) -> None:
             "compared with the thresholds",
         ),
         ({"POLICY_MINOR_UNITS": "JPY"}, "POLICY_MINOR_UNITS: 'JPY' is not CODE=PLACES"),
+        ({"POLICY_MINOR_UNITS": "=2"}, "POLICY_MINOR_UNITS: '=2' is not CODE=PLACES"),
+        ({"POLICY_MINOR_UNITS": "JPY="}, "POLICY_MINOR_UNITS: 'JPY=' is not CODE=PLACES"),
+        ({"POLICY_MINOR_UNITS": "JPY=2=3"}, "minor_units.JPY: Input should be a valid integer"),
         ({"POLICY_CURRENCIES": ""}, "currencies: empty"),
     ],
 )
@@ -312,3 +315,51 @@ def test_a_snapshot_is_trusted_but_must_carry_the_minor_units_it_accepts() -> No
     torn = {**snap, "minor_units": {k: v for k, v in snap["minor_units"].items() if k != "GBP"}}
     with pytest.raises(PolicyError, match="policy snapshot: no minor units for GBP"):
         PolicySnapshot.read(torn)
+
+
+def test_every_invalid_setting_is_named_in_one_message(tmp_path) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text("manager_deadline: soon\nvp_deadline: later\n")
+    with pytest.raises(PolicyError) as raised:
+        load_policy({"POLICY_FILE": str(path)})
+    not_a_duration = "is not a duration; use Go style (72h, 90s) or ISO-8601 (P3D)"
+    assert str(raised.value) == (
+        f"invalid approval policy: manager_deadline: 'soon' {not_a_duration}; "
+        f"vp_deadline: 'later' {not_a_duration}"
+    )
+
+
+def test_a_rule_across_settings_is_said_of_the_policy() -> None:
+    with pytest.raises(PolicyError) as raised:
+        load_policy({"POLICY_ORDER_BACKSTOP": "72h"})
+    assert str(raised.value) == (
+        "invalid approval policy: policy: order_backstop (3 days, 0:00:00) must cover the "
+        "longest approval (8 days, 0:00:00); otherwise orders expire while an approver may "
+        "still decide"
+    )
+
+
+def test_a_policy_file_that_cannot_be_used_is_named(tmp_path) -> None:
+    missing = tmp_path / "missing.yaml"
+    with pytest.raises(PolicyError, match=f"^cannot read policy file {re.escape(str(missing))}: "):
+        load_policy({"POLICY_FILE": str(missing)})
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- manager_deadline\n")
+    with pytest.raises(PolicyError) as raised:
+        load_policy({"POLICY_FILE": str(listed)})
+    assert str(raised.value) == f"policy file {listed} must be a mapping of settings"
+
+
+def test_without_a_mapping_the_process_environment_is_read(monkeypatch) -> None:
+    monkeypatch.setenv("POLICY_AUTO_APPROVE_BELOW", "100")
+    assert load_policy().auto_approve_below == Decimal("100")
+
+
+def test_equal_policies_hash_equal_whatever_the_order_of_their_tables() -> None:
+    usd, gbp = Rate(rate="0.86", as_of="2026-11-20"), Rate(rate="1.14", as_of="2026-11-20")
+    one, other = (
+        ApprovalPolicy(rates={"USD": usd, "GBP": gbp}),
+        ApprovalPolicy(rates={"GBP": gbp, "USD": usd}),
+    )
+    assert one == other and hash(one) == hash(other)
+    assert hash(one) != hash(ApprovalPolicy(rates={"USD": usd}))
