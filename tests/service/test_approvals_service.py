@@ -141,6 +141,14 @@ def test_valid_decision_takes_the_approver_from_the_token(approvals: TestClient,
     assert entry["outcome"] == f"ok: approve 1200.00 EUR as {msg.message_id}"
 
 
+def test_a_vp_decides_a_vp_stage(approvals: TestClient, gateway) -> None:
+    save_view(gateway.state, view(tier=Tier.VP))
+    resp = post(approvals, "vp")
+    assert resp.status_code == 202
+    (msg,) = gateway.publisher.to("decisions")
+    assert (msg.approver_id, msg.approver_role) == ("val", Tier.VP)
+
+
 def test_bad_decision_body_is_a_422_with_a_message(approvals: TestClient) -> None:
     resp = approvals.post(
         "/approvals/o-1/decisions", json={"approved": "perhaps"}, headers=bearer("manager")

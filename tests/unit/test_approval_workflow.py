@@ -1,7 +1,10 @@
 """approval_workflow, driven step by step on a virtual clock: days pass in microseconds."""
 
+import logging
 from datetime import timedelta
 from typing import Any
+
+import pytest
 
 from approvals.domain import ApprovalView
 from approvals.workflows import (
@@ -13,6 +16,7 @@ from approvals.workflows import (
     approval_workflow,
 )
 from contracts.policy import ApprovalPolicy, OnManagerTimeout
+from contracts.timestamps import rfc3339
 from control.instances import TRACK_INSTANCE
 from workflow_harness import DEFAULT_START, WorkflowHarness
 
@@ -173,6 +177,7 @@ def test_manager_timeout_rejects_when_configured() -> None:
     h = harness(policy=ApprovalPolicy(on_manager_timeout=OnManagerTimeout.REJECT)).start()
     h.run_until_complete()
     assert published(h)["outcome"] == "rejected" and published(h)["reason"] == "manager_timeout"
+    assert (kinds(h)[-1], h.result["log"][-1]["note"]) == ("timed_out", "manager_timeout")
     assert not h.calls_to(REQUEST_NEXT_STAGE)
     assert h.now == T0 + POLICY.manager_deadline
 
@@ -189,6 +194,7 @@ def test_last_stage_timeout_expires() -> None:
         "decided_at": None,
     }
     assert h.now == T0 + POLICY.manager_deadline + POLICY.vp_deadline
+    assert (kinds(h)[-1], h.result["log"][-1]["note"]) == ("timed_out", "approval_timeout")
     h.assert_deterministic()
 
 
@@ -204,6 +210,69 @@ def test_malformed_decision_is_logged_and_ignored() -> None:
     h.raise_event(DECISION_EVENT, decision(order_id="o-2"))
     h.raise_event(DECISION_EVENT, decision())
     assert kinds(h) == ["requested", "malformed", "ignored", "accepted"]
+
+
+def test_the_decision_log_and_the_inbox_say_what_arrived_and_what_was_done_with_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="approvals.workflows")
+    h = harness().start()
+    h.raise_event(DECISION_EVENT, {"approved": "maybe"})
+    h.raise_event(DECISION_EVENT, decision(decision_id="d-other", order_id="o-2"))
+    h.raise_event(DECISION_EVENT, decision("c-1", decision_id="d-own"))
+    h.advance(POLICY.manager_deadline)
+    h.raise_event(DECISION_EVENT, decision(decision_id="d-mgr"))
+    h.raise_event(DECISION_EVENT, decision(decision_id="d-mgr"))
+    h.raise_event(DECISION_EVENT, decision("v-1", "vp", decision_id="d-vp"))
+    vp_due = rfc3339(T0 + POLICY.manager_deadline + POLICY.vp_deadline)
+    log = h.result["log"]
+    assert [(e["kind"], e["stage"], e["tier"], e["note"]) for e in log] == [
+        ("requested", 1, "manager", "test"),
+        ("malformed", 1, "manager", "a decision event that is not a DecisionSubmitted"),
+        ("ignored", 1, "manager", "decision is for order o-2"),
+        ("ignored", 1, "manager", "approvers may not decide their own order"),
+        ("timed_out", 1, "manager", "manager deadline passed; escalating to a VP"),
+        ("escalated", 2, "vp", f"VP decision due {vp_due}"),
+        ("ignored", 2, "vp", "a manager may not decide a VP stage"),
+        ("duplicate", 2, "vp", "already counted"),
+        ("accepted", 2, "vp", "ok"),
+    ]
+    nobody = (None, None, None)
+    assert [(e["decision_id"], e["approver_id"], e["approved"]) for e in log] == [
+        nobody,
+        nobody,
+        ("d-other", "m-1", True),
+        ("d-own", "c-1", True),
+        nobody,
+        nobody,
+        ("d-mgr", "m-1", True),
+        ("d-mgr", "m-1", True),
+        ("d-vp", "v-1", True),
+    ]
+    # The inbox is written at the start, on each decision it shows, and at the end.
+    views = [c.input for c in h.calls_to(RECORD_APPROVAL)]
+    assert [(v["status"], v["stage"], v["decided_by"], v["reason"]) for v in views] == [
+        ("pending", 1, None, ""),
+        ("pending", 1, None, ""),
+        ("pending", 2, None, ""),
+        ("pending", 2, None, ""),
+        ("approved", 2, "v-1", "ok"),
+    ]
+    (nxt,) = h.calls_to(REQUEST_NEXT_STAGE)
+    assert nxt.input["reason"] == "the manager did not decide in time; escalated to a VP"
+    assert h.custom_status == "approved by v-1"
+    (track,) = h.calls_to(TRACK_INSTANCE)
+    assert track.input == {
+        "instance_id": "approval-o-1",
+        "name": "approval_workflow",
+        "status": "COMPLETED",
+        "at": h.now.isoformat(),
+    }
+    # Once each, although the history is replayed at every step.
+    assert caplog.messages == [
+        "approval o-1: ignored decision d-own: approvers may not decide their own order",
+        "approval o-1: ignored decision d-mgr: a manager may not decide a VP stage",
+    ]
 
 
 def test_the_inbox_shows_the_rate_that_decided_the_tier_through_escalation() -> None:
