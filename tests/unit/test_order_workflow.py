@@ -1,5 +1,6 @@
 """order_workflow, driven step by step on a virtual clock."""
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -97,6 +98,7 @@ def test_larger_orders_request_approval_from_the_right_tier(
     (req,) = h.calls_to(REQUEST_APPROVAL)
     due = DEFAULT_START + timedelta(days=days)
     assert req.input["tier"] == tier and req.input["stage"] == 1
+    assert req.input["request_id"] == f"o-1-s1-{tier}"
     assert req.input["due_at"] == due.isoformat().replace("+00:00", "Z")
     due_text = due.isoformat().replace("+00:00", "Z")
     assert h.custom_status == f"awaiting {tier} approval (stage 1), due {due_text}"
@@ -153,6 +155,7 @@ def test_backstop_timeout_expires_the_order() -> None:
     h.run_until_complete()
     assert h.now == DEFAULT_START + POLICY.order_backstop
     assert h.result["status"] == "expired" and h.result["reason"] == "approval_timeout"
+    assert h.result["decided_by"] == "policy"
     assert statuses(h)[-1] == "expired"
     h.assert_deterministic()
 
@@ -344,6 +347,13 @@ def test_an_order_started_before_base_currencies_keeps_its_raw_number_tier() -> 
     h.assert_deterministic()
 
 
+def test_an_order_started_before_base_currencies_shows_its_amount_as_it_came() -> None:
+    """That snapshot has no minor units: an amount keeps the decimals it has, none here."""
+    h = old_harness("9000", "JPY", "raw amount").start()
+    (req,) = h.calls_to(REQUEST_APPROVAL)
+    assert req.input["reason"] == "9000 JPY needs vp approval"
+
+
 def test_an_order_worth_a_fraction_over_the_manager_limit_goes_to_a_vp() -> None:
     h = harness("909091", currency="JPY").start()  # 5000.0005 EUR, shown as 5000.00 EUR
     (req,) = h.calls_to(REQUEST_APPROVAL)
@@ -386,6 +396,10 @@ def test_an_order_in_a_currency_only_the_policy_knows_requests_its_approval() ->
         "1000.000",
         "BHD",
     )
+    # Its escalation too, although the default limits know no BHD.
+    h.raise_event(APPROVAL_STAGE_EVENT, stage(2) | {"amount": "1000.000", "currency": "BHD"})
+    (recorded,) = h.calls_to(RECORD_ORDER)
+    assert recorded.input["approval"]["stage"] == 2
     h.assert_deterministic()
 
 
@@ -455,6 +469,64 @@ def test_every_step_tells_the_order_record_what_it_learnt() -> None:
         assert step["record"]["placed_at"].endswith("Z")
     assert steps[-1]["record"]["result"] == h.result
     assert "result" not in steps[2]["record"]
+    assert steps[-1]["detail"] == ""  # completed says nothing more than its result
+
+
+def test_the_record_learns_the_order_as_it_was_accepted_with_its_value() -> None:
+    h = harness("4900", currency="GBP").start()
+    received = h.calls_to(PUBLISH_STATUS)[0].input
+    assert received["record"] == {
+        "customer_id": "c-1",
+        "amount": "4900.00",
+        "currency": "GBP",
+        "amount_text": "4900.00 GBP (5586.00 EUR; 1 GBP = 1.14 EUR as of 2026-11-20)",
+        "valuation": {
+            "base_currency": "EUR",
+            "base_amount": "5586.00",
+            "rate": "1.14",
+            "rate_as_of": "2026-11-20",
+        },
+        "placed_at": DEFAULT_START.isoformat().replace("+00:00", "Z"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("result", "reason", "says"),
+    [("approved", "", "completed"), ("rejected", "too expensive", "rejected: too expensive")],
+)
+def test_the_custom_status_and_the_instance_index_say_how_the_order_ended(
+    result: str, reason: str, says: str
+) -> None:
+    h = harness("1200.00").start()
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome(result, tier="manager", reason=reason))
+    assert h.custom_status == says
+    (track,) = h.calls_to(TRACK_INSTANCE)
+    assert track.input == {
+        "instance_id": "order-o-1",
+        "name": "order_workflow",
+        "status": "COMPLETED",
+        "at": h.now.isoformat(),
+    }
+
+
+def test_an_invalid_order_is_logged_once_and_decided_by_nobody(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="orders.workflows")
+    h = harness("-5").start()
+    assert (h.result["reason"], h.result["decided_by"]) == ("invalid_order", "")
+    assert h.custom_status == "rejected: invalid_order"
+    assert caplog.messages == [
+        "order o-1 rejected: invalid_order: amount: Input should be greater than 0"
+    ]
+
+
+def test_an_order_without_an_id_is_rejected_under_its_instance_s_id() -> None:
+    placed = {k: v for k, v in order().items() if k != "order_id"}
+    h = harness_for(OrderInput(order=placed, policy=POLICY.snapshot())).start()
+    assert (h.result["order_id"], h.result["reason"]) == ("o-1", "invalid_order")
+    (step,) = h.calls_to(PUBLISH_STATUS)
+    assert (step.input["order_id"], step.input["status"]) == ("o-1", "rejected")
 
 
 def test_an_invalid_order_s_rejection_carries_its_result() -> None:
