@@ -1,3 +1,4 @@
+import base64
 import json
 import secrets
 from datetime import UTC, datetime
@@ -195,6 +196,44 @@ def test_dropped_message_comes_back_with_its_reason(orders: TestClient) -> None:
     assert kept["event_id"] == "bad-1" and kept["topic"] == "orders"
     assert "amount: EUR has 2 decimal places; got 1.001" in kept["reason"]
     assert orders.get("/deadletters", params={"topic": "approval-outcomes"}).json() == []
+
+
+def test_a_dead_letter_wrapped_by_the_sidecar_is_kept_as_it_was_sent(orders: TestClient) -> None:
+    body = (
+        b'{"specversion": "1.0", "id": "bad-2", "source": "shop", "type": "t",'
+        b' "data": {"order_id": "o-3", "amount": "1.001", "currency": "EUR"}}'
+    )
+    assert deliver(orders, "orders", body)["status"] == "DROP"
+    # rawPayload: the sidecar's own envelope, with the original bytes in data_base64.
+    wrapped = {
+        "specversion": "1.0",
+        "id": "sidecar-envelope-1",
+        "source": "orders",
+        "type": "com.dapr.event.sent",
+        "data_base64": base64.b64encode(body).decode(),
+    }
+    assert orders.post("/deadletters/orders", json=wrapped).json()["status"] == "SUCCESS"
+    (kept,) = orders.get("/deadletters").json()
+    assert (kept["event_id"], kept["source"], kept["body"]) == ("bad-2", "shop", body.decode())
+    assert "amount: EUR has 2 decimal places; got 1.001" in kept["reason"]
+
+
+@pytest.mark.parametrize(
+    ("body", "event_id"),
+    [
+        (b'{"id": "ev-9", "data": {}}', "ev-9"),  # no specversion: no CloudEvent, but an id
+        (b'{"data": {}}', "?"),
+        (b'["ev-9"]', "?"),
+        (b"{broken", "?"),
+    ],
+)
+def test_a_body_that_is_no_cloudevent_is_dropped_under_what_id_it_has(
+    orders: TestClient, gateway, body: bytes, event_id: str
+) -> None:
+    answer = deliver(orders, "orders", body)
+    assert answer["status"] == "DROP"
+    dropped, _ = gateway.state.get(f"dropped:orders:orders:{event_id}")
+    assert dropped["reason"] == answer["reason"]
 
 
 def test_reads_need_a_token_and_mutations_need_an_operator(client: AppFactory) -> None:
