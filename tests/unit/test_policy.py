@@ -54,14 +54,16 @@ def test_defaults_are_the_business_rules() -> None:
         ("P3D", timedelta(days=3)),
         ("P1DT12H", timedelta(hours=36)),
         ("pt2m", timedelta(minutes=2)),
+        (90, timedelta(seconds=90)),  # a number in a policy file: seconds
+        (1.5, timedelta(seconds=1.5)),
     ],
 )
-def test_durations_go_style_and_iso(text: str, expected: timedelta) -> None:
+def test_durations_go_style_and_iso(text: str | float, expected: timedelta) -> None:
     assert parse_duration(text) == expected
 
 
-@pytest.mark.parametrize("text", ["", "3 days", "P", "PT", "72", "h", "-5s", "5x"])
-def test_bad_durations_say_what_is_accepted(text: str) -> None:
+@pytest.mark.parametrize("text", ["", "3 days", "P", "PT", "72", "h", "-5s", "5x", True])
+def test_bad_durations_say_what_is_accepted(text: str | bool) -> None:
     with pytest.raises(ValueError, match="Go style"):
         parse_duration(text)
 
@@ -277,6 +279,14 @@ def test_an_approval_covers_its_own_level_and_below(
     assert covers(decided_at, needed) is enough
 
 
+def test_a_currency_without_a_rate_is_refused_naming_those_accepted() -> None:
+    with pytest.raises(MoneyError) as refused:
+        DEFAULT.value(Decimal("100"), "SEK")
+    assert str(refused.value) == (
+        "SEK is not accepted: no exchange rate to EUR; accepted: CHF, EUR, GBP, JPY, USD"
+    )
+
+
 def test_narrowed_currencies_are_refused_by_name() -> None:
     policy = load_policy({"POLICY_CURRENCIES": "USD"})
     assert policy.accepted == frozenset({"USD"})
@@ -312,8 +322,9 @@ def test_snapshots_of_earlier_releases_say_what_their_tiers_were_decided_on() ->
 def test_a_snapshot_is_trusted_but_must_carry_the_minor_units_it_accepts() -> None:
     snap = load_policy({"POLICY_MINOR_UNITS": "JPY=2"}).snapshot()
     assert PolicySnapshot.read(snap).policy.minor_units["JPY"] == 2  # not babel's 0
-    torn = {**snap, "minor_units": {k: v for k, v in snap["minor_units"].items() if k != "GBP"}}
-    with pytest.raises(PolicyError, match="policy snapshot: no minor units for GBP"):
+    units = {k: v for k, v in snap["minor_units"].items() if k not in ("GBP", "USD")}
+    torn = {**snap, "minor_units": units}
+    with pytest.raises(PolicyError, match=r"^policy snapshot: no minor units for GBP, USD$"):
         PolicySnapshot.read(torn)
 
 
