@@ -309,6 +309,29 @@ def test_a_flood_of_forged_deliveries_is_counted_per_topic(client: AppFactory, g
     assert "(3 x unsigned)" in summary["reason"]
 
 
+def test_deliveries_without_the_app_token_are_audited_and_a_flood_counted_per_caller(
+    client: AppFactory, gateway
+) -> None:
+    settings = ServiceSettings(
+        app_id="orders", app_api_token="s3cret", audit_refusal_burst=1, audit_refusals_per_minute=0
+    )
+    app = create_app(development(settings), gateway=gateway)
+    with TestClient(app, base_url=LOCAL, headers=bearer("viewer")) as c:
+        for _ in range(3):
+            resp = c.post("/events/orders", content=b"{}", headers={"dapr-api-token": "wrong"})
+            assert resp.status_code == 401
+        (refused,) = c.get("/audit", params={"action": "deliver orders"}).json()
+        assert (refused["actor"], refused["target"], refused["outcome"]) == (
+            "unknown caller",
+            "orders",
+            "refused 401: missing or wrong dapr-api-token",
+        )
+    after = client(create_app, settings, who="viewer")
+    (summary,) = after.get("/audit", params={"action": "refusals_suppressed"}).json()
+    assert (summary["target"], summary["outcome"]) == ("testclient", "suppressed 2")
+    assert "(2 x 401)" in summary["reason"]
+
+
 def test_a_flooding_caller_let_through_again_first_gets_its_summary() -> None:
     clock = Clock()
     limiter = RefusalLimiter(burst=1, per_minute=60, clock=clock)

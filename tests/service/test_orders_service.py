@@ -234,6 +234,20 @@ def test_a_body_that_is_no_cloudevent_is_dropped_under_what_id_it_has(
     assert answer["status"] == "DROP"
     dropped, _ = gateway.state.get(f"dropped:orders:orders:{event_id}")
     assert dropped["reason"] == answer["reason"]
+    assert datetime.fromisoformat(dropped["at"]).tzinfo is UTC and dropped["at"].endswith("Z")
+
+
+def test_a_drop_or_a_refusal_goes_on_when_the_store_cannot_keep_why(
+    client: AppFactory, gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    gateway.state.refuse_writes = ("dropped:", "audit")
+    orders = client(create_app, ServiceSettings(app_id="orders", app_api_token="s3cret"))
+    token = {"dapr-api-token": "s3cret"}
+    assert deliver(orders, "orders", b'{"id": "ev-9", "data": {}}', token)["status"] == "DROP"
+    assert deliver(orders, "orders", ORDER)["detail"] == "missing or wrong dapr-api-token"
+    warned = [r.getMessage() for r in caplog.records if r.name == "plumbing.subscriptions"]
+    assert "could not record why ev-9 on orders was dropped" in warned
+    assert "could not audit a refused delivery on orders" in warned
 
 
 def test_reads_need_a_token_and_mutations_need_an_operator(client: AppFactory) -> None:
