@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from approvals.app import create_app as create_approvals
 from approvals.readmodel import save_view
-from contracts.messages import DecisionSubmitted, Tier
+from contracts.messages import DecisionSubmitted, OrderPlaced, Tier
 from orders.app import create_app
 from plumbing import audit_reader
 from plumbing.audit import LATEST_KEY, AuditLog, checkpoint_key, record_key
@@ -330,6 +330,30 @@ def test_deliveries_without_the_app_token_are_audited_and_a_flood_counted_per_ca
     (summary,) = after.get("/audit", params={"action": "refusals_suppressed"}).json()
     assert (summary["target"], summary["outcome"]) == ("testclient", "suppressed 2")
     assert "(2 x 401)" in summary["reason"]
+
+
+def test_a_flood_of_conflicting_duplicates_is_counted_per_topic(
+    client: AppFactory, gateway
+) -> None:
+    settings = ServiceSettings(app_id="orders", audit_refusal_burst=1, audit_refusals_per_minute=0)
+    app = create_app(development(settings), gateway=gateway)
+    first = OrderPlaced(
+        order_id="o-1", customer_id="c-1", amount="10", currency="EUR", placed_at=datetime.now(UTC)
+    )
+    with TestClient(app, base_url=LOCAL, headers=bearer("viewer")) as c:
+        assert deliver(c, "orders", first)["status"] == "SUCCESS"
+        for n in range(3):
+            other = OrderPlaced.model_validate(first.model_dump() | {"amount": f"{11 + n}.00"})
+            assert deliver(c, "orders", other)["status"] == "DROP"
+        (refused,) = c.get("/audit", params={"action": "deliver orders"}).json()
+        assert refused["outcome"].startswith("refused: conflicting duplicate: amount 11.00")
+    after = client(create_app, settings, who="viewer")
+    (summary,) = after.get("/audit", params={"action": "refusals_suppressed"}).json()
+    assert (summary["target"], summary["outcome"]) == (
+        "refused deliveries on orders",
+        "suppressed 2",
+    )
+    assert "(2 x refused)" in summary["reason"]
 
 
 def test_a_flooding_caller_let_through_again_first_gets_its_summary() -> None:

@@ -1,5 +1,6 @@
 import base64
 import json
+import logging
 import secrets
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -98,7 +99,38 @@ def test_transient_sidecar_trouble_asks_for_a_retry(orders: TestClient, gateway)
         raise Transient("state store not ready")
 
     gateway.state.claim = down
-    assert deliver(orders, "orders", ORDER)["status"] == "RETRY"
+    assert deliver(orders, "orders", ORDER) == {
+        "status": "RETRY",
+        "reason": "state store not ready",
+    }
+
+
+def test_an_unexpected_error_asks_for_a_retry_and_logs_its_trace(
+    orders: TestClient, gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object) -> bool:
+        raise RuntimeError("a bug")
+
+    gateway.state.claim = broken
+    assert deliver(orders, "orders", ORDER) == {"status": "RETRY", "reason": "unexpected error"}
+    (failed,) = [r for r in caplog.records if r.exc_info]
+    assert failed.getMessage() == (
+        f"topic orders: handler failed on event {ORDER.message_id}; asking for a retry"
+    )
+    assert failed.exc_info[1].args == ("a bug",)
+
+
+def test_each_answer_is_logged_a_drop_or_retry_as_a_warning(
+    orders: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="plumbing.subscriptions")
+    deliver(orders, "orders", ORDER)
+    dropped = deliver(orders, "orders", b'{"id": "ev-9", "data": {}}')
+    answers = [(r.levelname, r.getMessage()) for r in caplog.records if " -> " in r.getMessage()]
+    assert answers == [
+        ("INFO", f"topic orders event {ORDER.message_id} -> SUCCESS"),
+        ("WARNING", f"topic orders event ev-9 -> DROP ({dropped['reason']})"),
+    ]
 
 
 def test_approval_outcome_is_raised_into_the_running_order(orders: TestClient, gateway) -> None:
