@@ -181,6 +181,28 @@ def test_oversized_chunked_body_gets_the_same_413_audited(client: AppFactory, ga
     assert within.status_code == 422 and "customer_id: Field required" in within.json()["detail"]
 
 
+def test_each_subscription_has_a_dead_letter_topic_of_its_own_read_raw(orders: TestClient) -> None:
+    declared = orders.get("/dapr/subscribe").json()
+    assert declared[:2] == [
+        {
+            "pubsubname": "pubsub",
+            "topic": "orders",
+            "route": "/events/orders",
+            "metadata": {},
+            "deadLetterTopic": "deadletter-orders-orders",
+        },
+        {
+            "pubsubname": "pubsub",
+            "topic": "deadletter-orders-orders",
+            "route": "/deadletters/orders",
+            "metadata": {"rawPayload": "true"},
+        },
+    ]
+    sources = ("orders", "approval-outcomes", "approval-requests")
+    dead = {f"deadletter-orders-{t}" for t in sources}
+    assert {d["topic"] for d in declared} == {*sources, *dead}
+
+
 def test_app_token_guards_the_subscription_routes(client: AppFactory, gateway) -> None:
     guarded = client(create_app, ServiceSettings(app_id="orders", app_api_token="s3cret"))
     assert deliver(guarded, "orders", ORDER)["detail"] == "missing or wrong dapr-api-token"
