@@ -268,8 +268,15 @@ def test_a_dead_letter_wrapped_by_the_sidecar_is_kept_as_it_was_sent(orders: Tes
     }
     assert orders.post("/deadletters/orders", json=wrapped).json()["status"] == "SUCCESS"
     (kept,) = orders.get("/deadletters").json()
-    assert (kept["event_id"], kept["source"], kept["body"]) == ("bad-2", "shop", body.decode())
+    assert (kept["event_id"], kept["source"], kept["type"]) == ("bad-2", "shop", "t")
+    assert kept["body"] == body.decode()
     assert "amount: EUR has 2 decimal places; got 1.001" in kept["reason"]
+
+
+def test_a_dead_letter_that_is_json_but_no_object_is_kept_too(orders: TestClient) -> None:
+    assert orders.post("/deadletters/orders", content=b'["o-1"]').json()["status"] == "SUCCESS"
+    (kept,) = orders.get("/deadletters").json()
+    assert (kept["event_id"], kept["type"], kept["body"]) == ("?", None, '["o-1"]')
 
 
 @pytest.mark.parametrize(
