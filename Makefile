@@ -82,9 +82,9 @@ fmt: setup ## format and fix what ruff can
 bench: runtime ## benchmarks against bare Dapr in the same run (minutes; prints a table)
 	@$(UV) run --frozen python bench/run.py
 
-# Not part of `make test`: it runs the fast tiers once per mutant (docs/testing.md). MUTANTS="name
-# or glob ..." tests only those again in the last run.
-mutate: setup ## mutation testing of the domain, workflows and subscription helper (~20 min)
+# Not part of `make test`: it runs the fast tiers once per mutant (docs/testing.md).
+# MUTANTS=--again tests again what the last run did not kill; MUTANTS="name or glob ..." those.
+mutate: setup ## mutation testing of the domain, workflows and subscription helper (~45 min)
 	@nice -n 10 $(UV) run --frozen python tools/mutate.py $(MUTANTS)
 
 clean: ## remove the run directory (logs, redis data); the runtime cache stays

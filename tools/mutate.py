@@ -10,7 +10,11 @@ shared.
 
     python tools/mutate.py               # a fresh run of every mutant, then the report
     python tools/mutate.py NAME|GLOB ... # test those mutants again in the last run, then report
+    python tools/mutate.py --again       # test again those the last run did not kill
     python tools/mutate.py --report      # the last run's report only
+
+A mutant a test killed stays killed while its function is unchanged (more tests cannot make
+it live), so after adding tests `--again` gives the same numbers as a fresh run, sooner.
 
 The report gives the kill rate per module and names the mutants that survived; it exits 1
 when fewer than 90% of all mutants were killed.
@@ -56,17 +60,22 @@ def module_of(mutant: str) -> str:
     return ".".join(parts[:cut])
 
 
-def report() -> int:
-    """Print the kill rate per module and the survivors; 1 under the target, else 0."""
+def verdicts() -> dict[str, str]:
+    """Every mutant of the last run and what became of it ("killed", "survived", ...)."""
     listed = mutmut("results", "--all", "true")
     if listed.returncode != 0:
-        print(listed.stderr, file=sys.stderr)
-        return listed.returncode
+        sys.exit(listed.stderr)
     status: dict[str, str] = {}
     for line in listed.stdout.splitlines():
         name, sep, verdict = line.strip().rpartition(": ")
         if sep and "__mutmut_" in name:
             status[name] = verdict
+    return status
+
+
+def report() -> int:
+    """Print the kill rate per module and the survivors; 1 under the target, else 0."""
+    status = verdicts()
     by_module: dict[str, Counter[str]] = defaultdict(Counter)
     for name, verdict in status.items():
         by_module[module_of(name)][verdict] += 1
@@ -97,6 +106,10 @@ def line_for(module: str, counts: Counter[str]) -> str:
 def main(argv: list[str]) -> int:
     """Run mutmut as asked, then report."""
     stage()
+    if argv == ["--again"]:
+        argv = sorted(n for n, v in verdicts().items() if v not in KILLED)
+        if not argv:
+            return report()
     if argv != ["--report"]:
         if not argv:
             shutil.rmtree(STAGE / "mutants", ignore_errors=True)
