@@ -110,10 +110,18 @@ def test_larger_orders_request_approval_from_the_right_tier(
 
 def test_approved_outcome_fulfils_and_completes() -> None:
     h = harness("1200.00").start()
-    h.advance(timedelta(hours=5)).raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved"))
+    h.advance(timedelta(hours=5))
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", reason="within budget"))
     assert h.result["status"] == "completed" and h.result["decided_by"] == "m-1"
     assert statuses(h) == ["received", "awaiting_approval", "approved", "completed"]
-    assert h.calls_to(FULFIL_ORDER)[0].at == DEFAULT_START + timedelta(hours=5)
+    assert h.calls_to(PUBLISH_STATUS)[2].input["detail"] == "by m-1: within budget"
+    (fulfil,) = h.calls_to(FULFIL_ORDER)
+    assert fulfil.at == DEFAULT_START + timedelta(hours=5)
+    assert fulfil.input == {
+        **order("1200.00"),
+        "items": [],
+        "placed_at": DEFAULT_START.isoformat().replace("+00:00", "Z"),
+    }
     h.assert_deterministic()
 
 
@@ -137,6 +145,8 @@ def test_rejected_outcome_rejects_without_fulfilment() -> None:
         },
     }
     assert statuses(h)[-1] == "rejected" and not h.calls_to(FULFIL_ORDER)
+    rejected = h.calls_to(PUBLISH_STATUS)[-1].input
+    assert rejected["detail"] == "too expensive" and rejected["record"]["result"] == h.result
 
 
 def test_expired_approval_expires_the_order() -> None:
@@ -168,6 +178,17 @@ def test_malformed_or_foreign_outcomes_are_ignored_and_the_wait_goes_on() -> Non
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected"))
     assert h.result["status"] == "rejected"
     h.assert_deterministic()
+
+
+def test_an_ignored_outcome_is_logged_once_although_the_history_is_replayed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="orders.workflows")
+    h = harness("900.00").start()
+    h.raise_event(APPROVAL_OUTCOME_EVENT, {"nonsense": True})
+    h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="manager"))
+    assert h.result["status"] == "completed"
+    assert caplog.messages == ["order o-1: ignored a malformed approval outcome"]
 
 
 def test_invalid_order_is_rejected_not_failed() -> None:
@@ -236,8 +257,9 @@ def test_failing_activity_fails_the_workflow_for_dapr_to_report() -> None:
     ("decided_at", "counts"), [(None, False), ("manager", False), ("vp", True)]
 )
 def test_an_approval_counts_only_at_the_level_the_order_needs(
-    decided_at: str | None, counts: bool
+    decided_at: str | None, counts: bool, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="orders.workflows")
     h = harness("9000.00").start()
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier=decided_at))
     assert h.done is counts
@@ -246,6 +268,8 @@ def test_an_approval_counts_only_at_the_level_the_order_needs(
         h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="vp"))
     assert h.result["status"] == "completed"
     h.assert_deterministic()
+    ignored = f"order o-1: ignored an approval at level {decided_at}; it needs vp"
+    assert caplog.messages == ([] if counts else [ignored])  # once, although replayed
 
 
 def test_a_manager_approval_is_enough_for_a_manager_sized_order() -> None:
