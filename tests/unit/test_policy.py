@@ -374,3 +374,12 @@ def test_equal_policies_hash_equal_whatever_the_order_of_their_tables() -> None:
     )
     assert one == other and hash(one) == hash(other)
     assert hash(one) != hash(ApprovalPolicy(rates={"USD": usd}))
+
+
+def test_an_empty_currency_list_is_refused_saying_how_to_accept_every_rated_one() -> None:
+    with pytest.raises(PolicyError) as refused:
+        load_policy({"POLICY_CURRENCIES": ""})
+    assert str(refused.value) == (
+        "invalid approval policy: policy: currencies: empty; leave it out to accept every "
+        "rated currency"
+    )
