@@ -273,6 +273,43 @@ def test_a_dead_letter_wrapped_by_the_sidecar_is_kept_as_it_was_sent(orders: Tes
     assert "amount: EUR has 2 decimal places; got 1.001" in kept["reason"]
 
 
+def test_the_dead_letter_collector_keeps_each_letter_once_and_what_it_knows(
+    orders: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = b'{"specversion": "1.0", "id": "dl-1", "source": "s", "type": "t", "data": {}}'
+    second = first.replace(b"dl-1", b"dl-2")
+    broken = b"\xff{not json" + b"x" * 5000  # not UTF-8, and longer than what is kept
+    for body in (first, second, first, broken, broken):
+        answer = orders.post("/deadletters/orders", content=body).json()
+        assert answer == {"status": "SUCCESS", "reason": ""}
+    kept = orders.get("/deadletters").json()
+    assert [k["event_id"] for k in kept] == ["dl-1", "dl-2", "?", "?"]  # an unknown id twice
+    unknown = "not a CloudEvent the sidecar could parse, or retries ran out"
+    assert {k["reason"] for k in kept} == {unknown}
+    assert kept[0]["received_at"].endswith("Z")
+    assert datetime.fromisoformat(kept[0]["received_at"]).tzinfo is UTC
+    assert kept[2]["body"] == "\ufffd{not json" + "x" * 4086  # the first 4096 bytes
+    warned = [r.getMessage() for r in caplog.records if r.name == "plumbing.subscriptions"]
+    assert warned[0] == f"dead letter on orders: dl-1 ({unknown})"
+    assert orders.get("/openapi.json").json()["paths"]["/deadletters"]["get"]["tags"] == [
+        "dead letters"
+    ]
+
+
+def test_the_dead_letter_collector_needs_the_app_token_and_retries_a_store_in_trouble(
+    client: AppFactory, gateway
+) -> None:
+    guarded = client(create_app, ServiceSettings(app_id="orders", app_api_token="s3cret"))
+    body = b'{"specversion": "1.0", "id": "dl-1", "source": "s", "type": "t", "data": {}}'
+    assert guarded.post("/deadletters/orders", content=body).status_code == 401
+    gateway.state.refuse_writes = ("deadletters",)
+    token = {"dapr-api-token": "s3cret"}
+    assert guarded.post("/deadletters/orders", content=body, headers=token).json() == {
+        "status": "RETRY",
+        "reason": "save state deadletters: the state store timed out",
+    }
+
+
 def test_a_dead_letter_that_is_json_but_no_object_is_kept_too(orders: TestClient) -> None:
     assert orders.post("/deadletters/orders", content=b'["o-1"]').json()["status"] == "SUCCESS"
     (kept,) = orders.get("/deadletters").json()
