@@ -110,6 +110,9 @@ def main(argv: list[str]) -> int:
         argv = sorted(n for n, v in verdicts().items() if v not in KILLED)
         if not argv:
             return report()
+        # mutmut records which tests reach which function once, and afterwards only for new
+        # tests: a test that was changed to reach more would go unused. Record them all again.
+        (STAGE / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     if argv != ["--report"]:
         if not argv:
             shutil.rmtree(STAGE / "mutants", ignore_errors=True)
