@@ -84,7 +84,7 @@ bench: runtime ## benchmarks against bare Dapr in the same run (minutes; prints 
 
 # Not part of `make test`: it runs the fast tiers once per mutant (docs/testing.md).
 # MUTANTS=--again tests again what the last run did not kill; MUTANTS="name or glob ..." those.
-mutate: setup ## mutation testing of the domain, workflows and subscription helper (~45 min)
+mutate: setup ## mutation testing of the domain, workflows and subscription helper (~75 min)
 	@nice -n 10 $(UV) run --frozen python tools/mutate.py $(MUTANTS)
 
 clean: ## remove the run directory (logs, redis data); the runtime cache stays
