@@ -41,7 +41,9 @@ def settled(flow: Flow, plan: Plan) -> list[str]:
     return waiting + _streams(flow)
 
 
-def problems(flow: Flow, plan: Plan, webhook: WebhookSink) -> list[str]:
+def problems(
+    flow: Flow, plan: Plan, webhook: WebhookSink, notifier_killed: bool = False
+) -> list[str]:
     found: list[str] = []
     junk = _dead_letters(flow)
     for o in plan.orders:
@@ -52,7 +54,7 @@ def problems(flow: Flow, plan: Plan, webhook: WebhookSink) -> list[str]:
             if flow.order(o.order_id) is not None:
                 found.append(f"{o.order_id} (malformed): became an order")
             continue
-        found += _one_order(flow, o, webhook)
+        found += _one_order(flow, o, webhook, notifier_killed)
     found += _streams(flow)
     for app in ("orders", "approvals"):
         verdict = flow.http.get(
@@ -63,7 +65,9 @@ def problems(flow: Flow, plan: Plan, webhook: WebhookSink) -> list[str]:
     return found
 
 
-def _one_order(flow: Flow, o: Planned, webhook: WebhookSink) -> list[str]:
+def _one_order(
+    flow: Flow, o: Planned, webhook: WebhookSink, notifier_killed: bool = False
+) -> list[str]:
     found = []
     record = flow.order(o.order_id) or {}
     if record.get("status") != o.expected:
@@ -82,7 +86,11 @@ def _one_order(flow: Flow, o: Planned, webhook: WebhookSink) -> list[str]:
     if len(ends) != 1:
         found.append(f"{o.order_id}: {len(ends)} terminal status notifications")
     calls = Counter(n["id"] for _, n in webhook.for_order(o.order_id))
-    if calls != Counter(told.keys()):
+    # One call per notification id. The one documented exception (docs/operations.md): a
+    # notifier killed between the webhook's answer and storing the mark calls it once more
+    # after the lease, so when the nemesis killed the notifier a second call is allowed.
+    most = 2 if notifier_killed else 1
+    if set(calls) != set(told) or any(n > most for n in calls.values()):
         found.append(f"{o.order_id}: webhook calls {dict(calls)} for notifications {dict(told)}")
     return found
 
