@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from devstack import debian, runtime
 from devstack import postgres as devstack_postgres
 from devstack import redis as devstack_redis
-from devstack import runtime
 from devstack.errors import DevstackError
 from devstack.procs import PortBusy, ensure_port_free
 from devstack.runfile import RunFile, RunFileError
@@ -172,8 +172,8 @@ def test_a_version_the_proxy_does_not_serve_is_named(
 
 def test_no_redis_and_no_root_says_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devstack_redis, "find_redis_server", lambda: None)
-    monkeypatch.setattr(devstack_redis.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(devstack_redis.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: "/usr/bin/" + name)
     with pytest.raises(devstack_redis.RedisUnavailable, match="sudo apt-get install -y redis"):
         devstack_redis.ensure_redis_server()
 
@@ -187,8 +187,8 @@ def test_the_stack_never_hands_out_a_port_twice(monkeypatch: pytest.MonkeyPatch)
 
 def test_no_postgres_and_no_root_says_what_to_run(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devstack_postgres, "find_bin_dir", lambda: None)
-    monkeypatch.setattr(devstack_postgres.os, "geteuid", lambda: 1000)
-    monkeypatch.setattr(devstack_postgres.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(debian.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(debian.shutil, "which", lambda name: "/usr/bin/" + name)
     with pytest.raises(
         devstack_postgres.PostgresUnavailable, match="apt-get install -y postgresql"
     ):

@@ -17,8 +17,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack import debian
 from devstack.errors import DevstackError
-from devstack.log import say
 
 LOOPBACK = "127.0.0.1"
 USER = "dapr"  # the database role the sidecars connect as
@@ -42,29 +42,13 @@ def find_bin_dir() -> Path | None:
 
 def ensure_postgres() -> Path:
     """The server's bin directory, installing Debian's package when we are root."""
-    found = find_bin_dir()
-    if found:
-        return found
-    if not shutil.which("apt-get"):
-        raise PostgresUnavailable(
-            "PostgreSQL is not installed and apt-get is not available: install the PostgreSQL "
-            "server (https://www.postgresql.org/download/) and retry"
-        )
-    if os.geteuid() != 0:
-        raise PostgresUnavailable(
-            "PostgreSQL is not installed: run `sudo apt-get install -y postgresql` and retry"
-        )
-    say("postgres: installing Debian's postgresql package (apt-get)")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    for cmd in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", "postgresql"]):
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            raise PostgresUnavailable(f"`{' '.join(cmd)}` failed: {out.stderr.strip()[-400:]}")
-    found = find_bin_dir()
-    if not found:
-        raise PostgresUnavailable("apt-get installed postgresql but initdb was not found")
-    say(f"postgres: installed {found}")
-    return found
+    return debian.install(
+        "postgresql",
+        find_bin_dir,
+        PostgresUnavailable,
+        "PostgreSQL",
+        "install the PostgreSQL server (https://www.postgresql.org/download/) and retry",
+    )
 
 
 @dataclass
