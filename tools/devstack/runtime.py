@@ -1,4 +1,4 @@
-"""Obtain the Dapr runtime binaries (daprd, placement, scheduler) at the pinned version.
+"""Obtain the Dapr runtime binaries (daprd, placement, scheduler, sentry) at the pinned version.
 
 Order of preference:
 1. binaries already installed (PATH or ~/.dapr/bin) whose `--version` matches the pin;
@@ -6,13 +6,17 @@ Order of preference:
 3. a build from the Go module github.com/dapr/dapr at the pinned version.
 
 A build goes to a scratch directory and is renamed into the cache only when every binary
-is there, so a half-finished build never counts as cached.
+is there, so a half-finished build never counts as cached. A cache from before a binary was
+added (sentry came with replicas) is topped up: only the missing binary is built, in scratch,
+and moved in beside the others, which stay in use meanwhile. One build runs at a time per cache
+(a lock file): a second devstack waits for it, then finds the cache complete.
 
 Errors: RuntimeUnavailable (subclass of DevstackError) with a one-line, actionable message.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -34,8 +38,9 @@ PINNED_VERSION = "1.18.2"
 # patch release first, as the issue tracker's policy says.
 FALLBACK_VERSIONS = ("1.18.3",)
 BUILD_TAGS = os.environ.get("DAPR_BUILD_TAGS", "allcomponents")
-BINARIES = ("daprd", "placement", "scheduler")
+BINARIES = ("daprd", "placement", "scheduler", "sentry")
 MARKER = ".complete.json"
+LOCK = ".build.lock"
 
 
 class RuntimeUnavailable(DevstackError):
@@ -96,6 +101,32 @@ def _cached(version: str) -> Runtime | None:
     return None
 
 
+def _missing_from_cache(version: str) -> list[str]:
+    """The binaries a complete cache of an earlier devstack lacks (it had fewer), else []."""
+    bin_dir = runtime_dir(version) / ".dapr" / "bin"
+    if not (bin_dir / MARKER).is_file() or not (bin_dir / "daprd").is_file():
+        return []
+    return [b for b in BINARIES if not (bin_dir / b).is_file()]
+
+
+class _BuildLock:
+    """An exclusive lock on the cache while a build runs (one Go build at a time)."""
+
+    def __enter__(self) -> _BuildLock:
+        cache_root().mkdir(parents=True, exist_ok=True)
+        self._file = (cache_root() / LOCK).open("a")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"runtime: another build runs in {cache_root()}; waiting for it")
+            fcntl.flock(self._file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._file, fcntl.LOCK_UN)
+        self._file.close()
+
+
 def ensure_runtime(version: str | None = None) -> Runtime:
     """Return a usable runtime, building it (minutes, once) when nothing matches."""
     pinned = version or os.environ.get("DAPR_RUNTIME_VERSION", PINNED_VERSION)
@@ -106,17 +137,23 @@ def ensure_runtime(version: str | None = None) -> Runtime:
             return found
     _require_go()
     errors: list[str] = []
-    for i, v in enumerate(versions):
-        try:
-            return _build(v)
-        except ModuleNotServed as exc:
-            errors.append(str(exc))
-            if i + 1 < len(versions):
-                say(f"runtime: {exc}; trying {versions[i + 1]}")
+    with _BuildLock():
+        for i, v in enumerate(versions):
+            found = _cached(v)  # another devstack may have built it while we waited
+            if found:
+                return found
+            try:
+                if missing := _missing_from_cache(v):
+                    return _top_up(v, missing)
+                return _build(v)
+            except ModuleNotServed as exc:
+                errors.append(str(exc))
+                if i + 1 < len(versions):
+                    say(f"runtime: {exc}; trying {versions[i + 1]}")
     raise RuntimeUnavailable(
         "no Dapr runtime could be built here: "
         + "; ".join(errors)
-        + ". Install daprd, placement and scheduler of the pinned version in ~/.dapr/bin, "
+        + ". Install daprd, placement, scheduler and sentry of the pinned version in ~/.dapr/bin, "
         "or set DAPR_RUNTIME_VERSION to a version your Go module proxy serves"
     )
 
@@ -130,7 +167,7 @@ def _require_go() -> None:
         raise RuntimeUnavailable(
             "Go is not installed and no daprd matching the pin was found: install Go "
             "(https://go.dev/doc/install, or `apt-get install golang`) or put daprd, "
-            f"placement and scheduler {PINNED_VERSION} in ~/.dapr/bin"
+            f"placement, scheduler and sentry {PINNED_VERSION} in ~/.dapr/bin"
         )
 
 
@@ -184,6 +221,77 @@ def _run_go(args: list[str], cwd: Path, env: dict[str, str], label: str) -> None
     say(f"  {label}: done in {int(time.monotonic() - started)}s")
 
 
+def _source(version: str, scratch: Path) -> Path:
+    """A writable copy of the dapr module at `version` in `scratch` (downloaded if needed)."""
+    module = f"github.com/dapr/dapr@v{version}"
+    # The checksum database may be unreachable: skip it for the top-level module only;
+    # its go.sum then verifies every dependency during the build.
+    dl_env = _go_env(GONOSUMDB="github.com/dapr/dapr")
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        cwd=scratch,
+        env=dl_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(out.stdout or "{}") if out.stdout.strip().startswith("{") else {}
+    if out.returncode != 0 or not info.get("Dir"):
+        reason = " ".join(str(info.get("Error") or out.stderr or "unknown error").split())
+        if "not available" in reason or "403" in reason or "404" in reason:
+            raise ModuleNotServed(f"{module} is not served: {reason}")
+        raise RuntimeUnavailable(f"`go mod download {module}` failed: {reason}")
+    src = scratch / "src"
+    # The module has replace directives, so `go install pkg@version` is refused: build from a
+    # writable copy instead.
+    shutil.copytree(info["Dir"], src)
+    for path in src.rglob("*"):
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+    src.chmod(src.stat().st_mode | 0o200)
+    return src
+
+
+def _compile(src: Path, names: list[str], bin_dir: Path, version: str) -> None:
+    ldflags = f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={version}"
+    for name in names:
+        say(f"runtime: compiling {name} {version}")
+        _run_go(
+            [
+                "go",
+                "build",
+                "-v",
+                "-trimpath",
+                "-tags",
+                BUILD_TAGS,
+                "-ldflags",
+                ldflags,
+                "-o",
+                str(bin_dir / name),
+                f"./cmd/{name}",
+            ],
+            cwd=src,
+            env=_go_env(),
+            label=f"go build {name}",
+        )
+        # Only daprd answers --version (the control plane binaries log it when they start).
+        if name == "daprd" and (got := _binary_version(bin_dir / name)) != version:
+            raise RuntimeUnavailable(f"built daprd reports version {got!r}, expected {version}")
+
+
+def _scratch(version: str) -> Path:
+    cache_root().mkdir(parents=True, exist_ok=True)
+    for stale in cache_root().glob("building-dapr-*"):  # left by an interrupted build
+        shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"building-dapr-{version}-", dir=cache_root()))
+
+
+def _write_marker(bin_dir: Path, version: str) -> None:
+    marker = {"version": version, "tags": BUILD_TAGS, "go": _go_version(), "binaries": BINARIES}
+    (bin_dir / f"{MARKER}.new").write_text(json.dumps(marker) + "\n")
+    os.replace(bin_dir / f"{MARKER}.new", bin_dir / MARKER)  # never a half-written marker
+
+
 def _build(version: str) -> Runtime:
     final = runtime_dir(version)
     say(
@@ -191,73 +299,42 @@ def _build(version: str) -> Runtime:
         "this takes several minutes the first time and is cached in "
         f"{final}"
     )
-    module = f"github.com/dapr/dapr@v{version}"
-    cache_root().mkdir(parents=True, exist_ok=True)
-    for stale in cache_root().glob("building-dapr-*"):  # left by an interrupted build
-        shutil.rmtree(stale, ignore_errors=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f"building-dapr-{version}-", dir=cache_root()))
+    scratch = _scratch(version)
     try:
-        # The checksum database may be unreachable: skip it for the top-level module only;
-        # its go.sum then verifies every dependency during the build.
-        dl_env = _go_env(GONOSUMDB="github.com/dapr/dapr")
-        out = subprocess.run(
-            ["go", "mod", "download", "-json", module],
-            cwd=scratch,
-            env=dl_env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        info = json.loads(out.stdout or "{}") if out.stdout.strip().startswith("{") else {}
-        if out.returncode != 0 or not info.get("Dir"):
-            reason = " ".join(str(info.get("Error") or out.stderr or "unknown error").split())
-            if "not available" in reason or "403" in reason or "404" in reason:
-                raise ModuleNotServed(f"{module} is not served: {reason}")
-            raise RuntimeUnavailable(f"`go mod download {module}` failed: {reason}")
-        src = scratch / "src"
-        # The module has replace directives, so `go install pkg@version` is refused: build
-        # from a writable copy instead.
-        shutil.copytree(info["Dir"], src)
-        for path in src.rglob("*"):
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode | 0o200)
-        src.chmod(src.stat().st_mode | 0o200)
+        src = _source(version, scratch)
         bin_dir = scratch / "out" / ".dapr" / "bin"
         bin_dir.mkdir(parents=True)
-        ldflags = f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={version}"
-        for name in BINARIES:
-            say(f"runtime: compiling {name} {version}")
-            _run_go(
-                [
-                    "go",
-                    "build",
-                    "-v",
-                    "-trimpath",
-                    "-tags",
-                    BUILD_TAGS,
-                    "-ldflags",
-                    ldflags,
-                    "-o",
-                    str(bin_dir / name),
-                    f"./cmd/{name}",
-                ],
-                cwd=src,
-                env=_go_env(),
-                label=f"go build {name}",
-            )
-        got = _binary_version(bin_dir / "daprd")
-        if got != version:
-            raise RuntimeUnavailable(f"built daprd reports version {got!r}, expected {version}")
+        _compile(src, list(BINARIES), bin_dir, version)
         (scratch / "out" / ".dapr" / "components").mkdir()
-        (bin_dir / MARKER).write_text(
-            json.dumps({"version": version, "tags": BUILD_TAGS, "go": _go_version()}) + "\n"
-        )
+        _write_marker(bin_dir, version)
         if final.exists():
             shutil.rmtree(final)
         final.parent.mkdir(parents=True, exist_ok=True)
         (scratch / "out").rename(final)
         say(f"runtime: Dapr {version} ready in {final / '.dapr' / 'bin'}")
         return Runtime(version, final / ".dapr" / "bin", "built")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _top_up(version: str, missing: list[str]) -> Runtime:
+    """Build only what a cached runtime lacks, beside it; the binaries there stay in use."""
+    bin_dir = runtime_dir(version) / ".dapr" / "bin"
+    say(
+        f"runtime: the cached Dapr {version} in {bin_dir} has no {', '.join(missing)}; "
+        "building only that (a minute or two with warm Go caches)"
+    )
+    scratch = _scratch(version)
+    try:
+        src = _source(version, scratch)
+        out = scratch / "out"
+        out.mkdir()
+        _compile(src, missing, out, version)
+        for name in missing:
+            os.replace(out / name, bin_dir / name)  # same file system: atomic
+        _write_marker(bin_dir, version)
+        say(f"runtime: Dapr {version} complete in {bin_dir}")
+        return Runtime(version, bin_dir, "built")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
