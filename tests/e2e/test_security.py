@@ -18,6 +18,7 @@ from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import ApprovalRequested, Tier
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
+from tests.e2e.mtls import certificate_from_sentry, field, tunnel, varint
 from tests.stack import eventually, unique
 
 pytestmark = pytest.mark.e2e
@@ -50,15 +51,16 @@ def test_every_listener_is_on_loopback_but_the_control_planes_health_ports(
     stack: Stack,
 ) -> None:
     """Dapr 1.18 ignores --healthz-listen-address (its health server binds ":<port>"; see
-    docs/operations.md): those two are the known exceptions. When a runtime honours the flag
-    (dapr/dapr#10394), this test fails until the exception is removed here and in the docs."""
+    docs/operations.md): placement's, scheduler's and sentry's are the known exceptions. When a
+    runtime honours the flag (dapr/dapr#10394), this test fails until the exception is removed
+    here and in the docs."""
     loopback = ("127.", "::1:", "::ffff:127.")
     open_to_all = {
         name: wide
         for name, watch in stack.supervisor.watches.items()
         if (wide := [a for a in listening(watch.proc.pid) if not a.startswith(loopback)])
     }
-    assert sorted(open_to_all) == ["placement", "scheduler"], open_to_all
+    assert sorted(open_to_all) == ["placement", "scheduler", "sentry"], open_to_all
     for name, addresses in open_to_all.items():
         assert len(addresses) == 1 and addresses[0].startswith(":::"), (name, addresses)
 
@@ -160,18 +162,15 @@ def test_only_its_own_sidecar_can_read_an_apps_signing_key(stack: Stack) -> None
 
 
 def internal_call_actor(port: int, actor_type: str, actor_id: str, method: str, data: bytes) -> Any:
-    """CallActor on a sidecar's internal (sidecar-to-sidecar) gRPC API, with no credentials:
-    what any local process could send. The request is encoded by hand from Dapr's
+    """CallActor on a sidecar's internal (sidecar-to-sidecar) gRPC API at `port` (the sidecar's,
+    or a tunnel's to it). The request is encoded by hand from Dapr's
     dapr/proto/internals/v1/service_invocation.proto (the SDK does not ship that proto)."""
     from dapr.proto.common.v1 import common_pb2
     from google.protobuf import any_pb2
 
-    def field(number: int, payload: bytes) -> bytes:  # a length-delimited field
-        return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
     invoke = common_pb2.InvokeRequest(method=method, data=any_pb2.Any(value=data))
     actor = field(1, actor_type.encode()) + field(2, actor_id.encode())
-    request = _varint(1 << 3) + _varint(1) + field(3, invoke.SerializeToString()) + field(4, actor)
+    request = varint(1 << 3) + varint(1) + field(3, invoke.SerializeToString()) + field(4, actor)
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         call = channel.unary_unary(
             "/dapr.proto.internals.v1.ServiceInvocation/CallActor",
@@ -181,23 +180,17 @@ def internal_call_actor(port: int, actor_type: str, actor_id: str, method: str, 
         return call(request, timeout=10)
 
 
-def _varint(n: int) -> bytes:
-    out = b""
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out += bytes([byte | (0x80 if n else 0)])
-        if not n:
-            return out
-
-
 def test_a_local_process_cannot_raise_events_through_a_sidecars_internal_port(
-    flow: Flow, stack: Stack
+    flow: Flow, stack: Stack, tmp_path: Path
 ) -> None:
-    """The sidecars run without mTLS locally; the workflow access policy makes Dapr refuse an
-    unauthenticated sidecar-to-sidecar call into a workflow (components/workflow-access.yaml)."""
+    """The sidecars speak mTLS with certificates from the stack's sentry, which signs one only
+    for the holder of the app's token. A caller without a certificate cannot connect; one with
+    another app's certificate is refused by the workflow access policy
+    (components/workflow-access.yaml); only the orders app's own identity may do it."""
     import dapr.ext.workflow._durabletask.internal.protos as pb
     from google.protobuf import timestamp_pb2, wrappers_pb2
 
+    assert stack.identity is not None
     order = flow.place("9000.00")
     flow.pending(order.order_id, tier="vp")
     outcome = {
@@ -215,14 +208,40 @@ def test_a_local_process_cannot_raise_events_through_a_sidecars_internal_port(
             name="approval_outcome", input=wrappers_pb2.StringValue(value=json.dumps(outcome))
         ),
     )
-    with pytest.raises(grpc.RpcError) as refused:
-        internal_call_actor(
-            stack.apps["orders"].internal_grpc_port,
+    internal = stack.apps["orders"].internal_grpc_port
+    anchors = stack.identity.trust_anchors_file
+
+    def raise_outcome(port: int) -> Any:
+        return internal_call_actor(
+            port,
             "dapr.internal.default.orders.workflow",
             f"order-{order.order_id}",
             "AddWorkflowEvent",
             event.SerializeToString(),
         )
-    assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED, refused.value
+
+    with pytest.raises(grpc.RpcError) as plain:
+        raise_outcome(internal)  # no TLS at all
+    assert plain.value.code() == grpc.StatusCode.UNAVAILABLE, plain.value
+    with tunnel(internal, anchors) as port, pytest.raises(grpc.RpcError) as anonymous:
+        raise_outcome(port)  # TLS, but no client certificate
+    assert anonymous.value.code() == grpc.StatusCode.UNAVAILABLE, anonymous.value
+    with pytest.raises(grpc.RpcError) as no_token:
+        certificate_from_sentry(stack, "orders", "", tmp_path)
+    assert no_token.value.code() in (
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.INVALID_ARGUMENT,
+    ), no_token.value
+    notifier = stack.identity.token("notifier")  # what the notifier's sidecar holds
+    cert, key = certificate_from_sentry(stack, "notifier", notifier, tmp_path)
+    with tunnel(internal, anchors, cert, key) as port, pytest.raises(grpc.RpcError) as other:
+        raise_outcome(port)
+    assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED, other.value
     time.sleep(2)  # give a wrongly accepted event time to complete the order
     assert flow.order(order.order_id)["workflow_status"] == "RUNNING"
+    # The same call with the orders app's own identity is taken: what refused the others was
+    # who they are, not how the call was made.
+    cert, key = certificate_from_sentry(stack, "orders", stack.identity.token("orders"), tmp_path)
+    with tunnel(internal, anchors, cert, key) as port:
+        raise_outcome(port)
+    assert flow.finished(order.order_id)["status"] == "completed"

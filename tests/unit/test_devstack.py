@@ -15,6 +15,7 @@ from devstack import postgres as devstack_postgres
 from devstack import redis as devstack_redis
 from devstack.errors import DevstackError
 from devstack.procs import PortBusy, ensure_port_free
+from devstack.render import render_resources
 from devstack.runfile import RunFile, RunFileError
 from devstack.stack import Stack
 
@@ -46,7 +47,7 @@ def test_resources_are_rendered_with_this_stacks_addresses(tmp_path: Path) -> No
         redis_port=7777,
         component_metadata={"notify-webhook": {"url": "http://127.0.0.1:1/x"}},
     )
-    resources, config = stack._render_resources(RunFile.load(ROOT / "dapr.yaml"))
+    resources, config = render_resources(stack, RunFile.load(ROOT / "dapr.yaml"))
     docs = {
         d["metadata"]["name"]: d
         for f in resources.glob("*.yaml")

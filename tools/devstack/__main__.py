@@ -1,8 +1,9 @@
 """devstack: obtain the Dapr runtime and run the apps of dapr.yaml on loopback.
 
 devstack runtime        build or find daprd/placement/scheduler at the pinned version
-devstack run            start redis, placement, scheduler and every app with its sidecar, and
-                        keep them running (a process that exits is restarted)
+devstack run            start redis, sentry, placement, scheduler and every app with its sidecar
+                        (--replicas: more than one of each), and keep them running (a process
+                        that exits is restarted)
 devstack ps             list the processes of a running stack: pid, state, restarts, ready
 devstack kill NAME      send a process a signal (KILL by default; STOP hangs it, CONT wakes it)
 devstack restart NAME   stop a process and start it again now
@@ -19,6 +20,7 @@ import sys
 import threading
 from pathlib import Path
 
+from devstack.apps import parse_replicas
 from devstack.control import (
     ControlServer,
     claim,
@@ -29,6 +31,7 @@ from devstack.control import (
 )
 from devstack.errors import DevstackError
 from devstack.log import say
+from devstack.runfile import RunFile
 from devstack.runtime import PINNED_VERSION, main_runtime
 from devstack.stack import DEFAULT_REDIS_PORT, Stack
 from devstack.supervisor import SIGNALS
@@ -39,13 +42,15 @@ def _run(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     run_dir = Path(args.run_dir).resolve()
-    stack = Stack(
-        run_file=Path(args.file),
-        run_dir=run_dir,
-        free_ports=args.free_ports,
-        redis_port=args.redis_port,
-    )
     try:
+        apps = [a.app_id for a in RunFile.load(Path(args.file)).apps]
+        stack = Stack(
+            run_file=Path(args.file),
+            run_dir=run_dir,
+            free_ports=args.free_ports,
+            redis_port=args.redis_port,
+            replicas=parse_replicas(args.replicas, apps),
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
         sock = claim(run_dir)
         stack.start()
@@ -53,15 +58,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print("\n  app         app URL                  sidecar HTTP             sidecar gRPC")
-    for app in stack.apps.values():
-        print(f"  {app.app_id:<11} {app.app_url:<24} {app.dapr_url:<24} 127.0.0.1:{app.grpc_port}")
+    for app in (a for replicas in stack.app_replicas.values() for a in replicas):
+        print(f"  {app.name:<11} {app.app_url:<24} {app.dapr_url:<24} 127.0.0.1:{app.grpc_port}")
     if "orders" in stack.apps:
         docs = f"{stack.apps['orders'].app_url}/docs"
         print(f"\n  Open {docs} for the orders API. Ctrl-C stops everything.")
     there = "" if args.run_dir == ".run" else f" --run-dir {args.run_dir}"
+    victim = stack.replica_names("orders")[0] if "orders" in stack.apps else "redis"
     print(
         "  A process that exits is restarted. Watch it: `uv run devstack ps"
-        f"{there}`, `uv run devstack kill orders{there}`.\n",
+        f"{there}`, `uv run devstack kill {victim}{there}`.\n",
         flush=True,
     )
     try:
@@ -110,7 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     rt = sub.add_parser(
         "runtime",
         help="find or build the Dapr runtime; print its bin dir",
-        description="Find daprd, placement and scheduler at the pinned version "
+        description="Find daprd, placement, scheduler and sentry at the pinned version "
         "(installed, or cached), else build them from the Go modules.",
     )
     rt.add_argument(
@@ -121,9 +127,10 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="run the apps of dapr.yaml under real sidecars, restarting what exits",
-        description="Start redis-server, placement, scheduler and each app of the run file "
-        "with its daprd, all on 127.0.0.1, and keep them running: a process that exits is "
-        "started again after 1s, 2s, 4s ... up to 30s (back to 1s once it stayed up a "
+        description="Start redis-server, sentry, placement, scheduler and each app of the run "
+        "file with its daprd, all on 127.0.0.1 and talking mTLS, and keep them running: a "
+        "process that exits is started again after 1s, 2s, 4s ... up to 30s (back to 1s once "
+        "it stayed up a "
         "minute); one that crashes 5 times in a row stops the stack. Ctrl-C stops everything. "
         "`devstack ps`, `kill` and `restart` talk to it through <run dir>/devstack.sock.",
     )
@@ -134,6 +141,14 @@ def _parser() -> argparse.ArgumentParser:
         help="ignore the ports in the run file and pick free ones",
     )
     run.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT, help="redis port")
+    run.add_argument(
+        "--replicas",
+        default="",
+        metavar="APP=N,...",
+        help="run N replicas of an app (`orders=2,approvals=2`; a bare `2`: of every app), each "
+        "its own app process and sidecar, named orders-1, orders-1-daprd, orders-2, ...; the "
+        "first on dapr.yaml's ports, the others on free ones",
+    )
 
     ps = sub.add_parser(
         "ps",
@@ -151,7 +166,9 @@ def _parser() -> argparse.ArgumentParser:
         "recover: KILL (default) and TERM end it, and the stack restarts it after its "
         "backoff; STOP hangs it (it stays hung, shown as stopped, until you send CONT).",
     )
-    kill.add_argument("name", help="process name, as `devstack ps` lists it (e.g. orders-daprd)")
+    kill.add_argument(
+        "name", help="process name, as `devstack ps` lists it (e.g. orders-daprd, orders-2)"
+    )
     kill.add_argument(
         "-s",
         "--signal",

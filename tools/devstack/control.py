@@ -204,7 +204,8 @@ def format_ps(rows: list[dict[str, Any]]) -> str:
         s = int(seconds)
         return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
 
-    row = "{:<16} {:>7}  {:<24} {:>8}  {:<5}  {:>6}  {}"
+    width = max([16, *(len(r["name"]) for r in rows)])
+    row = "{:<" + str(width) + "} {:>7}  {:<24} {:>8}  {:<5}  {:>6}  {}"
     lines = [row.format("NAME", "PID", "STATE", "RESTARTS", "READY", "UP", "LAST EXIT")]
     for r in rows:
         last = f"{r['last_exit']}, {ago(r['last_exit_ago_s'])} ago" if r["last_exit"] else ""

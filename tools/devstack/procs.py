@@ -23,6 +23,8 @@ from devstack.errors import DevstackError
 from devstack.log import say
 
 LOOPBACK = "127.0.0.1"
+# How long a process may take to become ready before the stack gives up on it.
+READY_TIMEOUT = float(os.environ.get("DEVSTACK_READY_TIMEOUT", "90"))
 
 
 class PortBusy(DevstackError):

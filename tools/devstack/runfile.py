@@ -42,6 +42,8 @@ class App:
     internal_grpc_port: int = 0
     dapr_api_token: str = field(default="", repr=False)
     app_api_token: str = field(default="", repr=False)
+    # The app process's name (`orders`, or `orders-2` among replicas); its sidecar's adds -daprd.
+    name: str = ""
 
     @property
     def dapr_headers(self) -> dict[str, str]:

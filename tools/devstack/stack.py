@@ -1,9 +1,12 @@
-"""The local stack: redis-server, placement, scheduler, and each app of dapr.yaml with its daprd.
+"""The local stack: redis-server, sentry, placement, scheduler, and each app of dapr.yaml with
+its daprd, in one replica or more (devstack.apps).
 
-Everything listens on 127.0.0.1. Every stack makes its own secrets: a Redis password, and per
-app an APP_API_TOKEN (sidecar -> app) and a DAPR_API_TOKEN (app -> sidecar), so no other process
-on the machine can publish through a sidecar or call an app's subscription routes. They are
-written to <run dir>/tokens.env (mode 600) for a person who wants to publish by hand.
+Everything listens on 127.0.0.1 (but the control plane's health ports: docs/operations.md). The
+Dapr processes talk mTLS with certificates from the stack's own sentry (devstack.identity).
+Every stack makes its own secrets: a Redis password, and per app an APP_API_TOKEN (sidecar ->
+app) and a DAPR_API_TOKEN (app -> sidecar), so no other process on the machine can publish
+through a sidecar or call an app's subscription routes. They are written to
+<run dir>/tokens.env (mode 600) for a person who wants to publish by hand.
 
 The Dapr resources in components/ are rendered into the run directory with the stack's actual
 Redis address and password and a SQLite name-resolution database, so the sidecars never use
@@ -14,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,29 +24,30 @@ from functools import partial
 from pathlib import Path
 
 from devstack import postgres
+from devstack.apps import Wiring, replica_names, start_apps
 from devstack.control import in_background
+from devstack.control_plane import start_placement_and_scheduler, start_sentry
 from devstack.errors import DevstackError
-from devstack.keys import StackSecrets, write_private, write_tokens
+from devstack.identity import Identity
+from devstack.keys import StackSecrets, write_private
 from devstack.log import say
 from devstack.procs import (
     LOOPBACK,
+    READY_TIMEOUT,
     Proc,
     ensure_port_free,
     free_port,
-    http_ok,
     redis_ping,
 )
 from devstack.redis import ensure_redis_server
 from devstack.render import render_resources
-from devstack.runfile import App, AppSpec, RunFile
+from devstack.runfile import App, RunFile
 from devstack.runtime import Runtime, ensure_runtime
 from devstack.supervisor import Supervisor
 
 DEFAULT_REDIS_PORT = 6380
 DEFAULT_POSTGRES_PORT = 5433
 STATE_STORES = ("redis", "postgres")
-
-READY_TIMEOUT = float(os.environ.get("DEVSTACK_READY_TIMEOUT", "90"))
 
 
 @dataclass
@@ -70,8 +72,18 @@ class Stack:
     # choice; components/postgres/ replaces the matching files of components/).
     state_store: str = field(default_factory=lambda: os.environ.get("STATE_STORE", "redis"))
     postgres_port: int = DEFAULT_POSTGRES_PORT
+    # Replicas per app id (1 for an app not named): each its own app process and sidecar.
+    replicas: dict[str, int] = field(default_factory=dict)
+    # mTLS between the Dapr processes, with a sentry of the stack's own. Replicas need it (the
+    # workflow access policy admits a call between two sidecars only by its mTLS identity);
+    # off only to measure what it costs.
+    mtls: bool = True
     own_secrets: StackSecrets = field(default_factory=StackSecrets, repr=False)
+    # Each app's first replica (the one at dapr.yaml's ports), and every replica of each app.
     apps: dict[str, App] = field(default_factory=dict)
+    app_replicas: dict[str, list[App]] = field(default_factory=dict)
+    identity: Identity | None = field(default=None, repr=False)
+    sentry_port: int = 0
     procs: list[Proc] = field(default_factory=list)
     supervisor: Supervisor = field(default_factory=Supervisor)
     _given: set[int] = field(default_factory=set, repr=False)
@@ -110,8 +122,7 @@ class Stack:
         cwd: Path | None = None,
         probe: Callable[[], bool] | None = None,
     ) -> Proc:
-        log = self.run_dir / "logs" / f"{name}.log"
-        proc = Proc(name, args, log, env or {}, cwd, probe=probe).start()
+        proc = Proc(name, args, self.log_of(name), env or {}, cwd, probe=probe).start()
         self.procs.append(proc)
         self.supervisor.add(proc)
         return proc
@@ -123,6 +134,9 @@ class Stack:
                 f"STATE_STORE={self.state_store!r}: choose one of {', '.join(STATE_STORES)}"
             )
         spec = RunFile.load(self.run_file)
+        self._check_replicas(spec)
+        self.apps.clear()
+        self.app_replicas.clear()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir.chmod(0o700)  # tokens, keys and the Redis password live here
         try:
@@ -132,9 +146,11 @@ class Stack:
             self._start_redis()
             if self.state_store == "postgres":
                 self._start_postgres()
-            placement, scheduler = self._start_control_plane(rt, spec)
-            resources, config = self._render_resources(spec)
-            self._start_apps(rt, spec, placement, scheduler, resources, config)
+            if self.mtls:
+                start_sentry(self, rt)
+            placement, scheduler = start_placement_and_scheduler(self, rt, spec)
+            resources, config = render_resources(self, spec)
+            start_apps(self, rt, spec, Wiring(placement, scheduler, resources, config))
         except BaseException:
             self.stop()
             raise
@@ -192,195 +208,36 @@ class Stack:
             f"{self.postgres_cluster.data}): the workflow state store"
         )
 
-    def _start_control_plane(self, rt: Runtime, spec: RunFile) -> tuple[int, int]:
-        placement = self._port(spec.placement_port, "placement")
-        scheduler = self._port(spec.scheduler_port, "scheduler")
-        p_health, s_health = self._free(), self._free()
-        common = ["--metrics-listen-address", LOOPBACK, "--log-level", "info"]
-        host_env = {"DAPR_HOST_IP": LOOPBACK}
-        pproc = self._spawn(
-            "placement",
-            [
-                str(rt.binary("placement")),
-                "--port",
-                str(placement),
-                "--listen-address",
-                LOOPBACK,
-                "--healthz-port",
-                str(p_health),
-                "--healthz-listen-address",  # ignored by Dapr 1.18: see docs/operations.md
-                LOOPBACK,
-                "--metadata-enabled=false",  # no placement tables on that open health port
-                "--metrics-port",
-                str(self._free()),
-                "--initial-cluster",
-                f"dapr-placement-0={LOOPBACK}:{self._free()}",
-                *common,
-            ],
-            host_env,
-            probe=partial(http_ok, f"http://{LOOPBACK}:{p_health}/healthz"),
-        )
-        etcd_dir = self.run_dir / "scheduler-etcd"
-        sproc = self._spawn(
-            "scheduler",
-            [
-                str(rt.binary("scheduler")),
-                "--port",
-                str(scheduler),
-                "--listen-address",
-                LOOPBACK,
-                "--healthz-port",
-                str(s_health),
-                "--healthz-listen-address",  # ignored by Dapr 1.18: see docs/operations.md
-                LOOPBACK,
-                "--metrics-port",
-                str(self._free()),
-                "--override-broadcast-host-port",
-                f"{LOOPBACK}:{scheduler}",
-                "--etcd-data-dir",
-                str(etcd_dir),
-                "--etcd-client-port",
-                str(self._free()),
-                "--etcd-client-listen-address",
-                LOOPBACK,
-                "--etcd-initial-cluster",
-                f"dapr-scheduler-server-0=http://{LOOPBACK}:{self._free()}",
-                "--id",
-                "dapr-scheduler-server-0",
-                *common,
-            ],
-            host_env,
-            probe=partial(http_ok, f"http://{LOOPBACK}:{s_health}/healthz"),
-        )
-        for proc, port in ((pproc, p_health), (sproc, s_health)):
-            url = f"http://{LOOPBACK}:{port}/healthz"
-            proc.wait_ready(partial(http_ok, url), f"healthy at {url}", READY_TIMEOUT)
-        say(
-            f"placement: {LOOPBACK}:{placement} (pid {pproc.pid}); "
-            f"scheduler: {LOOPBACK}:{scheduler} (pid {sproc.pid})"
-        )
-        return placement, scheduler
+    def _check_replicas(self, spec: RunFile) -> None:
+        ids = [a.app_id for a in spec.apps]
+        if unknown := sorted(set(self.replicas) - set(ids)):
+            raise DevstackError(f"replicas of {', '.join(unknown)}: the apps are {', '.join(ids)}")
+        if any(n < 1 for n in self.replicas.values()):
+            raise DevstackError(f"replicas {self.replicas}: every app needs at least one")
+        if not self.mtls and any(n > 1 for n in self.replicas.values()):
+            raise DevstackError(
+                "replicas need mTLS: the workflow access policy refuses calls between sidecars "
+                "that cannot prove their app id, even two replicas of one app"
+            )
 
-    def _render_resources(self, spec: RunFile) -> tuple[Path, Path]:
-        return render_resources(self, spec)
+    def replica_names(self, app_id: str) -> list[str]:
+        """The process names of an app's replicas: [`orders`], or [`orders-1`, `orders-2`]."""
+        return replica_names(app_id, self.replicas.get(app_id, 1))
 
-    def _start_apps(
-        self,
-        rt: Runtime,
-        spec: RunFile,
-        placement: int,
-        scheduler: int,
-        resources: Path,
-        config: Path,
-    ) -> None:
-        pending: list[tuple[Proc, Proc, App, AppSpec]] = []
-        for app in spec.apps:
-            ports = App(
-                app.app_id,
-                self._port(app.app_port, f"{app.app_id} app"),
-                self._port(app.http_port, f"{app.app_id} sidecar HTTP"),
-                self._port(app.grpc_port, f"{app.app_id} sidecar gRPC"),
-                internal_grpc_port=self._free(),
-                dapr_api_token=secrets.token_urlsafe(32),
-                app_api_token=secrets.token_urlsafe(32),
-            )
-            metrics = self._port(app.metrics_port, f"{app.app_id} sidecar metrics")
-            tokens = {
-                "APP_API_TOKEN": ports.app_api_token,
-                "DAPR_API_TOKEN": ports.dapr_api_token,
-            }
-            sidecar_env = {**spec.common_env, **self.env, **tokens, "DAPR_HOST_IP": LOOPBACK}
-            daprd = self._spawn(
-                f"{app.app_id}-daprd",
-                [
-                    str(rt.binary("daprd")),
-                    "--mode",
-                    "standalone",
-                    "--app-id",
-                    app.app_id,
-                    "--app-port",
-                    str(ports.app_port),
-                    "--app-protocol",
-                    "http",
-                    "--app-channel-address",
-                    LOOPBACK,
-                    "--dapr-http-port",
-                    str(ports.http_port),
-                    "--dapr-grpc-port",
-                    str(ports.grpc_port),
-                    "--dapr-internal-grpc-port",
-                    str(ports.internal_grpc_port),
-                    "--dapr-internal-grpc-listen-address",
-                    LOOPBACK,
-                    "--dapr-listen-addresses",
-                    LOOPBACK,
-                    "--metrics-port",
-                    str(metrics),
-                    "--metrics-listen-address",
-                    LOOPBACK,
-                    "--placement-host-address",
-                    f"{LOOPBACK}:{placement}",
-                    "--scheduler-host-address",
-                    f"{LOOPBACK}:{scheduler}",
-                    "--resources-path",
-                    str(resources),
-                    "--config",
-                    str(config),
-                    "--log-level",
-                    spec.log_level,
-                    "--enable-app-health-check",
-                    "--app-health-check-path",
-                    app.health_path,
-                    "--app-health-probe-interval",
-                    "2",
-                ],
-                sidecar_env,
-                cwd=self.run_dir,
-                probe=partial(http_ok, f"{ports.dapr_url}/v1.0/healthz"),
-            )
-            command = [sys.executable if c == "python" else c for c in app.command]
-            app_env = {
-                **spec.common_env,
-                **app.env,
-                **self.env,
-                **tokens,
-                "APP_ID": app.app_id,
-                "APP_PORT": str(ports.app_port),
-                "APP_HOST": LOOPBACK,
-                "DAPR_HTTP_PORT": str(ports.http_port),
-                "DAPR_GRPC_PORT": str(ports.grpc_port),
-                "DAPR_RUNTIME_HOST": LOOPBACK,
-                "PYTHONUNBUFFERED": "1",
-            }
-            readyz = partial(http_ok, f"{ports.app_url}/readyz", timeout=3.0)
-            proc = self._spawn(app.app_id, command, app_env, cwd=app.app_dir, probe=readyz)
-            pending.append((proc, daprd, ports, app))
-        for proc, daprd, ports, app in pending:
-            daprd.wait_ready(
-                partial(http_ok, f"{ports.dapr_url}/v1.0/healthz"),
-                f"healthy at {ports.dapr_url}/v1.0/healthz",
-                READY_TIMEOUT,
-                companions=(proc,),
-            )
-            proc.wait_ready(
-                partial(http_ok, f"{ports.app_url}/readyz"),
-                f"ready at {ports.app_url}/readyz",
-                READY_TIMEOUT,
-            )
-            self.apps[app.app_id] = ports
-            write_tokens(self.run_dir, self.apps.values())
-            say(
-                f"{app.app_id}: app {ports.app_url} (pid {proc.pid}); sidecar HTTP "
-                f"{ports.dapr_url}, gRPC {LOOPBACK}:{ports.grpc_port} (pid {daprd.pid})"
-            )
+    def app_named(self, name: str) -> App | None:
+        """The running app (replica) whose process is `name`, if `name` is an app's."""
+        return next((a for r in self.app_replicas.values() for a in r if a.name == name), None)
+
+    def log_of(self, name: str) -> Path:
+        return self.run_dir / "logs" / f"{name}.log"
 
     def restart(self, name: str, crash: bool = True) -> None:
         """Kill one process (SIGKILL when `crash`) and start it again with the same arguments,
         at once (a restart asked for, not a crash); for an app, wait until it is ready again."""
         proc = self.supervisor.watch(name).proc
         self.supervisor.call(lambda: self.supervisor.restart(name, crash=crash))
-        if name in self.apps:
-            proc.wait_ready(proc.ready, f"ready at {self.apps[name].app_url}/readyz", READY_TIMEOUT)
+        if app := self.app_named(name):
+            proc.wait_ready(proc.ready, f"ready at {app.app_url}/readyz", READY_TIMEOUT)
         say(f"{name}: restarted (pid {proc.pid})")
 
     def supervise(self) -> Stack:
