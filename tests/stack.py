@@ -73,14 +73,18 @@ def webhook() -> Iterator[WebhookSink]:
     sink.server.server_close()
 
 
-def e2e_stack(run_dir: Path, env: dict[str, str], webhook: WebhookSink) -> Iterator[Stack]:
-    """A whole stack on free loopback ports; RECORD_HISTORIES=<dir> keeps its histories."""
+def e2e_stack(
+    run_dir: Path, env: dict[str, str], webhook: WebhookSink, replicas: int = 1
+) -> Iterator[Stack]:
+    """A whole stack on free loopback ports, `replicas` of each app; RECORD_HISTORIES=<dir>
+    keeps its histories."""
     with Stack(
         run_file=ROOT / "dapr.yaml",
         run_dir=run_dir,
         free_ports=True,
         env={**env, "NOTIFY_CHANNELS": "log,webhook"},
         component_metadata={"notify-webhook": {"url": webhook.url}},
+        replicas=dict.fromkeys(("orders", "approvals", "notifier"), replicas),
     ) as running:
         yield running
         if record := os.environ.get("RECORD_HISTORIES"):

@@ -1,8 +1,14 @@
-"""What an e2e scenario does, in the words of the flow: place, decide, watch."""
+"""What an e2e scenario does, in the words of the flow: place, decide, watch.
+
+With replicas, each call goes to the next replica of the app that is running, as a Kubernetes
+Service spreads calls over the ready pods; what the apps logged is read from every replica.
+"""
 
 from __future__ import annotations
 
+import itertools
 import re
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -10,6 +16,7 @@ import httpx
 
 from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import Message, OrderPlaced
+from devstack.runfile import App
 from devstack.stack import Stack
 from tests import resp
 from tests.fakes import bearer, signing_app
@@ -19,9 +26,34 @@ from tests.stack import eventually, unique
 class Flow:
     def __init__(self, stack: Stack, http: httpx.Client) -> None:
         self.stack, self.http = stack, http
-        self.orders = stack.apps["orders"].app_url
-        self.approvals = stack.apps["approvals"].app_url
-        self.notifier = stack.apps["notifier"].app_url
+        self._turns: dict[str, Iterator[App]] = {}
+
+    def replica(self, app_id: str) -> App:
+        """The app's next replica that is running (its app and its sidecar), round robin;
+        the first one when none is."""
+        replicas = self.stack.app_replicas[app_id]
+        turn = self._turns.setdefault(app_id, itertools.cycle(replicas))
+        for _ in replicas:
+            candidate = next(turn)
+            if all(self._running(n) for n in (candidate.name, f"{candidate.name}-daprd")):
+                return candidate
+        return replicas[0]
+
+    def _running(self, name: str) -> bool:
+        watch = self.stack.supervisor.watches.get(name)
+        return watch is not None and watch.proc.alive() and not watch.proc.stopped()
+
+    @property
+    def orders(self) -> str:
+        return self.replica("orders").app_url
+
+    @property
+    def approvals(self) -> str:
+        return self.replica("approvals").app_url
+
+    @property
+    def notifier(self) -> str:
+        return self.replica("notifier").app_url
 
     def publish(
         self,
@@ -41,14 +73,14 @@ class Flow:
         if signed and not isinstance(message, bytes) and (app := signing_app(message)):
             signer = self.stack.own_secrets.signer(app)
         body = message if isinstance(message, bytes) else wrap(message, "e2e", signer)
-        sidecar = self.stack.apps[via].dapr_url
+        sidecar = self.replica(via)
         resp = self.http.post(
-            f"{sidecar}/v1.0/publish/pubsub/{topic}",
+            f"{sidecar.dapr_url}/v1.0/publish/pubsub/{topic}",
             content=body,
             params={"metadata.rawPayload": "true"} if raw else None,
             headers={
                 "content-type": "application/json" if raw else CONTENT_TYPE,
-                **self.stack.apps[via].dapr_headers,
+                **sidecar.dapr_headers,
             },
         )
         assert resp.status_code == 204, resp.text
@@ -122,16 +154,23 @@ class Flow:
             headers=bearer(who),
         )
 
+    def answers(self, app: str, topic: str) -> list[tuple[str, str, str]]:
+        """Every delivery on `topic` that `app` answered, oldest first, from the logs of all
+        its replicas, where the subscription helper writes one line per delivery:
+        `<time> ... topic T event ID -> VERDICT (reason)`. (replica, event id, verdict)."""
+        line = re.compile(rf"topic {re.escape(topic)} event (\S+) -> (.+)$")
+        found = []
+        for replica in self.stack.replica_names(app):
+            log = self.stack.log_of(replica).read_text(errors="replace").splitlines()
+            found += [(ln[:23], replica, *m.groups()) for ln in log if (m := line.search(ln))]
+        return [(replica, event, verdict) for _, replica, event, verdict in sorted(found)]
+
     def deliveries(self, app: str, topic: str, event_id: str, expect: int) -> list[str]:
-        """What `app` answered to each delivery of one event on `topic` (oldest first), once it
-        answered at least `expect` of them; read from the app's own log, where the subscription
-        helper writes one line per delivery: `topic T event ID -> VERDICT (reason)`."""
-        line = re.compile(rf"topic {re.escape(topic)} event {re.escape(event_id)} -> (.+)$")
-        log = self.stack.run_dir / "logs" / f"{app}.log"
+        """What `app` (any of its replicas) answered to each delivery of one event on `topic`
+        (oldest first), once it answered at least `expect` of them."""
 
         def answered() -> list[str] | None:
-            text = log.read_text(errors="replace").splitlines()
-            got = [m.group(1) for ln in text if (m := line.search(ln))]
+            got = [v for _, event, v in self.answers(app, topic) if event == event_id]
             return got if len(got) >= expect else None
 
         return eventually(answered, 30, f"{app} to answer {expect} deliveries of {event_id}")
@@ -147,7 +186,7 @@ class Flow:
     def fulfilment(self, order_id: str) -> dict[str, Any] | None:
         """The fulfilment record the orders app wrote, read from its state store through its
         sidecar (None while there is none)."""
-        orders = self.stack.apps["orders"]
+        orders = self.replica("orders")
         resp = self.http.get(
             f"{orders.dapr_url}/v1.0/state/statestore/fulfilment:{order_id}",
             headers={"Authorization": "", **orders.dapr_headers},
