@@ -1,7 +1,8 @@
 """The nemesis: real faults at random moments, from a printed seed so a failure can be replayed
 (FAULT_SEED=<seed>). SIGKILL of an app, of a sidecar, of redis-server (AOF on), of placement,
-of scheduler, and SIGSTOP then SIGCONT of an app (a hung process). Each killed process is
-started again after a short pause, as a supervisor (or Kubernetes) would."""
+of scheduler, of sentry, and SIGSTOP then SIGCONT of an app (a hung process). With replicas,
+an app fault strikes one replica (`orders-2`, `orders-2-daprd`), one at a time. Each killed
+process is started again after a short pause, as a supervisor (or Kubernetes) would."""
 
 from __future__ import annotations
 
@@ -16,7 +17,15 @@ from datetime import UTC, datetime
 from devstack.stack import Stack
 
 APPS = ("orders", "approvals", "notifier")
-KINDS = ("kill-app", "kill-sidecar", "kill-redis", "kill-placement", "kill-scheduler", "hang-app")
+KINDS = (
+    "kill-app",
+    "kill-sidecar",
+    "kill-redis",
+    "kill-placement",
+    "kill-scheduler",
+    "kill-sentry",
+    "hang-app",
+)
 
 
 @dataclass
@@ -43,7 +52,7 @@ class Nemesis:
     def start(self, first_after: float = 3.0, gap: tuple[float, float] = (4.0, 9.0)) -> None:
         rng = random.Random(self.seed)
 
-        # Every kind of fault in each round of six, in an order the seed decides.
+        # Every kind of fault in each round, in an order the seed decides.
         rounds = [k for _ in range(50) for k in rng.sample(KINDS, len(KINDS))]
 
         def loop() -> None:
@@ -65,7 +74,7 @@ class Nemesis:
             self._thread.join(120)
 
     def inject(self, rng: random.Random, kind: str) -> Fault:
-        app = rng.choice(APPS)
+        app = rng.choice(self.stack.replica_names(rng.choice(APPS)))
         target = {
             "kill-app": app,
             "hang-app": app,
@@ -73,6 +82,7 @@ class Nemesis:
             "kill-redis": "redis",
             "kill-placement": "placement",
             "kill-scheduler": "scheduler",
+            "kill-sentry": "sentry",
         }[kind]
         (proc,) = [p for p in self.stack.procs if p.name == target]
         fault = Fault(kind, target, time.monotonic(), datetime.now(UTC))

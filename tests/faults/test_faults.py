@@ -1,6 +1,7 @@
 """The fault tier: a seeded workload of every path an order can take, driven while a nemesis
 kills and hangs real processes, then checked: every order ends as expected, once, and nothing
-is left pending (issue 9). FAULT_SEED replays a run; FAULT_ORDERS sets its size (>= 100)."""
+is left pending (issue 9). It runs against one and two replicas of every app (FAULT_REPLICAS=N
+runs only N). FAULT_SEED replays a run; FAULT_ORDERS sets its size (>= 100)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,19 @@ FAULT_ENV = {
 }
 
 
-@pytest.fixture(scope="module")
-def fault_stack(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Iterator[Stack]:
-    yield from e2e_stack(tmp_path_factory.mktemp("faults"), FAULT_ENV, webhook)
+REPLICAS = [int(n) for n in os.environ.get("FAULT_REPLICAS", "1,2").split(",")]
+
+
+@pytest.fixture(
+    scope="module", params=REPLICAS, ids=[f"{n}-replica{'s' * (n > 1)}" for n in REPLICAS]
+)
+def fault_stack(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    webhook: WebhookSink,
+) -> Iterator[Stack]:
+    run_dir = tmp_path_factory.mktemp(f"faults-{request.param}")
+    yield from e2e_stack(run_dir, FAULT_ENV, webhook, replicas=request.param)
 
 
 def test_every_order_ends_as_expected_once_while_processes_die(
@@ -47,8 +58,12 @@ def test_every_order_ends_as_expected_once_while_processes_die(
 ) -> None:
     seed = int(os.environ.get("FAULT_SEED") or random.randrange(1 << 30))
     count = max(100, int(os.environ.get("FAULT_ORDERS", "100")))
-    print(f"\nfault tier: FAULT_SEED={seed} ({count} orders, store {fault_stack.state_store})")
-    plan = Plan.make(seed, count, spread_s=40)
+    replicas = max(len(r) for r in fault_stack.app_replicas.values())
+    print(
+        f"\nfault tier: FAULT_SEED={seed} ({count} orders, store {fault_stack.state_store}, "
+        f"{replicas} replica(s) of each app)"
+    )
+    plan = Plan.make(seed, count, spread_s=40, tag=f"r{replicas}")
     flow = Flow(fault_stack, http)
     driver = Driver(flow)
     nemesis = Nemesis(fault_stack, seed)

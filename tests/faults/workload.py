@@ -55,11 +55,12 @@ class Plan:
     orders: list[Planned]
 
     @classmethod
-    def make(cls, seed: int, count: int, spread_s: float) -> Plan:
+    def make(cls, seed: int, count: int, spread_s: float, tag: str = "") -> Plan:
+        """`tag` tells runs of one seed apart (the webhook sink outlives a stack)."""
         rng = random.Random(seed)
         paths = [p for _ in range(count // len(PATHS) + 1) for p in PATHS][:count]
         rng.shuffle(paths)
-        run = f"f{seed}"
+        run = f"f{seed}{tag}"
         orders = [
             Planned(f"{run}-{n:03d}-{path.replace('_', '')}", path, rng.uniform(0, spread_s))
             for n, path in enumerate(paths)
