@@ -19,8 +19,8 @@ setup: ## install uv (if missing) and the locked Python dependencies into .venv
 runtime: setup ## find or build the pinned Dapr runtime (minutes the first time, then cached)
 	@$(UV) run --frozen devstack runtime >/dev/null
 
-run: runtime ## run redis, placement, scheduler, the apps and sidecars; restarts what dies
-	@$(UV) run --frozen devstack run
+run: runtime ## run redis, sentry, placement, scheduler, the apps and sidecars; REPLICAS=2 for two of each
+	@$(UV) run --frozen devstack run $(if $(REPLICAS),--replicas $(REPLICAS))
 
 test: audit-deps runtime ## audit, every tier on Redis, then e2e and faults on PostgreSQL too
 	@$(UV) run --frozen pytest
@@ -31,7 +31,7 @@ test-postgres: setup ## the end-to-end and fault tiers with PostgreSQL as the wo
 	@STATE_STORE=postgres $(UV) run --frozen pytest tests/e2e tests/faults \
 	  --deselect tests/e2e/test_readme_tour.py
 
-test-faults: runtime ## the fault tier: processes killed at random under a seeded workload
+test-faults: runtime ## the fault tier, on one and two replicas: processes killed at random under a seeded workload
 	@$(UV) run --frozen pytest tests/faults -s
 
 test-unit: setup ## unit tests only (no sidecar, seconds)

@@ -4,6 +4,10 @@ survivor), and each message is handled by one replica (the app's consumer group)
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,14 +19,16 @@ import pytest
 from devstack.stack import Stack
 from tests import resp
 from tests.e2e.flow import Flow
-from tests.stack import E2E_ENV, WebhookSink, e2e_stack, eventually
+from tests.e2e.test_readme_tour import STUMBLES, readdress
+from tests.stack import E2E_ENV, ROOT, WebhookSink, e2e_stack, eventually
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Iterator[Stack]:
-    yield from e2e_stack(tmp_path_factory.mktemp("replicas"), E2E_ENV, webhook, replicas=2)
+    run_dir = tmp_path_factory.mktemp("replicas") / ".run"  # as `make run` has it
+    yield from e2e_stack(run_dir, E2E_ENV, webhook, replicas=2)
 
 
 @pytest.fixture
@@ -137,3 +143,36 @@ def test_the_replicas_of_an_app_read_as_one_consumer_of_its_group(replicated: St
         consumers = resp.command(port, password, "XINFO", "CONSUMERS", topic, group)
         names = [dict(zip(c[::2], c[1::2], strict=True))["name"] for c in consumers]
         assert names == [group], names
+
+
+def test_the_readme_replicas_section_works_as_pasted(flow: Flow, replicated: Stack) -> None:
+    """README, "Two of each": against this stack, supervised as `make run REPLICAS=2` has it."""
+    section = (ROOT / "README.md").read_text().split("## Two of each", 1)[1].split("\n## ")[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, flags=re.S)
+    (block,) = [b for b in blocks if "make run" not in b]
+    script = readdress(block, replicated)
+    script = script.replace("uv run devstack", f"{sys.executable} -m devstack")
+    script = script.replace("uv run approvals-ctl", f"{sys.executable} -m approvals_ctl")
+    replicated.supervise()
+    env = {
+        **os.environ,
+        "ORDERS_URL": replicated.apps["orders"].app_url,
+        "APPROVALS_URL": replicated.apps["approvals"].app_url,
+    }
+    env.pop("APPROVALS_TOKEN", None)
+    done = subprocess.run(
+        ["bash", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=replicated.run_dir.parent,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    stumbles = [s for s in [*STUMBLES, "error:"] if s in output]
+    assert not stumbles, f"it stumbles on {stumbles}:\n{output}"
+    assert flow.finished("two-1")["status"] == "completed", output
+    table = output.rsplit("NAME ", 1)[1].splitlines()
+    restarts = {line.split()[0]: int(line.split()[3]) for line in table[1:] if line.strip()}
+    assert restarts["orders-2"] == restarts["orders-2-daprd"] == 1, output
