@@ -234,8 +234,14 @@ def test_a_local_process_cannot_raise_events_through_a_sidecars_internal_port(
     ), no_token.value
     notifier = stack.identity.token("notifier")  # what the notifier's sidecar holds
     cert, key = certificate_from_sentry(stack, "notifier", notifier, tmp_path)
-    with tunnel(internal, anchors, cert, key) as port, pytest.raises(grpc.RpcError) as other:
-        raise_outcome(port)
+    # The refusal must be the policy's. Under load a connection has once been cut before the
+    # answer ("Stream removed", UNAVAILABLE): a transport failure proves nothing either way, so
+    # the call is made again on a new connection, and only a policy refusal passes.
+    for _ in range(3):
+        with tunnel(internal, anchors, cert, key) as port, pytest.raises(grpc.RpcError) as other:
+            raise_outcome(port)
+        if other.value.code() != grpc.StatusCode.UNAVAILABLE:
+            break
     assert other.value.code() == grpc.StatusCode.PERMISSION_DENIED, other.value
     time.sleep(2)  # give a wrongly accepted event time to complete the order
     assert flow.order(order.order_id)["workflow_status"] == "RUNNING"

@@ -54,15 +54,16 @@ def fault_stack(
 
 
 def test_every_order_ends_as_expected_once_while_processes_die(
-    fault_stack: Stack, http: httpx.Client, webhook: WebhookSink
+    fault_stack: Stack, http: httpx.Client, webhook: WebhookSink, capsys: pytest.CaptureFixture[str]
 ) -> None:
     seed = int(os.environ.get("FAULT_SEED") or random.randrange(1 << 30))
     count = max(100, int(os.environ.get("FAULT_ORDERS", "100")))
     replicas = max(len(r) for r in fault_stack.app_replicas.values())
-    print(
-        f"\nfault tier: FAULT_SEED={seed} ({count} orders, store {fault_stack.state_store}, "
-        f"{replicas} replica(s) of each app)"
-    )
+    with capsys.disabled():  # the seed and recovery times belong in every CI log, pass or fail
+        print(
+            f"\nfault tier: FAULT_SEED={seed} ({count} orders, store {fault_stack.state_store}, "
+            f"{replicas} replica(s) of each app)"
+        )
     plan = Plan.make(seed, count, spread_s=40, tag=f"r{replicas}")
     flow = Flow(fault_stack, http)
     driver = Driver(flow)
@@ -81,7 +82,8 @@ def test_every_order_ends_as_expected_once_while_processes_die(
     notifier_killed = any(f.target == "notifier" for f in nemesis.faults)
     found = checker.problems(flow, plan, webhook, notifier_killed)
     assert not found, f"seed {seed}:\n" + "\n".join(found) + "\n" + report(nemesis, driver)
-    print(recoveries(flow, plan, nemesis))
+    with capsys.disabled():
+        print(recoveries(flow, plan, nemesis))
 
 
 def report(nemesis: Nemesis, driver: Driver) -> str:
