@@ -311,7 +311,12 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
             "currency": order.currency,
             "items": [i.model_dump() for i in order.items],
         }
-        gateway.state.put(f"fulfilment:{order.order_id}", record)
+        # An activity runs at least once (again after a crash before its completion was
+        # recorded): the first run's record wins, and a repeat ships nothing twice.
+        key = f"fulfilment:{order.order_id}"
+        if not gateway.state.claim(key, record):
+            log.info("order %s was fulfilled already; not again", order.order_id)
+            return dict(gateway.state.get(key)[0] or record)
         return record
 
     return {

@@ -183,6 +183,23 @@ class Flow:
         )
         return int(got[0])
 
+    def unread(self, topic: str, group: str) -> int | None:
+        """How many messages of `topic` the consumer group `group` has not been handed yet
+        (Redis's `lag` in XINFO GROUPS); None when Redis cannot tell, 0 when the group or the
+        stream does not exist (nothing was ever published to it)."""
+        try:
+            port, password = self.stack.redis_port, self.stack.own_secrets.redis_password
+            groups = resp.command(port, password, "XINFO", "GROUPS", topic)
+        except resp.RedisError as exc:
+            if "no such key" in str(exc):
+                return 0
+            raise
+        for fields in groups:
+            info = dict(zip(fields[::2], fields[1::2], strict=True))
+            if info["name"] == group:
+                return None if info.get("lag") is None else int(info["lag"])
+        return 0
+
     def fulfilment(self, order_id: str) -> dict[str, Any] | None:
         """The fulfilment record the orders app wrote, read from its state store through its
         sidecar (None while there is none)."""

@@ -21,6 +21,10 @@ READERS = {
     "approval-outcomes": ["orders"],
     "order-status": ["notifier"],
 }
+# and each subscriber reads its own dead-letter topic per subscription (GET /deadletters)
+READERS |= {
+    f"deadletter-{group}-{topic}": [group] for topic, groups in READERS.items() for group in groups
+}
 
 
 def settled(flow: Flow, plan: Plan) -> list[str]:
@@ -75,13 +79,19 @@ def _one_order(
     workflow = record.get("workflow") or {}
     if workflow.get("status") not in TERMINAL_WORKFLOW:
         found.append(f"{o.order_id}: workflow {workflow.get('status')}")
+    approval = flow.http.get(f"{flow.approvals}/workflows/approval-{o.order_id}")
+    if not o.needs_a_person:
+        if approval.status_code != 404:
+            found.append(f"{o.order_id}: auto-approved, yet an approval workflow {approval.text}")
+    elif approval.status_code != 200 or approval.json()["status"] not in TERMINAL_WORKFLOW:
+        found.append(f"{o.order_id}: approval workflow {approval.status_code} {approval.text}")
     fulfilled = flow.fulfilment(o.order_id)
     if (fulfilled is not None) != (o.expected == "completed"):
         found.append(f"{o.order_id} ({o.path}): fulfilment {fulfilled}")
+    # The notifier keys its records by notification id, so a record cannot appear twice;
+    # a notification delivered twice shows in the webhook's calls below.
     notes = flow.notifications(o.order_id)
     told = Counter(n["id"] for n in notes)
-    if twice := [i for i, n in told.items() if n > 1]:
-        found.append(f"{o.order_id}: notifications recorded twice {twice}")
     ends = [n for n in notes if n["audience"] == "customer" and _ends(n, o.order_id)]
     if len(ends) != 1:
         found.append(f"{o.order_id}: {len(ends)} terminal status notifications")
@@ -104,13 +114,21 @@ def _streams(flow: Flow) -> list[str]:
     for topic, groups in READERS.items():
         for group in groups:
             try:
-                pending = flow.unacknowledged(topic, group)
+                pending = flow.unacknowledged(topic, group) if _exists(flow, topic) else 0
+                unread = flow.unread(topic, group)
             except resp.RedisError as exc:
                 found.append(f"stream {topic}, group {group}: {exc}")
                 continue
             if pending:
                 found.append(f"stream {topic}: {pending} left unacknowledged by {group}")
+            if unread != 0:
+                found.append(f"stream {topic}: {unread} never handed to {group}")
     return found
+
+
+def _exists(flow: Flow, topic: str) -> bool:
+    port, password = flow.stack.redis_port, flow.stack.own_secrets.redis_password
+    return bool(resp.command(port, password, "EXISTS", topic))
 
 
 def _dead_letters(flow: Flow) -> list[dict[str, Any]]:

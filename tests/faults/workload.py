@@ -48,6 +48,12 @@ class Planned:
     def expected(self) -> str:
         return PATHS[self.path][1]
 
+    @property
+    def needs_a_person(self) -> bool:
+        """Whether the order's amount needs an approver (an approval workflow); the paths'
+        amounts under 500 are approved by the policy alone."""
+        return self.path not in ("auto", "duplicate_order", "malformed")
+
 
 @dataclass
 class Plan:

@@ -101,6 +101,24 @@ def test_fulfilment_keeps_what_was_ordered_under_the_order_id() -> None:
     assert gateway.state.get("fulfilment:o-1")[0] == expected
 
 
+def test_fulfilment_run_again_ships_nothing_twice() -> None:
+    """After a crash before its completion was recorded, the activity runs again: the first
+    run's record stays, and the repeat answers with it."""
+    gateway = fake_gateway()
+    first = {"order_id": "o-1", "amount": "10.00", "currency": "EUR", "items": []}
+    gateway.state.claim("fulfilment:o-1", first)
+    again = {
+        "order_id": "o-1",
+        "customer_id": "c-1",
+        "amount": "12.00",
+        "currency": "EUR",
+        "items": [{"sku": "chair", "quantity": 1}],
+        "placed_at": NOW.isoformat(),
+    }
+    assert order_activities(gateway)[FULFIL_ORDER](None, again) == first
+    assert gateway.state.get("fulfilment:o-1")[0] == first
+
+
 def test_an_approval_outcome_is_published_on_its_topic() -> None:
     gateway = fake_gateway()
     outcome = {
