@@ -5,7 +5,8 @@ happened to each instance; the work runs in a thread of the app, 8 instances at 
 progress after each chunk. Each instance is re-read from Dapr before it is touched, so a job is
 safe to run again, and it is: the thread holds the job under a lease it renews with each
 chunk, and a job whose lease ran out (its app died) is taken up where it stopped by the next
-replica of the app that starts, or that is asked about it (`resume`).
+replica of the app that starts, once the lease runs out, or that is asked about it (`resume`,
+`keep_resuming`).
 """
 
 from __future__ import annotations
@@ -160,6 +161,28 @@ def resume(gateway: Gateway, audit: AuditLog, keep: Keeper = _keep_nothing) -> l
             )
             resumed.append(job_id)
     return resumed
+
+
+def keep_resuming(gateway: Gateway, audit: AuditLog, keep: Keeper = _keep_nothing) -> None:
+    """`resume` now, and again when the earliest lease still held elsewhere runs out. An app
+    restarted quickly finds its own dead runner's lease still live; without this the job would
+    wait for someone to ask about it. Checks stop once no job is held elsewhere."""
+    try:
+        resume(gateway, audit, keep)
+        leases = [
+            datetime.fromisoformat(job["lease_until"])
+            for job_id in _running(gateway.state)
+            if (job := load(gateway.state, job_id)) and job["status"] != "done"
+            if job.get("lease_until")
+        ]
+    except GatewayError as exc:
+        log.warning("bulk jobs not checked for a stopped runner: %s; trying again later", exc)
+        leases = [datetime.now(UTC) + JOB_LEASE]
+    if leases:
+        wait = (min(leases) - datetime.now(UTC)).total_seconds() + 1
+        timer = threading.Timer(max(wait, 1), keep_resuming, (gateway, audit, keep))
+        timer.daemon = True
+        timer.start()
 
 
 def _lease_over(job: dict[str, Any], now: datetime | None = None) -> bool:

@@ -394,7 +394,7 @@ def mount_management(app: FastAPI, workflows: dict[str, WorkflowRules]) -> None:
     app.include_router(job_router(keep))
     app.include_router(management_router(workflows))
     hooks = getattr(app.state, "on_ready", [])
-    app.state.on_ready = [*hooks, lambda gateway, audit: jobs.resume(gateway, audit, keep)]
+    app.state.on_ready = [*hooks, lambda gateway, audit: jobs.keep_resuming(gateway, audit, keep)]
 
 
 def keeper(workflows: dict[str, WorkflowRules]) -> jobs.Keeper:

@@ -268,6 +268,26 @@ def test_a_job_whose_runner_lives_is_not_taken_over_but_a_dead_one_is_when_asked
     assert job["results"] == {"order-asked-1": "purged"} and job["resumed"] == 1
 
 
+def test_a_job_whose_dead_runner_still_holds_its_lease_at_start_up_is_taken_up_when_it_ends(
+    client: AppFactory, gateway
+) -> None:
+    """An app restarted within the lease finds its dead runner's lease still live: nobody has
+    to ask about the job for it to be taken up once the lease runs out."""
+    gateway.workflows.add("order-late-1", "COMPLETED", name="order_workflow")
+    a_job_whose_app_died(gateway, "job-bbbbbbbbbbbb", ["order-late-1"], {})
+    held, _ = gateway.state.get("job:job-bbbbbbbbbbbb")
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    gateway.state.put("job:job-bbbbbbbbbbbb", held | {"lease_until": soon})
+    client(create_app, ServiceSettings(app_id="orders"), who="admin")  # starts the app
+    assert gateway.state.get("job:job-bbbbbbbbbbbb")[0]["runner"] == "a-runner-that-died"
+    for _ in range(100):  # read the store, not the API: asking would take it up by itself
+        job, _ = gateway.state.get("job:job-bbbbbbbbbbbb")
+        if job["status"] == "done":
+            break
+        time.sleep(0.1)
+    assert job["results"] == {"order-late-1": "purged"} and job["resumed"] == 1
+
+
 def wait_job(client: TestClient, job_id: str) -> dict:
     for _ in range(200):
         job = client.get(f"/workflows/jobs/{job_id}").json()
