@@ -28,7 +28,7 @@ test: audit-deps runtime ## audit, every tier on Redis, then e2e and faults on P
 
 test-postgres: setup ## the end-to-end and fault tiers with PostgreSQL as the workflow state store
 	@echo "end-to-end tier again, with PostgreSQL as the state store (STATE_STORE=postgres)"
-	@STATE_STORE=postgres FAULT_REPLICAS=$${FAULT_REPLICAS:-2} $(UV) run --frozen pytest tests/e2e tests/faults \
+	@STATE_STORE=postgres $(UV) run --frozen pytest tests/e2e tests/faults \
 	  --deselect tests/e2e/test_readme_tour.py
 
 test-faults: runtime ## the fault tier, on one and two replicas: processes killed at random under a seeded workload
