@@ -1,6 +1,7 @@
 """The nemesis: real faults at random moments, from a printed seed so a failure can be replayed
 (FAULT_SEED=<seed>). SIGKILL of an app, of a sidecar, of redis-server (AOF on), of placement,
-of scheduler, of sentry, and SIGSTOP then SIGCONT of an app (a hung process). With replicas,
+of scheduler, of sentry, of PostgreSQL when it is the state store, and SIGSTOP then SIGCONT of
+an app (a hung process). With replicas,
 an app fault strikes one replica (`orders-2`, `orders-2-daprd`), one at a time. Each killed
 process is started again after a short pause, as a supervisor (or Kubernetes) would."""
 
@@ -26,6 +27,7 @@ KINDS = (
     "kill-sentry",
     "hang-app",
 )
+POSTGRES = "kill-postgres"  # when the stack's state store is PostgreSQL
 
 
 @dataclass
@@ -53,7 +55,8 @@ class Nemesis:
         rng = random.Random(self.seed)
 
         # Every kind of fault in each round, in an order the seed decides.
-        rounds = [k for _ in range(50) for k in rng.sample(KINDS, len(KINDS))]
+        kinds = self.kinds
+        rounds = [k for _ in range(50) for k in rng.sample(kinds, len(kinds))]
 
         def loop() -> None:
             wait = first_after
@@ -67,6 +70,16 @@ class Nemesis:
 
         self._thread = threading.Thread(target=loop, name="nemesis", daemon=True)
         self._thread.start()
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return KINDS + ((POSTGRES,) if self.stack.state_store == "postgres" else ())
+
+    def wait_for_every_kind(self, timeout: float) -> None:
+        """Go on until each kind of fault has struck at least once (or `timeout` passed)."""
+        deadline = time.monotonic() + timeout
+        while {f.kind for f in self.faults} != set(self.kinds) and time.monotonic() < deadline:
+            time.sleep(1)
 
     def stop(self) -> None:
         self._stop.set()
@@ -83,6 +96,7 @@ class Nemesis:
             "kill-placement": "placement",
             "kill-scheduler": "scheduler",
             "kill-sentry": "sentry",
+            POSTGRES: "postgres",
         }[kind]
         (proc,) = [p for p in self.stack.procs if p.name == target]
         fault = Fault(kind, target, time.monotonic(), datetime.now(UTC))

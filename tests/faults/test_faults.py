@@ -18,7 +18,7 @@ import pytest
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
 from tests.faults import checker
-from tests.faults.nemesis import KINDS, Nemesis
+from tests.faults.nemesis import Nemesis
 from tests.faults.workload import Driver, Plan
 from tests.stack import E2E_ENV, WebhookSink, e2e_stack
 
@@ -72,10 +72,11 @@ def test_every_order_ends_as_expected_once_while_processes_die(
     try:
         driver.run(plan)
         time.sleep(45)  # faults go on while escalations and expiries come due
+        nemesis.wait_for_every_kind(timeout=120)
     finally:
         nemesis.stop()
     assert not nemesis.errors, nemesis.errors
-    assert {f.kind for f in nemesis.faults} == set(KINDS), report(nemesis, driver)
+    assert {f.kind for f in nemesis.faults} == set(nemesis.kinds), report(nemesis, driver)
     deadline = time.monotonic() + 300  # then the checker says what did not settle, and why
     while checker.settled(flow, plan) and time.monotonic() < deadline:
         time.sleep(2)
