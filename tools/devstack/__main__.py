@@ -1,6 +1,7 @@
 """devstack: obtain the Dapr runtime and run the apps of dapr.yaml on loopback.
 
 devstack runtime        build or find daprd/placement/scheduler at the pinned version
+devstack kube-parts     build or find the Kubernetes tier's parts (kube-apiserver, etcd, ...)
 devstack run            start redis, sentry, placement, scheduler and every app with its sidecar
                         (--replicas: more than one of each), and keep them running (a process
                         that exits is restarted)
@@ -30,6 +31,7 @@ from devstack.control import (
     wait_until_back,
 )
 from devstack.errors import DevstackError
+from devstack.kube import ETCD_VERSION, KUBERNETES_VERSION, main_kube_parts
 from devstack.log import say
 from devstack.runfile import RunFile
 from devstack.runtime import PINNED_VERSION, main_runtime
@@ -124,6 +126,14 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help=f"Dapr runtime version (default {PINNED_VERSION}, or $DAPR_RUNTIME_VERSION)",
     )
+    sub.add_parser(
+        "kube-parts",
+        help="find or build the Kubernetes tier's parts; print where they are",
+        description=f"Find or build (from Go modules, minutes the first time, then cached) "
+        f"kube-apiserver, kube-controller-manager and kubectl {KUBERNETES_VERSION}, etcd "
+        f"{ETCD_VERSION}, and Dapr's sentry, injector and operator at the runtime's version "
+        "(with Dapr's CRDs); print each one's path.",
+    )
     run = sub.add_parser(
         "run",
         help="run the apps of dapr.yaml under real sidecars, restarting what exits",
@@ -201,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "runtime":
         return main_runtime(args.version)
+    if args.command == "kube-parts":
+        return main_kube_parts()
     if args.command == "run":
         return _run(args)
     commands = {"ps": _ps, "kill": _kill, "restart": _restart}
