@@ -183,7 +183,9 @@ class ControlPlane:
     # -- processes -----------------------------------------------------------------------
 
     def _start(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
-        proc = Proc(name, args, self.run_dir / "logs" / f"{name}.log", env={**NO_PROXY, **(env or {})})
+        proc = Proc(
+            name, args, self.run_dir / "logs" / f"{name}.log", env={**NO_PROXY, **(env or {})}
+        )
         self.procs.append(proc.start())
         return proc
 
@@ -204,7 +206,12 @@ class ControlPlane:
         )
         self.kubectl("apply", "--server-side", "-f", str(self.parts.crds))
         self.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-        self.apply_docs(_dapr_system(self.ports["injector"], self.parts.dapr_version))
+        # The webhook last: its failurePolicy is Fail, so it would refuse the control plane's
+        # own Pod objects while no injector answers.
+        docs = _dapr_system(self.ports["injector"], self.parts.dapr_version)
+        webhook = [d for d in docs if d["kind"] == "MutatingWebhookConfiguration"]
+        self.apply_docs([d for d in docs if d not in webhook])
+        self.apply_docs(webhook)
         sentry = self._start_sentry()
         sentry.wait_ready(self._trust_anchors_published, "publishing its trust anchors", 90)
         anchors = self.run_dir / "dapr" / "ca.crt"
@@ -388,7 +395,7 @@ class ControlPlane:
             "SIDECAR_DROP_ALL_CAPABILITIES": "true",
             "ACTORS_ENABLED": "true",
             "ACTORS_SERVICE_NAME": "placement",
-            "ACTORS_SERVICE_ADDRESS": f"dapr-placement-server.{DAPR_NS}.svc.cluster.local:50005",
+            "ACTORS_SERVICE_ADDRESS": "dapr-placement-server:50005",
         }
         return self._start(
             "injector",

@@ -89,7 +89,9 @@ def test_each_app_reads_only_its_own_secrets_in_kubernetes() -> None:
         # Kubernetes lets its service account read exactly what Dapr lets its sidecar read.
         assert dep["spec"]["template"]["spec"]["serviceAccountName"] == name
         (rule,) = rbac["Role", f"{name}-secrets"]["rules"]
-        assert rule["verbs"] == ["get"] and set(rule["resourceNames"]) == set(scope["allowedSecrets"])
+        assert rule["verbs"] == ["get"] and set(rule["resourceNames"]) == set(
+            scope["allowedSecrets"]
+        )
         binding = rbac["RoleBinding", f"{name}-secrets"]
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name}]
 
@@ -109,7 +111,9 @@ def test_retry_policies_use_only_fields_dapr_knows() -> None:
 
 
 def test_every_app_is_replicated_budgeted_and_fenced() -> None:
-    objects = resources(BASE / "apps.yaml", BASE / "availability.yaml", BASE / "network-policies.yaml")
+    objects = resources(
+        BASE / "apps.yaml", BASE / "availability.yaml", BASE / "network-policies.yaml"
+    )
     for (kind, name), dep in objects.items():
         if kind != "Deployment":
             continue
