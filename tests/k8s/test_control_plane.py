@@ -1,9 +1,10 @@
-"""The tier's API server knows Dapr's real schemas: it refuses what deploy/ once carried.
-
-Both were in deploy/ until this tier first applied it (issue 10); a local run drops the first
-without a word and never reads the second, so only a real API server shows them."""
+"""The tier's control plane itself: it knows Dapr's real schemas (it refuses what deploy/ once
+carried: both were in deploy/ until this tier first applied it, issue 10; a local run drops the
+first without a word and never reads the second), and it listens nowhere on the machine."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import yaml
@@ -51,3 +52,12 @@ def test_an_app_configuration_that_sets_mtls_is_refused(control_plane: ControlPl
     message = refusal(control_plane, doc)
     assert "spec.mtls.controlPlaneTrustDomain: Required value" in message
     assert "spec.mtls.sentryAddress: Required value" in message
+
+
+def test_no_part_of_the_control_plane_listens_on_the_machine(control_plane: ControlPlane) -> None:
+    """sentry's and the injector's health ports and the injector's webhook bind every
+    interface (a Dapr bug): every process runs in the tier's own network namespace."""
+    machine = os.readlink("/proc/self/ns/net")
+    for proc in control_plane.procs:
+        assert proc.alive(), proc.name
+        assert os.readlink(f"/proc/{proc.pid}/ns/net") != machine, proc.name
