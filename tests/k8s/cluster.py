@@ -107,6 +107,10 @@ class ControlPlane:
         self.procs.append(proc.start())
         return proc
 
+    def _run(self, binary: str, flags: list[str], env: dict[str, str] | None = None) -> Proc:
+        """Start one of the built parts (KubeParts) with these flags."""
+        return self._start(binary, [str(self.parts.binary(binary)), *flags], env)
+
     def start(self) -> None:
         self._enter_namespaces()
         etcd = self._start_etcd()
@@ -154,10 +158,9 @@ class ControlPlane:
     def _start_etcd(self) -> Proc:
         client = f"http://{LOOPBACK}:{PORTS['etcd']}"
         peer = f"http://{LOOPBACK}:{PORTS['etcd-peer']}"
-        return self._start(
+        return self._run(
             "etcd",
             [
-                str(self.parts.binary("etcd")),
                 "--name=tier",
                 f"--data-dir={self.run_dir / 'etcd'}",
                 f"--listen-client-urls={client}",
@@ -172,10 +175,9 @@ class ControlPlane:
     def _start_apiserver(self) -> Proc:
         issuer = "https://kubernetes.default.svc.cluster.local"
         pki = self.pki
-        return self._start(
+        return self._run(
             "kube-apiserver",
             [
-                str(self.parts.binary("kube-apiserver")),
                 f"--etcd-servers=http://{LOOPBACK}:{PORTS['etcd']}",
                 f"--bind-address={LOOPBACK}",
                 f"--advertise-address={LOOPBACK}",
@@ -220,10 +222,9 @@ class ControlPlane:
 
     def _start_controller_manager(self) -> Proc:
         kubeconfig = str(self.kubeconfig)
-        return self._start(
+        return self._run(
             "kube-controller-manager",
             [
-                str(self.parts.binary("kube-controller-manager")),
                 f"--kubeconfig={kubeconfig}",
                 f"--authentication-kubeconfig={kubeconfig}",
                 f"--authorization-kubeconfig={kubeconfig}",
@@ -260,10 +261,9 @@ class ControlPlane:
     def _start_sentry(self) -> Proc:
         credentials = self.run_dir / "dapr" / "credentials"
         credentials.mkdir(parents=True, exist_ok=True)
-        return self._start(
+        return self._run(
             "sentry",
             [
-                str(self.parts.binary("sentry")),
                 "--mode=kubernetes",
                 "--config=daprsystem",
                 f"--trust-domain={TRUST_DOMAIN}",
@@ -307,9 +307,7 @@ class ControlPlane:
             "ACTORS_SERVICE_NAME": "placement",
             "ACTORS_SERVICE_ADDRESS": "dapr-placement-server:50005",
         }
-        return self._start(
-            "injector", [str(self.parts.binary("injector")), *self._dapr_flags("injector")], env
-        )
+        return self._run("injector", self._dapr_flags("injector"), env)
 
     def _injects(self) -> bool:
         """A Pod asking for a sidecar gets one (a server-side dry run: nothing is stored)."""
