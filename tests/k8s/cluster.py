@@ -2,16 +2,17 @@
 
 etcd, kube-apiserver and kube-controller-manager (the controllers that turn Deployments into
 ReplicaSets and Pods, scale them by their HorizontalPodAutoscaler, watch PodDisruptionBudgets
-and clean up namespaces), then Dapr's CRDs, sentry and sidecar injector, set up as Dapr's Helm
-chart sets them up. There is no kubelet, scheduler or kube-proxy: Pods are created, mutated by
-the injector and admitted, and stay Pending.
+and clean up namespaces), then Dapr's CRDs, sentry, sidecar injector and operator, set up as
+Dapr's Helm chart sets them up. There is no kubelet, scheduler or kube-proxy: Pods are
+created, mutated by the injector and admitted, and stay Pending.
 
 Every process runs in one network and mount namespace of the tier's own (`unshare`), whose
-only interface is a loopback of its own: sentry's and the injector's health ports and the
-injector's webhook bind all interfaces whatever their flags say (a Dapr bug), and here "all"
-is that private loopback, so nothing listens on the machine. The private mount namespace gets
-its own /etc/hosts, where the injector's service name (the name in the certificate sentry
-gives it, which the API server dials) is 127.0.0.1; the machine's /etc/hosts is not touched.
+only interface is a loopback of its own: the Dapr services' health ports and the injector's
+webhook bind all interfaces whatever their flags say (a Dapr bug), and here "all" is that
+private loopback, so nothing listens on the machine. The private mount namespace gets its own
+/etc/hosts, where the service names the control plane dials (the injector's, which is the
+name in the certificate sentry gives it; sentry's) are 127.0.0.1; the machine's /etc/hosts is
+not touched.
 kubectl reaches the API server by entering the same namespaces (`nsenter`).
 """
 
@@ -29,12 +30,19 @@ import yaml
 
 from devstack.kube import KubeParts
 from devstack.procs import LOOPBACK, Proc
-from tests.k8s.dapr_system import DAPR_NS, INJECTOR_HOST, TRUST_DOMAIN, dapr_system
+from tests.k8s.dapr_system import (
+    DAPR_NS,
+    INJECTOR_HOST,
+    SENTRY_ADDRESS,
+    TRUST_DOMAIN,
+    dapr_system,
+)
 from tests.k8s.pki import Pki, make_pki
 
 # Inside the private namespace every port is free: fixed ones keep the logs readable.
 PORTS = {"etcd": 2379, "etcd-peer": 2380, "apiserver": 6443, "controller-manager": 10257}
-PORTS |= {"sentry": 50001, "sentry-health": 8081, "injector": 4000, "injector-health": 8082}
+PORTS |= {"sentry": 443, "sentry-health": 8081, "injector": 4000, "injector-health": 8082}
+PORTS |= {"operator": 6500, "operator-health": 8083, "operator-webhook": 19443}
 NO_PROXY = {"NO_PROXY": f"{LOOPBACK},localhost,.svc", "no_proxy": f"{LOOPBACK},localhost,.svc"}
 CONTROLLERS = [
     "deployment-controller",
@@ -138,7 +146,11 @@ class ControlPlane:
         anchors.write_text(bundle)
         self.apply_docs(webhook)
         injector = self._start_injector(anchors)
+        operator = self._start_operator(anchors)
         injector.wait_ready(self._injects, "injecting sidecars", 90, companions=(sentry,))
+        operator.wait_ready(
+            self._conversion_trusts_operator, "serving its webhook", 90, companions=(sentry,)
+        )
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -147,7 +159,8 @@ class ControlPlane:
     def _enter_namespaces(self) -> None:
         hosts = self.run_dir / "hosts"
         machine = Path("/etc/hosts").read_text() if Path("/etc/hosts").is_file() else ""
-        hosts.write_text(f"{machine.rstrip()}\n{LOOPBACK} {INJECTOR_HOST}\n")
+        sentry = SENTRY_ADDRESS.split(":")[0]
+        hosts.write_text(f"{machine.rstrip()}\n{LOOPBACK} {INJECTOR_HOST} {sentry}\n")
         user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         unshare = ["unshare", *user, "--net", "--mount", "--propagation", "private"]
         holder = self._start("namespaces", [*unshare, sys.executable, "-c", HOLDER, str(hosts)])
@@ -277,28 +290,32 @@ class ControlPlane:
         out = self.kubectl("get", "configmap", "dapr-trust-bundle", "-n", DAPR_NS, "-o", "json")
         return "BEGIN CERTIFICATE" in json.loads(out.stdout).get("data", {}).get("ca.crt", "")
 
-    def _start_injector(self, anchors: Path) -> Proc:
-        token = self.run_dir / "dapr" / "injector.token"
+    def _sentry_token(self, service: str) -> Path:
+        """A token for sentry, bound to the service's Pod object (as Helm's projected one)."""
+        token = self.run_dir / "dapr" / f"{service}.token"
         token.write_text(
             self.kubectl(
                 "create",
                 "token",
-                "dapr-injector",
+                f"dapr-{service}",
                 "-n",
                 DAPR_NS,
                 "--audience=dapr.io/sentry",
                 "--bound-object-kind=Pod",
-                "--bound-object-name=dapr-injector",
+                f"--bound-object-name=dapr-{service}",
                 "--duration=2h",
             ).stdout.strip()
         )
+        return token
+
+    def _start_injector(self, anchors: Path) -> Proc:
         env = {
             **self._dapr_env(),
             "SIDECAR_IMAGE": f"ghcr.io/dapr/daprd:{self.parts.dapr_version}",
             "DAPR_TRUST_ANCHORS_FILE": str(anchors),
             "DAPR_CONTROL_PLANE_TRUST_DOMAIN": TRUST_DOMAIN,
-            "DAPR_SENTRY_ADDRESS": f"{LOOPBACK}:{PORTS['sentry']}",
-            "DAPR_SENTRY_TOKEN_FILE": str(token),
+            "DAPR_SENTRY_ADDRESS": SENTRY_ADDRESS,
+            "DAPR_SENTRY_TOKEN_FILE": str(self._sentry_token("injector")),
             "KUBE_CLUSTER_DOMAIN": "cluster.local",
             # What docs/operations.md tells Helm users to set:
             # dapr_sidecar_injector.sidecarDropALLCapabilities=true.
@@ -308,6 +325,25 @@ class ControlPlane:
             "ACTORS_SERVICE_ADDRESS": "dapr-placement-server:50005",
         }
         return self._run("injector", self._dapr_flags("injector"), env)
+
+    def _start_operator(self, anchors: Path) -> Proc:
+        # It reads sentry's address from the daprsystem Configuration.
+        env = {**self._dapr_env(), "DAPR_SENTRY_TOKEN_FILE": str(self._sentry_token("operator"))}
+        flags = [
+            *self._dapr_flags("operator"),
+            "--config=daprsystem",
+            f"--trust-anchors-file={anchors}",
+            "--disable-leader-election",
+            f"--webhook-server-listen-address={LOOPBACK}",
+            f"--webhook-server-port={PORTS['operator-webhook']}",
+        ]
+        return self._run("operator", flags, env)
+
+    def _conversion_trusts_operator(self) -> bool:
+        """The operator put its CA into the Subscription CRD's conversion webhook."""
+        crd = self.get("crd", "subscriptions.dapr.io")
+        hook = crd["spec"].get("conversion", {}).get("webhook", {})
+        return bool(hook.get("clientConfig", {}).get("caBundle"))
 
     def _injects(self) -> bool:
         """A Pod asking for a sidecar gets one (a server-side dry run: nothing is stored)."""

@@ -7,6 +7,9 @@ from typing import Any
 
 DAPR_NS = "dapr-system"
 INJECTOR_HOST = f"dapr-sidecar-injector.{DAPR_NS}.svc"
+# Where the injector and the operator find sentry: the daprsystem Configuration's address, as
+# Helm sets it (tests/k8s/cluster.py maps the name to 127.0.0.1 in its own /etc/hosts).
+SENTRY_ADDRESS = f"dapr-sentry.{DAPR_NS}.svc.cluster.local:443"
 TRUST_DOMAIN = "cluster.local"
 
 
@@ -29,7 +32,7 @@ def dapr_system(injector_port: int, dapr_version: str) -> list[dict[str, Any]]:
                     "workloadCertTTL": "24h",
                     "allowedClockSkew": "15m",
                     "controlPlaneTrustDomain": TRUST_DOMAIN,
-                    "sentryAddress": f"dapr-sentry.{DAPR_NS}.svc.cluster.local:443",
+                    "sentryAddress": SENTRY_ADDRESS,
                 }
             },
         },

@@ -1,8 +1,9 @@
 """deploy/'s overlays applied to a real API server with Dapr's real sidecar injector.
 
 Every object must be accepted (Dapr's CRD schemas, Pod Security "restricted", the webhook),
-the controllers must turn each Deployment into two Pods, and each Pod must carry the daprd
-container that its annotations ask for. No kubelet runs: Pods stay Pending (docs/operations.md).
+the controllers must turn each Deployment into two Pods, each Pod must carry the daprd
+container that its annotations ask for, and Dapr's operator must give each app its sidecar
+Service. No kubelet runs: Pods stay Pending (docs/operations.md).
 """
 
 from __future__ import annotations
@@ -160,3 +161,14 @@ def test_the_overlay_chooses_its_stores(deployed: Deployed) -> None:
         assert pubsub["enableTLS"]["value"] == "true"
         assert deployed.plane.get("pods", "-n", NAMESPACE, "-l", "app=redis")["items"] == []
     assert store["actorStateStore"]["value"] == "true"
+
+
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_dapr_operator_gives_each_app_its_sidecar_service(deployed: Deployed, app: str) -> None:
+    def service() -> dict[str, Any]:
+        found = deployed.plane.get("services", "-n", NAMESPACE)["items"]
+        return next((s for s in found if s["metadata"]["name"] == f"{app}-dapr"), {})
+
+    spec: dict[str, Any] = eventually(service, f"the operator's {app}-dapr service")["spec"]  # type: ignore[index]
+    assert spec["selector"] == {"app": app} and spec["clusterIP"] == "None"
+    assert {p["name"]: p["targetPort"] for p in spec["ports"]}["dapr-internal"] == 50002
