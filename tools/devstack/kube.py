@@ -6,14 +6,13 @@ injector and operator from the same `github.com/dapr/dapr` as daprd, with Dapr's
 that module's `charts/dapr/crds/`. Each part is cached by version under
 ~/.cache/order-approvals/ (kubernetes/<v>, etcd/<v>, dapr-kubernetes/<v>) and built in a
 scratch directory that is renamed into place only when complete. One build runs at a time
-per cache (a lock file); a second caller waits, then finds the cache complete.
+per cache (the runtime's lock file); a second caller waits, then finds the cache complete.
 
 Errors: RuntimeUnavailable and ModuleNotServed (runtime.py), each one actionable line.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -21,8 +20,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,12 +28,13 @@ from devstack.errors import DevstackError
 from devstack.log import say
 from devstack.runtime import (
     PINNED_VERSION,
-    ModuleNotServed,
+    BuildLock,
     RuntimeUnavailable,
     _go_env,
     _require_go,
     _run_go,
     cache_root,
+    module_copy,
 )
 
 KUBERNETES_VERSION = "1.34.4"
@@ -67,22 +66,6 @@ def _complete(part: str, version: str, names: tuple[str, ...]) -> bool:
     return (bin_dir / MARKER).is_file() and all((bin_dir / n).is_file() for n in names)
 
 
-@contextmanager
-def _build_lock() -> Iterator[None]:
-    """One build at a time per cache: Go builds of this size must not run side by side."""
-    cache_root().mkdir(parents=True, exist_ok=True)
-    with (cache_root() / ".kube-build.lock").open("w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say("kube: another build is running in this cache; waiting for it")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def ensure_kube_parts(dapr_version: str | None = None) -> KubeParts:
     """Return the cached parts, building (once, minutes) whichever part is missing."""
     dapr = dapr_version or os.environ.get("DAPR_RUNTIME_VERSION", PINNED_VERSION)
@@ -94,7 +77,7 @@ def ensure_kube_parts(dapr_version: str | None = None) -> KubeParts:
     missing = [p for p in parts if not _complete(p[0], p[1], p[2])]
     if missing:
         _require_go()
-        with _build_lock():
+        with BuildLock():
             for part, version, names, build in missing:
                 if not _complete(part, version, names):  # built meanwhile by another caller
                     _build_part(part, version, build)
@@ -127,29 +110,6 @@ def _build_part(part: str, version: str, build: Callable[[str, Path], None]) -> 
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _module_copy(module: str, version: str, dest: Path, env: dict[str, str]) -> Path:
-    """Download a module and copy it to a writable dest (replace directives forbid go install)."""
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", f"{module}@v{version}"],
-        cwd=dest.parent,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
-    if out.returncode != 0 or not info.get("Dir"):
-        reason = " ".join(str(info.get("Error") or out.stderr or "unknown error").split())
-        if "not available" in reason or "403" in reason or "404" in reason:
-            raise ModuleNotServed(f"{module}@v{version} is not served: {reason}")
-        raise RuntimeUnavailable(f"`go mod download {module}@v{version}` failed: {reason}")
-    shutil.copytree(info["Dir"], dest)
-    for path in [dest, *dest.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(path.stat().st_mode | 0o200)
-    return dest
-
-
 def staging_replaces(go_mod: str) -> list[str]:
     """The modules k8s.io/kubernetes takes from its ./staging directory (not in its zip)."""
     return re.findall(r"^\s*(k8s\.io/\S+) => \./staging/", go_mod, flags=re.M)
@@ -175,7 +135,7 @@ def published_go_mod(go_mod: str, version: str) -> str:
 
 
 def _build_kubernetes(version: str, scratch: Path) -> None:
-    src = _module_copy("k8s.io/kubernetes", version, scratch / "src", _go_env())
+    src = module_copy("k8s.io/kubernetes", version, scratch / "src", _go_env())
     go_mod = (src / "go.mod").read_text()
     staged = staging_replaces(go_mod)
     (src / "go.mod").write_text(published_go_mod(go_mod, version))
@@ -209,7 +169,7 @@ def _build_etcd(version: str, scratch: Path) -> None:
     # etcd modules themselves (the server replaces them with its siblings).
     module = "go.etcd.io/etcd/server/v3"
     env = _go_env(GONOSUMDB="go.etcd.io/etcd", GOFLAGS="-mod=mod -buildvcs=false", GOWORK="off")
-    server = _module_copy(module, version, scratch / "server", env)
+    server = module_copy(module, version, scratch / "server", env)
     src = scratch / "src"
     src.mkdir()
     (src / "go.mod").write_text(
@@ -230,7 +190,7 @@ def _build_etcd(version: str, scratch: Path) -> None:
 
 
 def _build_dapr(version: str, scratch: Path) -> None:
-    src = _module_copy(
+    src = module_copy(
         "github.com/dapr/dapr", version, scratch / "src", _go_env(GONOSUMDB="github.com/dapr/dapr")
     )
     ldflags = f"-s -w -X github.com/dapr/dapr/pkg/buildinfo.version={version}"
