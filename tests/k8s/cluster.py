@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -157,6 +158,12 @@ class ControlPlane:
             proc.stop(grace=10)
 
     def _enter_namespaces(self) -> None:
+        missing = [t for t in ("unshare", "nsenter", "mount") if shutil.which(t) is None]
+        if missing:
+            raise RuntimeError(
+                f"the k8s tier needs {', '.join(missing)} (util-linux: `apt-get install "
+                "util-linux mount`) to give its control plane namespaces of its own"
+            )
         hosts = self.run_dir / "hosts"
         machine = Path("/etc/hosts").read_text() if Path("/etc/hosts").is_file() else ""
         sentry = SENTRY_ADDRESS.split(":")[0]
