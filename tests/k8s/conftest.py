@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -16,6 +17,7 @@ from tests.k8s.cluster import ControlPlane
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "order-approvals"
+T = TypeVar("T")
 OVERLAYS = ("dev", "production")
 
 
@@ -26,7 +28,7 @@ class Deployed:
     plane: ControlPlane
 
 
-def eventually(check: Callable[[], object], what: str, timeout: float = 90) -> object:
+def eventually(check: Callable[[], T], what: str, timeout: float = 90) -> T:
     """Poll `check` until it returns something truthy; fail saying what never happened."""
     deadline = time.monotonic() + timeout
     while True:

@@ -5,6 +5,7 @@ first without a word and never reads the second), and it listens nowhere on the 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import pytest
 import yaml
@@ -14,7 +15,7 @@ from tests.k8s.cluster import ControlPlane
 pytestmark = pytest.mark.k8s
 
 
-def refusal(plane: ControlPlane, doc: dict) -> str:
+def refusal(plane: ControlPlane, doc: dict[str, Any]) -> str:
     doc["metadata"]["namespace"] = "default"
     out = plane.kubectl(
         "apply",

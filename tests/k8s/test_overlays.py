@@ -27,8 +27,7 @@ def pods_of(deployed: Deployed, app: str, count: int = 2) -> list[dict[str, Any]
         items = deployed.plane.get("pods", "-n", NAMESPACE, "-l", f"app={app}")["items"]
         return items if len(items) == count else []
 
-    found: list[dict[str, Any]] = eventually(pods, f"{count} pods of {app}")  # type: ignore[assignment]
-    return found
+    return eventually(pods, f"{count} pods of {app}")
 
 
 def flags(args: list[str]) -> dict[str, str]:
@@ -42,10 +41,9 @@ def flags(args: list[str]) -> dict[str, str]:
 
 
 def test_every_object_of_the_overlay_is_accepted(deployed: Deployed) -> None:
-    rendered = [
-        d
-        for d in yaml.safe_load_all(deployed.plane.kubectl("kustomize", str(deployed.path)).stdout)
-    ]
+    rendered = list(
+        yaml.safe_load_all(deployed.plane.kubectl("kustomize", str(deployed.path)).stdout)
+    )
     stored = deployed.plane.get("-k", str(deployed.path))["items"]
 
     def key(doc: dict[str, Any]) -> tuple[str, str, str]:
@@ -123,7 +121,7 @@ def test_each_disruption_budget_counts_its_apps_pods(deployed: Deployed) -> None
 
         counted = eventually(status, f"the disruption controller counting {app}'s pods")
         # None is ready (no kubelet), so no voluntary disruption is allowed.
-        assert counted["disruptionsAllowed"] == 0  # type: ignore[index]
+        assert counted["disruptionsAllowed"] == 0
 
 
 def test_the_namespace_refuses_a_pod_that_may_run_as_root(deployed: Deployed) -> None:
@@ -169,6 +167,6 @@ def test_dapr_operator_gives_each_app_its_sidecar_service(deployed: Deployed, ap
         found = deployed.plane.get("services", "-n", NAMESPACE)["items"]
         return next((s for s in found if s["metadata"]["name"] == f"{app}-dapr"), {})
 
-    spec: dict[str, Any] = eventually(service, f"the operator's {app}-dapr service")["spec"]  # type: ignore[index]
+    spec = eventually(service, f"the operator's {app}-dapr service")["spec"]
     assert spec["selector"] == {"app": app} and spec["clusterIP"] == "None"
     assert {p["name"]: p["targetPort"] for p in spec["ports"]}["dapr-internal"] == 50002
