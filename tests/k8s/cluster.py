@@ -43,7 +43,15 @@ from tests.k8s.pki import Pki, make_pki
 # Inside the private namespace every port is free: fixed ones keep the logs readable.
 PORTS = {"etcd": 2379, "etcd-peer": 2380, "apiserver": 6443, "controller-manager": 10257}
 PORTS |= {"sentry": 443, "sentry-health": 8081, "injector": 4000, "injector-health": 8082}
-PORTS |= {"operator": 6500, "operator-health": 8083, "operator-webhook": 19443}
+PORTS |= {"operator": 443, "operator-health": 8083, "operator-webhook": 19443}
+# The names the control plane and a sidecar dial, as a cluster's DNS would answer them: sentry
+# and the operator's API both listen on 443, as their Services do, so each has an address.
+OPERATOR_HOST = f"dapr-api.{DAPR_NS}.svc.cluster.local"
+HOSTS = {
+    LOOPBACK: [INJECTOR_HOST, SENTRY_ADDRESS.split(":")[0]],
+    "127.0.0.2": [OPERATOR_HOST],
+    "127.0.0.3": ["redis"],  # the dev overlay's Redis Service (tests/k8s/sidecar.py)
+}
 NO_PROXY = {"NO_PROXY": f"{LOOPBACK},localhost,.svc", "no_proxy": f"{LOOPBACK},localhost,.svc"}
 CONTROLLERS = [
     "deployment-controller",
@@ -104,6 +112,17 @@ class ControlPlane:
 
     def apply_docs(self, docs: list[dict[str, Any]]) -> None:
         self.kubectl("apply", "--server-side", "-f", "-", stdin=yaml.safe_dump_all(docs))
+
+    def inside(self, args: list[str]) -> str:
+        """Run a short command in the tier's namespaces; its stdout."""
+        out = subprocess.run(
+            [*self.enter, *args], capture_output=True, text=True, timeout=60, check=False
+        )
+        return out.stdout
+
+    def start_inside(self, name: str, args: list[str], env: dict[str, str] | None = None) -> Proc:
+        """Start a process in the tier's namespaces, stopped with the control plane."""
+        return self._start(name, args, env)
 
     def _api_ok(self, path: str) -> bool:
         return self.kubectl("get", "--raw", path, check=False).returncode == 0
@@ -166,8 +185,8 @@ class ControlPlane:
             )
         hosts = self.run_dir / "hosts"
         machine = Path("/etc/hosts").read_text() if Path("/etc/hosts").is_file() else ""
-        sentry = SENTRY_ADDRESS.split(":")[0]
-        hosts.write_text(f"{machine.rstrip()}\n{LOOPBACK} {INJECTOR_HOST} {sentry}\n")
+        ours = "".join(f"{ip} {' '.join(names)}\n" for ip, names in HOSTS.items())
+        hosts.write_text(f"{machine.rstrip()}\n{ours}")
         user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
         unshare = ["unshare", *user, "--net", "--mount", "--propagation", "private"]
         holder = self._start("namespaces", [*unshare, sys.executable, "-c", HOLDER, str(hosts)])
@@ -260,10 +279,10 @@ class ControlPlane:
             ],
         )
 
-    def _dapr_flags(self, service: str) -> list[str]:
+    def _dapr_flags(self, service: str, address: str = LOOPBACK) -> list[str]:
         return [
             f"--kubeconfig={self.kubeconfig}",
-            f"--listen-address={LOOPBACK}",
+            f"--listen-address={address}",
             f"--port={PORTS[service]}",
             f"--healthz-listen-address={LOOPBACK}",
             f"--healthz-port={PORTS[f'{service}-health']}",
@@ -337,7 +356,7 @@ class ControlPlane:
         # It reads sentry's address from the daprsystem Configuration.
         env = {**self._dapr_env(), "DAPR_SENTRY_TOKEN_FILE": str(self._sentry_token("operator"))}
         flags = [
-            *self._dapr_flags("operator"),
+            *self._dapr_flags("operator", "127.0.0.2"),
             "--config=daprsystem",
             f"--trust-anchors-file={anchors}",
             "--disable-leader-election",

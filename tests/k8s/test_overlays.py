@@ -170,3 +170,19 @@ def test_dapr_operator_gives_each_app_its_sidecar_service(deployed: Deployed, ap
     spec = eventually(service, f"the operator's {app}-dapr service")["spec"]
     assert spec["selector"] == {"app": app} and spec["clusterIP"] == "None"
     assert {p["name"]: p["targetPort"] for p in spec["ports"]}["dapr-internal"] == 50002
+
+
+@pytest.mark.parametrize("app", sorted(APPS))
+def test_each_service_account_may_read_only_its_apps_secrets(deployed: Deployed, app: str) -> None:
+    def may_read(secret: str) -> bool:
+        account = f"system:serviceaccount:{NAMESPACE}:{app}"
+        out = deployed.plane.kubectl(
+            "auth", "can-i", "get", f"secret/{secret}", "-n", NAMESPACE, f"--as={account}",
+            check=False,
+        )  # fmt: skip
+        return out.stdout.strip() == "yes"
+
+    assert may_read("api-tokens") and may_read("audit-key")
+    assert may_read("orders-signing-key") == (app == "orders")
+    assert may_read("approvals-signing-key") == (app == "approvals")
+    assert not may_read("redis-auth") and not may_read(f"{app}-dapr-api-token")
