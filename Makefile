@@ -47,7 +47,7 @@ test-service: setup ## service tests only (FastAPI apps with a fake gateway)
 test-e2e: runtime ## end-to-end tests only (real daprd, placement, scheduler, redis)
 	@$(UV) run --frozen pytest tests/e2e
 
-test-k8s: kube-parts ## deploy/'s overlays applied to a real kube-apiserver with Dapr's injector
+test-k8s: runtime kube-parts ## deploy/'s overlays applied to a real kube-apiserver with Dapr's injector
 	@$(UV) run --frozen pytest tests/k8s
 
 test-browser: runtime ## the web console in headless Chromium (installs Debian's chromium if root)

@@ -10,9 +10,9 @@ Every process runs in one network and mount namespace of the tier's own (`unshar
 only interface is a loopback of its own: the Dapr services' health ports and the injector's
 webhook bind all interfaces whatever their flags say (a Dapr bug), and here "all" is that
 private loopback, so nothing listens on the machine. The private mount namespace gets its own
-/etc/hosts, where the service names the control plane dials (the injector's, which is the
-name in the certificate sentry gives it; sentry's) are 127.0.0.1; the machine's /etc/hosts is
-not touched.
+/etc/hosts (HOSTS), where the service names the control plane and a sidecar dial (the
+injector's, which is the name in the certificate sentry gives it; sentry's; the operator's API;
+the dev overlay's Redis) are loopback addresses; the machine's /etc/hosts is not touched.
 kubectl reaches the API server by entering the same namespaces (`nsenter`).
 """
 
