@@ -99,6 +99,7 @@ class Sidecar:
             **self.env,
             "DAPR_SENTRY_TOKEN_FILE": str(token),
             "KUBECONFIG": str(self._kubeconfig()),
+            # Not in a container here, and as root: daprd refuses that unless told.
             "DAPR_UNSAFE_SKIP_CONTAINER_UID_GID_CHECK": "true",
             # The Pod's IP, which a Pod network would give it.
             "DAPR_HOST_IP": "127.0.0.1",
