@@ -275,6 +275,10 @@ class WorkflowHarness:
         executor = engine.Executor(self._registry)
         with self._clock.frozen(self.now):
             results = executor.run(self.instance_id, self.history, batch)
+        # As Dapr keeps versioning: the patches this step met first go on its opening event.
+        batch[0].workflowStarted.version.patches.extend(
+            engine.new_patches(self.history, results.patches or [])
+        )
         self.history.extend(batch)
         if executor.ctx is not None:
             self._waiting = {name for name, tasks in executor.ctx._pending_events.items() if tasks}
