@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from contracts.messages import (
+    ApprovalCancelled,
     ApprovalOutcome,
     ApprovalRequested,
     DecisionSubmitted,
@@ -106,6 +107,8 @@ class FakeWorkflows:
     scheduled: list[tuple[str, str, Any]] = field(default_factory=list)
     raised: list[tuple[str, str, Any]] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
+    # History rows per instance (as plumbing.history makes them); one start event otherwise.
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def _check(self, operation: str) -> None:
         if operation in self.failing:
@@ -165,7 +168,8 @@ class FakeWorkflows:
         return sorted(self.instances)
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
-        return [{"event_id": -1, "type": "EXECUTION_STARTED", "name": instance_id}]
+        started = [{"event_id": -1, "type": "EXECUTION_STARTED", "name": instance_id}]
+        return self.histories.get(instance_id, started)
 
 
 @dataclass
@@ -230,7 +234,7 @@ def signing_app(message: Message) -> str | None:
         return "approvals"
     if isinstance(message, ApprovalRequested):
         return "orders" if message.stage == 1 else "approvals"
-    if isinstance(message, OrderStatusChanged):
+    if isinstance(message, (OrderStatusChanged, ApprovalCancelled)):
         return "orders"
     return None
 

@@ -201,9 +201,7 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
         stage_event = ctx.wait_for_external_event(APPROVAL_STAGE_EVENT)
         # Versioned: an order that was already waiting when cancellation came has no such
         # waiter (its history records no patch), and cannot be cancelled; only terminated.
-        cancel = (
-            ctx.wait_for_external_event(CANCEL_EVENT) if ctx.is_patched(CANCEL_PATCH) else None
-        )
+        cancel = ctx.wait_for_external_event(CANCEL_EVENT) if ctx.is_patched(CANCEL_PATCH) else None
         stage = 1
         outcome = None
         while outcome is None:
