@@ -30,6 +30,15 @@ const ACTIONS = {
 };
 const TERMINATE_NOTE = "Terminate is for stuck workflows: it stops this instance for good, runs " +
   "no compensation and decides nothing (its output records who terminated it and why).";
+const CANCEL_NOTE = "Cancel is how to stop an order: its workflow closes the open approval, " +
+  "tells the customer and ends cancelled. Terminate only what cannot take the cancellation.";
+// An order's workflow also takes a cancellation (POST /orders/{id}/cancel) while it runs.
+const ORDER_PREFIX = "order-";
+function actionsOf(wf) {
+  const actions = ACTIONS[wf.status] ?? [];
+  const cancellable = wf.name === "order_workflow" && ["RUNNING", "SUSPENDED"].includes(wf.status);
+  return cancellable ? ["cancel", ...actions] : actions;
+}
 
 function token() { return sessionStorage.getItem("token") || ""; }
 function say(text, error = false) {
@@ -79,7 +88,7 @@ async function show(id) {
   const [wf, history] = await Promise.all([
     api("GET", `/workflows/${encodeURIComponent(id)}?payloads=true`),
     api("GET", `/workflows/${encodeURIComponent(id)}/history`)]);
-  const actions = ACTIONS[wf.status] ?? [];
+  const actions = actionsOf(wf);
   $("detail").innerHTML = `<h3>${brk(wf.instance_id)}
       <span class="badge ${esc(wf.status)}">${esc(wf.status)}</span></h3>
     <p>${esc(wf.name)} · created ${when(wf.created_at)} · updated ${when(wf.updated_at)}</p>
@@ -87,6 +96,7 @@ async function show(id) {
     ${wf.failure ? `<p class="error"><b>Failure:</b> ${esc(wf.failure)}</p>` : ""}
     <div class="actions">${actions.map((a) => `<button data-act="${a}">${
       a[0].toUpperCase() + a.slice(1)}</button>`).join("")}</div>
+    ${actions.includes("cancel") ? `<p class="note">${esc(CANCEL_NOTE)}</p>` : ""}
     ${actions.includes("terminate") ? `<p class="note">${esc(TERMINATE_NOTE)}</p>` : ""}
     <h4>Output</h4><pre>${esc(JSON.stringify(wf.output, null, 2))}</pre>
     <h4>History</h4><table class="history"><tbody>${history.map((e) => `<tr>
@@ -102,13 +112,24 @@ async function act(id, action) {
   if (action === "purge") {
     if (!confirm(`Purge ${id}? Its state and history are deleted for good.`)) return;
   } else {
-    if (action === "terminate" && !confirm(`${TERMINATE_NOTE}\n\nTerminate ${id}?`)) return;
+    const note = id.startsWith(ORDER_PREFIX) ? `${TERMINATE_NOTE}\n${CANCEL_NOTE}` : TERMINATE_NOTE;
+    if (action === "terminate" && !confirm(`${note}\n\nTerminate ${id}?`)) return;
     const reason = askReason(`Reason to ${action} ${id}? (audited)`, true);
-    if (reason === null) { say(`${id}: ${action} cancelled`); return; }
+    if (reason === null) { say(`${id}: ${action} called off, nothing sent`); return; }
     body = {reason};
   }
   try {
     if (action === "purge") await api("DELETE", `/workflows/${encodeURIComponent(id)}`);
+    else if (action === "cancel") {
+      const order = id.slice(ORDER_PREFIX.length);
+      const path = `/orders/${encodeURIComponent(order)}`;
+      const out = await api("POST", `${path}/cancel`, body);
+      say(`order ${order}: cancellation requested; ${out.detail}`);
+      const now = await api("GET", `${path}?wait=20&until=cancelled`);
+      say(`order ${order}: ${now.status}${now.status === "cancelled" ? "" : ` (${now.detail})`}`);
+      await loadWorkflows();
+      return await show(id);
+    }
     else await api("POST", `/workflows/${encodeURIComponent(id)}/${action}`, body);
     say(`${id}: ${action} done`);
     await loadWorkflows();

@@ -270,12 +270,14 @@ def test_instance_offers_what_its_status_allows_and_terminate_asks_first(
         assert b.evaluate(buttons) == ["Purge"]
         b.open(f"{flow.orders}/console#token=dev-operator-olga&instance={iid}")
         b.wait_for(f"document.querySelector('#detail h3')?.innerText.includes('{iid}')", "it")
-        assert b.evaluate(buttons) == ["Suspend", "Terminate"]
-        assert "Terminate is for stuck workflows" in b.text("#detail .note")
+        assert b.evaluate(buttons) == ["Cancel", "Suspend", "Terminate"]
+        assert "Terminate is for stuck workflows" in b.text("#detail")
+        assert "Cancel is how to stop an order" in b.text("#detail")
         b.plan((False, None))  # "Terminate? It is for stuck workflows" -> Cancel
         b.click('#detail [data-act="terminate"]')
         (asked,) = b.dialogs
         assert asked.type == "confirm" and "for stuck workflows" in asked.message
+        assert "Cancel is how to stop an order" in asked.message
         assert f"Terminate {iid}?" in asked.message
         assert status(flow, iid) == "RUNNING"
         b.plan((True, None), (True, "  "), (True, "stuck in a test"))  # yes; no reason; a reason
@@ -319,3 +321,37 @@ def test_long_values_wrap_and_the_instance_panel_shows_only_with_an_instance(
         b.wait_for("document.querySelectorAll('#rows tr').length", what="the workflows")
         assert b.evaluate(panel) == "none"  # no empty "select an instance" panel
         assert "Select an instance" in b.text("#workflows")
+
+
+def test_cancel_asks_for_a_reason_and_the_order_ends_cancelled(flow: Flow, chromium: str) -> None:
+    order = frozen_pending(flow, "1600")
+    iid = f"order-{order.order_id}"
+    buttons = "[...document.querySelectorAll('#detail .actions button')].map((x) => x.innerText)"
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(f"{flow.orders}/console#token=dev-operator-olga&instance={iid}")
+        b.wait_for(f"document.querySelector('#detail h3')?.innerText.includes('{iid}')", "it")
+        assert b.evaluate(buttons) == ["Cancel", "Suspend", "Terminate"]
+        b.plan((False, None))  # Cancel on the reason prompt: nothing is sent
+        b.click('#detail [data-act="cancel"]')
+        assert b.text("#message") == f"{iid}: cancel called off, nothing sent"
+        assert status(flow, iid) == "RUNNING"
+        b.plan((True, ""), (True, "customer withdrew"))  # no reason; then one
+        b.click('#detail [data-act="cancel"]')
+        b.wait_for(
+            "document.querySelector('#detail .badge')?.innerText === 'COMPLETED'",
+            what="the cancelled order's workflow to show COMPLETED",
+        )
+        assert b.text("#message") == f"order {order.order_id}: cancelled"
+        assert [d.type for d in b.dialogs] == ["prompt", "prompt", "prompt"]
+        assert b.dialogs[2].message.startswith("A reason is required.")
+        assert b.evaluate(buttons) == ["Purge"]
+    shown = flow.http.get(f"{flow.orders}/orders/{order.order_id}").json()
+    assert shown["status"] == "cancelled" and shown["result"]["decided_by"] == "olga"
+    (asked,) = flow.http.get(
+        f"{flow.orders}/audit", params={"target": order.order_id, "action": "cancel_order"}
+    ).json()
+    assert (asked["actor"], asked["reason"], asked["outcome"]) == (
+        "olga",
+        "customer withdrew",
+        "ok",
+    )

@@ -130,7 +130,8 @@ def _job(c: Client, a: argparse.Namespace, body: dict[str, Any]) -> int:
 
 TERMINATE_WARNING = (
     "terminate is for workflows that are stuck: it stops them for good, runs no compensation "
-    "and decides nothing (the output records who terminated it and why)"
+    "and decides nothing (the output records who terminated it and why); to stop an order "
+    "that can still take an event, cancel it instead (approvals-ctl cancel ORDER)"
 )
 
 
