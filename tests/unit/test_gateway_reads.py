@@ -1,10 +1,9 @@
 """What the gateway makes of Dapr's workflow state: aware times, custom status always."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
-
-from pathlib import Path
 
 import dapr.ext.workflow._durabletask.internal.protos as pb
 
