@@ -77,3 +77,29 @@ def test_after_escalation_the_order_says_vp_and_the_new_due_time(flow: Flow) -> 
     assert approval is not None and approval["stage"] == 2 and approval["due_at"] == due
     timed_out = next(e for e in approval["log"] if e["kind"] == "timed_out")  # the manager's
     assert datetime.fromisoformat(due) > datetime.fromisoformat(timed_out["at"])
+
+
+def test_an_order_waiting_for_a_vp_after_escalation_is_cancelled(flow: Flow) -> None:
+    order = flow.place("2600.00")
+    view = flow.pending(order.order_id, tier="vp", timeout=30)
+    assert view["stage"] == 2
+    eventually(
+        lambda: ((flow.order(order.order_id) or {}).get("approval") or {}).get("stage") == 2,
+        timeout=30,
+        what="the order to follow its approval to stage 2",
+    )
+    resp = flow.http.post(
+        f"{flow.orders}/orders/{order.order_id}/cancel", json={"reason": "customer withdrew"}
+    )
+    assert resp.status_code == 202, resp.text
+    state = flow.finished(order.order_id)
+    assert state["status"] == "cancelled" and state["result"]["decided_by"] == "ada"  # the admin
+    approval = eventually(
+        lambda: (a := flow.approval(order.order_id)) and a["status"] == "cancelled" and a,
+        what="the VP stage to be closed",
+    )
+    assert approval["stage"] == 2 and approval["tier"] == "vp"
+    kinds = [e["kind"] for e in approval["log"]]
+    assert kinds == ["requested", "timed_out", "escalated", "cancelled"]
+    assert flow.customer_statuses(order.order_id, "cancelled")[-1] == "cancelled"
+    assert flow.decide(order.order_id, "vp").status_code == 409
