@@ -280,6 +280,8 @@ class FakeSidecar:
     store: str | None = None
     # The same for the pub/sub's broker, which the probe message reaches.
     broker: str | None = None
+    # Workflow workers connected to the sidecar (its metadata's workflows.connectedWorkers).
+    workers: int = 1
     asked: list[httpx.Request] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -291,7 +293,15 @@ class FakeSidecar:
         if request.headers.get("dapr-api-token") != FakeSidecar.TOKEN:
             return httpx.Response(401, json={"message": "invalid api token"})
         if path == "/v1.0/metadata":
-            return httpx.Response(200, json={"components": [{"name": c} for c in self.components]})
+            return httpx.Response(
+                200,
+                json={
+                    "components": [{"name": c} for c in self.components],
+                    "actorRuntime": {"runtimeStatus": "RUNNING", "placement": "connected"},
+                    "scheduler": {"connected_addresses": ["127.0.0.1:50006"]},
+                    "workflows": {"connectedWorkers": self.workers} if self.workers else {},
+                },
+            )
         if path.startswith("/v1.0/state/"):
             if self.store == "refused":
                 return httpx.Response(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 
@@ -13,7 +14,7 @@ from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE_NAME, READINESS_PUBSUB, MAX_BODY_BYTES,
     APP_API_TOKEN, DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
-    SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE,
+    SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE, STUCK_AFTER,
     AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
     (see contracts.policy).
 
@@ -49,6 +50,8 @@ class ServiceSettings:
     # Audited refusals of unidentified callers, per client address: a burst, then a rate.
     audit_refusal_burst: int = 20
     audit_refusals_per_minute: float = 30.0
+    # A live workflow quiet this long, with no timer of its own still ahead, counts as stuck.
+    stuck_after: timedelta = timedelta(hours=1)
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -79,6 +82,7 @@ class ServiceSettings:
             audit_checkpoint_every=int(env.get("AUDIT_CHECKPOINT_EVERY", "100")),
             audit_refusal_burst=int(env.get("AUDIT_REFUSAL_BURST", "20")),
             audit_refusals_per_minute=float(env.get("AUDIT_REFUSALS_PER_MINUTE", "30")),
+            stuck_after=parse_duration(env.get("STUCK_AFTER", "1h")),
         )
 
     @property
