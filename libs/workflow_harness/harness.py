@@ -320,10 +320,9 @@ class WorkflowHarness:
         elif kind == "createTimer":
             timer = action.createTimer
             event = timers.new_timer_created_event(action.id, timer.fireAt)
-            if timer.HasField("externalEvent"):
-                event.timerCreated.externalEvent.CopyFrom(timer.externalEvent)
-            elif timer.HasField("createTimer"):
-                event.timerCreated.createTimer.CopyFrom(timer.createTimer)
+            origin = timer.WhichOneof("origin")  # what the timer is for, recorded as Dapr does
+            if origin is not None:
+                getattr(event.timerCreated, origin).CopyFrom(getattr(timer, origin))
             self.history.append(engine.stamped(event, self.now))
             if not timers.is_optional_timer_action(action):  # an indefinite wait: it never fires
                 self._timers[action.id] = engine.aware(timer.fireAt)
