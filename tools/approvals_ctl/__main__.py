@@ -1,7 +1,8 @@
 """approvals-ctl: steer the order and approval workflows through their management API.
 
 Workflow commands (named like `dapr workflow`) act on the app chosen with --app:
-  run, get, list, history, wait, raise-event, suspend, resume, terminate, purge
+  run, get, list (--stuck), history, diagnose, wait, raise-event, suspend, resume,
+  terminate, purge
 Business commands:
   order place     publish an OrderPlaced (orders app)
   order get       one order: status, approval stage, amount, result (--wait, --until)
@@ -50,6 +51,7 @@ from approvals_ctl.client import (
     CtlError,
 )
 from approvals_ctl.workflow_commands import (
+    cmd_diagnose,
     cmd_get,
     cmd_history,
     cmd_list,
@@ -130,6 +132,28 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("--limit", type=int, default=100)
     lst.add_argument("--offset", type=int, default=0)
     lst.add_argument("--reconcile", action="store_true", help="rebuild the index from Dapr first")
+    lst.add_argument(
+        "--stuck",
+        action="store_true",
+        help="only live instances that are stuck, with why: past their deadline, a timer "
+        "overdue, an event no wait took, an activity failing, or quiet too long (reads each "
+        "live instance's history)",
+    )
+    lst.add_argument(
+        "--stuck-after",
+        metavar="DURATION",
+        help='with --stuck: how long without progress counts (e.g. "30m"; the server\'s '
+        "STUCK_AFTER by default)",
+    )
+    diag = add(
+        "diagnose",
+        cmd_diagnose,
+        "why is it stuck? what an instance waits for (events, timers with due times), events "
+        "that arrived and no wait took (and the name they resemble), activity failures and "
+        "retries, dead letters of its order, whether the sidecar and workflow worker are "
+        "connected, and when it last made progress",
+    )
+    diag.add_argument("instance_id")
     hist = add("history", cmd_history, "show an instance's execution history")
     hist.add_argument("instance_id")
     wait = add("wait", cmd_wait, "wait for an instance to finish (exit 1 if it did not)")
