@@ -68,13 +68,18 @@ function askReason(question, required) {
 }
 
 async function loadWorkflows() {
-  const status = $("status").value;
-  const data = await api("GET", "/workflows?limit=200" + (status ? `&status=${status}` : ""));
-  $("total").textContent = `${data.total} instances`;
+  // "stuck": the live instances that are stuck, each with why, in place of its update time.
+  const status = $("status").value, stuck = status === "stuck";
+  const filter = stuck ? "&stuck=true" : (status ? `&status=${status}` : "");
+  const data = await api("GET", "/workflows?limit=200" + filter);
+  $("total").textContent = `${data.total} ${stuck ? "stuck " : ""}instances`;
+  $("last-head").textContent = stuck ? "Why stuck" : "Updated";
   $("rows").innerHTML = data.instances.map((i) => `<tr class="row" data-id="${esc(i.instance_id)}">
     <td>${brk(i.instance_id)}</td><td>${brk(i.name)}</td>
     <td><span class="badge ${esc(i.status)}">${esc(i.status)}</span></td>
-    <td>${when(i.created_at)}</td><td>${when(i.updated_at)}</td></tr>`).join("");
+    <td>${when(i.created_at)}</td>
+    <td class="${stuck ? "why-stuck" : ""}">${stuck ? esc(i.stuck.join("; ")) : when(i.updated_at)}</td>
+    </tr>`).join("");
   document.querySelectorAll("tr.row").forEach((r) => r.onclick = () =>
     show(r.dataset.id).catch((err) => say(err.message, true)));
 }
@@ -96,6 +101,8 @@ async function show(id) {
     ${wf.failure ? `<p class="error"><b>Failure:</b> ${esc(wf.failure)}</p>` : ""}
     <div class="actions">${actions.map((a) => `<button data-act="${a}">${
       a[0].toUpperCase() + a.slice(1)}</button>`).join("")}</div>
+    <div class="diagnose"><button id="diagnose">Why is it stuck?</button></div>
+    <div id="diagnosis"></div>
     ${actions.includes("cancel") ? `<p class="note">${esc(CANCEL_NOTE)}</p>` : ""}
     ${actions.includes("terminate") ? `<p class="note">${esc(TERMINATE_NOTE)}</p>` : ""}
     <h4>Output</h4><pre>${esc(JSON.stringify(wf.output, null, 2))}</pre>
@@ -104,7 +111,32 @@ async function show(id) {
       <td>${brk(e.name)}</td></tr>`).join("")}</tbody></table>
     <h4>Input</h4><pre>${esc(JSON.stringify(wf.input, null, 2))}</pre>`;
   document.querySelectorAll("[data-act]").forEach((b) => b.onclick = () => act(id, b.dataset.act));
+  $("diagnose").onclick = () => diagnose(id).catch((err) => say(err.message, true));
   showDetail(true);
+}
+
+// The diagnosis panel: the findings (the likeliest reason first), then the facts behind them.
+async function diagnose(id) {
+  const d = await api("GET", `/workflows/${encodeURIComponent(id)}/diagnosis`);
+  const items = (xs) => xs.length ? `<ul>${xs.map((x) => `<li>${x}</li>`).join("")}</ul>` : "<p>none</p>";
+  const timers = d.waiting_for.timers.map((t) =>
+    `${esc(t.kind)} due ${when(t.fire_at)}${t.overdue ? ' <span class="badge overdue">overdue</span>' : ""}`);
+  const stranded = d.unconsumed_events.map((e) => `${brk(e.name)} at ${when(e.at)}${
+    e.resembles ? ` (meant <b>${brk(e.resembles)}</b>?)` : ""}`);
+  const failures = d.activities.failures.map((f) =>
+    `${brk(f.name)}, attempt ${esc(f.attempt)} at ${when(f.at)}: ${esc(f.failure)}`);
+  const letters = d.dead_letters.map((l) => `${brk(l.topic)} ${brk(l.event_id)}: ${esc(l.reason)}`);
+  $("diagnosis").innerHTML = `<div class="diagnosis"><h4>Why is it stuck?</h4>
+    ${items(d.findings.map(esc))}
+    <p><b>Waits for events:</b> ${esc(d.waiting_for.events.join(", ") || "none")}</p>
+    <p><b>Timers:</b></p>${items(timers)}
+    <p><b>Events no wait took:</b></p>${items(stranded)}
+    <p><b>Activity failures:</b></p>${items(failures)}
+    <p><b>Dead letters of its order:</b></p>${items(letters)}
+    <p><b>Sidecar:</b> ${esc(d.runtime.sidecar)} · <b>workflow workers:</b>
+      ${esc(d.runtime.workflow_workers)}</p>
+    <p><b>Last progress:</b> ${when(d.last_progress_at)}${
+      d.deadline ? ` · <b>deadline:</b> ${when(d.deadline)}` : ""}</p></div>`;
 }
 
 async function act(id, action) {
