@@ -355,3 +355,27 @@ def test_cancel_asks_for_a_reason_and_the_order_ends_cancelled(flow: Flow, chrom
         "customer withdrew",
         "ok",
     )
+
+
+def test_the_diagnosis_panel_and_the_stuck_filter(flow: Flow, chromium: str) -> None:
+    order = frozen_pending(flow, "1650")  # its order waits for the approval, as designed
+    iid = f"order-{order.order_id}"
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(f"{flow.orders}/console#token=dev-viewer-vic&instance={iid}")
+        b.wait_for(f"document.querySelector('#detail h3')?.innerText.includes('{iid}')", "it")
+        b.click("#diagnose")
+        b.wait_for("!!document.querySelector('#diagnosis li')", what="the diagnosis")
+        first = b.text("#diagnosis li")
+        assert first.startswith("it waits for the events approval_outcome, approval_stage, cancel")
+        panel = b.text("#diagnosis")
+        assert "Waits for events: approval_outcome, approval_stage, cancel" in panel
+        assert "timer due" in panel and "UTC" in panel
+        assert "workflow workers: 1" in panel
+        b.evaluate("document.getElementById('status').value = 'stuck'")
+        b.evaluate("document.getElementById('status').onchange()")
+        b.wait_for("document.getElementById('last-head').innerText === 'Why stuck'", "the column")
+        b.wait_for(
+            "document.getElementById('total').innerText.includes('stuck instances')", "the total"
+        )
+        listed = b.evaluate("[...document.querySelectorAll('#rows tr')].map((r) => r.dataset.id)")
+        assert iid not in listed  # waiting for a person before its deadline is not stuck
