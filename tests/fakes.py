@@ -185,6 +185,26 @@ class FakeBindings:
         self.calls.append((name, operation, data, metadata))
 
 
+@dataclass
+class FakeScheduler:
+    """Jobs as the Dapr scheduler keeps them: by name, replaced whole; `calls` records every
+    schedule and delete, so a test can tell a replaced job from one left alone."""
+
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+
+    def schedule(self, name: str, schedule: str, data: dict[str, Any]) -> None:
+        self.calls.append(("schedule", name))
+        self.jobs[name] = {"schedule": schedule, "data": copy.deepcopy(data)}
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.jobs.get(name))
+
+    def delete(self, name: str) -> None:
+        self.calls.append(("delete", name))
+        self.jobs.pop(name, None)
+
+
 SECRETS = Path(__file__).resolve().parents[1] / "secrets"
 # The development secret stores of components/: store name -> its local file.
 DEV_STORES = {
@@ -356,4 +376,5 @@ def fake_gateway(sidecar: FakeSidecar | None = None) -> Gateway:
         bindings=FakeBindings(),
         secrets=FakeSecrets(),
         readiness=(sidecar or FakeSidecar()).readiness(),
+        scheduler=FakeScheduler(),
     )

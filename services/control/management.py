@@ -28,6 +28,7 @@ from control import instances, jobs
 from control.auditing import audited, record
 from control.diagnosis import diagnosis_router, stuck_entries
 from control.job_routes import job_router
+from control.retention import mount_retention
 from control.views import describe, in_time_order
 from plumbing.auth import Forbidden, Operator, Reader
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
@@ -366,6 +367,7 @@ def mount_management(app: FastAPI, workflows: dict[str, WorkflowRules]) -> None:
     previous run of the app left unfinished (control.app.build_app runs `app.state.on_ready`
     once the Dapr clients are open)."""
     keep = keeper(workflows)
+    mount_retention(app, keep)
     app.include_router(job_router(keep))
     app.include_router(diagnosis_router())
     app.include_router(management_router(workflows))

@@ -79,6 +79,15 @@ class Bindings(Protocol):
     def invoke(self, name: str, operation: str, data: bytes, metadata: dict[str, str]) -> None: ...
 
 
+class Scheduler(Protocol):
+    """Jobs in the Dapr scheduler for this app (plumbing.scheduler): fired once per schedule,
+    to one replica of the app, at POST /job/<name>; kept across restarts."""
+
+    def schedule(self, name: str, schedule: str, data: dict[str, Any]) -> None: ...
+    def get(self, name: str) -> dict[str, Any] | None: ...
+    def delete(self, name: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class InstanceState:
     """What Dapr reports about one workflow instance; times are aware UTC, None until set."""
@@ -116,6 +125,7 @@ class Gateway:
     workflows: Workflows | None = None
     bindings: Bindings | None = None
     secrets: Secrets | None = None
+    scheduler: Scheduler | None = None
     # What /readyz asks (plumbing.health); None: the app cannot tell, so it is not ready.
     readiness: Readiness | None = None
 
