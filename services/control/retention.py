@@ -138,7 +138,10 @@ def mount_retention(app: FastAPI, keep: jobs.Keeper) -> None:
         refused = require_app_token(request, settings.app_api_token)
         if refused is not None:
             return refused
-        log.info("retention: triggered by the scheduler")
+        # The job's data says what was scheduled; the run follows this app's settings.
+        log.info(
+            "retention: triggered by the scheduler (job data %s)", (await request.body())[:300]
+        )
         done = await run_in_threadpool(run, app.state.gateway, app.state.audit, settings, keep)
         return JSONResponse(done)
 
