@@ -80,8 +80,21 @@ async function loadWorkflows() {
     <td>${when(i.created_at)}</td>
     <td class="${stuck ? "why-stuck" : ""}">${stuck ? esc(i.stuck.join("; ")) : when(i.updated_at)}</td>
     </tr>`).join("");
+  loadRetention().catch((err) => { $("retention").textContent = `Retention: ${err.message}`; });
   document.querySelectorAll("tr.row").forEach((r) => r.onclick = () =>
     show(r.dataset.id).catch((err) => say(err.message, true)));
+}
+
+// The scheduled purge of finished instances: when it runs and what the last run did.
+async function loadRetention() {
+  const r = await api("GET", "/retention");
+  if (!r.enabled) { $("retention").textContent = "Retention: off."; return; }
+  const next = r.next_run ? `next ${when(r.next_run)}` : `every ${esc(r.every)}`;
+  const last = r.last_run ? `last ${when(r.last_run.at)}: ${esc(r.last_run.status)}, ${
+    esc(Object.entries(r.last_run.counts).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing to do")}`
+    : "no run yet";
+  $("retention").innerHTML = `Retention: finished instances older than ${esc(r.age)}${
+    r.dry_run ? " (dry run)" : ""} are purged on schedule <code>${esc(r.schedule)}</code>; ${next}; ${last}.`;
 }
 
 function showDetail(visible) {

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
@@ -119,6 +119,7 @@ def status(gateway: Gateway, settings: ServiceSettings, now: datetime) -> dict[s
         }
     return {
         "enabled": want is not None,
+        "age": _human(settings.retention_age),
         "schedule": settings.retention_schedule,
         "older_than": want["data"]["older_than"] if want else None,
         "dry_run": settings.retention_dry_run,
@@ -128,6 +129,16 @@ def status(gateway: Gateway, settings: ServiceSettings, now: datetime) -> dict[s
         "every": f"{int(schedule.every.total_seconds())}s" if schedule and schedule.every else None,
         "last_run": last,
     }
+
+
+def _human(age: timedelta) -> str:
+    """An age in the largest unit it is a whole number of: "90 days", "36 hours", "5 seconds"."""
+    seconds = int(age.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds and seconds % size == 0:
+            n = seconds // size
+            return f"{n} {unit}{'s' * (n != 1)}"
+    return f"{seconds} second{'s' * (seconds != 1)}"
 
 
 def mount_retention(app: FastAPI, keep: jobs.Keeper) -> None:

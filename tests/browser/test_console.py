@@ -379,3 +379,6 @@ def test_the_diagnosis_panel_and_the_stuck_filter(flow: Flow, chromium: str) -> 
         )
         listed = b.evaluate("[...document.querySelectorAll('#rows tr')].map((r) => r.dataset.id)")
         assert iid not in listed  # waiting for a person before its deadline is not stuck
+        retention = b.text("#retention")  # the shared stack keeps the default schedule
+        assert retention.startswith("Retention: finished instances older than 90 days are ")
+        assert "purged on schedule 0 30 3 * * 0; next " in retention and " UTC;" in retention

@@ -19,6 +19,7 @@ import pytest
 from devstack.procs import Proc, free_port, http_ok
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
+from tests.e2e.test_control_room import run_ctl
 from tests.stack import E2E_ENV, WebhookSink, e2e_stack, eventually
 
 pytestmark = pytest.mark.e2e
@@ -56,6 +57,11 @@ def test_finished_workflows_are_purged_on_schedule_and_the_orders_stay(flow: Flo
     assert kept["result"]["reason"] == "auto_approved"
     shown = flow.http.get(f"{flow.orders}/retention").json()
     assert shown["enabled"] and shown["in_step"] and shown["every"] == "2s"
+    assert shown["age"] == "1 second"
+    done = run_ctl(flow.stack, "viewer", "retention")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("orders: purge finished instances older than 1 second\n")
+    assert "schedule: @every 2s (in step); next run: every 2s\nlast run: " in done.stdout
     assert shown["scheduled"] == {
         "schedule": "@every 2s",
         "data": {"older_than": "1s", "dry_run": False},

@@ -2,7 +2,7 @@
 
 Workflow commands (named like `dapr workflow`) act on the app chosen with --app:
   run, get, list (--stuck), history, diagnose, wait, raise-event, suspend, resume,
-  terminate, purge
+  terminate, purge, retention
 Business commands:
   order place     publish an OrderPlaced (orders app)
   order get       one order: status, approval stage, amount, result (--wait, --until)
@@ -57,6 +57,7 @@ from approvals_ctl.workflow_commands import (
     cmd_list,
     cmd_purge,
     cmd_raise,
+    cmd_retention,
     cmd_run,
     cmd_terminate,
     cmd_transition,
@@ -154,6 +155,12 @@ def parser() -> argparse.ArgumentParser:
         "connected, and when it last made progress",
     )
     diag.add_argument("instance_id")
+    add(
+        "retention",
+        cmd_retention,
+        "the scheduled purge of finished instances (--app): its age and schedule, whether the "
+        "Dapr scheduler holds it as configured, the next run and what the last run did",
+    )
     hist = add("history", cmd_history, "show an instance's execution history")
     hist.add_argument("instance_id")
     wait = add("wait", cmd_wait, "wait for an instance to finish (exit 1 if it did not)")

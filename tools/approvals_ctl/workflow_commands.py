@@ -230,3 +230,28 @@ def cmd_purge(c: Client, a: argparse.Namespace) -> int:
         _show(a, out, f"{a.instance_id}: purged")
         return EXIT_OK
     return _job(c, a, {"action": "purge", "older_than": a.all_older_than, "dry_run": a.dry_run})
+
+
+def cmd_retention(c: Client, a: argparse.Namespace) -> int:
+    out = c.call("GET", "/retention")
+    if not out["enabled"]:
+        _show(a, out, f"{a.app}: retention is off (RETENTION_SCHEDULE=off)")
+        return EXIT_OK
+    when = out["next_run"] or (f"every {out['every']}" if out["every"] else "unknown")
+    held = "in step" if out["in_step"] else f"NOT in step: the scheduler holds {out['scheduled']}"
+    lines = [
+        f"{a.app}: purge finished instances older than {out['age']}"
+        + (" (dry run)" if out["dry_run"] else ""),
+        f"schedule: {out['schedule']} ({held}); next run: {when}",
+    ]
+    last = out["last_run"]
+    if last:
+        counts = ", ".join(f"{n} {what}" for what, n in sorted(last["counts"].items()))
+        lines.append(
+            f"last run: {last['at']}: {last['job_id']} {last['status']}, "
+            f"{last['done']}/{last['total']} instances ({counts or 'nothing to do'})"
+        )
+    else:
+        lines.append("last run: none yet")
+    _show(a, out, "\n".join(lines))
+    return EXIT_OK
