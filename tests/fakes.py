@@ -192,15 +192,24 @@ class FakeScheduler:
 
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     calls: list[tuple[str, str]] = field(default_factory=list)
+    down: int = 0  # how many calls still fail, as while the scheduler leads again
+
+    def _check(self, name: str) -> None:
+        if self.down > 0:
+            self.down -= 1
+            raise Transient(f"job {name}: the Dapr sidecar or its scheduler is unavailable")
 
     def schedule(self, name: str, schedule: str, data: dict[str, Any]) -> None:
+        self._check(name)
         self.calls.append(("schedule", name))
         self.jobs[name] = {"schedule": schedule, "data": copy.deepcopy(data)}
 
     def get(self, name: str) -> dict[str, Any] | None:
+        self._check(name)
         return copy.deepcopy(self.jobs.get(name))
 
     def delete(self, name: str) -> None:
+        self._check(name)
         self.calls.append(("delete", name))
         self.jobs.pop(name, None)
 

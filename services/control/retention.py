@@ -14,6 +14,8 @@ replaces it only when the settings changed, so a restart does not move the next 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,7 +29,7 @@ from control import jobs
 from plumbing.audit import AuditLog
 from plumbing.auth import Reader
 from plumbing.cron import parse_schedule
-from plumbing.gateway import Gateway
+from plumbing.gateway import Gateway, GatewayError
 from plumbing.settings import ServiceSettings
 from plumbing.web import require_app_token
 
@@ -167,4 +169,30 @@ def mount_retention(app: FastAPI, keep: jobs.Keeper) -> None:
 
     app.include_router(router)
     hooks = getattr(app.state, "on_ready", [])
-    app.state.on_ready = [*hooks, lambda gateway, audit: ensure_scheduled(gateway, settings)]
+    app.state.on_ready = [*hooks, lambda gateway, audit: schedule_soon(gateway, settings)]
+
+
+# Seconds before each attempt to schedule the job: a scheduler that is down (it takes about
+# 21 s to lead again after a crash) must not hold up the app's start, nor be given up on at once.
+ATTEMPTS = (0.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+
+def schedule_soon(gateway: Gateway, settings: ServiceSettings) -> threading.Thread:
+    """ensure_scheduled in the background, retried while the scheduler cannot be reached."""
+
+    def attempt() -> None:
+        for delay in ATTEMPTS:
+            time.sleep(delay)
+            try:
+                ensure_scheduled(gateway, settings)
+                return
+            except GatewayError as exc:
+                log.warning("retention: could not schedule the job yet: %s", exc)
+        log.error(
+            "retention: the job could not be scheduled (GET /retention shows it is not in "
+            "step); restart the app to try again"
+        )
+
+    thread = threading.Thread(target=attempt, name="retention-schedule", daemon=True)
+    thread.start()
+    return thread

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from control import instances, jobs
-from control.retention import ensure_scheduled
+from control import instances, jobs, retention
+from control.retention import ensure_scheduled, schedule_soon
 from orders.app import create_app
 from orders.readmodel import OrderRecord, RecordStatus, load, save
 from plumbing.settings import ServiceSettings
@@ -50,6 +50,10 @@ def settled(gateway: Any, job_id: str) -> dict[str, Any]:
 
 
 def test_the_app_schedules_its_retention_job_at_start_up(ops: TestClient, gateway: Any) -> None:
+    for _ in range(200):  # in the background, so that a scheduler that is down holds up nothing
+        if "retention" in gateway.scheduler.jobs:
+            break
+        time.sleep(0.01)
     assert gateway.scheduler.jobs["retention"] == {
         "schedule": "0 30 3 * * 0",
         "data": {"older_than": "86400s", "dry_run": False},
@@ -113,6 +117,14 @@ def test_a_trigger_while_the_last_run_goes_on_is_skipped(ops: TestClient, gatewa
     resp = trigger(ops)
     assert resp.json() == {"status": "skipped", "reason": "job-000000000001 is still running"}
     assert not [k for k in gateway.state.data if k.startswith("job:") and "0001" not in k]
+
+
+def test_a_scheduler_that_is_down_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    gateway = fake_gateway()
+    gateway.scheduler.down = 2
+    monkeypatch.setattr(retention, "ATTEMPTS", (0.0, 0.0, 0.0))  # no waiting between tries
+    schedule_soon(gateway, SETTINGS).join(timeout=10)
+    assert gateway.scheduler.jobs["retention"]["schedule"] == "0 30 3 * * 0"
 
 
 def test_only_the_sidecar_may_trigger_it(ops: TestClient, gateway: Any) -> None:
