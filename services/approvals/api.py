@@ -64,6 +64,14 @@ def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalReq
     return Answer.success()
 
 
+def _held(iid: str, made_at: datetime, hold_for_s: float, what: str) -> Answer:
+    """A message for an approval that does not exist yet: RETRY (topics reorder) until
+    `hold_for_s` after it was made, then DROP to the dead-letter topic."""
+    if (datetime.now(UTC) - made_at).total_seconds() > hold_for_s:
+        return Answer.drop(f"no approval {iid} appeared within {hold_for_s:.0f}s")
+    return Answer.retry(f"approval {iid} does not exist yet; holding the {what}")
+
+
 def deliver_decision(
     gateway: Gateway, settings: ServiceSettings, decision: DecisionSubmitted, hold_for_s: float
 ) -> Answer:
@@ -76,10 +84,7 @@ def deliver_decision(
     iid = instance_id(decision.order_id)
     state = gateway.workflows.state(iid)
     if state is None:
-        age = (datetime.now(UTC) - decision.decided_at).total_seconds()
-        if age > hold_for_s:
-            return Answer.drop(f"no approval {iid} appeared within {hold_for_s:.0f}s")
-        return Answer.retry(f"approval {iid} does not exist yet; holding the decision")
+        return _held(iid, decision.decided_at, hold_for_s, "decision")
     if state.status in instances.TERMINAL:
         return Answer.success(f"{iid} already {state.status.lower()}; decision has no effect")
     key = f"decision-seen:{decision.decision_id}"
@@ -106,10 +111,7 @@ def close_approval(gateway: Gateway, stop: ApprovalCancelled, hold_for_s: float)
         view = load_view(gateway.state, stop.order_id)
         if view is not None:  # its workflow was purged: it ended long ago
             return Answer.success(f"approval of {stop.order_id} already {view.status}")
-        age = (datetime.now(UTC) - stop.cancelled_at).total_seconds()
-        if age > hold_for_s:
-            return Answer.drop(f"no approval {iid} appeared within {hold_for_s:.0f}s")
-        return Answer.retry(f"approval {iid} does not exist yet; holding the cancellation")
+        return _held(iid, stop.cancelled_at, hold_for_s, "cancellation")
     if state.status in instances.TERMINAL:
         return Answer.success(f"{iid} already {state.status.lower()}; nothing to close")
     wf.raise_event(iid, CANCEL_EVENT, stop.model_dump(mode="json"))

@@ -53,14 +53,17 @@ class SidecarReadiness:
     # Tests: a fake sidecar (httpx.MockTransport).
     transport: httpx.AsyncBaseTransport | None = None
 
-    async def problems(self) -> dict[str, str]:
+    def _client(self) -> httpx.AsyncClient:
         headers = {"dapr-api-token": self.api_token} if self.api_token else {}
-        async with httpx.AsyncClient(
+        return httpx.AsyncClient(
             base_url=self.sidecar_url,
             timeout=self.timeout,
             headers=headers,
             transport=self.transport,
-        ) as client:
+        )
+
+    async def problems(self) -> dict[str, str]:
+        async with self._client() as client:
             sidecar = await self._ask(client, "GET", "/v1.0/healthz/outbound")
             if isinstance(sidecar, str):
                 return {"sidecar": sidecar}
@@ -100,13 +103,7 @@ class SidecarReadiness:
         stream open to it: 0 means nothing runs the app's workflows), `actor_runtime` and
         `placement` (workflows are actors), `scheduler` (connected scheduler addresses:
         timers and retries fire through it)."""
-        headers = {"dapr-api-token": self.api_token} if self.api_token else {}
-        async with httpx.AsyncClient(
-            base_url=self.sidecar_url,
-            timeout=self.timeout,
-            headers=headers,
-            transport=self.transport,
-        ) as client:
+        async with self._client() as client:
             answer = await self._ask(client, "GET", "/v1.0/metadata")
         if isinstance(answer, str):
             return {"sidecar": answer, "workflow_workers": None}

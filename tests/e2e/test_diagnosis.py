@@ -5,7 +5,6 @@ keeps failing (tests/e2e/hold). The instance past its due time is in test_deadli
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,10 @@ from devstack.stack import Stack
 from orders.workflows import FULFIL_ORDER
 from tests.e2e.flow import Flow
 from tests.e2e.test_control_room import ctl
+from tests.e2e.test_durability import restart_hooked
 from tests.stack import eventually
 
 pytestmark = pytest.mark.e2e
-
-HOLD = Path(__file__).parent / "hold"
 
 
 def diagnosis(flow: Flow, iid: str, app: str = "orders") -> dict[str, Any]:
@@ -83,18 +81,7 @@ def test_a_misnamed_event_and_a_suspension_are_diagnosed(flow: Flow) -> None:
 def failing_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
     """The orders app restarted with `fulfil_order` failing until `<tmp_path>/release` exists;
     put back as it was afterwards."""
-    (proc,) = [p for p in stack.procs if p.name == "orders"]
-    original = dict(proc.env)
-    proc.env = {
-        **original,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(HOLD), original.get("PYTHONPATH")])),
-        "E2E_FAIL_ACTIVITY": FULFIL_ORDER,
-        "E2E_HOLD_DIR": str(tmp_path),
-    }
-    try:
-        stack.restart("orders", crash=False)
-    finally:
-        proc.env = original
+    restart_hooked(stack, {"E2E_FAIL_ACTIVITY": FULFIL_ORDER}, tmp_path)
     yield tmp_path
     (tmp_path / "release").touch()
     stack.restart("orders", crash=False)

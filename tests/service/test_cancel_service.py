@@ -145,6 +145,22 @@ def approvals(client: AppFactory) -> TestClient:
     return client(create_approvals, ServiceSettings(app_id="approvals", decision_hold_s=60))
 
 
+def view(status: str, **over: Any) -> ApprovalView:
+    return ApprovalView.model_validate(
+        {
+            "order_id": "o-1",
+            "customer_id": "c",
+            "amount": "1.00",
+            "currency": "EUR",
+            "status": status,
+            "tier": Tier.MANAGER,
+            "stage": 1,
+            "due_at": NOW,
+            **over,
+        }
+    )
+
+
 def cancelled(at: datetime | None = None) -> ApprovalCancelled:
     return ApprovalCancelled(
         order_id="o-1",
@@ -177,17 +193,7 @@ def test_a_cancellation_of_a_finished_approval_changes_nothing(
     answer = deliver(approvals, "approval-cancellations", cancelled())
     assert answer["status"] == "SUCCESS" and "nothing to close" in answer["reason"]
     gateway.workflows.instances.clear()  # purged: the view still says how it ended
-    view = ApprovalView(
-        order_id="o-1",
-        customer_id="c",
-        amount="1.00",
-        currency="EUR",
-        status="approved",
-        tier=Tier.MANAGER,
-        stage=1,
-        due_at=NOW,
-    )
-    save_view(gateway.state, view)
+    save_view(gateway.state, view("approved"))
     answer = deliver(approvals, "approval-cancellations", cancelled())
     assert answer["status"] == "SUCCESS" and "already approved" in answer["reason"]
     assert not gateway.workflows.raised
@@ -200,19 +206,7 @@ def test_only_orders_may_cancel_an_approval(approvals: TestClient, gateway) -> N
 
 
 def test_a_cancelled_approval_leaves_the_pending_inbox(approvals: TestClient, gateway) -> None:
-    view = ApprovalView(
-        order_id="o-1",
-        customer_id="c",
-        amount="1.00",
-        currency="EUR",
-        status="cancelled",
-        tier=Tier.MANAGER,
-        stage=1,
-        due_at=NOW,
-        decided_by="olga",
-        reason="customer withdrew",
-    )
-    save_view(gateway.state, view)
+    save_view(gateway.state, view("cancelled", decided_by="olga", reason="customer withdrew"))
     assert approvals.get("/approvals", params={"status": "pending"}).json() == []
     (row,) = approvals.get(
         "/approvals", params={"status": "cancelled"}, headers=bearer("manager")

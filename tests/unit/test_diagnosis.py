@@ -16,7 +16,7 @@ from control.views import in_time_order
 from orders.workflows import APPROVAL_OUTCOME_EVENT, PUBLISH_STATUS
 from plumbing.gateway import InstanceState
 from plumbing.history import history_row
-from tests.unit.test_order_workflow import harness
+from tests.unit.test_order_workflow import harness, outcome
 from workflow_harness import ActivityFailed, load_history
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
@@ -80,15 +80,7 @@ def test_a_misspelled_event_is_named_with_the_wait_it_was_meant_for() -> None:
 
 def test_an_event_differing_only_in_case_is_taken_as_the_sdk_matches_case_insensitively() -> None:
     h = waiting_order()
-    outcome = {
-        "order_id": "o-1",
-        "outcome": "rejected",
-        "decided_by": "m",
-        "tier": "manager",
-        "reason": "",
-        "decided_at": h.now.isoformat(),
-    }
-    h.raise_event("Approval_Outcome", outcome)
+    h.raise_event("Approval_Outcome", outcome("rejected", tier="manager"))
     assert h.done and h.result["status"] == "rejected"
     found = diagnose(context(rows_of(h.history), h.now, state=state("COMPLETED")))
     assert found["unconsumed_events"] == [] and found["summary"].startswith("it has ended")
