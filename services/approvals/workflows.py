@@ -11,13 +11,18 @@ it, so an approval started by an earlier release replays under the rules it star
 
 One `decision` waiter is pending at a time and reused across deadline changes: durabletask
 hands an event to the oldest pending waiter, so an abandoned waiter would swallow the next one.
+
+When its order is cancelled, the approvals app raises `cancel` (the ApprovalCancelled from
+orders): the approval ends `cancelled`, undecided, and leaves the inbox; no outcome is published
+(the order has ended already). Approvals that were waiting before this existed carry no
+version mark (`ctx.is_patched`) and keep waiting without a cancel waiter.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Literal
 
 from dapr.ext.workflow import when_any
 from pydantic import BaseModel, ValidationError
@@ -26,6 +31,7 @@ from approvals.domain import ApprovalView, LogEntry
 from approvals.readmodel import save_view
 from contracts.messages import (
     TRUSTED,
+    ApprovalCancelled,
     ApprovalOutcome,
     ApprovalRequested,
     DecisionSubmitted,
@@ -43,6 +49,8 @@ log = logging.getLogger(__name__)
 
 APPROVAL_WORKFLOW = "approval_workflow"
 DECISION_EVENT = "decision"
+CANCEL_EVENT = "cancel"
+CANCEL_PATCH = "cancel"  # the version mark of approvals that take the cancel event
 PUBLISH_OUTCOME = "publish_approval_outcome"
 REQUEST_NEXT_STAGE = "request_next_stage"
 RECORD_APPROVAL = "record_approval"
@@ -60,7 +68,7 @@ class ApprovalInput(BaseModel):
 
 class ApprovalResult(BaseModel):
     order_id: str
-    outcome: Outcome
+    outcome: Outcome | Literal["cancelled"]
     decided_by: str
     reason: str
     stages: int
@@ -118,9 +126,27 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
     yield activity(ctx, RECORD_APPROVAL, view("pending"))
     deadline = ctx.create_timer(due)
     waiting = ctx.wait_for_external_event(DECISION_EVENT)
+    cancel = ctx.wait_for_external_event(CANCEL_EVENT) if ctx.is_patched(CANCEL_PATCH) else None
     while True:
         ctx.set_custom_status(f"awaiting {tier.value} decision (stage {stage}), due {rfc3339(due)}")
-        winner = yield when_any([waiting, deadline])
+        winner = yield when_any([waiting, deadline] + ([cancel] if cancel is not None else []))
+        if cancel is not None and winner is cancel:
+            stop = _parse_cancel(cancel.get_result(), req.order_id)
+            if stop is None:
+                note("malformed", "a cancel event that is not this order's ApprovalCancelled")
+                cancel = ctx.wait_for_external_event(CANCEL_EVENT)
+                continue
+            note("cancelled", f"the order was cancelled by {stop.cancelled_by}: {stop.reason}")
+            ctx.set_custom_status(f"cancelled by {stop.cancelled_by}")
+            yield activity(ctx, RECORD_APPROVAL, view("cancelled", stop.cancelled_by, stop.reason))
+            return ApprovalResult(
+                order_id=req.order_id,
+                outcome="cancelled",
+                decided_by=stop.cancelled_by,
+                reason=stop.reason,
+                stages=stage,
+                log=entries,
+            ).model_dump(mode="json")
         if winner is deadline:
             escalate = (
                 tier is Tier.MANAGER
@@ -208,6 +234,15 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
         stages=stage,
         log=entries,
     ).model_dump(mode="json")
+
+
+def _parse_cancel(data: Any, order_id: str) -> ApprovalCancelled | None:
+    """This order's cancellation, or None when the event is not one (it is then logged)."""
+    try:
+        stop = ApprovalCancelled.model_validate(data)
+    except ValidationError:
+        return None
+    return stop if stop.order_id == order_id else None
 
 
 def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
