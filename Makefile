@@ -86,8 +86,8 @@ fmt: setup ## format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: runtime ## benchmarks against bare Dapr in the same run (minutes; prints a table)
-	@$(UV) run --frozen python bench/run.py
+bench: runtime ## the six figures against bare Dapr (minutes; BENCH=--quick: under a minute)
+	@$(UV) run --frozen python bench/run.py $(BENCH)
 
 # Not part of `make test`: it runs the fast tiers once per mutant (docs/testing.md).
 # MUTANTS=--again tests again what the last run did not kill; MUTANTS="name or glob ..." those.
