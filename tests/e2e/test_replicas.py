@@ -185,11 +185,15 @@ def test_each_scheduled_retention_run_fires_in_one_replica(flow: Flow, replicate
     """The retention job (control.retention), replaced through the orders sidecar's Jobs API
     by one that fires every second, six times, with a marker in its data: the two replicas
     together are triggered six times, each tick once, never in both."""
+
+    def ready(app_url: str) -> bool:
+        try:
+            return flow.http.get(f"{app_url}/readyz").status_code == 200
+        except httpx.TransportError:  # still starting again: refused
+            return False
+
     for replica in replicated.app_replicas["orders"]:  # an earlier test may restart one
-        eventually(
-            lambda r=replica: flow.http.get(f"{r.app_url}/readyz").status_code == 200,
-            what=f"{replica.name} to be ready",
-        )
+        eventually(lambda r=replica: ready(r.app_url), what=f"{replica.name} to be ready")
     orders = replicated.apps["orders"]
     marker = uuid.uuid4().hex
     job = {
