@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from devstack.kube import KubeParts
+from devstack.kube import KubeParts, namespace_command
 from devstack.procs import LOOPBACK, Proc
 from tests.k8s.dapr_system import (
     DAPR_NS,
@@ -177,19 +176,14 @@ class ControlPlane:
             proc.stop(grace=10)
 
     def _enter_namespaces(self) -> None:
-        missing = [t for t in ("unshare", "nsenter", "mount") if shutil.which(t) is None]
-        if missing:
-            raise RuntimeError(
-                f"the k8s tier needs {', '.join(missing)} (util-linux: `apt-get install "
-                "util-linux mount`) to give its control plane namespaces of its own"
-            )
+        # The session fixture has checked that they can be made (devstack.kube.namespaces_usable).
         hosts = self.run_dir / "hosts"
         machine = Path("/etc/hosts").read_text() if Path("/etc/hosts").is_file() else ""
         ours = "".join(f"{ip} {' '.join(names)}\n" for ip, names in HOSTS.items())
         hosts.write_text(f"{machine.rstrip()}\n{ours}")
-        user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        unshare = ["unshare", *user, "--net", "--mount", "--propagation", "private"]
-        holder = self._start("namespaces", [*unshare, sys.executable, "-c", HOLDER, str(hosts)])
+        holder = self._start(
+            "namespaces", [*namespace_command(), sys.executable, "-c", HOLDER, str(hosts)]
+        )
         holder.wait_ready(lambda: "namespaces ready" in holder.tail(), "holding them", 30)
         keep = [] if os.geteuid() == 0 else ["--user", "--preserve-credentials"]
         self.enter = ["nsenter", f"--target={holder.pid}", *keep, "--net", "--mount"]
