@@ -116,7 +116,12 @@ class ControlPlane:
     def inside(self, args: list[str]) -> str:
         """Run a short command in the tier's namespaces; its stdout."""
         out = subprocess.run(
-            [*self.enter, *args], capture_output=True, text=True, timeout=60, check=False
+            [*self.enter, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **NO_PROXY},
+            check=False,
         )
         return out.stdout
 
