@@ -21,7 +21,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from devstack.kube import KubeParts
+from devstack.kube import KubeParts, namespace_command
 from devstack.procs import LOOPBACK, Proc
 from tests.k8s.dapr_system import (
     DAPR_NS,
@@ -53,6 +52,7 @@ HOSTS = {
     "127.0.0.3": ["redis"],  # the dev overlay's Redis Service (tests/k8s/sidecar.py)
 }
 NO_PROXY = {"NO_PROXY": f"{LOOPBACK},localhost,.svc", "no_proxy": f"{LOOPBACK},localhost,.svc"}
+REPLICASET_CONTROLLER = "system:serviceaccount:kube-system:replicaset-controller"
 CONTROLLERS = [
     "deployment-controller",
     "replicaset-controller",
@@ -116,7 +116,12 @@ class ControlPlane:
     def inside(self, args: list[str]) -> str:
         """Run a short command in the tier's namespaces; its stdout."""
         out = subprocess.run(
-            [*self.enter, *args], capture_output=True, text=True, timeout=60, check=False
+            [*self.enter, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **NO_PROXY},
+            check=False,
         )
         return out.stdout
 
@@ -177,19 +182,14 @@ class ControlPlane:
             proc.stop(grace=10)
 
     def _enter_namespaces(self) -> None:
-        missing = [t for t in ("unshare", "nsenter", "mount") if shutil.which(t) is None]
-        if missing:
-            raise RuntimeError(
-                f"the k8s tier needs {', '.join(missing)} (util-linux: `apt-get install "
-                "util-linux mount`) to give its control plane namespaces of its own"
-            )
+        # The session fixture has checked that they can be made (devstack.kube.namespaces_usable).
         hosts = self.run_dir / "hosts"
         machine = Path("/etc/hosts").read_text() if Path("/etc/hosts").is_file() else ""
         ours = "".join(f"{ip} {' '.join(names)}\n" for ip, names in HOSTS.items())
         hosts.write_text(f"{machine.rstrip()}\n{ours}")
-        user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
-        unshare = ["unshare", *user, "--net", "--mount", "--propagation", "private"]
-        holder = self._start("namespaces", [*unshare, sys.executable, "-c", HOLDER, str(hosts)])
+        holder = self._start(
+            "namespaces", [*namespace_command(), sys.executable, "-c", HOLDER, str(hosts)]
+        )
         holder.wait_ready(lambda: "namespaces ready" in holder.tail(), "holding them", 30)
         keep = [] if os.geteuid() == 0 else ["--user", "--preserve-credentials"]
         self.enter = ["nsenter", f"--target={holder.pid}", *keep, "--net", "--mount"]
@@ -271,6 +271,12 @@ class ControlPlane:
                 f"--secure-port={PORTS['controller-manager']}",
                 f"--cert-dir={self.run_dir / 'controller-manager'}",
                 f"--controllers={','.join(CONTROLLERS)}",
+                # Each controller talks to the API server as its own service account in
+                # kube-system (bound to its system:controller:* role, which the API server's RBAC
+                # bootstrap creates), as on a real cluster: so the Pods of a ReplicaSet are created
+                # by kube-system:replicaset-controller, which the injector checks against its
+                # allowed accounts; the admin's system:masters would be let through unchecked.
+                "--use-service-account-credentials",
                 f"--service-account-private-key-file={self.pki.sa_private}",
                 f"--root-ca-file={self.pki.ca_cert}",
                 "--leader-elect=false",
@@ -372,7 +378,9 @@ class ControlPlane:
         return bool(hook.get("clientConfig", {}).get("caBundle"))
 
     def _injects(self) -> bool:
-        """A Pod asking for a sidecar gets one (a server-side dry run: nothing is stored)."""
+        """A Pod asking for a sidecar gets one (a server-side dry run: nothing is stored), when
+        created as the ReplicaSet controller creates them: the injector lets system:masters
+        through unchecked, so as the admin this would not show that its account check passes."""
         probe = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -384,7 +392,7 @@ class ControlPlane:
             "spec": {"containers": [{"name": "app", "image": "probe"}]},
         }
         out = self.kubectl(
-            "create", "--dry-run=server", "-o", "json", "-f", "-",
+            "create", "--dry-run=server", "-o", "json", "-f", "-", f"--as={REPLICASET_CONTROLLER}",
             stdin=json.dumps(probe), check=False,
         )  # fmt: skip
         if out.returncode != 0:

@@ -1,16 +1,19 @@
 """The tier's control plane itself: it knows Dapr's real schemas (it refuses what deploy/ once
 carried: both were in deploy/ until this tier first applied it, issue 10; a local run drops the
-first without a word and never reads the second), and it listens nowhere on the machine."""
+first without a word and never reads the second), it listens nowhere on the machine, and its
+injector checks who creates a Pod, as on a real cluster."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.k8s.cluster import ControlPlane
+from tests.k8s.cluster import REPLICASET_CONTROLLER, ControlPlane
+from tests.k8s.conftest import eventually
 
 pytestmark = pytest.mark.k8s
 
@@ -62,3 +65,50 @@ def test_no_part_of_the_control_plane_listens_on_the_machine(control_plane: Cont
     for proc in control_plane.procs:
         assert proc.alive(), proc.name
         assert os.readlink(f"/proc/{proc.pid}/ns/net") != machine, proc.name
+
+
+def test_the_injector_injects_only_for_the_controllers_dapr_allows(
+    control_plane: ControlPlane,
+) -> None:
+    """Its allowed-accounts check really runs: the controller manager acts as each controller's
+    own service account (--use-service-account-credentials), not as system:masters, which the
+    injector lets through unchecked; an account that may create Pods but is not on its list
+    gets no sidecar."""
+    plane = control_plane
+    accounts = {a["metadata"]["name"] for a in plane.get("sa", "-n", "kube-system")["items"]}
+    assert "replicaset-controller" in accounts, "the controller manager's own account"
+    other = "system:serviceaccount:default:default"
+    plane.kubectl("create", "role", "pod-creator", "--verb=create", "--resource=pods")
+    plane.kubectl(
+        "create", "rolebinding", "pod-creator", "--role=pod-creator",
+        "--serviceaccount=default:default",
+    )  # fmt: skip
+    try:
+
+        def may_create() -> bool:
+            out = plane.kubectl("auth", "can-i", "create", "pods", f"--as={other}", check=False)
+            return out.stdout.strip() == "yes"
+
+        eventually(may_create, f"{other} allowed to create Pods (RBAC's cache)")
+
+        def containers(user: str) -> set[str]:
+            pod = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": "who-creates",
+                    "namespace": "default",
+                    "annotations": {"dapr.io/enabled": "true", "dapr.io/app-id": "who"},
+                },
+                "spec": {"containers": [{"name": "app", "image": "app"}]},
+            }
+            out = plane.kubectl(
+                "create", "--dry-run=server", "-o", "json", "-f", "-", f"--as={user}",
+                stdin=json.dumps(pod),
+            )  # fmt: skip
+            return {c["name"] for c in json.loads(out.stdout)["spec"]["containers"]}
+
+        assert containers(REPLICASET_CONTROLLER) == {"app", "daprd"}
+        assert containers(other) == {"app"}
+    finally:
+        plane.kubectl("delete", "rolebinding,role", "pod-creator")

@@ -8,7 +8,11 @@ that module's `charts/dapr/crds/`. Each part is cached by version under
 scratch directory that is renamed into place only when complete. One build runs at a time
 per cache (the runtime's lock file); a second caller waits, then finds the cache complete.
 
-Errors: RuntimeUnavailable and ModuleNotServed (runtime.py), each one actionable line.
+Before anything is built, `namespaces_usable()` checks that this machine lets the tier give
+its control plane namespaces of its own (`unshare`), the one thing a build cannot fix.
+
+Errors: RuntimeUnavailable and ModuleNotServed (runtime.py), NamespacesUnavailable (here),
+each one actionable message.
 """
 
 from __future__ import annotations
@@ -31,7 +35,6 @@ from devstack.runtime import (
     BuildLock,
     RuntimeUnavailable,
     _go_env,
-    _require_go,
     _run_go,
     cache_root,
     module_copy,
@@ -43,6 +46,14 @@ ETCD_VERSION = "3.6.4"
 KUBERNETES_BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
 DAPR_BINARIES = ("sentry", "injector", "operator")
 MARKER = ".complete.json"
+SKIP_HINT = (
+    "To run everything else without the Kubernetes tier: `K8S_TIER=off make test` "
+    "(or `K8S_TIER=off uv run pytest`), which neither builds nor runs it."
+)
+
+
+class NamespacesUnavailable(DevstackError):
+    """This machine does not let the tier create network and mount namespaces."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +87,13 @@ def ensure_kube_parts(dapr_version: str | None = None) -> KubeParts:
     ]
     missing = [p for p in parts if not _complete(p[0], p[1], p[2])]
     if missing:
-        _require_go()
+        if not shutil.which("go"):
+            raise RuntimeUnavailable(
+                "Go is not installed, and the Kubernetes tier's control plane (kube-apiserver, "
+                "kube-controller-manager, kubectl, etcd, Dapr's sentry, injector and operator) is "
+                f"built from Go modules and not yet cached in {cache_root()}: install Go "
+                "(https://go.dev/doc/install, or `apt-get install golang`). " + SKIP_HINT
+            )
         with BuildLock():
             for part, version, names, build in missing:
                 if not _complete(part, version, names):  # built meanwhile by another caller
@@ -88,6 +105,70 @@ def ensure_kube_parts(dapr_version: str | None = None) -> KubeParts:
     }
     crds = _part_dir("dapr-kubernetes", dapr) / "crds"
     return KubeParts(KUBERNETES_VERSION, ETCD_VERSION, dapr, bins, crds)
+
+
+def namespace_command() -> list[str]:
+    """What the tier's control plane runs under (tests/k8s/cluster.py): as root, new network
+    and mount namespaces; otherwise a user namespace first, mapping the user to root in it."""
+    user = [] if os.geteuid() == 0 else ["--user", "--map-root-user"]
+    return ["unshare", *user, "--net", "--mount", "--propagation", "private"]
+
+
+def _why_no_namespaces() -> str:
+    """The likely cause, from what the kernel says about itself."""
+
+    def sysctl(name: str) -> str:
+        path = Path("/proc/sys") / name
+        return path.read_text().strip() if path.is_file() else ""
+
+    if os.geteuid() != 0:
+        if sysctl("kernel/apparmor_restrict_unprivileged_userns") == "1":
+            return (
+                "not root, and AppArmor restricts unprivileged user namespaces "
+                "(sysctl kernel.apparmor_restrict_unprivileged_userns=1, Ubuntu 23.10 and later)"
+            )
+        if sysctl("kernel/unprivileged_userns_clone") == "0":
+            return (
+                "not root, and unprivileged user namespaces are off "
+                "(kernel.unprivileged_userns_clone=0)"
+            )
+        if sysctl("user/max_user_namespaces") == "0":
+            return "not root, and user namespaces are off (user.max_user_namespaces=0)"
+        return "not root, and this machine refuses an unprivileged user namespace"
+    status = Path("/proc/self/status").read_text() if Path("/proc/self/status").is_file() else ""
+    caps = next(
+        (int(line.split()[1], 16) for line in status.splitlines() if line.startswith("CapEff:")), 0
+    )
+    if not caps & (1 << 21):  # CAP_SYS_ADMIN
+        return (
+            "root without CAP_SYS_ADMIN, as in a container by default (`docker run "
+            "--cap-add SYS_ADMIN`, with a seccomp profile that allows unshare, or --privileged)"
+        )
+    return "root, but something (a seccomp profile, an LSM) refuses unshare(2)"
+
+
+def namespaces_usable() -> None:
+    """Raise NamespacesUnavailable, saying why and how to skip the tier, unless this machine
+    lets the tier create its namespaces (a fraction of a second)."""
+    missing = [t for t in ("unshare", "nsenter", "mount") if shutil.which(t) is None]
+    if missing:
+        raise NamespacesUnavailable(
+            f"the Kubernetes tier needs {', '.join(missing)} (util-linux: `apt-get install "
+            "util-linux mount`) to give its control plane namespaces of its own. " + SKIP_HINT
+        )
+    cmd = [*namespace_command(), "true"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        failed = out.returncode != 0
+        detail = (out.stderr or out.stdout).strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        failed, detail = True, str(exc)
+    if failed:
+        raise NamespacesUnavailable(
+            f"the Kubernetes tier runs its control plane in network and mount namespaces of its "
+            f"own, and `{' '.join(cmd)}` failed here ({detail or 'no output'}): "
+            f"{_why_no_namespaces()}. " + SKIP_HINT
+        )
 
 
 def _build_part(part: str, version: str, build: Callable[[str, Path], None]) -> None:
@@ -211,8 +292,10 @@ def _first_line(cmd: list[str]) -> str:
 
 
 def main_kube_parts() -> int:
-    """`devstack kube-parts`: make sure every part is there and say where."""
+    """`devstack kube-parts`: check that the tier can run here, then make sure every part is
+    there and say where."""
     try:
+        namespaces_usable()  # before minutes of building for a tier that cannot run
         parts = ensure_kube_parts()
     except DevstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
