@@ -187,6 +187,7 @@ DEV_STORES = {
     "localsecretstore": SECRETS / "dev-secrets.json",
     "orders-keys": SECRETS / "dev-orders-keys.json",
     "approvals-keys": SECRETS / "dev-approvals-keys.json",
+    "notifier-keys": SECRETS / "dev-notifier-keys.json",
 }
 
 
@@ -220,7 +221,7 @@ def dev_signer(app: str = "approvals") -> Signer:
 def production_keys() -> dict[str, dict[str, str]]:
     """Shared-store entries a production stack would hold: verification keys not from git."""
     return {
-        f"{app}-verify-keys": new_key_pair(f"{app}-test-1")[1] for app in ("orders", "approvals")
+        f"{app}-verify-keys": new_key_pair(f"{app}-test-1")[1] for app in ("orders", "approvals", "notifier")
     }
 
 

@@ -299,6 +299,9 @@ class OrderStatusChanged(Message):
     status: OrderStatus
     at: AwareDatetime
     detail: Annotated[FreeText, Field(max_length=1000)] = ""
+    # Whom the order is for (so the notifier can write to them); None in steps announced by a
+    # release before it was sent.
+    customer_id: PersonId | None = None
 
     @property
     def message_id(self) -> str:

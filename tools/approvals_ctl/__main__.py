@@ -69,7 +69,7 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     g = p.add_argument_group("global options (before or after the command)")
     g.add_argument(
         "--app",
-        choices=["orders", "approvals"],
+        choices=["orders", "approvals", "notifier"],
         default=default(os.environ.get("APPROVALS_CTL_APP", "orders")),
         help="whose workflows (default orders)",
     )
@@ -204,7 +204,9 @@ def parser() -> argparse.ArgumentParser:
     )
     kn.set_defaults(fn=cmd_keys_new)
     kn.add_argument("--key-id", required=True, help='e.g. "approvals-2026-11" (unique per key)')
-    kn.add_argument("--for", dest="signer", choices=["orders", "approvals"], required=True)
+    kn.add_argument(
+        "--for", dest="signer", choices=["orders", "approvals", "notifier"], required=True
+    )
     order = sub.add_parser("order", help="orders: place").add_subparsers(dest="verb", required=True)
     place = order.add_parser(
         "place",
