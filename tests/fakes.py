@@ -221,7 +221,8 @@ def dev_signer(app: str = "approvals") -> Signer:
 def production_keys() -> dict[str, dict[str, str]]:
     """Shared-store entries a production stack would hold: verification keys not from git."""
     return {
-        f"{app}-verify-keys": new_key_pair(f"{app}-test-1")[1] for app in ("orders", "approvals", "notifier")
+        f"{app}-verify-keys": new_key_pair(f"{app}-test-1")[1]
+        for app in ("orders", "approvals", "notifier")
     }
 
 

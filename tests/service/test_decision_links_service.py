@@ -54,7 +54,9 @@ def approvals(client: AppFactory, gateway) -> TestClient:
 
 def audit(approvals: TestClient) -> list[dict]:
     return approvals.get(
-        "/audit", params={"action": "decision_link"}, headers={"Authorization": "Bearer dev-admin-ada"}
+        "/audit",
+        params={"action": "decision_link"},
+        headers={"Authorization": "Bearer dev-admin-ada"},
     ).json()
 
 

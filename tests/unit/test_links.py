@@ -26,7 +26,7 @@ def test_a_link_reads_back_as_it_was_made() -> None:
 
 def test_a_link_for_another_approver_or_stage_does_not_verify() -> None:
     token = make_token(LINK, dev_signer("notifier"))
-    payload, key, sig = token.split(".")
+    _, key, sig = token.split(".")
     for other in (
         LINK.model_copy(update={"approver_id": "mia"}),
         LINK.model_copy(update={"stage": 2, "tier": Tier.VP}),

@@ -240,6 +240,7 @@ def with_mail(stack: Stack) -> Mailbox | None:
         stack.stop()
         raise
     stack.component_metadata["notify-email"] = box.binding_metadata()
+    stack.env["MAIL_INBOX_URL"] = box.url  # for whoever wants to read the mail (tests)
     channels = stack.env.get("NOTIFY_CHANNELS", "log")
     stack.env["NOTIFY_CHANNELS"] = ",".join(dict.fromkeys([*channels.split(","), "email"]))
     return box
