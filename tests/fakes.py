@@ -16,6 +16,7 @@ import httpx
 
 from contracts.messages import (
     ApprovalOutcome,
+    ApprovalReminded,
     ApprovalRequested,
     DecisionSubmitted,
     Message,
@@ -228,7 +229,7 @@ def production_keys() -> dict[str, dict[str, str]]:
 
 def signing_app(message: Message) -> str | None:
     """Which app signs this kind of message, as the services do; None: nobody signs it."""
-    if isinstance(message, (DecisionSubmitted, ApprovalOutcome)):
+    if isinstance(message, (DecisionSubmitted, ApprovalOutcome, ApprovalReminded)):
         return "approvals"
     if isinstance(message, ApprovalRequested):
         return "orders" if message.stage == 1 else "approvals"

@@ -37,7 +37,13 @@ E2E_ENV = {
 # Deadlines that pass during a test: the manager's soon; the VP's late enough that a decision
 # posted when the VP stage opens lands well before it on a loaded 2-core machine (measured in
 # docs/testing.md), yet an expiry test waits only for both.
-DEADLINE_ENV = {**E2E_ENV, "POLICY_MANAGER_DEADLINE": "4s", "POLICY_VP_DEADLINE": "20s"}
+# The VP's reminder 5 s into the stage; the manager's stage is too short for one.
+DEADLINE_ENV = {
+    **E2E_ENV,
+    "POLICY_MANAGER_DEADLINE": "4s",
+    "POLICY_VP_DEADLINE": "20s",
+    "POLICY_REMINDER_BEFORE": "15s",
+}
 
 
 class WebhookSink:

@@ -11,6 +11,11 @@ it, so an approval started by an earlier release replays under the rules it star
 
 One `decision` waiter is pending at a time and reused across deadline changes: durabletask
 hands an event to the oldest pending waiter, so an abandoned waiter would swallow the next one.
+
+Reminders: when the policy says `reminder_before` (and the stage is long enough), a second
+timer per stage fires that long before the deadline and the stage's approvers are reminded
+once (ApprovalReminded on approval-reminders). A snapshot from before reminders reads as
+`reminder_before` 0, so approvals started then replay without the timer they never had.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from approvals.readmodel import save_view
 from contracts.messages import (
     TRUSTED,
     ApprovalOutcome,
+    ApprovalReminded,
     ApprovalRequested,
     DecisionSubmitted,
     Outcome,
@@ -34,7 +40,7 @@ from contracts.messages import (
 )
 from contracts.policy import OnManagerTimeout, PolicySnapshot, authority_problem
 from contracts.timestamps import rfc3339
-from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
+from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REMINDERS, APPROVAL_REQUESTS
 from control.instances import TRACK_INSTANCE, tracked
 from plumbing.gateway import Gateway
 from plumbing.workflow import activity, now
@@ -45,6 +51,7 @@ APPROVAL_WORKFLOW = "approval_workflow"
 DECISION_EVENT = "decision"
 PUBLISH_OUTCOME = "publish_approval_outcome"
 REQUEST_NEXT_STAGE = "request_next_stage"
+REMIND_APPROVERS = "remind_approvers"
 RECORD_APPROVAL = "record_approval"
 INSTANCE_PREFIX = "approval-"
 
@@ -114,13 +121,34 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
             log=entries,
         ).model_dump(mode="json", exclude={"amount_text"})
 
+    def reminder() -> Any:
+        """The stage's reminder timer, or None: no reminders, or too late for one."""
+        at = due - policy.reminder_before
+        return ctx.create_timer(at) if policy.reminder_before and at > now(ctx) else None
+
     note("requested", req.reason)
     yield activity(ctx, RECORD_APPROVAL, view("pending"))
     deadline = ctx.create_timer(due)
+    remind = reminder()
     waiting = ctx.wait_for_external_event(DECISION_EVENT)
     while True:
         ctx.set_custom_status(f"awaiting {tier.value} decision (stage {stage}), due {rfc3339(due)}")
-        winner = yield when_any([waiting, deadline])
+        winner = yield when_any([waiting, deadline, *([remind] if remind else [])])
+        if remind is not None and winner is remind:
+            remind = None
+            note("reminded", f"{tier.value} approvers reminded; due {rfc3339(due)}")
+            again = req.model_copy(
+                update={
+                    "request_id": ApprovalReminded.reminder_id(req.order_id, stage, tier),
+                    "tier": tier,
+                    "stage": stage,
+                    "due_at": due,
+                    "reason": f"a reminder: nobody has decided yet, and it is due {rfc3339(due)}",
+                }
+            )
+            yield activity(ctx, REMIND_APPROVERS, again.model_dump(mode="json"))
+            yield activity(ctx, RECORD_APPROVAL, view("pending"))
+            continue
         if winner is deadline:
             escalate = (
                 tier is Tier.MANAGER
@@ -143,6 +171,7 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
                 yield activity(ctx, REQUEST_NEXT_STAGE, nxt.model_dump(mode="json"))
                 yield activity(ctx, RECORD_APPROVAL, view("pending"))
                 deadline = ctx.create_timer(due)
+                remind = reminder()
                 continue
             if tier is Tier.MANAGER:
                 outcome, reason = Outcome.REJECTED, "manager_timeout"
@@ -224,8 +253,14 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
     def record_approval(ctx: Any, data: dict[str, Any]) -> None:
         save_view(gateway.state, ApprovalView.model_validate(data))
 
+    def remind_approvers(ctx: Any, data: dict[str, Any]) -> None:
+        gateway.publisher.publish(
+            APPROVAL_REMINDERS, ApprovalReminded.model_validate(data, context=TRUSTED)
+        )
+
     return {
         PUBLISH_OUTCOME: publish_approval_outcome,
         REQUEST_NEXT_STAGE: request_next_stage,
+        REMIND_APPROVERS: remind_approvers,
         RECORD_APPROVAL: record_approval,
     }

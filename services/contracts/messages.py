@@ -266,6 +266,15 @@ class ApprovalRequested(_Priced):
         return f"{order_id}-s{stage}-{tier.value}"
 
 
+class ApprovalReminded(ApprovalRequested):
+    """A stage still undecided before it is due: its request again, to remind its approvers.
+    `request_id` is the stage's request id with "-reminder": one reminder per stage."""
+
+    @staticmethod
+    def reminder_id(order_id: str, stage: int, tier: Tier) -> str:
+        return f"{ApprovalRequested.make_id(order_id, stage, tier)}-reminder"
+
+
 class DecisionSubmitted(Message):
     decision_id: BusinessId
     order_id: BusinessId

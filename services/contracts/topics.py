@@ -5,6 +5,7 @@ APPROVAL_REQUESTS = "approval-requests"
 DECISIONS = "decisions"
 APPROVAL_OUTCOMES = "approval-outcomes"
 ORDER_STATUS = "order-status"
+APPROVAL_REMINDERS = "approval-reminders"
 
 
 def dead_letter(topic: str, app_id: str) -> str:

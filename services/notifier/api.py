@@ -10,9 +10,9 @@ from typing import Annotated, Any
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Query
 
-from contracts.messages import TRUSTED, ApprovalRequested, OrderStatusChanged
+from contracts.messages import TRUSTED, ApprovalReminded, ApprovalRequested, OrderStatusChanged
 from contracts.timestamps import rfc3339
-from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
+from contracts.topics import APPROVAL_REMINDERS, APPROVAL_REQUESTS, ORDER_STATUS
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
 from notifier.email import email_channels
@@ -181,6 +181,16 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         handler=lambda m: send(for_approval_request(m, datetime.now(UTC))),
         signed_by=keys_of(app, "orders", "approvals"),
         limits=TRUSTED,  # checked by orders under the policy the order started with
+    )
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=APPROVAL_REMINDERS,
+        model=ApprovalReminded,
+        handler=lambda m: send(for_approval_request(m, datetime.now(UTC))),
+        signed_by=keys_of(app, "approvals"),  # only the approval workflow reminds
+        limits=TRUSTED,
     )
     subscribe(
         dapr_app,

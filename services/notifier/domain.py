@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged, Tier
+from contracts.messages import (
+    ApprovalReminded,
+    ApprovalRequested,
+    OrderStatus,
+    OrderStatusChanged,
+    Tier,
+)
 from contracts.money import describe_price
 from contracts.timestamps import UtcDatetime
 
@@ -32,6 +38,7 @@ class Notification(BaseModel):
     why: str = ""
     customer_id: str | None = None
     status: OrderStatus | None = None
+    reminder: bool = False
 
 
 def for_approval_request(msg: ApprovalRequested, sent_at: datetime) -> Notification:
@@ -47,11 +54,12 @@ def for_approval_request(msg: ApprovalRequested, sent_at: datetime) -> Notificat
     why = msg.reason if msg.reason and msg.reason not in text else ""
     if why:
         text += f" {why}"
+    reminder = isinstance(msg, ApprovalReminded)
     return Notification(
         id=msg.message_id,
         order_id=msg.order_id,
         audience=f"approvers:{msg.tier.value}",
-        subject=f"Approval needed: order {msg.order_id}",
+        subject=f"{'Reminder: approval' if reminder else 'Approval'} needed: order {msg.order_id}",
         text=text,
         at=sent_at,
         due_at=msg.due_at,
@@ -59,6 +67,7 @@ def for_approval_request(msg: ApprovalRequested, sent_at: datetime) -> Notificat
         tier=msg.tier,
         stage=msg.stage,
         why=why,
+        reminder=reminder,
     )
 
 

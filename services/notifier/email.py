@@ -120,7 +120,8 @@ def approver_mail(
         why=f"<p><b>Why you:</b> {e(note.why)}</p>" if note.why else "",
         actions=actions,
     )
-    subject = f"Approval needed: order {note.order_id}, {note.amount_text} ({note.tier.value})"
+    prefix = "Reminder: approval" if note.reminder else "Approval"
+    subject = f"{prefix} needed: order {note.order_id}, {note.amount_text} ({note.tier.value})"
     return Mail(to.address, subject, body)
 
 

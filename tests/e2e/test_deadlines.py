@@ -14,6 +14,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
+from tests.inbox import Inbox
 from tests.stack import DEADLINE_ENV, WebhookSink, e2e_stack, eventually
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +36,8 @@ def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:
     order = flow.place("2500.00")
     view = flow.pending(order.order_id, tier="vp", timeout=30)
     assert view["stage"] == 2
-    assert [e["kind"] for e in view["log"]] == ["requested", "timed_out", "escalated"]
+    kinds = [e["kind"] for e in view["log"] if e["kind"] != "reminded"]  # its own test
+    assert kinds == ["requested", "timed_out", "escalated"]
     assert flow.decide(order.order_id, "vp").status_code == 202
     state = flow.finished(order.order_id)
     assert state["result"]["decided_by"] == "val"
@@ -77,3 +79,28 @@ def test_after_escalation_the_order_says_vp_and_the_new_due_time(flow: Flow) -> 
     assert approval is not None and approval["stage"] == 2 and approval["due_at"] == due
     timed_out = next(e for e in approval["log"] if e["kind"] == "timed_out")  # the manager's
     assert datetime.fromisoformat(due) > datetime.fromisoformat(timed_out["at"])
+
+
+def test_vps_are_told_why_the_stage_came_to_them_and_reminded_once_before_it_is_due(
+    flow: Flow,
+) -> None:
+    inbox = Inbox(flow.stack.env["MAIL_INBOX_URL"])
+    order = flow.place("2600.00")
+
+    def vals() -> list[dict] | None:
+        found = inbox.to("val@example.test", order.order_id)
+        return found if any(m["Subject"].startswith("Reminder") for m in found) else None
+
+    escalation, reminder = eventually(vals, 40, "val's escalation mail and reminder")
+    assert escalation["Subject"] == f"Approval needed: order {order.order_id}, 2600.00 EUR (vp)"
+    assert "the manager did not decide in time; escalated to a VP" in escalation["Text"]
+    assert reminder["Subject"] == (
+        f"Reminder: approval needed: order {order.order_id}, 2600.00 EUR (vp)"
+    )
+    assert "nobody has decided yet" in reminder["Text"] and "stage 2" in reminder["Text"]
+    assert len(inbox.to("vera@example.test", order.order_id)) == 2  # every VP, once each
+    assert flow.decide(order.order_id, "vp").status_code == 202
+    flow.finished(order.order_id)
+    # The manager's stage was shorter than the reminder's lead: bob was asked, not reminded.
+    assert [m["Subject"][:8] for m in inbox.to("bob@example.test", order.order_id)] == ["Approval"]
+    assert len(inbox.to("val@example.test", order.order_id)) == 2  # still once each

@@ -6,12 +6,12 @@ from urllib.parse import urlparse
 import pytest
 
 from contracts.links import read_token
-from contracts.messages import ApprovalRequested, OrderStatusChanged, Tier
+from contracts.messages import ApprovalReminded, ApprovalRequested, OrderStatusChanged, Tier
 from contracts.signing import Verifier
 from notifier.app import create_app
 from notifier.email import local_time
 from notifier.settings import NotifierSettings, SettingsError
-from tests.fakes import FakeSecrets
+from tests.fakes import FakeSecrets, dev_signer
 from tests.service.conftest import AppFactory, deliver
 
 DUE = datetime(2026, 11, 26, 13, tzinfo=UTC)
@@ -144,3 +144,18 @@ def test_bad_email_settings_are_refused_with_the_setting_named(env, says) -> Non
 def test_due_times_show_their_zone() -> None:
     assert local_time(DUE, "UTC") == "2026-11-26 13:00 UTC"
     assert local_time(DUE + timedelta(days=200), "Europe/Berlin").endswith("CEST (13:00 UTC)")
+
+
+def test_a_reminder_is_mailed_once_to_the_stages_approvers(client: AppFactory, gateway) -> None:
+    notifier = client(create_app, EMAIL)
+    reminder = ApprovalReminded.model_validate(
+        request(reason="a reminder: nobody has decided yet").model_dump()
+        | {"request_id": ApprovalReminded.reminder_id("o-1", 1, Tier.MANAGER)}
+    )
+    assert deliver(notifier, "approval-requests", request())["status"] == "SUCCESS"
+    for _ in range(2):
+        assert deliver(notifier, "approval-reminders", reminder)["status"] == "SUCCESS"
+    bobs = [m for n, o, d, m in gateway.bindings.calls if m["emailTo"] == "bob@example.test"]
+    assert [m["subject"].split(":")[0] for m in bobs] == ["Approval needed", "Reminder"]
+    refused = deliver(notifier, "approval-reminders", reminder, signed=dev_signer("orders"))
+    assert refused["status"] == "DROP"  # only the approval workflow reminds
