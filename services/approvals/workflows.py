@@ -121,6 +121,13 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
             log=entries,
         ).model_dump(mode="json", exclude={"amount_text"})
 
+    def this_stage(request_id: str, reason: str) -> dict[str, Any]:
+        """The request as the current stage stands, under another id and reason."""
+        update = {"tier": tier, "stage": stage, "due_at": due}
+        return req.model_copy(
+            update={**update, "request_id": request_id, "reason": reason}
+        ).model_dump(mode="json")
+
     def reminder() -> Any:
         """The stage's reminder timer, or None: no reminders, or too late for one."""
         at = due - policy.reminder_before
@@ -137,16 +144,11 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
         if remind is not None and winner is remind:
             remind = None
             note("reminded", f"{tier.value} approvers reminded; due {rfc3339(due)}")
-            again = req.model_copy(
-                update={
-                    "request_id": ApprovalReminded.reminder_id(req.order_id, stage, tier),
-                    "tier": tier,
-                    "stage": stage,
-                    "due_at": due,
-                    "reason": f"a reminder: nobody has decided yet, and it is due {rfc3339(due)}",
-                }
+            again = this_stage(
+                ApprovalReminded.reminder_id(req.order_id, stage, tier),
+                f"a reminder: nobody has decided yet, and it is due {rfc3339(due)}",
             )
-            yield activity(ctx, REMIND_APPROVERS, again.model_dump(mode="json"))
+            yield activity(ctx, REMIND_APPROVERS, again)
             yield activity(ctx, RECORD_APPROVAL, view("pending"))
             continue
         if winner is deadline:
@@ -159,16 +161,11 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
                 stage, tier = stage + 1, Tier.VP
                 due = now(ctx) + policy.vp_deadline
                 note("escalated", f"VP decision due {rfc3339(due)}")
-                nxt = req.model_copy(
-                    update={
-                        "request_id": ApprovalRequested.make_id(req.order_id, stage, tier),
-                        "tier": tier,
-                        "stage": stage,
-                        "due_at": due,
-                        "reason": "the manager did not decide in time; escalated to a VP",
-                    }
+                nxt = this_stage(
+                    ApprovalRequested.make_id(req.order_id, stage, tier),
+                    "the manager did not decide in time; escalated to a VP",
                 )
-                yield activity(ctx, REQUEST_NEXT_STAGE, nxt.model_dump(mode="json"))
+                yield activity(ctx, REQUEST_NEXT_STAGE, nxt)
                 yield activity(ctx, RECORD_APPROVAL, view("pending"))
                 deadline = ctx.create_timer(due)
                 remind = reminder()
