@@ -16,10 +16,12 @@ setup: ## install uv (if missing) and the locked Python dependencies into .venv
 	      exit 1; }; }
 	@$(UV) sync --frozen --quiet
 
-runtime: setup ## find or build the pinned Dapr runtime (minutes the first time, then cached)
+# Mailpit is the local mail server; without it `make run` runs without e-mail (so `-`).
+runtime: setup ## find or build the pinned Dapr runtime and Mailpit (minutes the first time, then cached)
 	@$(UV) run --frozen devstack runtime >/dev/null
+	-@$(UV) run --frozen devstack mail >/dev/null
 
-run: runtime ## run redis, sentry, placement, scheduler, the apps and sidecars; REPLICAS=2 for two of each
+run: runtime ## run the mail server, redis, sentry, placement, scheduler, the apps and sidecars; REPLICAS=2 for two of each
 	@$(UV) run --frozen devstack run $(if $(REPLICAS),--replicas $(REPLICAS))
 
 test: audit-deps runtime ## audit, every tier on Redis, then e2e and faults on PostgreSQL too
