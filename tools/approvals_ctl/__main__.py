@@ -69,7 +69,7 @@ def _global_options(p: argparse.ArgumentParser, defaults: bool) -> None:
     g = p.add_argument_group("global options (before or after the command)")
     g.add_argument(
         "--app",
-        choices=["orders", "approvals", "notifier"],
+        choices=["orders", "approvals"],
         default=default(os.environ.get("APPROVALS_CTL_APP", "orders")),
         help="whose workflows (default orders)",
     )
