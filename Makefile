@@ -2,7 +2,8 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: help setup runtime run test test-postgres test-faults test-unit test-service test-e2e test-browser lint fmt \
+.PHONY: help setup runtime kube-parts run test test-postgres test-faults test-unit test-service test-e2e test-browser \
+	test-k8s lint fmt \
 	audit-deps bench mutate clean
 
 help: ## list the commands
@@ -21,10 +22,13 @@ runtime: setup ## find or build the pinned Dapr runtime and Mailpit (minutes the
 	@$(UV) run --frozen devstack runtime >/dev/null
 	-@$(UV) run --frozen devstack mail >/dev/null
 
+kube-parts: setup ## find or build the k8s tier's control plane (Go modules; ~10 min once, then cached)
+	@$(UV) run --frozen devstack kube-parts >/dev/null
+
 run: runtime ## run the mail server, redis, sentry, placement, scheduler, the apps and sidecars; REPLICAS=2 for two of each
 	@$(UV) run --frozen devstack run $(if $(REPLICAS),--replicas $(REPLICAS))
 
-test: audit-deps runtime ## audit, every tier on Redis, then e2e and faults on PostgreSQL too
+test: audit-deps runtime kube-parts ## audit, every tier on Redis, then e2e and faults on PostgreSQL too
 	@$(UV) run --frozen pytest
 	@if [ -z "$$STATE_STORE" ]; then $(MAKE) --no-print-directory test-postgres; fi
 
@@ -44,6 +48,9 @@ test-service: setup ## service tests only (FastAPI apps with a fake gateway)
 
 test-e2e: runtime ## end-to-end tests only (real daprd, placement, scheduler, redis)
 	@$(UV) run --frozen pytest tests/e2e
+
+test-k8s: runtime kube-parts ## deploy/'s overlays applied to a real kube-apiserver with Dapr's injector
+	@$(UV) run --frozen pytest tests/k8s
 
 test-browser: runtime ## the web console in headless Chromium (installs Debian's chromium if root)
 	@$(UV) run --frozen pytest tests/browser
@@ -81,8 +88,8 @@ fmt: setup ## format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: runtime ## benchmarks against bare Dapr in the same run (minutes; prints a table)
-	@$(UV) run --frozen python bench/run.py
+bench: runtime ## the six figures against bare Dapr (minutes; BENCH=--quick: under a minute)
+	@$(UV) run --frozen python bench/run.py $(BENCH)
 
 # Not part of `make test`: it runs the fast tiers once per mutant (docs/testing.md).
 # MUTANTS=--again tests again what the last run did not kill; MUTANTS="name or glob ..." those.

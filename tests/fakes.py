@@ -15,6 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import httpx
 
 from contracts.messages import (
+    ApprovalCancelled,
     ApprovalOutcome,
     ApprovalReminded,
     ApprovalRequested,
@@ -107,6 +108,8 @@ class FakeWorkflows:
     scheduled: list[tuple[str, str, Any]] = field(default_factory=list)
     raised: list[tuple[str, str, Any]] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
+    # History rows per instance (as plumbing.history makes them); one start event otherwise.
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
     def _check(self, operation: str) -> None:
         if operation in self.failing:
@@ -166,7 +169,8 @@ class FakeWorkflows:
         return sorted(self.instances)
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
-        return [{"event_id": -1, "type": "EXECUTION_STARTED", "name": instance_id}]
+        started = [{"event_id": -1, "type": "EXECUTION_STARTED", "name": instance_id}]
+        return self.histories.get(instance_id, started)
 
 
 @dataclass
@@ -180,6 +184,35 @@ class FakeBindings:
         if self.failing:
             raise Transient(f"binding {name}: connection refused")
         self.calls.append((name, operation, data, metadata))
+
+
+@dataclass
+class FakeScheduler:
+    """Jobs as the Dapr scheduler keeps them: by name, replaced whole; `calls` records every
+    schedule and delete, so a test can tell a replaced job from one left alone."""
+
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: list[tuple[str, str]] = field(default_factory=list)
+    down: int = 0  # how many calls still fail, as while the scheduler leads again
+
+    def _check(self, name: str) -> None:
+        if self.down > 0:
+            self.down -= 1
+            raise Transient(f"job {name}: the Dapr sidecar or its scheduler is unavailable")
+
+    def schedule(self, name: str, schedule: str, data: dict[str, Any]) -> None:
+        self._check(name)
+        self.calls.append(("schedule", name))
+        self.jobs[name] = {"schedule": schedule, "data": copy.deepcopy(data)}
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        self._check(name)
+        return copy.deepcopy(self.jobs.get(name))
+
+    def delete(self, name: str) -> None:
+        self._check(name)
+        self.calls.append(("delete", name))
+        self.jobs.pop(name, None)
 
 
 SECRETS = Path(__file__).resolve().parents[1] / "secrets"
@@ -233,7 +266,7 @@ def signing_app(message: Message) -> str | None:
         return "approvals"
     if isinstance(message, ApprovalRequested):
         return "orders" if message.stage == 1 else "approvals"
-    if isinstance(message, OrderStatusChanged):
+    if isinstance(message, (OrderStatusChanged, ApprovalCancelled)):
         return "orders"
     return None
 
@@ -279,6 +312,8 @@ class FakeSidecar:
     store: str | None = None
     # The same for the pub/sub's broker, which the probe message reaches.
     broker: str | None = None
+    # Workflow workers connected to the sidecar (its metadata's workflows.connectedWorkers).
+    workers: int = 1
     asked: list[httpx.Request] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
@@ -290,7 +325,15 @@ class FakeSidecar:
         if request.headers.get("dapr-api-token") != FakeSidecar.TOKEN:
             return httpx.Response(401, json={"message": "invalid api token"})
         if path == "/v1.0/metadata":
-            return httpx.Response(200, json={"components": [{"name": c} for c in self.components]})
+            return httpx.Response(
+                200,
+                json={
+                    "components": [{"name": c} for c in self.components],
+                    "actorRuntime": {"runtimeStatus": "RUNNING", "placement": "connected"},
+                    "scheduler": {"connected_addresses": ["127.0.0.1:50006"]},
+                    "workflows": {"connectedWorkers": self.workers} if self.workers else {},
+                },
+            )
         if path.startswith("/v1.0/state/"):
             if self.store == "refused":
                 return httpx.Response(
@@ -345,4 +388,5 @@ def fake_gateway(sidecar: FakeSidecar | None = None) -> Gateway:
         bindings=FakeBindings(),
         secrets=FakeSecrets(),
         readiness=(sidecar or FakeSidecar()).readiness(),
+        scheduler=FakeScheduler(),
     )

@@ -10,6 +10,7 @@ keeps that exception, and the event it happened at, so a test can see it.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -66,6 +67,24 @@ def stamped(event: pb.HistoryEvent, at: datetime) -> pb.HistoryEvent:
 def started(at: datetime) -> pb.HistoryEvent:
     """The event that opens every step (durabletask's OrchestratorStarted): it sets the time."""
     return stamped(ph.new_workflow_started_event(), at)
+
+
+def new_patches(history: Sequence[pb.HistoryEvent], patches: Sequence[str]) -> list[str]:
+    """The patches (`ctx.is_patched`) a step reported that no earlier step recorded: what the
+    sidecar writes on the step's workflowStarted event, so that a replay finds them."""
+    left = Counter(
+        p
+        for e in history
+        if e.HasField("workflowStarted")
+        for p in e.workflowStarted.version.patches
+    )
+    fresh = []
+    for patch in patches:
+        if left[patch] > 0:
+            left[patch] -= 1
+        else:
+            fresh.append(patch)
+    return fresh
 
 
 def registry(

@@ -275,6 +275,10 @@ class WorkflowHarness:
         executor = engine.Executor(self._registry)
         with self._clock.frozen(self.now):
             results = executor.run(self.instance_id, self.history, batch)
+        # As Dapr keeps versioning: the patches this step met first go on its opening event.
+        batch[0].workflowStarted.version.patches.extend(
+            engine.new_patches(self.history, results.patches or [])
+        )
         self.history.extend(batch)
         if executor.ctx is not None:
             self._waiting = {name for name, tasks in executor.ctx._pending_events.items() if tasks}
@@ -316,10 +320,9 @@ class WorkflowHarness:
         elif kind == "createTimer":
             timer = action.createTimer
             event = timers.new_timer_created_event(action.id, timer.fireAt)
-            if timer.HasField("externalEvent"):
-                event.timerCreated.externalEvent.CopyFrom(timer.externalEvent)
-            elif timer.HasField("createTimer"):
-                event.timerCreated.createTimer.CopyFrom(timer.createTimer)
+            origin = timer.WhichOneof("origin")  # what the timer is for, recorded as Dapr does
+            if origin is not None:
+                getattr(event.timerCreated, origin).CopyFrom(getattr(timer, origin))
             self.history.append(engine.stamped(event, self.now))
             if not timers.is_optional_timer_action(action):  # an indefinite wait: it never fires
                 self._timers[action.id] = engine.aware(timer.fireAt)

@@ -18,14 +18,22 @@ from approvals.domain import ApprovalView, UnknownApproval, check_can_decide, wh
 from approvals.readmodel import list_index, load_view, save_view
 from approvals.workflows import (
     APPROVAL_WORKFLOW,
+    CANCEL_EVENT,
     DECISION_EVENT,
     INSTANCE_PREFIX,
     ApprovalInput,
     instance_id,
 )
-from contracts.messages import TRUSTED, ApprovalRequested, BusinessId, DecisionSubmitted, Tier
+from contracts.messages import (
+    TRUSTED,
+    ApprovalCancelled,
+    ApprovalRequested,
+    BusinessId,
+    DecisionSubmitted,
+    Tier,
+)
 from contracts.text import PlainText
-from contracts.topics import APPROVAL_REQUESTS, DECISIONS
+from contracts.topics import APPROVAL_CANCELLATIONS, APPROVAL_REQUESTS, DECISIONS
 from control import instances
 from control.auditing import audited
 from control.management import MAX_WAIT_S, WorkflowRules, mount_management
@@ -56,6 +64,14 @@ def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalReq
     return Answer.success()
 
 
+def _held(iid: str, made_at: datetime, hold_for_s: float, what: str) -> Answer:
+    """A message for an approval that does not exist yet: RETRY (topics reorder) until
+    `hold_for_s` after it was made, then DROP to the dead-letter topic."""
+    if (datetime.now(UTC) - made_at).total_seconds() > hold_for_s:
+        return Answer.drop(f"no approval {iid} appeared within {hold_for_s:.0f}s")
+    return Answer.retry(f"approval {iid} does not exist yet; holding the {what}")
+
+
 def deliver_decision(
     gateway: Gateway, settings: ServiceSettings, decision: DecisionSubmitted, hold_for_s: float
 ) -> Answer:
@@ -68,10 +84,7 @@ def deliver_decision(
     iid = instance_id(decision.order_id)
     state = gateway.workflows.state(iid)
     if state is None:
-        age = (datetime.now(UTC) - decision.decided_at).total_seconds()
-        if age > hold_for_s:
-            return Answer.drop(f"no approval {iid} appeared within {hold_for_s:.0f}s")
-        return Answer.retry(f"approval {iid} does not exist yet; holding the decision")
+        return _held(iid, decision.decided_at, hold_for_s, "decision")
     if state.status in instances.TERMINAL:
         return Answer.success(f"{iid} already {state.status.lower()}; decision has no effect")
     key = f"decision-seen:{decision.decision_id}"
@@ -85,6 +98,26 @@ def deliver_decision(
     return Answer.success()
 
 
+def close_approval(gateway: Gateway, stop: ApprovalCancelled, hold_for_s: float) -> Answer:
+    """Raise the order's cancellation into its approval workflow, which ends it `cancelled`.
+
+    The request and the cancellation travel on different topics: a cancellation that arrives
+    before its approval exists is held (RETRY) like an early decision, then dead-lettered."""
+    wf = gateway.workflows
+    assert wf is not None
+    iid = instance_id(stop.order_id)
+    state = wf.state(iid)
+    if state is None:
+        view = load_view(gateway.state, stop.order_id)
+        if view is not None:  # its workflow was purged: it ended long ago
+            return Answer.success(f"approval of {stop.order_id} already {view.status}")
+        return _held(iid, stop.cancelled_at, hold_for_s, "cancellation")
+    if state.status in instances.TERMINAL:
+        return Answer.success(f"{iid} already {state.status.lower()}; nothing to close")
+    wf.raise_event(iid, CANCEL_EVENT, stop.model_dump(mode="json"))
+    return Answer.success()
+
+
 class DecisionBody(BaseModel):
     """A decision as an approver posts it; who decides comes from the bearer token."""
 
@@ -92,7 +125,7 @@ class DecisionBody(BaseModel):
     reason: Annotated[PlainText, Field(max_length=1000)] = ""
 
 
-STATUS_FILTER = "^(pending|approved|rejected|expired|terminated|failed)$"
+STATUS_FILTER = "^(pending|approved|rejected|expired|cancelled|terminated|failed)$"
 
 
 def keep_ending(gateway: Gateway, state: InstanceState) -> None:
@@ -137,6 +170,15 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         model=DecisionSubmitted,
         handler=lambda m: deliver_decision(gw(), settings, m, settings.decision_hold_s),
         signed_by=keys_of(app, "approvals"),  # only the approvals API decides
+    )
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
+        topic=APPROVAL_CANCELLATIONS,
+        model=ApprovalCancelled,
+        handler=lambda m: close_approval(gw(), m, settings.decision_hold_s),
+        signed_by=keys_of(app, "orders"),  # only orders cancels an order
     )
     app.include_router(router)
     rules = WorkflowRules(
@@ -190,9 +232,7 @@ def submit_decision(
 def inbox(
     gateway: GatewayDep,
     reader: Reader,
-    status: Annotated[
-        str | None, Query(pattern="^(pending|approved|rejected|expired|terminated|failed)$")
-    ] = None,
+    status: Annotated[str | None, Query(pattern=STATUS_FILTER)] = None,
     tier: Tier | None = None,
 ) -> list[dict[str, Any]]:
     """Approvals by status and tier, soonest due first; each says whether the caller may

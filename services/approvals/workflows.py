@@ -16,13 +16,20 @@ Reminders: when the policy says `reminder_before` (and the stage is long enough)
 timer per stage fires that long before the deadline and the stage's approvers are reminded
 once (ApprovalReminded on approval-reminders). A snapshot from before reminders reads as
 `reminder_before` 0, so approvals started then replay without the timer they never had.
+
+When its order is cancelled, the approvals app raises `cancel` (the ApprovalCancelled from
+orders): the approval ends `cancelled`, undecided, and leaves the inbox; no outcome is published
+(the order has ended already) and no reminder follows (the workflow has ended, its timers with
+it). Approvals that were waiting before this existed carry no version mark (`ctx.is_patched`)
+and keep waiting without a cancel waiter. The reminder timer is created before the decision and
+cancel waiters, so an approval with both keeps the ids of each recording without the other.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Generator
-from typing import Any
+from typing import Any, Literal
 
 from dapr.ext.workflow import when_any
 from pydantic import BaseModel, ValidationError
@@ -31,6 +38,7 @@ from approvals.domain import ApprovalView, LogEntry
 from approvals.readmodel import save_view
 from contracts.messages import (
     TRUSTED,
+    ApprovalCancelled,
     ApprovalOutcome,
     ApprovalReminded,
     ApprovalRequested,
@@ -49,6 +57,8 @@ log = logging.getLogger(__name__)
 
 APPROVAL_WORKFLOW = "approval_workflow"
 DECISION_EVENT = "decision"
+CANCEL_EVENT = "cancel"
+CANCEL_PATCH = "cancel"  # the version mark of approvals that take the cancel event
 PUBLISH_OUTCOME = "publish_approval_outcome"
 REQUEST_NEXT_STAGE = "request_next_stage"
 REMIND_APPROVERS = "remind_approvers"
@@ -67,7 +77,7 @@ class ApprovalInput(BaseModel):
 
 class ApprovalResult(BaseModel):
     order_id: str
-    outcome: Outcome
+    outcome: Outcome | Literal["cancelled"]
     decided_by: str
     reason: str
     stages: int
@@ -138,9 +148,28 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
     deadline = ctx.create_timer(due)
     remind = reminder()
     waiting = ctx.wait_for_external_event(DECISION_EVENT)
+    cancel = ctx.wait_for_external_event(CANCEL_EVENT) if ctx.is_patched(CANCEL_PATCH) else None
     while True:
         ctx.set_custom_status(f"awaiting {tier.value} decision (stage {stage}), due {rfc3339(due)}")
-        winner = yield when_any([waiting, deadline, *([remind] if remind else [])])
+        racing = [waiting, deadline, *([remind] if remind else []), *([cancel] if cancel else [])]
+        winner = yield when_any(racing)
+        if cancel is not None and winner is cancel:
+            stop = _parse_cancel(cancel.get_result(), req.order_id)
+            if stop is None:
+                note("malformed", "a cancel event that is not this order's ApprovalCancelled")
+                cancel = ctx.wait_for_external_event(CANCEL_EVENT)
+                continue
+            note("cancelled", f"the order was cancelled by {stop.cancelled_by}: {stop.reason}")
+            ctx.set_custom_status(f"cancelled by {stop.cancelled_by}")
+            yield activity(ctx, RECORD_APPROVAL, view("cancelled", stop.cancelled_by, stop.reason))
+            return ApprovalResult(
+                order_id=req.order_id,
+                outcome="cancelled",
+                decided_by=stop.cancelled_by,
+                reason=stop.reason,
+                stages=stage,
+                log=entries,
+            ).model_dump(mode="json")
         if remind is not None and winner is remind:
             remind = None
             note("reminded", f"{tier.value} approvers reminded; due {rfc3339(due)}")
@@ -234,6 +263,15 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
         stages=stage,
         log=entries,
     ).model_dump(mode="json")
+
+
+def _parse_cancel(data: Any, order_id: str) -> ApprovalCancelled | None:
+    """This order's cancellation, or None when the event is not one (it is then logged)."""
+    try:
+        stop = ApprovalCancelled.model_validate(data)
+    except ValidationError:
+        return None
+    return stop if stop.order_id == order_id else None
 
 
 def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:

@@ -303,6 +303,19 @@ class ApprovalOutcome(Message):
         return f"{self.order_id}-outcome"
 
 
+class ApprovalCancelled(Message):
+    """The order was cancelled while its approval was open: the approval is closed undecided."""
+
+    order_id: BusinessId
+    cancelled_by: Annotated[FreeText, Field(min_length=1, max_length=128)]
+    reason: Annotated[FreeText, Field(min_length=1, max_length=500)]
+    cancelled_at: AwareDatetime
+
+    @property
+    def message_id(self) -> str:
+        return f"{self.order_id}-cancelled"
+
+
 class OrderStatusChanged(Message):
     order_id: BusinessId
     status: OrderStatus

@@ -6,6 +6,7 @@ DECISIONS = "decisions"
 APPROVAL_OUTCOMES = "approval-outcomes"
 ORDER_STATUS = "order-status"
 APPROVAL_REMINDERS = "approval-reminders"
+APPROVAL_CANCELLATIONS = "approval-cancellations"
 
 
 def dead_letter(topic: str, app_id: str) -> str:

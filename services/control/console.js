@@ -30,6 +30,15 @@ const ACTIONS = {
 };
 const TERMINATE_NOTE = "Terminate is for stuck workflows: it stops this instance for good, runs " +
   "no compensation and decides nothing (its output records who terminated it and why).";
+const CANCEL_NOTE = "Cancel is how to stop an order: its workflow closes the open approval, " +
+  "tells the customer and ends cancelled. Terminate only what cannot take the cancellation.";
+// An order's workflow also takes a cancellation (POST /orders/{id}/cancel) while it runs.
+const ORDER_PREFIX = "order-";
+function actionsOf(wf) {
+  const actions = ACTIONS[wf.status] ?? [];
+  const cancellable = wf.name === "order_workflow" && ["RUNNING", "SUSPENDED"].includes(wf.status);
+  return cancellable ? ["cancel", ...actions] : actions;
+}
 
 function token() { return sessionStorage.getItem("token") || ""; }
 function say(text, error = false) {
@@ -59,15 +68,33 @@ function askReason(question, required) {
 }
 
 async function loadWorkflows() {
-  const status = $("status").value;
-  const data = await api("GET", "/workflows?limit=200" + (status ? `&status=${status}` : ""));
-  $("total").textContent = `${data.total} instances`;
+  // "stuck": the live instances that are stuck, each with why, in place of its update time.
+  const status = $("status").value, stuck = status === "stuck";
+  const filter = stuck ? "&stuck=true" : (status ? `&status=${status}` : "");
+  const data = await api("GET", "/workflows?limit=200" + filter);
+  $("total").textContent = `${data.total} ${stuck ? "stuck " : ""}instances`;
+  $("last-head").textContent = stuck ? "Why stuck" : "Updated";
   $("rows").innerHTML = data.instances.map((i) => `<tr class="row" data-id="${esc(i.instance_id)}">
     <td>${brk(i.instance_id)}</td><td>${brk(i.name)}</td>
     <td><span class="badge ${esc(i.status)}">${esc(i.status)}</span></td>
-    <td>${when(i.created_at)}</td><td>${when(i.updated_at)}</td></tr>`).join("");
+    <td>${when(i.created_at)}</td>
+    <td class="${stuck ? "why-stuck" : ""}">${stuck ? esc(i.stuck.join("; ")) : when(i.updated_at)}</td>
+    </tr>`).join("");
+  loadRetention().catch((err) => { $("retention").textContent = `Retention: ${err.message}`; });
   document.querySelectorAll("tr.row").forEach((r) => r.onclick = () =>
     show(r.dataset.id).catch((err) => say(err.message, true)));
+}
+
+// The scheduled purge of finished instances: when it runs and what the last run did.
+async function loadRetention() {
+  const r = await api("GET", "/retention");
+  if (!r.enabled) { $("retention").textContent = "Retention: off."; return; }
+  const next = r.next_run ? `next ${when(r.next_run)}` : `every ${esc(r.every)}`;
+  const last = r.last_run ? `last ${when(r.last_run.at)}: ${esc(r.last_run.status)}, ${
+    esc(Object.entries(r.last_run.counts).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing to do")}`
+    : "no run yet";
+  $("retention").innerHTML = `Retention: finished instances older than ${esc(r.age)}${
+    r.dry_run ? " (dry run)" : ""} are purged on schedule <code>${esc(r.schedule)}</code>; ${next}; ${last}.`;
 }
 
 function showDetail(visible) {
@@ -79,7 +106,7 @@ async function show(id) {
   const [wf, history] = await Promise.all([
     api("GET", `/workflows/${encodeURIComponent(id)}?payloads=true`),
     api("GET", `/workflows/${encodeURIComponent(id)}/history`)]);
-  const actions = ACTIONS[wf.status] ?? [];
+  const actions = actionsOf(wf);
   $("detail").innerHTML = `<h3>${brk(wf.instance_id)}
       <span class="badge ${esc(wf.status)}">${esc(wf.status)}</span></h3>
     <p>${esc(wf.name)} · created ${when(wf.created_at)} · updated ${when(wf.updated_at)}</p>
@@ -87,6 +114,9 @@ async function show(id) {
     ${wf.failure ? `<p class="error"><b>Failure:</b> ${esc(wf.failure)}</p>` : ""}
     <div class="actions">${actions.map((a) => `<button data-act="${a}">${
       a[0].toUpperCase() + a.slice(1)}</button>`).join("")}</div>
+    <div class="diagnose"><button id="diagnose">Why is it stuck?</button></div>
+    <div id="diagnosis"></div>
+    ${actions.includes("cancel") ? `<p class="note">${esc(CANCEL_NOTE)}</p>` : ""}
     ${actions.includes("terminate") ? `<p class="note">${esc(TERMINATE_NOTE)}</p>` : ""}
     <h4>Output</h4><pre>${esc(JSON.stringify(wf.output, null, 2))}</pre>
     <h4>History</h4><table class="history"><tbody>${history.map((e) => `<tr>
@@ -94,7 +124,32 @@ async function show(id) {
       <td>${brk(e.name)}</td></tr>`).join("")}</tbody></table>
     <h4>Input</h4><pre>${esc(JSON.stringify(wf.input, null, 2))}</pre>`;
   document.querySelectorAll("[data-act]").forEach((b) => b.onclick = () => act(id, b.dataset.act));
+  $("diagnose").onclick = () => diagnose(id).catch((err) => say(err.message, true));
   showDetail(true);
+}
+
+// The diagnosis panel: the findings (the likeliest reason first), then the facts behind them.
+async function diagnose(id) {
+  const d = await api("GET", `/workflows/${encodeURIComponent(id)}/diagnosis`);
+  const items = (xs) => xs.length ? `<ul>${xs.map((x) => `<li>${x}</li>`).join("")}</ul>` : "<p>none</p>";
+  const timers = d.waiting_for.timers.map((t) =>
+    `${esc(t.kind)} due ${when(t.fire_at)}${t.overdue ? ' <span class="badge overdue">overdue</span>' : ""}`);
+  const stranded = d.unconsumed_events.map((e) => `${brk(e.name)} at ${when(e.at)}${
+    e.resembles ? ` (meant <b>${brk(e.resembles)}</b>?)` : ""}`);
+  const failures = d.activities.failures.map((f) =>
+    `${brk(f.name)}, attempt ${esc(f.attempt)} at ${when(f.at)}: ${esc(f.failure)}`);
+  const letters = d.dead_letters.map((l) => `${brk(l.topic)} ${brk(l.event_id)}: ${esc(l.reason)}`);
+  $("diagnosis").innerHTML = `<div class="diagnosis"><h4>Why is it stuck?</h4>
+    ${items(d.findings.map(esc))}
+    <p><b>Waits for events:</b> ${esc(d.waiting_for.events.join(", ") || "none")}</p>
+    <p><b>Timers:</b></p>${items(timers)}
+    <p><b>Events no wait took:</b></p>${items(stranded)}
+    <p><b>Activity failures:</b></p>${items(failures)}
+    <p><b>Dead letters of its order:</b></p>${items(letters)}
+    <p><b>Sidecar:</b> ${esc(d.runtime.sidecar)} · <b>workflow workers:</b>
+      ${esc(d.runtime.workflow_workers)}</p>
+    <p><b>Last progress:</b> ${when(d.last_progress_at)}${
+      d.deadline ? ` · <b>deadline:</b> ${when(d.deadline)}` : ""}</p></div>`;
 }
 
 async function act(id, action) {
@@ -102,13 +157,24 @@ async function act(id, action) {
   if (action === "purge") {
     if (!confirm(`Purge ${id}? Its state and history are deleted for good.`)) return;
   } else {
-    if (action === "terminate" && !confirm(`${TERMINATE_NOTE}\n\nTerminate ${id}?`)) return;
+    const note = id.startsWith(ORDER_PREFIX) ? `${TERMINATE_NOTE}\n${CANCEL_NOTE}` : TERMINATE_NOTE;
+    if (action === "terminate" && !confirm(`${note}\n\nTerminate ${id}?`)) return;
     const reason = askReason(`Reason to ${action} ${id}? (audited)`, true);
-    if (reason === null) { say(`${id}: ${action} cancelled`); return; }
+    if (reason === null) { say(`${id}: ${action} called off, nothing sent`); return; }
     body = {reason};
   }
   try {
     if (action === "purge") await api("DELETE", `/workflows/${encodeURIComponent(id)}`);
+    else if (action === "cancel") {
+      const order = id.slice(ORDER_PREFIX.length);
+      const path = `/orders/${encodeURIComponent(order)}`;
+      const out = await api("POST", `${path}/cancel`, body);
+      say(`order ${order}: cancellation requested; ${out.detail}`);
+      const now = await api("GET", `${path}?wait=20&until=cancelled`);
+      say(`order ${order}: ${now.status}${now.status === "cancelled" ? "" : ` (${now.detail})`}`);
+      await loadWorkflows();
+      return await show(id);
+    }
     else await api("POST", `/workflows/${encodeURIComponent(id)}/${action}`, body);
     say(`${id}: ${action} done`);
     await loadWorkflows();

@@ -142,6 +142,12 @@ def forget(state: StateStore, instance_id: str) -> None:
     )
 
 
+def entry(state: StateStore, instance_id: str) -> Entry | None:
+    """One indexed instance, or None when the index does not know it."""
+    doc, _ = state.get(_key(instance_id))
+    return Entry.model_validate(doc) if doc else None
+
+
 def entries(state: StateStore) -> list[Entry]:
     """Every indexed instance: 16 shard reads and one bulk read per 100 instances."""
     shards = state.get_many([f"wf-ids:{n}" for n in range(SHARDS)])

@@ -14,21 +14,22 @@ never by the caller, so it cannot pose as a business outcome.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, FastAPI, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.text import PlainText
-from contracts.timestamps import rfc3339
 from control import instances, jobs
 from control.auditing import audited, record
+from control.diagnosis import diagnosis_router, stuck_entries
 from control.job_routes import job_router
+from control.retention import mount_retention
+from control.views import describe, in_time_order
 from plumbing.auth import Forbidden, Operator, Reader
 from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, workflows_of
 from plumbing.web import InvalidInput
@@ -40,58 +41,6 @@ InstanceId = Annotated[
 ]
 EventName = Annotated[str, Path(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
 MAX_WAIT_S = 60.0
-
-
-def _json(raw: str | None) -> Any:
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
-def describe(state: InstanceState, payloads: bool) -> dict[str, Any]:
-    """An instance as the API shows it: times in RFC 3339 (`Z`), null until it has started."""
-    body: dict[str, Any] = {
-        "instance_id": state.instance_id,
-        "name": state.name,
-        "status": state.status,
-        "created_at": rfc3339(state.created_at) if state.created_at else None,
-        "updated_at": rfc3339(state.updated_at) if state.updated_at else None,
-        "custom_status": _json(state.custom_status),
-        "failure": state.failure,
-    }
-    if payloads:
-        body |= {"input": _json(state.input), "output": _json(state.output)}
-    return body
-
-
-def in_time_order(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """History rows by time (ties keep Dapr's order), numbered from 1 in `seq`.
-
-    Dapr stores events as they are committed, so a task's completion can follow an event with
-    a later time; it dates them in naive UTC; and its `event_id` is -1 for events that are not
-    tasks. Here times carry their zone, and a missing event id is None."""
-
-    def at(event: dict[str, Any]) -> datetime:
-        raw = event.get("timestamp")
-        when = datetime.fromisoformat(raw) if raw else datetime.min
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-    def event_id(event: dict[str, Any]) -> int | None:
-        eid = event.get("event_id")
-        return eid if isinstance(eid, int) and eid >= 0 else None
-
-    return [
-        {
-            "seq": n,
-            **e,
-            "timestamp": rfc3339(at(e)) if e.get("timestamp") else None,
-            "event_id": event_id(e),
-        }
-        for n, e in enumerate(sorted(events, key=at), start=1)
-    ]
 
 
 class StartBody(BaseModel):
@@ -202,8 +151,14 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
         updated_after: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         offset: Annotated[int, Query(ge=0)] = 0,
+        stuck: bool = False,
+        stuck_after: Annotated[
+            str | None, Query(description="e.g. 30m; default STUCK_AFTER")
+        ] = None,
     ) -> dict[str, Any]:
-        """Instances from the index, newest first, filtered and paged."""
+        """Instances from the index, newest first, filtered and paged. With `stuck`, only the
+        live ones that are stuck, each with why (`stuck`): past their deadline, a timer overdue,
+        an event no wait took, an activity failing, or no progress for `stuck_after`."""
         wanted = frozenset(s.upper() for s in status or [])
         unknown = sorted(wanted - instances.STATUSES)
         if unknown:
@@ -216,12 +171,23 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
             key=lambda e: e.created_at,
             reverse=True,
         )
+        why: dict[str, list[str]] = {}
+        if stuck:
+            quiet = _duration("stuck_after", stuck_after) or request.app.state.settings.stuck_after
+            now = datetime.now(UTC)
+            why = {
+                e.instance_id: w for e, w in stuck_entries(gateway_of(request), rows, quiet, now)
+            }
+            rows = [e for e in rows if e.instance_id in why]
         page = rows[offset : offset + limit]
         return {
             "total": len(rows),
             "offset": offset,
             "limit": limit,
-            "instances": [e.model_dump(mode="json") for e in page],
+            "instances": [
+                e.model_dump(mode="json") | ({"stuck": why[e.instance_id]} if stuck else {})
+                for e in page
+            ],
         }
 
     @router.post("/reconcile")
@@ -386,12 +352,24 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
     return router
 
 
+def _duration(field: str, text: str | None) -> timedelta | None:
+    """A positive duration from a query parameter; InvalidInput says what is wrong."""
+    if text is None:
+        return None
+    try:
+        return jobs.parse_age(text)
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: {exc}") from None
+
+
 def mount_management(app: FastAPI, workflows: dict[str, WorkflowRules]) -> None:
     """Add the /workflows routes to the app, and have its lifespan take up the bulk jobs a
     previous run of the app left unfinished (control.app.build_app runs `app.state.on_ready`
     once the Dapr clients are open)."""
     keep = keeper(workflows)
+    mount_retention(app, keep)
     app.include_router(job_router(keep))
+    app.include_router(diagnosis_router())
     app.include_router(management_router(workflows))
     hooks = getattr(app.state, "on_ready", [])
     app.state.on_ready = [*hooks, lambda gateway, audit: jobs.keep_resuming(gateway, audit, keep)]

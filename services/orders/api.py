@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Query, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.messages import (
     TRUSTED,
@@ -20,18 +20,21 @@ from contracts.messages import (
     describe_errors,
 )
 from contracts.money import describe_price
+from contracts.text import PlainText
 from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS, ORDERS
 from control import instances
-from control.auditing import audited
+from control.auditing import audited, record
 from control.management import MAX_WAIT_S, WorkflowRules, mount_management
 from orders import readmodel
-from orders.domain import conflict, content_of, differences
+from orders.domain import NotCancellable, conflict, content_of, differences, why_not_cancel
 from orders.readmodel import OrderRecord, RecordStatus
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     APPROVAL_STAGE_EVENT,
+    CANCEL_EVENT,
     INSTANCE_PREFIX,
     ORDER_WORKFLOW,
+    Cancellation,
     OrderInput,
     instance_id,
 )
@@ -315,3 +318,57 @@ def _reached(status: str, until: RecordStatus) -> bool:
     if now in readmodel.ENDED:
         return now is RecordStatus.COMPLETED and until not in readmodel.ENDED
     return until not in readmodel.ENDED and readmodel.rank(now) >= readmodel.rank(until)
+
+
+class CancelBody(BaseModel):
+    """Why the order is cancelled (required; audited, and told to the approvers' inbox)."""
+
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[PlainText, Field(min_length=1, max_length=500)]
+
+
+def cancel_key(order_id: str) -> str:
+    return f"order-cancel:{order_id}"
+
+
+def takes_cancel(history: list[dict[str, Any]]) -> bool:
+    """Whether the order workflow waits (or will wait) for the cancel event: one that already
+    waits for its approval without a cancel waiter started before cancellation existed."""
+    waits = {str(r.get("waits_for", "")).casefold() for r in history}
+    return CANCEL_EVENT in waits or APPROVAL_OUTCOME_EVENT not in waits
+
+
+@router.post("/orders/{order_id}/cancel", status_code=202)
+def cancel_order(
+    order_id: BusinessId,
+    body: CancelBody,
+    gateway: GatewayDep,
+    request: Request,
+    operator: Operator,
+) -> dict[str, Any]:
+    """Cancel an order: its workflow closes the open approval, tells the customer and ends
+    `cancelled`. A finished or approved order is a 409 that says why; so is one whose workflow
+    cannot take the event (stuck or failing: terminate that instead)."""
+    shown = _read_order(gateway, order_id)
+    if shown is None:
+        raise NotFound(f"no order {order_id!r}")
+    iid = instance_id(order_id)
+    wf_status = shown["workflow_status"]
+    history = workflows_of(gateway).history(iid) if wf_status in ("RUNNING", "SUSPENDED") else []
+    problem = why_not_cancel(order_id, shown["status"], wf_status, takes_cancel(history))
+    if problem:
+        raise NotCancellable(problem)
+    asked = Cancellation(by=operator.id, reason=body.reason, at=datetime.now(UTC))
+    answer = {"order_id": order_id, "instance_id": iid, "status": "cancelling"}
+    if not gateway.state.claim(cancel_key(order_id), asked.model_dump(mode="json")):
+        first, _ = gateway.state.get(cancel_key(order_id))
+        record(request, target=order_id, outcome="ok: already requested", reason=body.reason)
+        return answer | {"detail": f"cancellation already requested by {(first or {}).get('by')}"}
+    try:
+        with audited(request, target=order_id, reason=body.reason):
+            workflows_of(gateway).raise_event(iid, CANCEL_EVENT, asked.model_dump(mode="json"))
+    except Exception:
+        gateway.state.delete(cancel_key(order_id))  # a retry may ask again
+        raise
+    later = " once it is resumed" if wf_status == "SUSPENDED" else ""
+    return answer | {"detail": f"its workflow takes the cancellation{later}"}

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from control.app import build_app
 from orders import api
-from orders.domain import ConflictingOrder
+from orders.domain import ConflictingOrder, NotCancellable
 from orders.workflows import ORDER_WORKFLOW, make_activities, order_workflow
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
@@ -25,5 +25,5 @@ def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None 
         workflows={ORDER_WORKFLOW: order_workflow},
         activities=make_activities,
         signs=True,  # approval requests and status changes are verified by their consumers
-        errors={ConflictingOrder: 409},
+        errors={ConflictingOrder: 409, NotCancellable: 409},
     )

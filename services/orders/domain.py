@@ -2,6 +2,7 @@
 
 Errors (mapped to HTTP once in orders.app):
   ConflictingOrder (409)  an order id placed again with other content
+  NotCancellable (409)    an order that cannot take a cancellation (finished, approved, ...)
 """
 
 from __future__ import annotations
@@ -14,6 +15,47 @@ from contracts.messages import OrderPlaced
 
 class ConflictingOrder(Exception):
     """The order id was placed already, with other content."""
+
+
+class NotCancellable(Exception):
+    """The order cannot be cancelled now; the message says why and what to do instead."""
+
+
+# Where an order's workflow can still take the cancel event (and, suspended, once resumed).
+CANCELLABLE_WORKFLOW = frozenset({"RUNNING", "SUSPENDED"})
+STUCK_HINT = "terminate its workflow instead (POST /workflows/{iid}/terminate)"
+
+
+def why_not_cancel(
+    order_id: str, status: str, workflow_status: str | None, takes_cancel: bool
+) -> str | None:
+    """Why the order cannot be cancelled now, or None when it can.
+
+    `status` is the order record's, `workflow_status` its workflow's (None once purged), and
+    `takes_cancel` whether that workflow waits for the cancel event at all (orders that were
+    already waiting when cancellation was added do not)."""
+    iid = f"order-{order_id}"
+    if status in ("completed", "rejected", "expired", "failed", "cancelled", "terminated"):
+        return f"order {order_id} is {status}: a finished order cannot be cancelled"
+    if status == "approved":
+        return (
+            f"order {order_id} was approved and is being fulfilled: it can no longer be cancelled"
+        )
+    if workflow_status in (None, "PENDING"):
+        return (
+            f"order {order_id} has not started yet (its workflow is not running); try again shortly"
+        )
+    if workflow_status not in CANCELLABLE_WORKFLOW:
+        return (
+            f"order {order_id}'s workflow is {workflow_status}: it cannot take a cancellation; "
+            + STUCK_HINT.format(iid=iid)
+        )
+    if not takes_cancel:
+        return (
+            f"order {order_id} started before orders could be cancelled and its workflow does "
+            "not wait for a cancellation; " + STUCK_HINT.format(iid=iid)
+        )
+    return None
 
 
 def content_of(order: OrderPlaced) -> dict[str, Any]:

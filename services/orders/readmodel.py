@@ -23,7 +23,7 @@ from contracts.messages import Tier
 from contracts.money import Valuation
 from contracts.timestamps import UtcDatetime
 from control.instances import TERMINAL
-from control.management import describe
+from control.views import describe
 from plumbing.gateway import InstanceState, StateStore
 from plumbing.state import update
 

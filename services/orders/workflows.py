@@ -15,6 +15,12 @@ Activities do the side effects, idempotently: every message they publish has a s
 every step is written to the order record (orders.readmodel) before it is announced. When the
 approval escalates, the orders app raises `approval_stage` (the signed ApprovalRequested of the
 new stage) and the workflow records the new stage, tier and deadline.
+
+An operator cancels an order (POST /orders/{id}/cancel) by raising `cancel` into its workflow,
+which takes it wherever it waits for its approval: it closes the approval (an ApprovalCancelled
+on `approval-cancellations`; the approvals workflow ends it as `cancelled`), announces
+`cancelled` on `order-status`, and ends normally with that outcome. Nothing else needs undoing:
+an order is fulfilled only once approved, and an approved order takes no cancellation.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from pydantic import BaseModel, ValidationError
 
 from contracts.messages import (
     TRUSTED,
+    ApprovalCancelled,
     ApprovalOutcome,
     ApprovalRequested,
     OrderPlaced,
@@ -41,7 +48,7 @@ from contracts.messages import (
 from contracts.money import MoneyError, Valuation
 from contracts.policy import PolicySnapshot, covers
 from contracts.timestamps import rfc3339
-from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
+from contracts.topics import APPROVAL_CANCELLATIONS, APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
 from orders.readmodel import ApprovalStage, OrderRecord, RecordStatus, load, save
 from plumbing.gateway import Gateway
@@ -52,10 +59,14 @@ log = logging.getLogger(__name__)
 ORDER_WORKFLOW = "order_workflow"
 APPROVAL_OUTCOME_EVENT = "approval_outcome"
 APPROVAL_STAGE_EVENT = "approval_stage"
+CANCEL_EVENT = "cancel"
+# The version mark (`ctx.is_patched`) of workflows that take the cancel event.
+CANCEL_PATCH = "cancel"
 PUBLISH_STATUS = "publish_order_status"
 RECORD_ORDER = "record_order"
 REQUEST_APPROVAL = "request_approval"
 FULFIL_ORDER = "fulfil_order"
+CLOSE_APPROVAL = "close_approval"
 INSTANCE_PREFIX = "order-"
 
 
@@ -68,6 +79,14 @@ class OrderInput(BaseModel):
 
     order: dict[str, Any]
     policy: dict[str, Any]
+
+
+class Cancellation(BaseModel):
+    """The `cancel` event's data: who cancelled the order, why, and when they asked."""
+
+    by: str
+    reason: str
+    at: datetime
 
 
 class OrderResult(BaseModel):
@@ -180,10 +199,32 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
         # event to the oldest pending waiter, so an abandoned one would swallow the next.
         event = ctx.wait_for_external_event(APPROVAL_OUTCOME_EVENT)
         stage_event = ctx.wait_for_external_event(APPROVAL_STAGE_EVENT)
+        # Versioned: an order that was already waiting when cancellation came has no such
+        # waiter (its history records no patch), and cannot be cancelled; only terminated.
+        cancel = ctx.wait_for_external_event(CANCEL_EVENT) if ctx.is_patched(CANCEL_PATCH) else None
         stage = 1
         outcome = None
         while outcome is None:
-            winner = yield when_any([event, stage_event, backstop])
+            waits = [event, stage_event, backstop] + ([cancel] if cancel is not None else [])
+            winner = yield when_any(waits)
+            if cancel is not None and winner is cancel:
+                stop = _parse_cancel(cancel.get_result())
+                if stop is None:
+                    if not ctx.is_replaying:
+                        log.warning("order %s: ignored a malformed cancel event", order_id)
+                    cancel = ctx.wait_for_external_event(CANCEL_EVENT)
+                    continue
+                closing = ApprovalCancelled(
+                    order_id=order.order_id,
+                    cancelled_by=stop.by,
+                    reason=stop.reason,
+                    cancelled_at=now(ctx),
+                )
+                yield activity(ctx, CLOSE_APPROVAL, closing.model_dump(mode="json"))
+                done = result(OrderStatus.CANCELLED, stop.reason, stop.by, tier.value)
+                detail = f"cancelled by {stop.by}: {stop.reason}"
+                yield status(OrderStatus.CANCELLED, detail, result=done)
+                return done
             if winner is backstop:
                 outcome = ApprovalOutcome(
                     order_id=order.order_id,
@@ -269,6 +310,14 @@ def _parse_stage(data: Any, order_id: str) -> ApprovalRequested | None:
     return request if request.order_id == order_id else None
 
 
+def _parse_cancel(data: Any) -> Cancellation | None:
+    """The cancellation, or None when the event is not one (it is then ignored)."""
+    try:
+        return Cancellation.model_validate(data)
+    except ValidationError:
+        return None
+
+
 def _parse_outcome(data: Any, order_id: str) -> ApprovalOutcome | None:
     """An outcome for this order, or None when the event is not one (it is then ignored)."""
     try:
@@ -305,6 +354,9 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
             APPROVAL_REQUESTS, ApprovalRequested.model_validate(data, context=TRUSTED)
         )
 
+    def close_approval(ctx: Any, data: dict[str, Any]) -> None:
+        gateway.publisher.publish(APPROVAL_CANCELLATIONS, ApprovalCancelled.model_validate(data))
+
     def fulfil_order(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
         order = OrderPlaced.model_validate(data, context=TRUSTED)
         record = {
@@ -326,4 +378,5 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
         RECORD_ORDER: record_order,
         REQUEST_APPROVAL: request_approval,
         FULFIL_ORDER: fulfil_order,
+        CLOSE_APPROVAL: close_approval,
     }

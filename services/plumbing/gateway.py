@@ -31,8 +31,9 @@ import grpc
 from contracts.envelope import CONTENT_TYPE, wrap
 from contracts.messages import Message
 from contracts.signing import Signer
-from contracts.timestamps import rfc3339_or_none, utc
+from contracts.timestamps import utc
 from plumbing.health import Readiness
+from plumbing.history import history_row
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,15 @@ class Bindings(Protocol):
     def invoke(self, name: str, operation: str, data: bytes, metadata: dict[str, str]) -> None: ...
 
 
+class Scheduler(Protocol):
+    """Jobs in the Dapr scheduler for this app (plumbing.scheduler): fired once per schedule,
+    to one replica of the app, at POST /job/<name>; kept across restarts."""
+
+    def schedule(self, name: str, schedule: str, data: dict[str, Any]) -> None: ...
+    def get(self, name: str) -> dict[str, Any] | None: ...
+    def delete(self, name: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class InstanceState:
     """What Dapr reports about one workflow instance; times are aware UTC, None until set."""
@@ -115,6 +125,7 @@ class Gateway:
     workflows: Workflows | None = None
     bindings: Bindings | None = None
     secrets: Secrets | None = None
+    scheduler: Scheduler | None = None
     # What /readyz asks (plumbing.health); None: the app cannot tell, so it is not ready.
     readiness: Readiness | None = None
 
@@ -371,19 +382,14 @@ class DaprWorkflows:
             return list(self._client.iter_workflow_instance_ids(page_size=1000))
 
     def history(self, instance_id: str) -> list[dict[str, Any]]:
+        """The instance's history events as rows (plumbing.history), oldest first.
+
+        Read from the durabletask client under the SDK's: its summary drops timers' due times
+        and which event a wait is for, which a diagnosis needs."""
+        raw = getattr(self._client, "_DaprWorkflowClient__obj", self._client)
         with _translated(f"history of {instance_id}", WORKFLOW_ENGINE):
-            events = self._client.get_workflow_history(instance_id)
-        return [
-            {
-                "event_id": e.event_id,
-                "timestamp": rfc3339_or_none(e.timestamp),
-                "type": e.event_type.name,
-                "name": e.name,
-                "task_scheduled_id": e.task_scheduled_id,
-                "failure": e.failure_details.message if e.failure_details else None,
-            }
-            for e in events
-        ]
+            events = raw.get_instance_history(instance_id)
+        return [history_row(e) for e in events]
 
 
 def workflows_of(gateway: Gateway) -> Workflows:

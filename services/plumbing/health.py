@@ -34,6 +34,10 @@ class Readiness(Protocol):
         """What keeps the app from working, by what it concerns; empty when ready."""
         ...
 
+    async def engine(self) -> dict[str, Any]:
+        """What the sidecar says of its workflow engine (see SidecarReadiness.engine)."""
+        ...
+
 
 @dataclass(frozen=True)
 class SidecarReadiness:
@@ -49,14 +53,17 @@ class SidecarReadiness:
     # Tests: a fake sidecar (httpx.MockTransport).
     transport: httpx.AsyncBaseTransport | None = None
 
-    async def problems(self) -> dict[str, str]:
+    def _client(self) -> httpx.AsyncClient:
         headers = {"dapr-api-token": self.api_token} if self.api_token else {}
-        async with httpx.AsyncClient(
+        return httpx.AsyncClient(
             base_url=self.sidecar_url,
             timeout=self.timeout,
             headers=headers,
             transport=self.transport,
-        ) as client:
+        )
+
+    async def problems(self) -> dict[str, str]:
+        async with self._client() as client:
             sidecar = await self._ask(client, "GET", "/v1.0/healthz/outbound")
             if isinstance(sidecar, str):
                 return {"sidecar": sidecar}
@@ -89,6 +96,29 @@ class SidecarReadiness:
                     verb = "a read" if what == store else "a probe message to its broker"
                     problems[what] = f"{verb} failed: {answer}"
             return problems
+
+    async def engine(self) -> dict[str, Any]:
+        """Whether the sidecar answers and what its metadata says of the workflow engine:
+        `sidecar` ("ok", or what went wrong), `workflow_workers` (this app's workers with a
+        stream open to it: 0 means nothing runs the app's workflows), `actor_runtime` and
+        `placement` (workflows are actors), `scheduler` (connected scheduler addresses:
+        timers and retries fire through it)."""
+        async with self._client() as client:
+            answer = await self._ask(client, "GET", "/v1.0/metadata")
+        if isinstance(answer, str):
+            return {"sidecar": answer, "workflow_workers": None}
+        body = answer.json()
+        actors = body.get("actorRuntime") or {}
+        scheduler = body.get("scheduler") or {}
+        return {
+            "sidecar": "ok",
+            "workflow_workers": int((body.get("workflows") or {}).get("connectedWorkers", 0)),
+            "actor_runtime": actors.get("runtimeStatus"),
+            "placement": actors.get("placement"),
+            "scheduler": list(
+                scheduler.get("connected_addresses") or scheduler.get("connectedAddresses") or []
+            ),
+        }
 
     async def _ask(
         self, client: httpx.AsyncClient, method: str, path: str, json: Any = None

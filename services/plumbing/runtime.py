@@ -19,6 +19,7 @@ from plumbing.gateway import (
     Secrets,
 )
 from plumbing.health import SidecarReadiness
+from plumbing.scheduler import DaprScheduler
 from plumbing.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def open_dapr(
         state=DaprStateStore(client, settings.state_store),
         bindings=DaprBindings(client),
         secrets=secrets,
+        scheduler=DaprScheduler(client),
         readiness=SidecarReadiness(
             settings.sidecar_url,
             settings.dapr_api_token,

@@ -5,15 +5,18 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from contracts.policy import ApprovalPolicy, load_policy, parse_duration
+from plumbing.cron import parse_schedule
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE_NAME, READINESS_PUBSUB, MAX_BODY_BYTES,
     APP_API_TOKEN, DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
-    SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE,
+    SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE, STUCK_AFTER,
+    RETENTION_SCHEDULE, RETENTION_AGE, RETENTION_DRY_RUN (scheduled purges: control.retention),
     AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
     (see contracts.policy).
 
@@ -49,6 +52,12 @@ class ServiceSettings:
     # Audited refusals of unidentified callers, per client address: a burst, then a rate.
     audit_refusal_burst: int = 20
     audit_refusals_per_minute: float = 30.0
+    # A live workflow quiet this long, with no timer of its own still ahead, counts as stuck.
+    stuck_after: timedelta = timedelta(hours=1)
+    # Scheduled retention: when (plumbing.cron; "off": never), what age of finished instances.
+    retention_schedule: str = "0 30 3 * * 0"
+    retention_age: timedelta = timedelta(days=90)
+    retention_dry_run: bool = False
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -79,6 +88,10 @@ class ServiceSettings:
             audit_checkpoint_every=int(env.get("AUDIT_CHECKPOINT_EVERY", "100")),
             audit_refusal_burst=int(env.get("AUDIT_REFUSAL_BURST", "20")),
             audit_refusals_per_minute=float(env.get("AUDIT_REFUSALS_PER_MINUTE", "30")),
+            stuck_after=parse_duration(env.get("STUCK_AFTER", "1h")),
+            retention_schedule=_schedule(env.get("RETENTION_SCHEDULE", "0 30 3 * * 0")),
+            retention_age=parse_duration(env.get("RETENTION_AGE", "2160h")),
+            retention_dry_run=env.get("RETENTION_DRY_RUN", "").lower() in ("1", "true", "yes"),
         )
 
     @property
@@ -109,3 +122,14 @@ class ServiceSettings:
     @property
     def sidecar_url(self) -> str:
         return f"http://{self.dapr_host}:{self.dapr_http_port}"
+
+
+def _schedule(text: str) -> str:
+    """RETENTION_SCHEDULE as given, once checked ("off" turns retention off)."""
+    if text.strip().lower() in ("off", ""):
+        return "off"
+    try:
+        parse_schedule(text)
+    except ValueError as exc:
+        raise ValueError(f"RETENTION_SCHEDULE: {exc}") from None
+    return text.strip()

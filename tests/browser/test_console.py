@@ -270,12 +270,14 @@ def test_instance_offers_what_its_status_allows_and_terminate_asks_first(
         assert b.evaluate(buttons) == ["Purge"]
         b.open(f"{flow.orders}/console#token=dev-operator-olga&instance={iid}")
         b.wait_for(f"document.querySelector('#detail h3')?.innerText.includes('{iid}')", "it")
-        assert b.evaluate(buttons) == ["Suspend", "Terminate"]
-        assert "Terminate is for stuck workflows" in b.text("#detail .note")
+        assert b.evaluate(buttons) == ["Cancel", "Suspend", "Terminate"]
+        assert "Terminate is for stuck workflows" in b.text("#detail")
+        assert "Cancel is how to stop an order" in b.text("#detail")
         b.plan((False, None))  # "Terminate? It is for stuck workflows" -> Cancel
         b.click('#detail [data-act="terminate"]')
         (asked,) = b.dialogs
         assert asked.type == "confirm" and "for stuck workflows" in asked.message
+        assert "Cancel is how to stop an order" in asked.message
         assert f"Terminate {iid}?" in asked.message
         assert status(flow, iid) == "RUNNING"
         b.plan((True, None), (True, "  "), (True, "stuck in a test"))  # yes; no reason; a reason
@@ -319,3 +321,64 @@ def test_long_values_wrap_and_the_instance_panel_shows_only_with_an_instance(
         b.wait_for("document.querySelectorAll('#rows tr').length", what="the workflows")
         assert b.evaluate(panel) == "none"  # no empty "select an instance" panel
         assert "Select an instance" in b.text("#workflows")
+
+
+def test_cancel_asks_for_a_reason_and_the_order_ends_cancelled(flow: Flow, chromium: str) -> None:
+    order = frozen_pending(flow, "1600")
+    iid = f"order-{order.order_id}"
+    buttons = "[...document.querySelectorAll('#detail .actions button')].map((x) => x.innerText)"
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(f"{flow.orders}/console#token=dev-operator-olga&instance={iid}")
+        b.wait_for(f"document.querySelector('#detail h3')?.innerText.includes('{iid}')", "it")
+        assert b.evaluate(buttons) == ["Cancel", "Suspend", "Terminate"]
+        b.plan((False, None))  # Cancel on the reason prompt: nothing is sent
+        b.click('#detail [data-act="cancel"]')
+        assert b.text("#message") == f"{iid}: cancel called off, nothing sent"
+        assert status(flow, iid) == "RUNNING"
+        b.plan((True, ""), (True, "customer withdrew"))  # no reason; then one
+        b.click('#detail [data-act="cancel"]')
+        b.wait_for(
+            "document.querySelector('#detail .badge')?.innerText === 'COMPLETED'",
+            what="the cancelled order's workflow to show COMPLETED",
+        )
+        assert b.text("#message") == f"order {order.order_id}: cancelled"
+        assert [d.type for d in b.dialogs] == ["prompt", "prompt", "prompt"]
+        assert b.dialogs[2].message.startswith("A reason is required.")
+        assert b.evaluate(buttons) == ["Purge"]
+    shown = flow.http.get(f"{flow.orders}/orders/{order.order_id}").json()
+    assert shown["status"] == "cancelled" and shown["result"]["decided_by"] == "olga"
+    (asked,) = flow.http.get(
+        f"{flow.orders}/audit", params={"target": order.order_id, "action": "cancel_order"}
+    ).json()
+    assert (asked["actor"], asked["reason"], asked["outcome"]) == (
+        "olga",
+        "customer withdrew",
+        "ok",
+    )
+
+
+def test_the_diagnosis_panel_and_the_stuck_filter(flow: Flow, chromium: str) -> None:
+    order = frozen_pending(flow, "1650")  # its order waits for the approval, as designed
+    iid = f"order-{order.order_id}"
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(f"{flow.orders}/console#token=dev-viewer-vic&instance={iid}")
+        b.wait_for(f"document.querySelector('#detail h3')?.innerText.includes('{iid}')", "it")
+        b.click("#diagnose")
+        b.wait_for("!!document.querySelector('#diagnosis li')", what="the diagnosis")
+        first = b.text("#diagnosis li")
+        assert first.startswith("it waits for the events approval_outcome, approval_stage, cancel")
+        panel = b.text("#diagnosis")
+        assert "Waits for events: approval_outcome, approval_stage, cancel" in panel
+        assert "timer due" in panel and "UTC" in panel
+        assert "workflow workers: 1" in panel
+        b.evaluate("document.getElementById('status').value = 'stuck'")
+        b.evaluate("document.getElementById('status').onchange()")
+        b.wait_for("document.getElementById('last-head').innerText === 'Why stuck'", "the column")
+        b.wait_for(
+            "document.getElementById('total').innerText.includes('stuck instances')", "the total"
+        )
+        listed = b.evaluate("[...document.querySelectorAll('#rows tr')].map((r) => r.dataset.id)")
+        assert iid not in listed  # waiting for a person before its deadline is not stuck
+        retention = b.text("#retention")  # the shared stack keeps the default schedule
+        assert retention.startswith("Retention: finished instances older than 90 days are ")
+        assert "purged on schedule 0 30 3 * * 0; next " in retention and " UTC;" in retention

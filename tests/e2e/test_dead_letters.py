@@ -22,11 +22,18 @@ TOPICS = {
     "approval-requests": ("orders", ["approvals", "notifier"]),
     "decisions": ("approvals", ["approvals"]),
     "order-status": ("orders", ["notifier"]),
+    "approval-cancellations": ("orders", ["approvals"]),
 }
 
 
 # Topics whose messages must be signed (by orders or approvals).
-SIGNED = {"decisions", "approval-outcomes", "approval-requests", "order-status"}
+SIGNED = {
+    "decisions",
+    "approval-outcomes",
+    "approval-requests",
+    "order-status",
+    "approval-cancellations",
+}
 
 
 def dead_letters(flow: Flow, app: str, topic: str) -> list[dict[str, Any]]:

@@ -104,3 +104,58 @@ def test_vps_are_told_why_the_stage_came_to_them_and_reminded_once_before_it_is_
     # The manager's stage was shorter than the reminder's lead: bob was asked, not reminded.
     assert [m["Subject"][:8] for m in inbox.to("bob@example.test", order.order_id)] == ["Approval"]
     assert len(inbox.to("val@example.test", order.order_id)) == 2  # still once each
+
+
+def test_an_order_waiting_for_a_vp_after_escalation_is_cancelled(flow: Flow) -> None:
+    order = flow.place("2600.00")
+    view = flow.pending(order.order_id, tier="vp", timeout=30)
+    assert view["stage"] == 2
+    eventually(
+        lambda: ((flow.order(order.order_id) or {}).get("approval") or {}).get("stage") == 2,
+        timeout=30,
+        what="the order to follow its approval to stage 2",
+    )
+    resp = flow.http.post(
+        f"{flow.orders}/orders/{order.order_id}/cancel", json={"reason": "customer withdrew"}
+    )
+    assert resp.status_code == 202, resp.text
+    state = flow.finished(order.order_id)
+    assert state["status"] == "cancelled" and state["result"]["decided_by"] == "ada"  # the admin
+    approval = eventually(
+        lambda: (a := flow.approval(order.order_id)) and a["status"] == "cancelled" and a,
+        what="the VP stage to be closed",
+    )
+    assert approval["stage"] == 2 and approval["tier"] == "vp"
+    kinds = [e["kind"] for e in approval["log"]]
+    # The VP stage's reminder (15 s before its 20 s) may come first on a slow machine; once.
+    assert [k for k in kinds if k != "reminded"] == [
+        "requested",
+        "timed_out",
+        "escalated",
+        "cancelled",
+    ]
+    assert kinds.count("reminded") <= 1 and kinds[-1] == "cancelled"
+    assert flow.customer_statuses(order.order_id, "cancelled")[-1] == "cancelled"
+    assert flow.decide(order.order_id, "vp").status_code == 409
+
+
+def test_an_approval_past_its_due_time_is_listed_as_stuck_and_diagnosed(flow: Flow) -> None:
+    order = flow.place("2700.00")
+    flow.pending(order.order_id)
+    iid = f"approval-{order.order_id}"
+    resp = flow.http.post(f"{flow.approvals}/workflows/{iid}/suspend", json={"reason": "held"})
+    assert resp.status_code == 200, resp.text
+
+    def stuck() -> list[str] | None:
+        listed = flow.http.get(f"{flow.approvals}/workflows", params={"stuck": "true"}).json()
+        return next((i["stuck"] for i in listed["instances"] if i["instance_id"] == iid), None)
+
+    # The index's deadline (the manager's 4 s, then the VP's 20 s) passes while it is held.
+    why = eventually(stuck, timeout=60, what=f"{iid} to be past its deadline")
+    assert why[0].startswith("past its deadline")
+    found = flow.http.get(f"{flow.approvals}/workflows/{iid}/diagnosis").json()
+    assert found["summary"] == "it is suspended: nothing runs and events wait until it is resumed"
+    assert found["past_deadline"] and any(
+        f.startswith("it is past its deadline") for f in found["findings"]
+    )
+    assert found["waiting_for"]["events"] == ["cancel", "decision"]

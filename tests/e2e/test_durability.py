@@ -13,6 +13,7 @@ import signal
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -70,22 +71,30 @@ def told_once(flow: Flow, webhook: WebhookSink, order_id: str) -> None:
     assert calls and set(calls.values()) == {1}, calls
 
 
-@pytest.fixture
-def held_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
-    """The orders app restarted with its `fulfil_order` activity held open (tests/e2e/hold).
-    Its next restart, in the test or after it, brings the orders app back as it was."""
+def restart_hooked(stack: Stack, hook: dict[str, str], folder: Path) -> Any:
+    """Restart the orders app once with tests/e2e/hold on its path and `hook` (E2E_HOLD_ACTIVITY
+    or E2E_FAIL_ACTIVITY) in its environment; its next restart brings it back as it was.
+    Returns the process."""
     (proc,) = [p for p in stack.procs if p.name == "orders"]
     original = dict(proc.env)
     proc.env = {
         **original,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(HOLD), original.get("PYTHONPATH")])),
-        "E2E_HOLD_ACTIVITY": FULFIL_ORDER,
-        "E2E_HOLD_DIR": str(tmp_path),
+        "E2E_HOLD_DIR": str(folder),
+        **hook,
     }
     try:
         stack.restart("orders", crash=False)
     finally:
         proc.env = original
+    return proc
+
+
+@pytest.fixture
+def held_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
+    """The orders app restarted with its `fulfil_order` activity held open (tests/e2e/hold).
+    Its next restart, in the test or after it, brings the orders app back as it was."""
+    proc = restart_hooked(stack, {"E2E_HOLD_ACTIVITY": FULFIL_ORDER}, tmp_path)
     held_pid = proc.pid
     yield tmp_path
     if proc.pid == held_pid:  # the test stopped before its own restart

@@ -132,6 +132,10 @@ def test_the_readme_tour_works_as_pasted(tour_stack: Stack) -> None:
         assert "this link was used already" in output
         assert "Order tour-6: completed" in output, output
         assert order("tour-4")["workflow_status"] == "RUNNING", output  # resumed, undecided
+        assert order("tour-5")["status"] == "cancelled", output
+        closed = http.get(f"{approvals}/approvals/tour-5").json()
+        assert closed["status"] == "cancelled" and closed["decided_by"] == "olga", output
+        assert "tour-1 is completed: a finished order cannot be cancelled" in output
         approval = http.get(f"{approvals}/approvals/tour-4").json()
         assert approval["status"] == "pending" and approval["decided_by"] is None
         dead = http.get(f"{approvals}/deadletters", params={"topic": "decisions"}).json()

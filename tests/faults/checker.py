@@ -20,6 +20,7 @@ READERS = {
     "decisions": ["approvals"],
     "approval-outcomes": ["orders"],
     "order-status": ["notifier"],
+    "approval-cancellations": ["approvals"],
 }
 # and each subscriber reads its own dead-letter topic per subscription (GET /deadletters)
 READERS |= {

@@ -126,6 +126,15 @@ def test_a_decided_approval_refuses_its_links(approvals: TestClient, gateway) ->
     assert page.status_code == 409 and "already approved" in page.text
 
 
+def test_a_cancelled_order_s_approval_refuses_its_links(approvals: TestClient, gateway) -> None:
+    """A reminder e-mailed just before the order was cancelled holds links that decide nothing."""
+    closed = view(status="cancelled").model_copy(update={"decided_by": "ada"})
+    save_view(gateway.state, closed)
+    page = approvals.post(f"/links/approve/{link()}")
+    assert page.status_code == 409 and "already cancelled by ada" in page.text
+    assert gateway.publisher.published == []
+
+
 def test_a_link_whose_decision_could_not_be_published_can_be_used_again(
     approvals: TestClient, gateway
 ) -> None:

@@ -1,10 +1,14 @@
-"""deploy/ must say what components/ says (which the e2e tier exercises): scopes, policies."""
+"""deploy/ must say what components/ says (which the e2e tier exercises): scopes, policies.
+
+tests/k8s applies deploy/ to a real API server; these checks are the fast, static half."""
 
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
+BASE = ROOT / "deploy" / "base"
+OVERLAYS = ROOT / "deploy" / "overlays"
 
 
 def resources(*paths: Path) -> dict[tuple[str, str], dict]:
@@ -20,38 +24,56 @@ def metadata(doc: dict) -> dict[str, object]:
     return {m["name"]: m.get("value", m.get("secretKeyRef")) for m in doc["spec"]["metadata"]}
 
 
+def without(doc: dict, *keys: str) -> dict[str, object]:
+    return {k: v for k, v in metadata(doc).items() if k not in keys}
+
+
 def test_kubernetes_resources_keep_the_scopes_and_policies_of_components() -> None:
     local = resources(*sorted((ROOT / "components").glob("*.yaml")))
-    cluster = resources(ROOT / "deploy" / "dapr-components.yaml")
-    for name in ("pubsub", "readiness", "statestore"):
-        here, there = metadata(local["Component", name]), metadata(cluster["Component", name])
-        assert {k: v for k, v in here.items() if k != "redisHost"} == {
-            k: v for k, v in there.items() if k not in ("redisHost", "redisPassword")
-        }
-        assert local["Component", name]["scopes"] == cluster["Component", name]["scopes"]
+    cluster = resources(BASE / "dapr-components.yaml")
+    address = ("redisHost", "redisPassword")
+    for name in ("pubsub", "readiness"):
+        here, there = local["Component", name], cluster["Component", name]
+        assert without(here, *address) == without(there, *address)
+        assert here["scopes"] == there["scopes"]
     assert local["Resiliency", "resiliency"]["spec"] == cluster["Resiliency", "resiliency"]["spec"]
     policy = ("WorkflowAccessPolicy", "own-workflows-only")
     assert local[policy]["spec"] == cluster[policy]["spec"]
     assert local[policy]["scopes"] == cluster[policy]["scopes"]
 
 
+def test_each_overlay_has_the_state_store_of_its_local_twin() -> None:
+    twins = {
+        "dev": (ROOT / "components" / "statestore.yaml", ("redisHost", "redisPassword")),
+        "production": (ROOT / "components" / "postgres" / "statestore.yaml", ("connectionString",)),
+    }
+    for overlay, (local_path, address) in twins.items():
+        local = resources(local_path)["Component", "statestore"]
+        cluster = resources(OVERLAYS / overlay / "statestore.yaml")["Component", "statestore"]
+        assert local["spec"]["type"] == cluster["spec"]["type"]
+        assert without(local, *address) == without(cluster, *address)
+        assert local["scopes"] == cluster["scopes"]
+        # Addresses and passwords are the cluster's secrets, never written in deploy/.
+        assert all("secretKeyRef" in m for m in cluster["spec"]["metadata"] if m["name"] in address)
+
+
 def test_every_app_of_dapr_yaml_is_deployed_with_a_sidecar() -> None:
     run = yaml.safe_load((ROOT / "dapr.yaml").read_text())
-    deployments = [
-        d for d in resources(ROOT / "deploy" / "apps.yaml").values() if d["kind"] == "Deployment"
-    ]
+    deployments = [d for d in resources(BASE / "apps.yaml").values() if d["kind"] == "Deployment"]
     for app in run["apps"]:
         (dep,) = [d for d in deployments if d["metadata"]["name"] == app["appID"]]
         notes = dep["spec"]["template"]["metadata"]["annotations"]
         assert notes["dapr.io/enabled"] == "true" and notes["dapr.io/app-id"] == app["appID"]
         assert notes["dapr.io/app-port"] == str(app["appPort"])
-    kustomize = yaml.safe_load((ROOT / "deploy" / "kustomization.yaml").read_text())
-    assert all((ROOT / "deploy" / r).is_file() for r in kustomize["resources"])
+    for folder in (BASE, OVERLAYS / "dev", OVERLAYS / "production"):
+        kustomize = yaml.safe_load((folder / "kustomization.yaml").read_text())
+        assert all((folder / r).exists() for r in kustomize["resources"]), folder
 
 
 def test_each_app_reads_only_its_own_secrets_in_kubernetes() -> None:
-    cluster = resources(ROOT / "deploy" / "dapr-components.yaml")
-    apps = resources(ROOT / "deploy" / "apps.yaml")
+    cluster = resources(BASE / "dapr-components.yaml")
+    apps = resources(BASE / "apps.yaml")
+    rbac = resources(BASE / "rbac.yaml")
     signing = {f"{a}-signing-key" for a in ("orders", "approvals")}
     for (kind, name), dep in apps.items():
         if kind != "Deployment":
@@ -64,6 +86,14 @@ def test_each_app_reads_only_its_own_secrets_in_kubernetes() -> None:
         assert scope["storeName"] == "kubernetes" and scope["defaultAccess"] == "deny"
         mine = set(scope["allowedSecrets"]) & signing
         assert mine == ({f"{name}-signing-key"} if f"{name}-signing-key" in signing else set())
+        # Kubernetes lets its service account read exactly what Dapr lets its sidecar read.
+        assert dep["spec"]["template"]["spec"]["serviceAccountName"] == name
+        (rule,) = rbac["Role", f"{name}-secrets"]["rules"]
+        assert rule["verbs"] == ["get"] and set(rule["resourceNames"]) == set(
+            scope["allowedSecrets"]
+        )
+        binding = rbac["RoleBinding", f"{name}-secrets"]
+        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": name}]
 
 
 # The fields of a retry policy in Dapr's Resiliency schema (pkg/apis/resiliency/v1alpha1): in
@@ -72,9 +102,30 @@ RETRY_FIELDS = {"policy", "duration", "maxInterval", "maxRetries", "matching"}
 
 
 def test_retry_policies_use_only_fields_dapr_knows() -> None:
-    for path in (ROOT / "components" / "resiliency.yaml", ROOT / "deploy" / "dapr-components.yaml"):
+    for path in (ROOT / "components" / "resiliency.yaml", BASE / "dapr-components.yaml"):
         (doc,) = [
             d for d in yaml.safe_load_all(path.read_text()) if d and d["kind"] == "Resiliency"
         ]
         for name, retry in doc["spec"]["policies"]["retries"].items():
             assert set(retry) <= RETRY_FIELDS, (path.name, name, set(retry) - RETRY_FIELDS)
+
+
+def test_every_app_is_replicated_budgeted_and_fenced() -> None:
+    objects = resources(
+        BASE / "apps.yaml", BASE / "availability.yaml", BASE / "network-policies.yaml"
+    )
+    for (kind, name), dep in objects.items():
+        if kind != "Deployment":
+            continue
+        assert "replicas" not in dep["spec"], "the HorizontalPodAutoscaler owns the count"
+        assert objects["HorizontalPodAutoscaler", name]["spec"]["minReplicas"] >= 2
+        assert objects["PodDisruptionBudget", name]["spec"]["selector"] == dep["spec"]["selector"]
+        fence = objects["NetworkPolicy", name]["spec"]
+        assert fence["podSelector"] == dep["spec"]["selector"]
+        (app,) = dep["spec"]["template"]["spec"]["containers"]
+        assert {"startupProbe", "readinessProbe", "livenessProbe"} <= set(app)
+        assert set(app["resources"]) == {"requests", "limits"}
+        notes = dep["spec"]["template"]["metadata"]["annotations"]
+        for bound in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
+            assert f"dapr.io/sidecar-{bound}" in notes
+    assert objects["NetworkPolicy", "default-deny-ingress"]["spec"]["podSelector"] == {}

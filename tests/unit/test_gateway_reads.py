@@ -1,10 +1,15 @@
 """What the gateway makes of Dapr's workflow state: aware times, custom status always."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import dapr.ext.workflow._durabletask.internal.protos as pb
+
 from plumbing.gateway import DaprWorkflows
+from plumbing.history import history_row
+from workflow_harness import load_history
 
 
 class Client:
@@ -46,15 +51,40 @@ def test_naive_times_are_utc_and_year_one_is_not_set() -> None:
     assert pending is not None and pending.created_at is None and pending.updated_at is None
 
 
+def recorded(path: str) -> list[Any]:
+    return load_history(Path(__file__).resolve().parents[1] / "histories" / path)
+
+
 def test_history_times_are_rfc3339_with_z() -> None:
-    event = SimpleNamespace(
-        event_id=0,
-        timestamp=datetime(2026, 11, 23, 10, 0, 0, 250000),
-        event_type=SimpleNamespace(name="EXECUTION_STARTED"),
-        name="order_workflow",
-        task_scheduled_id=None,
-        failure_details=None,
-    )
-    client = SimpleNamespace(get_workflow_history=lambda instance_id: [event])
-    (shown,) = DaprWorkflows(client).history("wf")
-    assert shown["timestamp"] == "2026-11-23T10:00:00.250000Z"
+    events = recorded("order_workflow/escalation_followed_then_vp_approves.json")
+    client = SimpleNamespace(get_instance_history=lambda instance_id: events)
+    shown = DaprWorkflows(client).history("wf")
+    assert shown[1]["type"] == "EXECUTION_STARTED" and shown[1]["name"] == "order_workflow"
+    assert shown[0]["timestamp"] == "2026-11-23T14:47:22.349752Z"
+    assert all(r["timestamp"].endswith("Z") for r in shown)
+
+
+def test_history_rows_say_what_each_wait_is_for_and_when_timers_are_due() -> None:
+    rows = [
+        history_row(e) for e in recorded("order_workflow/escalation_followed_then_vp_approves.json")
+    ]
+    timers = [r for r in rows if r["type"] == "TIMER_CREATED"]
+    assert [(r["event_id"], r.get("waits_for"), r["fire_at"]) for r in timers] == [
+        (4, None, "2026-11-23T14:48:52.457038Z"),
+        (5, "approval_outcome", None),
+        (6, "approval_stage", None),
+        (7, "approval_stage", None),
+    ]
+    raised = [r["name"] for r in rows if r["type"] == "EVENT_RAISED"]
+    assert raised == ["approval_stage", "approval_outcome"]
+    done = next(r for r in rows if r["type"] == "TASK_COMPLETED")
+    assert done["task_scheduled_id"] == 1 and done["failure"] is None
+
+
+def test_a_fired_timer_names_its_timer_and_a_step_its_version_marks() -> None:
+    rows = [history_row(e) for e in recorded("approval_workflow/expired.json")]
+    fired = [r for r in rows if r["type"] == "TIMER_FIRED"]
+    assert fired and all(isinstance(r["timer_id"], int) and r["fire_at"] for r in fired)
+    marked = pb.HistoryEvent(eventId=-1, workflowStarted=pb.WorkflowStartedEvent())
+    marked.workflowStarted.version.patches.append("cancel")
+    assert history_row(marked)["patches"] == ["cancel"]

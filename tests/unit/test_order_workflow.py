@@ -13,6 +13,8 @@ from control.instances import TRACK_INSTANCE
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
     APPROVAL_STAGE_EVENT,
+    CANCEL_EVENT,
+    CLOSE_APPROVAL,
     FULFIL_ORDER,
     PUBLISH_STATUS,
     RECORD_ORDER,
@@ -23,7 +25,7 @@ from orders.workflows import (
 from workflow_harness import DEFAULT_START, ActivityFailed, WorkflowHarness
 
 POLICY = ApprovalPolicy()
-WAITING = {APPROVAL_OUTCOME_EVENT, APPROVAL_STAGE_EVENT}
+WAITING = {APPROVAL_OUTCOME_EVENT, APPROVAL_STAGE_EVENT, CANCEL_EVENT}
 
 
 def order(amount: str = "120.00", **over: Any) -> dict[str, Any]:
@@ -55,6 +57,7 @@ def harness_for(inp: OrderInput) -> WorkflowHarness:
             RECORD_ORDER: None,
             REQUEST_APPROVAL: None,
             FULFIL_ORDER: {},
+            CLOSE_APPROVAL: None,
         },
     )
 

@@ -35,6 +35,7 @@ Flow = Generator[Any, Any, Any]
 
 def test_every_approval_path_has_a_recorded_history() -> None:
     paths = {"manager_approves", "manager_rejects", "escalated_then_vp_approves", "expired"}
+    paths |= {"cancelled_waiting_for_manager", "cancelled_after_escalation"}
     assert {p.stem for p in ORDERS.glob("*.json")} >= paths | {"auto_approved"}
     assert {p.stem for p in (HISTORIES / APPROVAL_WORKFLOW).glob("*.json")} >= paths
 
@@ -241,10 +242,30 @@ def test_the_harness_writes_the_history_dapr_wrote(path: Path) -> None:
     assert {k: h.result.get(k) for k in keys} == {k: ending.get(k) for k in keys}
 
 
-def test_a_recording_of_todays_order_workflow_needs_no_allowance() -> None:
-    """Recorded after order_workflow began to follow escalations (approval_stage): the
-    harness writes it exactly, optional timers included."""
-    path = ORDERS / "escalation_followed_then_vp_approves.json"
+@pytest.mark.parametrize(
+    "path",
+    sorted(HISTORIES.glob("*/cancelled_*.json")),
+    ids=lambda p: f"{p.parent.name}/{p.stem}",
+)
+def test_a_recording_of_todays_workflows_needs_no_allowance(path: Path) -> None:
+    """Recorded after both workflows began to take the cancel event (versioned with
+    `ctx.is_patched`): the harness writes them exactly, optional timers and marks included."""
     recorded = load_history(path)
-    assert any(e.eventRaised.name == "approval_stage" for e in recorded)
-    assert shape(redriven(path).history) == shape(recorded)
+    assert any(e.eventRaised.name == "cancel" for e in recorded)
+    h = redriven(path)
+    assert shape(h.history) == shape(recorded)
+    assert marks(h.history) == marks(recorded) == ["cancel"]
+
+
+def marks(events: list[Any]) -> list[str]:
+    return [p for e in events for p in e.workflowStarted.version.patches]
+
+
+def test_an_instance_waiting_since_before_cancellation_has_no_cancel_waiter() -> None:
+    """An order that was waiting when cancellation came replays without the mark and so
+    without the waiter (POST /orders/{id}/cancel refuses it: terminate that one)."""
+    events = load_history(ORDERS / "escalation_followed_then_vp_approves.json")
+    waiting = events[: next(i for i, e in enumerate(events) if e.HasField("eventRaised"))]
+    assert replay(order_workflow, waiting).status == "RUNNING"
+    assert not marks(waiting)
+    assert "cancel" not in {e.timerCreated.externalEvent.name for e in waiting}

@@ -1,10 +1,12 @@
 """approvals-ctl: steer the order and approval workflows through their management API.
 
 Workflow commands (named like `dapr workflow`) act on the app chosen with --app:
-  run, get, list, history, wait, raise-event, suspend, resume, terminate, purge
+  run, get, list (--stuck), history, diagnose, wait, raise-event, suspend, resume,
+  terminate, purge, retention
 Business commands:
   order place     publish an OrderPlaced (orders app)
   order get       one order: status, approval stage, amount, result (--wait, --until)
+  cancel          cancel an order: its approval is closed, the customer told (orders app)
   approval get    one approval: tier, stage, due time, decision log (--wait)
   decide          approve or reject an order's approval (approvals app, as the token's approver)
   audit list      the audit log, a page at a time;  audit verify   check its keyed chain and
@@ -17,7 +19,8 @@ ones; --token works too, with a warning: a command line is visible to every user
 --orders-url / ORDERS_URL (http://127.0.0.1:8101) and --approvals-url / APPROVALS_URL
 (http://127.0.0.1:8102). These, --app, --json and --timeout-s go before or after the command.
 
-Terminate is for stuck workflows and asks first (--yes answers for scripts).
+Cancel is how to stop an order. Terminate is for stuck workflows (they cannot take the
+cancellation) and asks first (--yes answers for scripts).
 
 Exit codes: 0 done; 1 the service failed or could not be reached; 2 usage error; 3 not found;
 4 refused (401, 403, 409, 410, 422, or "no" at a prompt); 5 the audit log is not intact; 6 a
@@ -35,6 +38,7 @@ from approvals_ctl.business_commands import (
     cmd_approval_get,
     cmd_audit_list,
     cmd_audit_verify,
+    cmd_cancel,
     cmd_decide,
     cmd_keys_new,
     cmd_order_get,
@@ -47,11 +51,13 @@ from approvals_ctl.client import (
     CtlError,
 )
 from approvals_ctl.workflow_commands import (
+    cmd_diagnose,
     cmd_get,
     cmd_history,
     cmd_list,
     cmd_purge,
     cmd_raise,
+    cmd_retention,
     cmd_run,
     cmd_terminate,
     cmd_transition,
@@ -127,6 +133,34 @@ def parser() -> argparse.ArgumentParser:
     lst.add_argument("--limit", type=int, default=100)
     lst.add_argument("--offset", type=int, default=0)
     lst.add_argument("--reconcile", action="store_true", help="rebuild the index from Dapr first")
+    lst.add_argument(
+        "--stuck",
+        action="store_true",
+        help="only live instances that are stuck, with why: past their deadline, a timer "
+        "overdue, an event no wait took, an activity failing, or quiet too long (reads each "
+        "live instance's history)",
+    )
+    lst.add_argument(
+        "--stuck-after",
+        metavar="DURATION",
+        help='with --stuck: how long without progress counts (e.g. "30m"; the server\'s '
+        "STUCK_AFTER by default)",
+    )
+    diag = add(
+        "diagnose",
+        cmd_diagnose,
+        "why is it stuck? what an instance waits for (events, timers with due times), events "
+        "that arrived and no wait took (and the name they resemble), activity failures and "
+        "retries, dead letters of its order, whether the sidecar and workflow worker are "
+        "connected, and when it last made progress",
+    )
+    diag.add_argument("instance_id")
+    add(
+        "retention",
+        cmd_retention,
+        "the scheduled purge of finished instances (--app): its age and schedule, whether the "
+        "Dapr scheduler holds it as configured, the next run and what the last run did",
+    )
     hist = add("history", cmd_history, "show an instance's execution history")
     hist.add_argument("instance_id")
     wait = add("wait", cmd_wait, "wait for an instance to finish (exit 1 if it did not)")
@@ -265,6 +299,23 @@ def parser() -> argparse.ArgumentParser:
     aget.set_defaults(fn=cmd_approval_get)
     aget.add_argument("order_id")
     aget.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="at most 60")
+    can = add(
+        "cancel",
+        cmd_cancel,
+        "cancel an order (orders app): its workflow closes the open approval, tells the "
+        "customer and ends cancelled; a finished or approved order is refused (exit 4), and so "
+        "is one whose workflow is stuck (terminate that instead)",
+    )
+    can.add_argument("order_id")
+    can.add_argument("--reason", required=True, help="why (audited; shown in the approval's log)")
+    can.add_argument(
+        "--wait",
+        type=float,
+        default=30,
+        metavar="SECONDS",
+        help="wait this long (at most 60) for the order to end cancelled; exit 1 if it did not "
+        "(0: do not wait)",
+    )
     dec = add("decide", cmd_decide, "approve or reject an order's approval as the token's approver")
     dec.add_argument("order_id")
     verdict = dec.add_mutually_exclusive_group(required=True)

@@ -67,6 +67,26 @@ def cmd_order_get(c: Client, a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_cancel(c: Client, a: argparse.Namespace) -> int:
+    body = {"reason": a.reason}
+    out = c.call("POST", f"/orders/{a.order_id}/cancel", app="orders", json=body)
+    if a.wait <= 0:
+        _show(a, out, f"order {a.order_id}: cancellation requested; {out['detail']}")
+        return EXIT_OK
+    print(
+        f"order {a.order_id}: cancellation requested; waiting up to {a.wait:g}s for it to end",
+        file=sys.stderr,
+    )
+    params = {"wait": a.wait, "until": "cancelled"}
+    order = c.call("GET", f"/orders/{a.order_id}", app="orders", params=params)
+    _show(a, order, f"order {a.order_id}: {order['status']}: {order['detail']}")
+    if order["status"] != "cancelled":
+        how = "ended" if order.get("ended") else "is still"
+        print(f"error: order {a.order_id} {how} {order['status']}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 def cmd_approval_get(c: Client, a: argparse.Namespace) -> int:
     out = c.call("GET", f"/approvals/{a.order_id}", app="approvals", params={"wait": a.wait})
     log = _table(out.get("log", []), ["at", "kind", "stage", "tier", "approver_id", "note"])

@@ -54,12 +54,54 @@ def cmd_list(c: Client, a: argparse.Namespace) -> int:
     for name in ("name", "created_before", "created_after", "updated_before", "updated_after"):
         if getattr(a, name):
             params[name] = getattr(a, name)
+    if a.stuck or a.stuck_after:
+        params |= {"stuck": True} | ({"stuck_after": a.stuck_after} if a.stuck_after else {})
+        print("checking each live instance's history for why it is stuck...", file=sys.stderr)
     out = c.call("GET", "/workflows", params=params)
-    human = (
-        _table(out["instances"], ["instance_id", "name", "status", "created_at", "updated_at"])
-        + f"\n{out['total']} in all"
-    )
-    _show(a, out, human)
+    columns = ["instance_id", "name", "status", "created_at", "updated_at"]
+    rows = out["instances"]
+    if "stuck" in params:
+        columns, rows = (
+            [*columns[:3], "stuck"],
+            [r | {"stuck": "; ".join(r["stuck"])} for r in rows],
+        )
+    _show(a, out, _table(rows, columns) + f"\n{out['total']} in all")
+    return EXIT_OK
+
+
+def _listed(items: list[str]) -> str:
+    return ", ".join(items) or "none"
+
+
+def cmd_diagnose(c: Client, a: argparse.Namespace) -> int:
+    out = c.call("GET", f"/workflows/{a.instance_id}/diagnosis")
+    waits, runtime = out["waiting_for"], out["runtime"]
+    timers = [
+        f"{t['kind']} due {t['fire_at']}{' (overdue)' if t['overdue'] else ''}"
+        for t in waits["timers"]
+    ]
+    stranded = [
+        f"{e['name']} at {e['at']}" + (f" (meant {e['resembles']}?)" if e["resembles"] else "")
+        for e in out["unconsumed_events"]
+    ]
+    failures = [
+        f"{f['name']} attempt {f['attempt']} at {f['at']}: {f['failure']}"
+        for f in out["activities"]["failures"]
+    ]
+    letters = [f"{d['topic']} {d['event_id']}: {d['reason']}" for d in out["dead_letters"]]
+    deadline = f"; deadline {out['deadline']}" if out["deadline"] else ""
+    lines = [
+        f"{out['instance_id']} ({out['name']}): {out['status']}",
+        *(f"  - {f}" for f in out["findings"]),
+        f"waiting for events: {_listed(waits['events'])}",
+        f"timers: {_listed(timers)}",
+        f"events no wait took: {_listed(stranded)}",
+        f"activity failures: {_listed(failures)}",
+        f"dead letters: {_listed(letters)}",
+        f"sidecar: {runtime.get('sidecar')}; workflow workers: {runtime.get('workflow_workers')}",
+        f"last progress: {out['last_progress_at']} ({out['quiet_for_s']} s ago){deadline}",
+    ]
+    _show(a, out, "\n".join(lines))
     return EXIT_OK
 
 
@@ -130,7 +172,8 @@ def _job(c: Client, a: argparse.Namespace, body: dict[str, Any]) -> int:
 
 TERMINATE_WARNING = (
     "terminate is for workflows that are stuck: it stops them for good, runs no compensation "
-    "and decides nothing (the output records who terminated it and why)"
+    "and decides nothing (the output records who terminated it and why); to stop an order "
+    "that can still take an event, cancel it instead (approvals-ctl cancel ORDER)"
 )
 
 
@@ -187,3 +230,28 @@ def cmd_purge(c: Client, a: argparse.Namespace) -> int:
         _show(a, out, f"{a.instance_id}: purged")
         return EXIT_OK
     return _job(c, a, {"action": "purge", "older_than": a.all_older_than, "dry_run": a.dry_run})
+
+
+def cmd_retention(c: Client, a: argparse.Namespace) -> int:
+    out = c.call("GET", "/retention")
+    if not out["enabled"]:
+        _show(a, out, f"{a.app}: retention is off (RETENTION_SCHEDULE=off)")
+        return EXIT_OK
+    when = out["next_run"] or (f"every {out['every']}" if out["every"] else "unknown")
+    held = "in step" if out["in_step"] else f"NOT in step: the scheduler holds {out['scheduled']}"
+    lines = [
+        f"{a.app}: purge finished instances older than {out['age']}"
+        + (" (dry run)" if out["dry_run"] else ""),
+        f"schedule: {out['schedule']} ({held}); next run: {when}",
+    ]
+    last = out["last_run"]
+    if last:
+        counts = ", ".join(f"{n} {what}" for what, n in sorted(last["counts"].items()))
+        lines.append(
+            f"last run: {last['at']}: {last['job_id']} {last['status']}, "
+            f"{last['done']}/{last['total']} instances ({counts or 'nothing to do'})"
+        )
+    else:
+        lines.append("last run: none yet")
+    _show(a, out, "\n".join(lines))
+    return EXIT_OK

@@ -2,6 +2,7 @@
 
 devstack runtime        build or find daprd/placement/scheduler at the pinned version
 devstack mail           build or find Mailpit, the local mail server `run` starts
+devstack kube-parts     build or find the Kubernetes tier's parts (kube-apiserver, etcd, ...)
 devstack run            start redis, sentry, placement, scheduler and every app with its sidecar
                         (--replicas: more than one of each), and keep them running (a process
                         that exits is restarted)
@@ -31,6 +32,7 @@ from devstack.control import (
     wait_until_back,
 )
 from devstack.errors import DevstackError
+from devstack.kube import ETCD_VERSION, KUBERNETES_VERSION, main_kube_parts
 from devstack.log import say
 from devstack.mail import MAILPIT_VERSION, main_mail, with_mail
 from devstack.runfile import RunFile
@@ -136,6 +138,14 @@ def _parser() -> argparse.ArgumentParser:
         "module github.com/axllent/mailpit (its web inbox bundled with npm, when there is "
         "npm). `devstack run` does this itself; this is for building ahead (CI).",
     )
+    sub.add_parser(
+        "kube-parts",
+        help="find or build the Kubernetes tier's parts; print where they are",
+        description=f"Find or build (from Go modules, minutes the first time, then cached) "
+        f"kube-apiserver, kube-controller-manager and kubectl {KUBERNETES_VERSION}, etcd "
+        f"{ETCD_VERSION}, and Dapr's sentry, injector and operator at the runtime's version "
+        "(with Dapr's CRDs); print each one's path.",
+    )
     run = sub.add_parser(
         "run",
         help="run the apps of dapr.yaml under real sidecars, restarting what exits",
@@ -215,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_runtime(args.version)
     if args.command == "mail":
         return main_mail()
+    if args.command == "kube-parts":
+        return main_kube_parts()
     if args.command == "run":
         return _run(args)
     commands = {"ps": _ps, "kill": _kill, "restart": _restart}

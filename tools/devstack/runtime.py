@@ -109,10 +109,10 @@ def _missing_from_cache(version: str) -> list[str]:
     return [b for b in BINARIES if not (bin_dir / b).is_file()]
 
 
-class _BuildLock:
+class BuildLock:
     """An exclusive lock on the cache while a build runs (one Go build at a time)."""
 
-    def __enter__(self) -> _BuildLock:
+    def __enter__(self) -> BuildLock:
         cache_root().mkdir(parents=True, exist_ok=True)
         self._file = (cache_root() / LOCK).open("a")
         try:
@@ -137,7 +137,7 @@ def ensure_runtime(version: str | None = None) -> Runtime:
             return found
     _require_go()
     errors: list[str] = []
-    with _BuildLock():
+    with BuildLock():
         for i, v in enumerate(versions):
             found = _cached(v)  # another devstack may have built it while we waited
             if found:
@@ -221,16 +221,13 @@ def _run_go(args: list[str], cwd: Path, env: dict[str, str], label: str) -> None
     say(f"  {label}: done in {int(time.monotonic() - started)}s")
 
 
-def _source(version: str, scratch: Path) -> Path:
-    """A writable copy of the dapr module at `version` in `scratch` (downloaded if needed)."""
-    module = f"github.com/dapr/dapr@v{version}"
-    # The checksum database may be unreachable: skip it for the top-level module only;
-    # its go.sum then verifies every dependency during the build.
-    dl_env = _go_env(GONOSUMDB="github.com/dapr/dapr")
+def module_copy(module: str, version: str, dest: Path, env: dict[str, str]) -> Path:
+    """Download a Go module and copy it to `dest`, writable: a module with replace directives
+    refuses `go install pkg@version`, so it is built from such a copy."""
     out = subprocess.run(
-        ["go", "mod", "download", "-json", module],
-        cwd=scratch,
-        env=dl_env,
+        ["go", "mod", "download", "-json", f"{module}@v{version}"],
+        cwd=dest.parent,
+        env=env,
         capture_output=True,
         text=True,
         check=False,
@@ -239,17 +236,21 @@ def _source(version: str, scratch: Path) -> Path:
     if out.returncode != 0 or not info.get("Dir"):
         reason = " ".join(str(info.get("Error") or out.stderr or "unknown error").split())
         if "not available" in reason or "403" in reason or "404" in reason:
-            raise ModuleNotServed(f"{module} is not served: {reason}")
-        raise RuntimeUnavailable(f"`go mod download {module}` failed: {reason}")
-    src = scratch / "src"
-    # The module has replace directives, so `go install pkg@version` is refused: build from a
-    # writable copy instead.
-    shutil.copytree(info["Dir"], src)
-    for path in src.rglob("*"):
+            raise ModuleNotServed(f"{module}@v{version} is not served: {reason}")
+        raise RuntimeUnavailable(f"`go mod download {module}@v{version}` failed: {reason}")
+    shutil.copytree(info["Dir"], dest)
+    for path in [dest, *dest.rglob("*")]:
         if not path.is_symlink():
             path.chmod(path.stat().st_mode | 0o200)
-    src.chmod(src.stat().st_mode | 0o200)
-    return src
+    return dest
+
+
+def _source(version: str, scratch: Path) -> Path:
+    """A writable copy of the dapr module at `version` in `scratch` (downloaded if needed)."""
+    # The checksum database may be unreachable: skip it for the top-level module only;
+    # its go.sum then verifies every dependency during the build.
+    env = _go_env(GONOSUMDB="github.com/dapr/dapr")
+    return module_copy("github.com/dapr/dapr", version, scratch / "src", env)
 
 
 def _compile(src: Path, names: list[str], bin_dir: Path, version: str) -> None:
