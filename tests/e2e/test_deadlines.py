@@ -14,6 +14,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
+from tests.e2e.test_email import links
 from tests.inbox import Inbox
 from tests.stack import DEADLINE_ENV, WebhookSink, e2e_stack, eventually
 
@@ -137,6 +138,44 @@ def test_an_order_waiting_for_a_vp_after_escalation_is_cancelled(flow: Flow) -> 
     assert kinds.count("reminded") <= 1 and kinds[-1] == "cancelled"
     assert flow.customer_statuses(order.order_id, "cancelled")[-1] == "cancelled"
     assert flow.decide(order.order_id, "vp").status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("amount", "stage", "before"),
+    [("2650.00", 2, ["requested", "timed_out", "escalated"]), ("6500.00", 1, ["requested"])],
+    ids=["after-escalation", "asked-of-a-vp-first"],
+)
+def test_a_vp_stage_cancelled_after_its_reminder_mails_nothing_more(
+    flow: Flow, amount: str, stage: int, before: list[str]
+) -> None:
+    inbox = Inbox(flow.stack.env["MAIL_INBOX_URL"])
+    order = flow.place(amount)
+
+    def reminder() -> dict | None:
+        found = inbox.to("val@example.test", order.order_id)
+        return next((m for m in found if m["Subject"].startswith("Reminder")), None)
+
+    reminded = eventually(reminder, 40, "val's reminder")
+    eventually(
+        lambda: ((flow.order(order.order_id) or {}).get("approval") or {}).get("stage") == stage,
+        timeout=30,
+        what=f"the order to follow its approval to stage {stage}",
+    )
+    resp = flow.http.post(
+        f"{flow.orders}/orders/{order.order_id}/cancel", json={"reason": "customer withdrew"}
+    )
+    assert resp.status_code == 202, resp.text
+    assert flow.finished(order.order_id)["status"] == "cancelled"
+    approval = eventually(
+        lambda: (a := flow.approval(order.order_id)) and a["status"] == "cancelled" and a,
+        what="the reminded VP stage to be closed",
+    )
+    assert [e["kind"] for e in approval["log"]] == [*before, "reminded", "cancelled"]
+    with httpx.Client(timeout=10) as browser:  # the reminder's link, as val would click it
+        late = browser.post(links(reminded)["approve"])
+        assert late.status_code == 409 and "already cancelled" in late.text
+    assert flow.approval(order.order_id)["status"] == "cancelled"
+    assert len(inbox.to("val@example.test", order.order_id)) == 2  # the request and one reminder
 
 
 def test_an_approval_past_its_due_time_is_listed_as_stuck_and_diagnosed(flow: Flow) -> None:
