@@ -17,6 +17,7 @@ import httpx
 from contracts.messages import (
     ApprovalCancelled,
     ApprovalOutcome,
+    ApprovalReminded,
     ApprovalRequested,
     DecisionSubmitted,
     Message,
@@ -220,6 +221,7 @@ DEV_STORES = {
     "localsecretstore": SECRETS / "dev-secrets.json",
     "orders-keys": SECRETS / "dev-orders-keys.json",
     "approvals-keys": SECRETS / "dev-approvals-keys.json",
+    "notifier-keys": SECRETS / "dev-notifier-keys.json",
 }
 
 
@@ -253,13 +255,14 @@ def dev_signer(app: str = "approvals") -> Signer:
 def production_keys() -> dict[str, dict[str, str]]:
     """Shared-store entries a production stack would hold: verification keys not from git."""
     return {
-        f"{app}-verify-keys": new_key_pair(f"{app}-test-1")[1] for app in ("orders", "approvals")
+        f"{app}-verify-keys": new_key_pair(f"{app}-test-1")[1]
+        for app in ("orders", "approvals", "notifier")
     }
 
 
 def signing_app(message: Message) -> str | None:
     """Which app signs this kind of message, as the services do; None: nobody signs it."""
-    if isinstance(message, (DecisionSubmitted, ApprovalOutcome)):
+    if isinstance(message, (DecisionSubmitted, ApprovalOutcome, ApprovalReminded)):
         return "approvals"
     if isinstance(message, ApprovalRequested):
         return "orders" if message.stage == 1 else "approvals"

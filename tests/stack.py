@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from devstack.mail import with_mail
 from devstack.stack import Stack
 from tests.fakes import bearer
 from workflow_harness import record_histories
@@ -36,7 +37,13 @@ E2E_ENV = {
 # Deadlines that pass during a test: the manager's soon; the VP's late enough that a decision
 # posted when the VP stage opens lands well before it on a loaded 2-core machine (measured in
 # docs/testing.md), yet an expiry test waits only for both.
-DEADLINE_ENV = {**E2E_ENV, "POLICY_MANAGER_DEADLINE": "4s", "POLICY_VP_DEADLINE": "20s"}
+# The VP's reminder 5 s into the stage; the manager's stage is too short for one.
+DEADLINE_ENV = {
+    **E2E_ENV,
+    "POLICY_MANAGER_DEADLINE": "4s",
+    "POLICY_VP_DEADLINE": "20s",
+    "POLICY_REMINDER_BEFORE": "15s",
+}
 
 
 class WebhookSink:
@@ -74,18 +81,25 @@ def webhook() -> Iterator[WebhookSink]:
 
 
 def e2e_stack(
-    run_dir: Path, env: dict[str, str], webhook: WebhookSink, replicas: int = 1
+    run_dir: Path,
+    env: dict[str, str],
+    webhook: WebhookSink,
+    replicas: int = 1,
+    mail: bool = True,
 ) -> Iterator[Stack]:
-    """A whole stack on free loopback ports, `replicas` of each app; RECORD_HISTORIES=<dir>
-    keeps its histories."""
-    with Stack(
+    """A whole stack on free loopback ports, `replicas` of each app, with its mail server
+    unless `mail` is False; RECORD_HISTORIES=<dir> keeps its histories."""
+    stack = Stack(
         run_file=ROOT / "dapr.yaml",
         run_dir=run_dir,
         free_ports=True,
         env={**env, "NOTIFY_CHANNELS": "log,webhook"},
         component_metadata={"notify-webhook": {"url": webhook.url}},
         replicas=dict.fromkeys(("orders", "approvals", "notifier"), replicas),
-    ) as running:
+    )
+    if mail and with_mail(stack) is None:
+        raise RuntimeError("no mail server for the end-to-end stack: see the lines above")
+    with stack as running:
         yield running
         if record := os.environ.get("RECORD_HISTORIES"):
             save_histories(running, Path(record))

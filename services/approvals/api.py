@@ -37,7 +37,7 @@ from contracts.topics import APPROVAL_CANCELLATIONS, APPROVAL_REQUESTS, DECISION
 from control import instances
 from control.auditing import audited
 from control.management import MAX_WAIT_S, WorkflowRules, mount_management
-from plumbing.auth import Approver, Reader, Role
+from plumbing.auth import Approver, Principal, Reader, Role
 from plumbing.gateway import Gateway, InstanceState
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
@@ -203,9 +203,18 @@ def post_decision(
     view = check_can_decide(
         load_view(gateway.state, order_id), order_id, approver.id, approver.level
     )
+    return submit_decision(gateway, request, view, approver, body)
+
+
+def submit_decision(
+    gateway: Gateway, request: Request, view: ApprovalView, approver: Principal, body: DecisionBody
+) -> dict[str, str]:
+    """Publish a decision that passed check_can_decide, audited first (the API and the
+    one-click links both decide through here)."""
+    assert approver.level is not None
     decision = DecisionSubmitted(
         decision_id=f"d-{uuid.uuid4().hex}",
-        order_id=order_id,
+        order_id=view.order_id,
         approved=body.approved,
         approver_id=approver.id,
         approver_role=approver.level,
@@ -214,9 +223,9 @@ def post_decision(
     )
     verb = "approve" if body.approved else "reject"
     outcome = f"ok: {verb} {view.amount_text} as {decision.decision_id}"
-    with audited(request, target=order_id, reason=body.reason, outcome=outcome):
+    with audited(request, target=view.order_id, reason=body.reason, outcome=outcome):
         gateway.publisher.publish(DECISIONS, decision)
-    return {"decision_id": decision.decision_id, "order_id": order_id, "status": "submitted"}
+    return {"decision_id": decision.decision_id, "order_id": view.order_id, "status": "submitted"}
 
 
 @router.get("/approvals")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from dapr.ext.fastapi import DaprApp
 from fastapi import FastAPI
 
-from approvals import api
+from approvals import api, links
 from approvals.domain import AlreadyDecided, ApprovalExpired, NotAuthorised, UnknownApproval
 from approvals.workflows import APPROVAL_WORKFLOW, approval_workflow, make_activities
 from control.app import build_app
@@ -12,11 +13,16 @@ from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
 
 
+def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
+    api.register(app, dapr_app, settings)
+    app.include_router(links.router)
+
+
 def create_app(settings: ServiceSettings | None = None, gateway: Gateway | None = None) -> FastAPI:
     return build_app(
         settings=settings or ServiceSettings.from_env("approvals"),
         gateway=gateway,
-        register=api.register,
+        register=register,
         description="Approver decisions, the approver inbox and approval workflows.",
         workflows={APPROVAL_WORKFLOW: approval_workflow},
         activities=make_activities,

@@ -12,10 +12,17 @@ it, so an approval started by an earlier release replays under the rules it star
 One `decision` waiter is pending at a time and reused across deadline changes: durabletask
 hands an event to the oldest pending waiter, so an abandoned waiter would swallow the next one.
 
+Reminders: when the policy says `reminder_before` (and the stage is long enough), a second
+timer per stage fires that long before the deadline and the stage's approvers are reminded
+once (ApprovalReminded on approval-reminders). A snapshot from before reminders reads as
+`reminder_before` 0, so approvals started then replay without the timer they never had.
+
 When its order is cancelled, the approvals app raises `cancel` (the ApprovalCancelled from
 orders): the approval ends `cancelled`, undecided, and leaves the inbox; no outcome is published
-(the order has ended already). Approvals that were waiting before this existed carry no
-version mark (`ctx.is_patched`) and keep waiting without a cancel waiter.
+(the order has ended already) and no reminder follows (the workflow has ended, its timers with
+it). Approvals that were waiting before this existed carry no version mark (`ctx.is_patched`)
+and keep waiting without a cancel waiter. The reminder timer is created before the decision and
+cancel waiters, so an approval with both keeps the ids of each recording without the other.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from contracts.messages import (
     TRUSTED,
     ApprovalCancelled,
     ApprovalOutcome,
+    ApprovalReminded,
     ApprovalRequested,
     DecisionSubmitted,
     Outcome,
@@ -40,7 +48,7 @@ from contracts.messages import (
 )
 from contracts.policy import OnManagerTimeout, PolicySnapshot, authority_problem
 from contracts.timestamps import rfc3339
-from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS
+from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REMINDERS, APPROVAL_REQUESTS
 from control.instances import TRACK_INSTANCE, tracked
 from plumbing.gateway import Gateway
 from plumbing.workflow import activity, now
@@ -53,6 +61,7 @@ CANCEL_EVENT = "cancel"
 CANCEL_PATCH = "cancel"  # the version mark of approvals that take the cancel event
 PUBLISH_OUTCOME = "publish_approval_outcome"
 REQUEST_NEXT_STAGE = "request_next_stage"
+REMIND_APPROVERS = "remind_approvers"
 RECORD_APPROVAL = "record_approval"
 INSTANCE_PREFIX = "approval-"
 
@@ -122,14 +131,28 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
             log=entries,
         ).model_dump(mode="json", exclude={"amount_text"})
 
+    def this_stage(request_id: str, reason: str) -> dict[str, Any]:
+        """The request as the current stage stands, under another id and reason."""
+        update = {"tier": tier, "stage": stage, "due_at": due}
+        return req.model_copy(
+            update={**update, "request_id": request_id, "reason": reason}
+        ).model_dump(mode="json")
+
+    def reminder() -> Any:
+        """The stage's reminder timer, or None: no reminders, or too late for one."""
+        at = due - policy.reminder_before
+        return ctx.create_timer(at) if policy.reminder_before and at > now(ctx) else None
+
     note("requested", req.reason)
     yield activity(ctx, RECORD_APPROVAL, view("pending"))
     deadline = ctx.create_timer(due)
+    remind = reminder()
     waiting = ctx.wait_for_external_event(DECISION_EVENT)
     cancel = ctx.wait_for_external_event(CANCEL_EVENT) if ctx.is_patched(CANCEL_PATCH) else None
     while True:
         ctx.set_custom_status(f"awaiting {tier.value} decision (stage {stage}), due {rfc3339(due)}")
-        winner = yield when_any([waiting, deadline] + ([cancel] if cancel is not None else []))
+        racing = [waiting, deadline, *([remind] if remind else []), *([cancel] if cancel else [])]
+        winner = yield when_any(racing)
         if cancel is not None and winner is cancel:
             stop = _parse_cancel(cancel.get_result(), req.order_id)
             if stop is None:
@@ -147,6 +170,16 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
                 stages=stage,
                 log=entries,
             ).model_dump(mode="json")
+        if remind is not None and winner is remind:
+            remind = None
+            note("reminded", f"{tier.value} approvers reminded; due {rfc3339(due)}")
+            again = this_stage(
+                ApprovalReminded.reminder_id(req.order_id, stage, tier),
+                f"a reminder: nobody has decided yet, and it is due {rfc3339(due)}",
+            )
+            yield activity(ctx, REMIND_APPROVERS, again)
+            yield activity(ctx, RECORD_APPROVAL, view("pending"))
+            continue
         if winner is deadline:
             escalate = (
                 tier is Tier.MANAGER
@@ -157,18 +190,14 @@ def _approval(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, An
                 stage, tier = stage + 1, Tier.VP
                 due = now(ctx) + policy.vp_deadline
                 note("escalated", f"VP decision due {rfc3339(due)}")
-                nxt = req.model_copy(
-                    update={
-                        "request_id": ApprovalRequested.make_id(req.order_id, stage, tier),
-                        "tier": tier,
-                        "stage": stage,
-                        "due_at": due,
-                        "reason": "the manager did not decide in time; escalated to a VP",
-                    }
+                nxt = this_stage(
+                    ApprovalRequested.make_id(req.order_id, stage, tier),
+                    "the manager did not decide in time; escalated to a VP",
                 )
-                yield activity(ctx, REQUEST_NEXT_STAGE, nxt.model_dump(mode="json"))
+                yield activity(ctx, REQUEST_NEXT_STAGE, nxt)
                 yield activity(ctx, RECORD_APPROVAL, view("pending"))
                 deadline = ctx.create_timer(due)
+                remind = reminder()
                 continue
             if tier is Tier.MANAGER:
                 outcome, reason = Outcome.REJECTED, "manager_timeout"
@@ -259,8 +288,14 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
     def record_approval(ctx: Any, data: dict[str, Any]) -> None:
         save_view(gateway.state, ApprovalView.model_validate(data))
 
+    def remind_approvers(ctx: Any, data: dict[str, Any]) -> None:
+        gateway.publisher.publish(
+            APPROVAL_REMINDERS, ApprovalReminded.model_validate(data, context=TRUSTED)
+        )
+
     return {
         PUBLISH_OUTCOME: publish_approval_outcome,
         REQUEST_NEXT_STAGE: request_next_stage,
+        REMIND_APPROVERS: remind_approvers,
         RECORD_APPROVAL: record_approval,
     }

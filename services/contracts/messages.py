@@ -266,6 +266,15 @@ class ApprovalRequested(_Priced):
         return f"{order_id}-s{stage}-{tier.value}"
 
 
+class ApprovalReminded(ApprovalRequested):
+    """A stage still undecided before it is due: its request again, to remind its approvers.
+    `request_id` is the stage's request id with "-reminder": one reminder per stage."""
+
+    @staticmethod
+    def reminder_id(order_id: str, stage: int, tier: Tier) -> str:
+        return f"{ApprovalRequested.make_id(order_id, stage, tier)}-reminder"
+
+
 class DecisionSubmitted(Message):
     decision_id: BusinessId
     order_id: BusinessId
@@ -312,6 +321,9 @@ class OrderStatusChanged(Message):
     status: OrderStatus
     at: AwareDatetime
     detail: Annotated[FreeText, Field(max_length=1000)] = ""
+    # Whom the order is for (so the notifier can write to them); None in steps announced by a
+    # release before it was sent.
+    customer_id: PersonId | None = None
 
     @property
     def message_id(self) -> str:

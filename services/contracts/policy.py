@@ -132,6 +132,8 @@ class ApprovalPolicy(BaseModel):
     on_manager_timeout: OnManagerTimeout = OnManagerTimeout.ESCALATE_TO_VP
     # The order workflow gives up waiting for an outcome after this long.
     order_backstop: Duration = timedelta(days=10)
+    # Approvers of a stage are reminded this long before it is due; 0 sends no reminder.
+    reminder_before: Duration = timedelta(hours=24)
     # Base-currency units per one unit of each other currency, with the date of the rate.
     rates: dict[str, Rate] = DEFAULT_RATES
     # Narrows the accepted currencies; None accepts the base currency and every rated one.
@@ -145,6 +147,8 @@ class ApprovalPolicy(BaseModel):
         for name in ("manager_deadline", "vp_deadline", "order_backstop"):
             if getattr(self, name) <= timedelta(0):
                 raise ValueError(f"{name} must be positive")
+        if self.reminder_before < timedelta(0):
+            raise ValueError("reminder_before must not be negative (0 sends no reminder)")
         if self.manager_limit < self.auto_approve_below:
             raise ValueError("manager_limit must not be below auto_approve_below")
         longest = self.vp_deadline + (
@@ -268,6 +272,8 @@ class PolicySnapshot:
             basis = TierBasis.RAW_AMOUNT
         else:
             basis = TierBasis(marked) if marked else TierBasis.ROUNDED_VALUE
+        # Snapshots from before reminders: their approvals replay as they ran, without one.
+        data.setdefault("reminder_before", 0)
         policy = ApprovalPolicy.model_validate(data, context=_FROM_SNAPSHOT)
         if basis is not TierBasis.RAW_AMOUNT:
             missing = sorted((policy.accepted | {policy.base_currency}) - set(policy.minor_units))

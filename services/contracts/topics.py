@@ -5,6 +5,7 @@ APPROVAL_REQUESTS = "approval-requests"
 DECISIONS = "decisions"
 APPROVAL_OUTCOMES = "approval-outcomes"
 ORDER_STATUS = "order-status"
+APPROVAL_REMINDERS = "approval-reminders"
 APPROVAL_CANCELLATIONS = "approval-cancellations"
 
 

@@ -10,14 +10,16 @@ from typing import Annotated, Any
 from dapr.ext.fastapi import DaprApp
 from fastapi import APIRouter, FastAPI, Query
 
-from contracts.messages import TRUSTED, ApprovalRequested, OrderStatusChanged
+from contracts.messages import TRUSTED, ApprovalReminded, ApprovalRequested, OrderStatusChanged
 from contracts.timestamps import rfc3339
-from contracts.topics import APPROVAL_REQUESTS, ORDER_STATUS
+from contracts.topics import APPROVAL_REMINDERS, APPROVAL_REQUESTS, ORDER_STATUS
 from notifier.channels import Channel, LogChannel, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
+from notifier.email import email_channels
 from notifier.settings import NotifierSettings
 from plumbing.auth import Reader
 from plumbing.gateway import Gateway, GatewayError
+from plumbing.runtime import load_signer
 from plumbing.settings import ServiceSettings
 from plumbing.state import update
 from plumbing.subscriptions import Answer, keys_of, subscribe
@@ -26,14 +28,19 @@ from plumbing.web import GatewayDep
 log = logging.getLogger(__name__)
 
 
-def channels_for(gateway: Gateway, settings: NotifierSettings) -> list[Channel]:
-    """The channels the settings name, bound to this app's sidecar."""
+def channels_for(app: FastAPI, settings: NotifierSettings, note: Notification) -> list[Channel]:
+    """The channels the settings name for this notification, bound to this app's sidecar."""
+    gateway: Gateway = app.state.gateway
     chosen: list[Channel] = []
     for name in settings.channels:
         if name == "log":
             chosen.append(LogChannel())
         elif name == "webhook" and gateway.bindings is not None:
             chosen.append(WebhookChannel(gateway.bindings, settings.webhook_binding))
+        elif name == "email" and gateway.bindings is not None:
+            principals = app.state.tokens.by_digest.values()
+            signer = getattr(app.state, "link_signer", None)
+            chosen += email_channels(gateway.bindings, note, settings, principals, signer)
     return chosen
 
 
@@ -48,7 +55,7 @@ SENDING_LEASE = timedelta(seconds=120)
 _SENT_HERE: dict[str, tuple[str, str]] = {}
 
 
-def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) -> Answer:
+def deliver(gateway: Gateway, note: Notification, channels: list[Channel]) -> Answer:
     """Deliver a notification once per message id and channel, and add it to the order's
     delivery log.
 
@@ -64,7 +71,7 @@ def deliver(gateway: Gateway, settings: NotifierSettings, note: Notification) ->
         return Answer.success("already delivered")
     sent: dict[str, str] = {}
     me = uuid.uuid4().hex
-    for channel in channels_for(gateway, settings):
+    for channel in channels:
         lease_key = f"notification-sending:{note.id}:{channel.name}"
         if known := _SENT_HERE.get(lease_key):  # sent by this process; the mark was not stored
             _mark_sent(gateway, lease_key, *known)
@@ -154,13 +161,24 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
     def gw() -> Gateway:
         return app.state.gateway  # type: ignore[no-any-return]
 
+    def send(note: Notification) -> Answer:
+        return deliver(gw(), note, channels_for(app, conf, note))
+
+    if "email" in conf.channels:  # approvers' links are signed with this app's key
+
+        def load_link_signer(gateway: Gateway, _audit: object) -> None:
+            assert gateway.secrets is not None
+            app.state.link_signer = load_signer(gateway.secrets, conf)
+
+        app.state.on_ready = [*getattr(app.state, "on_ready", []), load_link_signer]
+
     subscribe(
         dapr_app,
         gw,
         settings,
         topic=APPROVAL_REQUESTS,
         model=ApprovalRequested,
-        handler=lambda m: deliver(gw(), conf, for_approval_request(m, datetime.now(UTC))),
+        handler=lambda m: send(for_approval_request(m, datetime.now(UTC))),
         signed_by=keys_of(app, "orders", "approvals"),
         limits=TRUSTED,  # checked by orders under the policy the order started with
     )
@@ -168,9 +186,19 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         dapr_app,
         gw,
         settings,
+        topic=APPROVAL_REMINDERS,
+        model=ApprovalReminded,
+        handler=lambda m: send(for_approval_request(m, datetime.now(UTC))),
+        signed_by=keys_of(app, "approvals"),  # only the approval workflow reminds
+        limits=TRUSTED,
+    )
+    subscribe(
+        dapr_app,
+        gw,
+        settings,
         topic=ORDER_STATUS,
         model=OrderStatusChanged,
-        handler=lambda m: deliver(gw(), conf, for_status_change(m)),
+        handler=lambda m: send(for_status_change(m)),
         signed_by=keys_of(app, "orders"),  # customers hear only what orders says
     )
     app.include_router(router)

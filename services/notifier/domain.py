@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel
 
-from contracts.messages import ApprovalRequested, OrderStatus, OrderStatusChanged
+from contracts.messages import (
+    ApprovalReminded,
+    ApprovalRequested,
+    OrderStatus,
+    OrderStatusChanged,
+    Tier,
+)
 from contracts.money import describe_price
 from contracts.timestamps import UtcDatetime
 
@@ -15,7 +21,8 @@ class Notification(BaseModel):
     """One notification; `id` is the id of the message that caused it.
 
     `at` is when it happened: when the notifier sent an approver's, when the status changed
-    for a customer's. An approver's carries the decision's deadline in `due_at`.
+    for a customer's. An approver's carries the decision's deadline in `due_at` and what the
+    e-mail shows (amount, tier, stage, why); a customer's, whom it is for (`customer_id`).
     """
 
     id: str
@@ -25,27 +32,42 @@ class Notification(BaseModel):
     text: str
     at: UtcDatetime
     due_at: UtcDatetime | None = None
+    amount_text: str | None = None
+    tier: Tier | None = None
+    stage: int | None = None
+    why: str = ""
+    customer_id: str | None = None
+    status: OrderStatus | None = None
+    reminder: bool = False
 
 
 def for_approval_request(msg: ApprovalRequested, sent_at: datetime) -> Notification:
     """The approvers' notification: what, for how much, at which level, by when."""
     due = msg.due_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    price = describe_price(msg.amount, msg.currency, msg.valuation)
     text = (
-        f"Order {msg.order_id} for {describe_price(msg.amount, msg.currency, msg.valuation)} "
+        f"Order {msg.order_id} for {price} "
         f"needs {msg.tier.value} approval by {due} (stage {msg.stage})."
     )
     # The first stage's reason restates the amount and level; only a reason that adds
     # something (an escalation) is appended.
-    if msg.reason and msg.reason not in text:
-        text += f" {msg.reason}"
+    why = msg.reason if msg.reason and msg.reason not in text else ""
+    if why:
+        text += f" {why}"
+    reminder = isinstance(msg, ApprovalReminded)
     return Notification(
         id=msg.message_id,
         order_id=msg.order_id,
         audience=f"approvers:{msg.tier.value}",
-        subject=f"Approval needed: order {msg.order_id}",
+        subject=f"{'Reminder: approval' if reminder else 'Approval'} needed: order {msg.order_id}",
         text=text,
         at=sent_at,
         due_at=msg.due_at,
+        amount_text=price,
+        tier=msg.tier,
+        stage=msg.stage,
+        why=why,
+        reminder=reminder,
     )
 
 
@@ -72,4 +94,6 @@ def for_status_change(msg: OrderStatusChanged) -> Notification:
         subject=f"Order {msg.order_id}: {msg.status.value.replace('_', ' ')}",
         text=CUSTOMER_TEXT[msg.status].format(order_id=msg.order_id),
         at=msg.at,
+        customer_id=msg.customer_id,
+        status=msg.status,
     )

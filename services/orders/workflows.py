@@ -50,7 +50,7 @@ from contracts.policy import PolicySnapshot, covers
 from contracts.timestamps import rfc3339
 from contracts.topics import APPROVAL_CANCELLATIONS, APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
-from orders.readmodel import ApprovalStage, OrderRecord, RecordStatus, save
+from orders.readmodel import ApprovalStage, OrderRecord, RecordStatus, load, save
 from plumbing.gateway import Gateway
 from plumbing.workflow import activity, now
 
@@ -342,6 +342,8 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
             "updated_at": msg.at,
         }
         save(gateway.state, OrderRecord.model_validate(change))
+        if msg.customer_id is None and (record := load(gateway.state, msg.order_id)):
+            msg = msg.model_copy(update={"customer_id": record.customer_id})  # for the e-mail
         gateway.publisher.publish(ORDER_STATUS, msg)
 
     def record_order(ctx: Any, data: dict[str, Any]) -> None:

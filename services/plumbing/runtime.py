@@ -118,7 +118,7 @@ class KeyConfigError(ValueError):
 
 
 # The apps that sign what they publish, and so whose public keys every app loads.
-SIGNERS = ("orders", "approvals")
+SIGNERS = ("orders", "approvals", "notifier")
 
 
 def load_signer(secrets: Secrets, settings: ServiceSettings) -> Signer:

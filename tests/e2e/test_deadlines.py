@@ -14,6 +14,8 @@ import pytest
 
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
+from tests.e2e.test_email import links
+from tests.inbox import Inbox
 from tests.stack import DEADLINE_ENV, WebhookSink, e2e_stack, eventually
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +37,8 @@ def test_manager_timeout_escalates_to_vp_who_approves(flow: Flow) -> None:
     order = flow.place("2500.00")
     view = flow.pending(order.order_id, tier="vp", timeout=30)
     assert view["stage"] == 2
-    assert [e["kind"] for e in view["log"]] == ["requested", "timed_out", "escalated"]
+    kinds = [e["kind"] for e in view["log"] if e["kind"] != "reminded"]  # its own test
+    assert kinds == ["requested", "timed_out", "escalated"]
     assert flow.decide(order.order_id, "vp").status_code == 202
     state = flow.finished(order.order_id)
     assert state["result"]["decided_by"] == "val"
@@ -79,6 +82,31 @@ def test_after_escalation_the_order_says_vp_and_the_new_due_time(flow: Flow) -> 
     assert datetime.fromisoformat(due) > datetime.fromisoformat(timed_out["at"])
 
 
+def test_vps_are_told_why_the_stage_came_to_them_and_reminded_once_before_it_is_due(
+    flow: Flow,
+) -> None:
+    inbox = Inbox(flow.stack.env["MAIL_INBOX_URL"])
+    order = flow.place("2600.00")
+
+    def vals() -> list[dict] | None:
+        found = inbox.to("val@example.test", order.order_id)
+        return found if any(m["Subject"].startswith("Reminder") for m in found) else None
+
+    escalation, reminder = eventually(vals, 40, "val's escalation mail and reminder")
+    assert escalation["Subject"] == f"Approval needed: order {order.order_id}, 2600.00 EUR (vp)"
+    assert "the manager did not decide in time; escalated to a VP" in escalation["Text"]
+    assert reminder["Subject"] == (
+        f"Reminder: approval needed: order {order.order_id}, 2600.00 EUR (vp)"
+    )
+    assert "nobody has decided yet" in reminder["Text"] and "stage 2" in reminder["Text"]
+    assert len(inbox.to("vera@example.test", order.order_id)) == 2  # every VP, once each
+    assert flow.decide(order.order_id, "vp").status_code == 202
+    flow.finished(order.order_id)
+    # The manager's stage was shorter than the reminder's lead: bob was asked, not reminded.
+    assert [m["Subject"][:8] for m in inbox.to("bob@example.test", order.order_id)] == ["Approval"]
+    assert len(inbox.to("val@example.test", order.order_id)) == 2  # still once each
+
+
 def test_an_order_waiting_for_a_vp_after_escalation_is_cancelled(flow: Flow) -> None:
     order = flow.place("2600.00")
     view = flow.pending(order.order_id, tier="vp", timeout=30)
@@ -100,9 +128,54 @@ def test_an_order_waiting_for_a_vp_after_escalation_is_cancelled(flow: Flow) -> 
     )
     assert approval["stage"] == 2 and approval["tier"] == "vp"
     kinds = [e["kind"] for e in approval["log"]]
-    assert kinds == ["requested", "timed_out", "escalated", "cancelled"]
+    # The VP stage's reminder (15 s before its 20 s) may come first on a slow machine; once.
+    assert [k for k in kinds if k != "reminded"] == [
+        "requested",
+        "timed_out",
+        "escalated",
+        "cancelled",
+    ]
+    assert kinds.count("reminded") <= 1 and kinds[-1] == "cancelled"
     assert flow.customer_statuses(order.order_id, "cancelled")[-1] == "cancelled"
     assert flow.decide(order.order_id, "vp").status_code == 409
+
+
+@pytest.mark.parametrize(
+    ("amount", "stage", "before"),
+    [("2650.00", 2, ["requested", "timed_out", "escalated"]), ("6500.00", 1, ["requested"])],
+    ids=["after-escalation", "asked-of-a-vp-first"],
+)
+def test_a_vp_stage_cancelled_after_its_reminder_mails_nothing_more(
+    flow: Flow, amount: str, stage: int, before: list[str]
+) -> None:
+    inbox = Inbox(flow.stack.env["MAIL_INBOX_URL"])
+    order = flow.place(amount)
+
+    def reminder() -> dict | None:
+        found = inbox.to("val@example.test", order.order_id)
+        return next((m for m in found if m["Subject"].startswith("Reminder")), None)
+
+    reminded = eventually(reminder, 40, "val's reminder")
+    eventually(
+        lambda: ((flow.order(order.order_id) or {}).get("approval") or {}).get("stage") == stage,
+        timeout=30,
+        what=f"the order to follow its approval to stage {stage}",
+    )
+    resp = flow.http.post(
+        f"{flow.orders}/orders/{order.order_id}/cancel", json={"reason": "customer withdrew"}
+    )
+    assert resp.status_code == 202, resp.text
+    assert flow.finished(order.order_id)["status"] == "cancelled"
+    approval = eventually(
+        lambda: (a := flow.approval(order.order_id)) and a["status"] == "cancelled" and a,
+        what="the reminded VP stage to be closed",
+    )
+    assert [e["kind"] for e in approval["log"]] == [*before, "reminded", "cancelled"]
+    with httpx.Client(timeout=10) as browser:  # the reminder's link, as val would click it
+        late = browser.post(links(reminded)["approve"])
+        assert late.status_code == 409 and "already cancelled" in late.text
+    assert flow.approval(order.order_id)["status"] == "cancelled"
+    assert len(inbox.to("val@example.test", order.order_id)) == 2  # the request and one reminder
 
 
 def test_an_approval_past_its_due_time_is_listed_as_stuck_and_diagnosed(flow: Flow) -> None:

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from devstack import mail
 from devstack.stack import Stack
 from tests.fakes import bearer
 from tests.stack import ROOT, WebhookSink
@@ -54,6 +55,7 @@ def readdress(script: str, stack: Stack) -> str:
         3501: stack.apps["orders"].http_port,
         3502: stack.apps["approvals"].http_port,
         3503: stack.apps["notifier"].http_port,
+        mail.WEB_PORT: int(stack.env["MAIL_INBOX_URL"].rsplit(":", 1)[1]),
     }
     for default, actual in ports.items():
         script = re.sub(rf"\b(localhost|127\.0\.0\.1):{default}\b", f"127.0.0.1:{actual}", script)
@@ -66,13 +68,15 @@ def tour_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     sink.thread.start()
     run_dir = tmp_path_factory.mktemp("tour")
     try:
-        with Stack(
+        stack = Stack(
             run_file=ROOT / "dapr.yaml",
             run_dir=run_dir,
             free_ports=True,
-            env=TOUR_ENV,
+            env=dict(TOUR_ENV),
             component_metadata={"notify-webhook": {"url": sink.url}},
-        ) as running:
+        )
+        assert mail.with_mail(stack) is not None, "the tour needs its mail server"
+        with stack as running:
             yield running
     finally:
         sink.server.shutdown()
@@ -121,6 +125,12 @@ def test_the_readme_tour_works_as_pasted(tour_stack: Stack) -> None:
         assert result("tour-1")["reason"] == "auto_approved"
         assert result("tour-2")["decided_by"] == "bob"
         assert result("tour-3")["decided_by"] == "val"
+        assert (result("tour-6")["decided_by"], result("tour-6")["reason"]) == (
+            "mia",
+            "from my inbox",
+        )
+        assert "this link was used already" in output
+        assert "Order tour-6: completed" in output, output
         assert order("tour-4")["workflow_status"] == "RUNNING", output  # resumed, undecided
         assert order("tour-5")["status"] == "cancelled", output
         closed = http.get(f"{approvals}/approvals/tour-5").json()
@@ -139,4 +149,4 @@ def test_the_tour_addresses_are_the_ones_make_run_uses() -> None:
     script = "\n".join(tour_blocks((ROOT / "README.md").read_text()))
     run = (ROOT / "dapr.yaml").read_text()
     for port in re.findall(r"(?:localhost|127\.0\.0\.1):(\d{4})", script):
-        assert re.search(rf"(appPort|daprHTTPPort): {port}\b", run), port
+        assert re.search(rf"(appPort|daprHTTPPort): {port}\b", run) or int(port) == mail.WEB_PORT

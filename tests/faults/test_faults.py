@@ -50,7 +50,7 @@ def fault_stack(
     webhook: WebhookSink,
 ) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp(f"faults-{request.param}")
-    yield from e2e_stack(run_dir, FAULT_ENV, webhook, replicas=request.param)
+    yield from e2e_stack(run_dir, FAULT_ENV, webhook, replicas=request.param, mail=False)
 
 
 def test_every_order_ends_as_expected_once_while_processes_die(

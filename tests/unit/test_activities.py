@@ -50,7 +50,9 @@ def test_a_status_step_is_recorded_then_announced() -> None:
     assert (saved.status, saved.detail, saved.updated_at) == ("received", "1.00 EUR", NOW)
     assert (saved.customer_id, saved.amount, saved.currency) == ("c-1", "1.00", "EUR")
     (sent,) = gateway.publisher.to(ORDER_STATUS)
-    assert sent == OrderStatusChanged(order_id="o-1", status="received", at=NOW, detail="1.00 EUR")
+    assert sent == OrderStatusChanged(
+        order_id="o-1", status="received", at=NOW, detail="1.00 EUR", customer_id="c-1"
+    )  # whom it is for, from the record: the notifier writes to them
 
 
 def test_a_status_step_scheduled_before_records_existed_is_recorded_too() -> None:

@@ -11,6 +11,7 @@ from approvals.workflows import (
     DECISION_EVENT,
     PUBLISH_OUTCOME,
     RECORD_APPROVAL,
+    REMIND_APPROVERS,
     REQUEST_NEXT_STAGE,
     ApprovalInput,
     approval_workflow,
@@ -53,6 +54,7 @@ def harness_for(inp: ApprovalInput) -> WorkflowHarness:
             PUBLISH_OUTCOME: None,
             RECORD_APPROVAL: None,
             REQUEST_NEXT_STAGE: None,
+            REMIND_APPROVERS: None,
         },
     )
 
@@ -169,8 +171,56 @@ def test_manager_timeout_escalates_to_vp_who_approves() -> None:
     h.raise_event(DECISION_EVENT, decision("v-1", "vp"))
     assert published(h)["decided_by"] == "v-1" and h.result["stages"] == 2
     assert published(h)["tier"] == "vp"
-    assert kinds(h) == ["requested", "timed_out", "escalated", "ignored", "accepted"]
+    assert kinds(h) == ["requested", "reminded", "timed_out", "escalated", "ignored", "accepted"]
     h.assert_deterministic()
+
+
+def test_each_stage_reminds_its_approvers_once_a_day_before_it_is_due() -> None:
+    h = harness().start()
+    h.advance(POLICY.manager_deadline - POLICY.reminder_before - timedelta(seconds=1))
+    assert not h.calls_to(REMIND_APPROVERS)
+    h.advance(timedelta(seconds=1))
+    (first,) = h.calls_to(REMIND_APPROVERS)
+    assert (first.input["request_id"], first.input["tier"], first.input["stage"]) == (
+        "o-1-s1-manager-reminder",
+        "manager",
+        1,
+    )
+    assert first.input["due_at"] == rfc3339(T0 + POLICY.manager_deadline)
+    assert first.input["reason"].startswith("a reminder: nobody has decided yet")
+    h.advance(POLICY.reminder_before)  # the manager stage times out; the VP stage opens
+    h.advance(POLICY.vp_deadline - POLICY.reminder_before)
+    assert [c.input["request_id"] for c in h.calls_to(REMIND_APPROVERS)] == [
+        "o-1-s1-manager-reminder",
+        "o-1-s2-vp-reminder",
+    ]
+    h.raise_event(DECISION_EVENT, decision("v-1", "vp"))
+    assert kinds(h) == ["requested", "reminded", "timed_out", "escalated", "reminded", "accepted"]
+    assert h.calls_to(RECORD_APPROVAL)[1].input["log"][-1]["kind"] == "reminded"  # in the inbox
+    h.assert_deterministic()
+
+
+def test_a_stage_decided_before_its_reminder_reminds_nobody() -> None:
+    h = harness().start().advance(timedelta(hours=1)).raise_event(DECISION_EVENT, decision())
+    h.run_until_complete()
+    assert not h.calls_to(REMIND_APPROVERS) and published(h)["outcome"] == "approved"
+
+
+def test_a_stage_shorter_than_the_reminder_lead_reminds_nobody() -> None:
+    short = ApprovalPolicy(manager_deadline=timedelta(hours=12), reminder_before=timedelta(days=1))
+    h = harness(policy=short).start()
+    h.run_until_complete()
+    assert [c.input["stage"] for c in h.calls_to(REMIND_APPROVERS)] == [2]  # the VP's 5 days
+
+
+def test_an_approval_started_before_reminders_replays_without_one() -> None:
+    """Its snapshot has no reminder_before: read as 0, so no timer its history never had."""
+    old = ApprovalPolicy().snapshot()
+    del old["reminder_before"]
+    inp = harness().input | {"policy": old}
+    h = harness_for(ApprovalInput.model_validate(inp)).start()
+    h.run_until_complete()
+    assert not h.calls_to(REMIND_APPROVERS) and published(h)["outcome"] == "expired"
 
 
 def test_manager_timeout_rejects_when_configured() -> None:
@@ -216,7 +266,7 @@ def test_the_decision_log_and_the_inbox_say_what_arrived_and_what_was_done_with_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.INFO, logger="approvals.workflows")
-    h = harness().start()
+    h = harness(policy=ApprovalPolicy(reminder_before=timedelta(0))).start()  # reminders: above
     h.raise_event(DECISION_EVENT, {"approved": "maybe"})
     h.raise_event(DECISION_EVENT, decision(decision_id="d-other", order_id="o-2"))
     h.raise_event(DECISION_EVENT, decision("c-1", decision_id="d-own"))
@@ -338,6 +388,7 @@ def test_an_approval_started_before_base_currencies_replays_under_its_own_rules(
             PUBLISH_OUTCOME: None,
             RECORD_APPROVAL: None,
             REQUEST_NEXT_STAGE: None,
+            REMIND_APPROVERS: None,
         },
     ).start()
     assert h.failure is None and not h.done

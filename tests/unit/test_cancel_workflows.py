@@ -5,7 +5,7 @@ from datetime import timedelta
 from typing import Any
 
 from approvals.workflows import CANCEL_EVENT as APPROVAL_CANCEL
-from approvals.workflows import DECISION_EVENT, PUBLISH_OUTCOME, RECORD_APPROVAL
+from approvals.workflows import DECISION_EVENT, PUBLISH_OUTCOME, RECORD_APPROVAL, REMIND_APPROVERS
 from control.instances import TRACK_INSTANCE
 from orders.workflows import (
     APPROVAL_OUTCOME_EVENT,
@@ -125,7 +125,52 @@ def test_an_escalated_approval_is_closed_at_its_vp_stage() -> None:
     assert h.calls_to(RECORD_APPROVAL)[-1].input["tier"] == "vp"
     h.raise_event(APPROVAL_CANCEL, approval_cancelled())
     assert h.result["outcome"] == "cancelled" and h.result["stages"] == 2
-    assert kinds(h) == ["requested", "timed_out", "escalated", "cancelled"]
+    # The manager's stage reminded its approvers a day before it was due; the VP's never came to.
+    assert kinds(h) == ["requested", "reminded", "timed_out", "escalated", "cancelled"]
+    assert [c.input["stage"] for c in h.calls_to(REMIND_APPROVERS)] == [1]
+    h.assert_deterministic()
+
+
+def test_a_cancelled_approval_reminds_nobody_afterwards() -> None:
+    h = approval_harness().start()
+    h.advance(timedelta(hours=2)).raise_event(APPROVAL_CANCEL, approval_cancelled())
+    assert h.done and h.next_timer is None  # the reminder's timer went with the workflow
+    assert not h.calls_to(REMIND_APPROVERS)
+    h.assert_deterministic()
+
+
+def test_the_cancel_wait_outlives_a_reminder() -> None:
+    h = approval_harness().start()
+    h.advance(timedelta(days=2))  # a day before the manager's three: the reminder
+    assert len(h.calls_to(REMIND_APPROVERS)) == 1 and not h.done
+    assert h.calls_to(RECORD_APPROVAL)[-1].input["status"] == "pending"
+    h.raise_event(APPROVAL_CANCEL, approval_cancelled())
+    assert h.result["outcome"] == "cancelled" and h.result["stages"] == 1
+    assert kinds(h) == ["requested", "reminded", "cancelled"]
+    assert h.calls_to(RECORD_APPROVAL)[-1].input["status"] == "cancelled"
+    assert not h.calls_to(PUBLISH_OUTCOME) and len(h.calls_to(REMIND_APPROVERS)) == 1
+    h.assert_deterministic()
+
+
+def test_a_cancel_raised_while_the_reminder_is_sent_is_taken_after_it() -> None:
+    h = approval_harness().hold(REMIND_APPROVERS).start()
+    h.advance(timedelta(days=2))
+    h.raise_event(APPROVAL_CANCEL, approval_cancelled())
+    assert not h.done
+    h.release(REMIND_APPROVERS)
+    assert h.result["outcome"] == "cancelled"
+    assert kinds(h) == ["requested", "reminded", "cancelled"]
+    assert len(h.calls_to(REMIND_APPROVERS)) == 1
+    h.assert_deterministic()
+
+
+def test_a_malformed_cancel_then_a_reminder_leave_the_cancel_wait_in_place() -> None:
+    h = approval_harness().start()
+    h.raise_event(APPROVAL_CANCEL, approval_cancelled(order_id="o-2"))
+    h.advance(timedelta(days=2))
+    assert len(h.calls_to(REMIND_APPROVERS)) == 1 and not h.done
+    h.raise_event(APPROVAL_CANCEL, approval_cancelled())
+    assert kinds(h) == ["requested", "malformed", "reminded", "cancelled"]
     h.assert_deterministic()
 
 

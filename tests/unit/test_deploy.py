@@ -3,6 +3,7 @@
 tests/k8s applies deploy/ to a real API server; these checks are the fast, static half."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -129,3 +130,15 @@ def test_every_app_is_replicated_budgeted_and_fenced() -> None:
         for bound in ("cpu-request", "cpu-limit", "memory-request", "memory-limit"):
             assert f"dapr.io/sidecar-{bound}" in notes
     assert objects["NetworkPolicy", "default-deny-ingress"]["spec"]["podSelector"] == {}
+
+
+def test_the_e_mailed_decision_links_point_at_a_host_approvals_answers() -> None:
+    apps = resources(BASE / "apps.yaml")
+
+    def env(app: str) -> dict[str, str]:
+        pod = apps["Deployment", app]["spec"]["template"]["spec"]
+        (container,) = (c for c in pod["containers"] if c["name"] == app)
+        return {e["name"]: e["value"] for e in container["env"] if "value" in e}
+
+    link_host = urlsplit(env("notifier")["DECISION_LINK_BASE"]).hostname
+    assert link_host in env("approvals")["ALLOWED_HOSTS"].split(",")

@@ -238,7 +238,9 @@ def parser() -> argparse.ArgumentParser:
     )
     kn.set_defaults(fn=cmd_keys_new)
     kn.add_argument("--key-id", required=True, help='e.g. "approvals-2026-11" (unique per key)')
-    kn.add_argument("--for", dest="signer", choices=["orders", "approvals"], required=True)
+    kn.add_argument(
+        "--for", dest="signer", choices=["orders", "approvals", "notifier"], required=True
+    )
     order = sub.add_parser("order", help="orders: place").add_subparsers(dest="verb", required=True)
     place = order.add_parser(
         "place",

@@ -1,6 +1,7 @@
 """devstack: obtain the Dapr runtime and run the apps of dapr.yaml on loopback.
 
 devstack runtime        build or find daprd/placement/scheduler at the pinned version
+devstack mail           build or find Mailpit, the local mail server `run` starts
 devstack kube-parts     build or find the Kubernetes tier's parts (kube-apiserver, etcd, ...)
 devstack run            start redis, sentry, placement, scheduler and every app with its sidecar
                         (--replicas: more than one of each), and keep them running (a process
@@ -33,6 +34,7 @@ from devstack.control import (
 from devstack.errors import DevstackError
 from devstack.kube import ETCD_VERSION, KUBERNETES_VERSION, main_kube_parts
 from devstack.log import say
+from devstack.mail import MAILPIT_VERSION, main_mail, with_mail
 from devstack.runfile import RunFile
 from devstack.runtime import PINNED_VERSION, main_runtime
 from devstack.stack import DEFAULT_REDIS_PORT, Stack
@@ -55,6 +57,7 @@ def _run(args: argparse.Namespace) -> int:
         )
         run_dir.mkdir(parents=True, exist_ok=True)
         sock = claim(run_dir)
+        mailbox = with_mail(stack)
         stack.start()
     except DevstackError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -65,6 +68,8 @@ def _run(args: argparse.Namespace) -> int:
     if "orders" in stack.apps:
         docs = f"{stack.apps['orders'].app_url}/docs"
         print(f"\n  Open {docs} for the orders API. Ctrl-C stops everything.")
+    if mailbox is not None:
+        print(f"  E-mail to approvers and customers: the inbox at {mailbox.url}")
     there = "" if args.run_dir == ".run" else f" --run-dir {args.run_dir}"
     victim = stack.replica_names("orders")[0] if "orders" in stack.apps else "redis"
     print(
@@ -125,6 +130,13 @@ def _parser() -> argparse.ArgumentParser:
         "--version",
         default=None,
         help=f"Dapr runtime version (default {PINNED_VERSION}, or $DAPR_RUNTIME_VERSION)",
+    )
+    sub.add_parser(
+        "mail",
+        help="find or build Mailpit, the local mail server; print its path",
+        description=f"Find Mailpit {MAILPIT_VERSION} in the cache, else build it from the Go "
+        "module github.com/axllent/mailpit (its web inbox bundled with npm, when there is "
+        "npm). `devstack run` does this itself; this is for building ahead (CI).",
     )
     sub.add_parser(
         "kube-parts",
@@ -211,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "runtime":
         return main_runtime(args.version)
+    if args.command == "mail":
+        return main_mail()
     if args.command == "kube-parts":
         return main_kube_parts()
     if args.command == "run":

@@ -85,6 +85,8 @@ def start_apps(stack: Stack, rt: Runtime, spec: RunFile, wiring: Wiring) -> None
                 name=name,
             )
             metrics = port(app.metrics_port, "sidecar metrics")
+            if index == 0:  # the apps after it learn where it is (notifier links to approvals)
+                stack.env.setdefault(f"{app.app_id.upper()}_URL", ports.app_url)
             daprd = _start_sidecar(stack, rt, spec, app, ports, metrics, wiring)
             command = [sys.executable if c == "python" else c for c in app.command]
             app_env = {

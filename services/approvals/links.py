@@ -1,0 +1,203 @@
+"""One-click decisions: the pages behind the Approve and Reject links in approvers' e-mail.
+
+GET  /links/{action}/{token}  a confirmation page. It changes nothing: mail scanners open
+                              links to look at them, and must not decide anything.
+POST /links/{action}/{token}  the confirmation (a form on that page): the decision goes
+                              through the checks and the audit of POST /approvals/{id}/decisions,
+                              as the approver the link was made for, and uses the link up.
+
+A link (contracts.links) is signed by the notifier for one approver, order and stage, and
+expires when the stage is due. Refused, each with a page saying why and an audit record: a
+link that is not one of ours or was altered (400), an approver who is no longer one (403), a
+stage that is no longer current (409), a link used already or expired (410), and whatever
+check_can_decide refuses (the approval was decided, or expired).
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from approvals.api import DecisionBody, submit_decision
+from approvals.domain import (
+    AlreadyDecided,
+    ApprovalExpired,
+    ApprovalView,
+    DecisionRefused,
+    UnknownApproval,
+    check_can_decide,
+)
+from approvals.readmodel import load_view
+from contracts.links import Action, BadLink, DecisionLink, read_token
+from contracts.timestamps import rfc3339
+from control.auditing import audit_log, caller_of, record
+from plumbing.audit import AuditUnavailable
+from plumbing.auth import Principal, Role
+from plumbing.gateway import Gateway, GatewayError
+
+router = APIRouter(tags=["one-click decisions"])
+
+STATUS: dict[type[DecisionRefused], int] = {
+    UnknownApproval: 404,
+    AlreadyDecided: 409,
+    ApprovalExpired: 410,
+}
+
+
+class LinkRefused(Exception):
+    """The link cannot decide anything now; `status` and the message say why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def page(title: str, body: str, status: int = 200) -> HTMLResponse:
+    """A small self-contained page: no scripts, no outside resources."""
+    text = (
+        "<!doctype html><html><head><meta charset=utf-8>"
+        '<meta name="viewport" content="width=device-width">'
+        f"<title>{html.escape(title)}</title></head>"
+        '<body style="font-family: sans-serif; max-width: 40em; margin: 2em auto">'
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    headers = {"content-security-policy": "default-src 'none'; style-src 'unsafe-inline'"}
+    return HTMLResponse(text, status_code=status, headers={**headers, "cache-control": "no-store"})
+
+
+def _approver(request: Request, link: DecisionLink) -> Principal:
+    """The approver the link was made for, as the token table has them now."""
+    for p in request.app.state.tokens.by_digest.values():
+        if p.id == link.approver_id and Role.APPROVER in p.roles:
+            return p  # type: ignore[no-any-return]
+    raise LinkRefused(403, f"{link.approver_id} is no longer an approver")
+
+
+def _used_key(link: DecisionLink) -> str:
+    return f"link-used:{link.link_id}"
+
+
+def check_link(request: Request, action: str, token: str) -> tuple[DecisionLink, ApprovalView]:
+    """Everything a link must pass, in the order a person would want to hear about it."""
+    if action not in {a.value for a in Action}:
+        raise LinkRefused(404, f"no such action {action[:20]!r}: approve or reject")
+    try:
+        link = read_token(token, request.app.state.verifiers["notifier"])
+    except BadLink as exc:
+        raise LinkRefused(400, str(exc)) from None
+    principal = _approver(request, link)
+    request.state.principal = principal  # the audit says whose link it was
+    gateway: Gateway = request.app.state.gateway
+    used, _ = gateway.state.get(_used_key(link))
+    if used:
+        raise LinkRefused(410, f"this link was used already, at {used['at']}, to {used['action']}")
+    if link.expired(datetime.now(UTC)):
+        raise LinkRefused(410, f"this link expired at {rfc3339(link.expires_at)}, with its stage")
+    view = load_view(gateway.state, link.order_id)
+    if view is not None and (view.stage, view.tier) != (link.stage, link.tier):
+        raise LinkRefused(
+            409,
+            f"this link was for stage {link.stage} ({link.tier.value}); order {link.order_id} "
+            f"is now at stage {view.stage} ({view.tier.value})",
+        )
+    assert principal.level is not None
+    try:
+        view = check_can_decide(view, link.order_id, principal.id, principal.level)
+    except DecisionRefused as exc:
+        raise LinkRefused(STATUS.get(type(exc), 403), str(exc)) from None
+    return link, view
+
+
+def refused(request: Request, exc: LinkRefused, target: str) -> HTMLResponse:
+    """The page for a refused link, after its audit record (rate-limited when anonymous)."""
+    outcome = f"refused {exc.status}: {exc}"
+    try:
+        if getattr(request.state, "principal", None) is not None:
+            record(request, target=target, outcome=outcome, action="decision_link")
+        else:
+            audit_log(request).append_refusal(
+                caller_of(request),
+                str(exc.status),
+                actor="anonymous",
+                action="decision_link",
+                target=target,
+                outcome=outcome,
+                request_id=getattr(request.state, "request_id", ""),
+            )
+    except (AuditUnavailable, GatewayError):
+        return page("Try again later", "<p>The decision service is busy.</p>", 503)
+    body = f"<p>{html.escape(str(exc))}.</p><p>Nothing was decided.</p>"
+    return page("This link cannot be used", body, exc.status)
+
+
+def _target(token: str) -> str:
+    return f"decision link {token[:24]}"
+
+
+@router.get("/links/{action}/{token}", response_class=HTMLResponse)
+def open_link(action: str, token: str, request: Request) -> HTMLResponse:
+    """The confirmation page: what the link would decide, and a button to do it."""
+    try:
+        link, view = check_link(request, action, token)
+    except LinkRefused as exc:
+        return refused(request, exc, _target(token))
+    e = html.escape
+    verb = "Approve" if action == Action.APPROVE else "Reject"
+    body = (
+        f"<p>{e(link.approver_id)}, you are about to <b>{verb.lower()}</b> order "
+        f"<b>{e(view.order_id)}</b> for <b>{e(view.amount_text)}</b> ({e(view.tier.value)}, "
+        f"stage {view.stage}, due {e(rfc3339(view.due_at))}).</p>"
+        '<form method="post">'
+        '<p><label>Reason (optional)<br><textarea name="reason" rows="3" cols="50" '
+        'maxlength="1000"></textarea></label></p>'
+        f'<p><button type="submit">{verb} order {e(view.order_id)}</button></p></form>'
+        "<p>Opening this page decided nothing. The link works once.</p>"
+    )
+    return page(f"{verb} order {view.order_id}?", body)
+
+
+@router.post("/links/{action}/{token}", response_class=HTMLResponse)
+async def confirm_link(action: str, token: str, request: Request) -> HTMLResponse:
+    """Decide as the link's approver, through the API's checks and audit; once per link."""
+    form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=5)
+    reason = (form.get("reason") or [""])[0]
+    return await run_in_threadpool(_confirm, request, action, token, reason)
+
+
+def _confirm(request: Request, action: str, token: str, reason: str) -> HTMLResponse:
+    try:
+        link, view = check_link(request, action, token)
+        body = _decision(action, reason)
+    except LinkRefused as exc:
+        return refused(request, exc, _target(token))
+    gateway: Gateway = request.app.state.gateway
+    used: dict[str, Any] = {"at": rfc3339(datetime.now(UTC)), "action": action}
+    if not gateway.state.claim(_used_key(link), used):
+        return refused(request, LinkRefused(410, "this link was used already"), link.order_id)
+    try:
+        submitted = submit_decision(gateway, request, view, request.state.principal, body)
+    except Exception:
+        gateway.state.delete(_used_key(link))  # nothing was decided: the link stays usable
+        raise
+    e = html.escape
+    text = (
+        f"<p>Your decision to <b>{action}</b> order <b>{e(view.order_id)}</b> was submitted "
+        f"({e(submitted['decision_id'])}). The order follows in a moment.</p>"
+        "<p>You can close this page.</p>"
+    )
+    return page("Decision submitted", text, 202)
+
+
+def _decision(action: str, reason: str) -> DecisionBody:
+    try:
+        return DecisionBody(approved=action == Action.APPROVE, reason=reason)
+    except ValidationError as exc:
+        why = "; ".join(str(err["msg"]) for err in exc.errors())
+        raise LinkRefused(422, f"the reason cannot be used: {why}") from None
