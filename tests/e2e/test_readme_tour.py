@@ -55,8 +55,9 @@ def readdress(script: str, stack: Stack) -> str:
         3501: stack.apps["orders"].http_port,
         3502: stack.apps["approvals"].http_port,
         3503: stack.apps["notifier"].http_port,
-        mail.WEB_PORT: int(stack.env["MAIL_INBOX_URL"].rsplit(":", 1)[1]),
     }
+    if inbox := stack.env.get("MAIL_INBOX_URL"):  # a stack started without mail has no inbox
+        ports[mail.WEB_PORT] = int(inbox.rsplit(":", 1)[1])
     for default, actual in ports.items():
         script = re.sub(rf"\b(localhost|127\.0\.0\.1):{default}\b", f"127.0.0.1:{actual}", script)
     return script.replace(".run/tokens.env", str(stack.run_dir / "tokens.env"))
