@@ -4,6 +4,8 @@ step by step on a virtual clock."""
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from approvals.workflows import CANCEL_EVENT as APPROVAL_CANCEL
 from approvals.workflows import DECISION_EVENT, PUBLISH_OUTCOME, RECORD_APPROVAL
 from control.instances import TRACK_INSTANCE
@@ -88,6 +90,29 @@ def test_a_malformed_cancel_is_ignored_and_the_order_goes_on() -> None:
     assert not h.done and CANCEL_EVENT in h.waiting_for
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="manager"))
     assert h.result["status"] == "completed" and not h.calls_to(CLOSE_APPROVAL)
+    h.assert_deterministic()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        cancel(by="", reason="customer withdrew"),
+        cancel(by="olga", reason=""),
+        cancel(by="p" * 129),  # a principal id has no length limit; cancelled_by has
+    ],
+    ids=["empty by", "empty reason", "by over 128"],
+)
+def test_a_cancel_the_approval_could_not_carry_is_ignored_and_the_order_goes_on(
+    bad: dict[str, Any],
+) -> None:
+    h = order_harness("1200.00").start()
+    h.raise_event(CANCEL_EVENT, bad)
+    assert not h.done and CANCEL_EVENT in h.waiting_for
+    assert not h.calls_to(CLOSE_APPROVAL)
+    h.raise_event(CANCEL_EVENT, cancel())
+    assert h.status == "COMPLETED" and h.result["status"] == "cancelled"
+    (closing,) = h.calls_to(CLOSE_APPROVAL)
+    assert closing.input["cancelled_by"] == "olga"
     h.assert_deterministic()
 
 
