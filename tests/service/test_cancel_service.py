@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from approvals.app import create_app as create_approvals
 from approvals.domain import ApprovalView
 from approvals.readmodel import load_view, save_view
-from contracts.messages import ApprovalCancelled, Tier
+from contracts.messages import ApprovalCancelled, ApprovalRequested, Tier
 from orders.app import create_app as create_orders
 from orders.readmodel import OrderRecord, RecordStatus, save
 from plumbing.settings import ServiceSettings
@@ -177,13 +177,66 @@ def test_a_cancellation_is_raised_into_the_open_approval(approvals: TestClient, 
     assert (iid, name, data["cancelled_by"]) == ("approval-o-1", "cancel", "olga")
 
 
-def test_a_cancellation_before_its_approval_is_held_then_dead_lettered(
-    approvals: TestClient,
+def request() -> ApprovalRequested:
+    return ApprovalRequested(
+        request_id=ApprovalRequested.make_id("o-1", 1, Tier.MANAGER),
+        order_id="o-1",
+        customer_id="c",
+        amount="1200.00",
+        currency="EUR",
+        tier=Tier.MANAGER,
+        stage=1,
+        due_at=datetime.now(UTC) + timedelta(days=1),
+    )
+
+
+def test_a_cancellation_before_its_approval_starts_the_approval_closed_however_late(
+    approvals: TestClient, gateway: Any
 ) -> None:
-    held = deliver(approvals, "approval-cancellations", cancelled())
-    assert held["status"] == "RETRY" and "does not exist yet" in held["reason"]
-    stale = deliver(approvals, "approval-cancellations", cancelled(NOW))
-    assert stale["status"] == "DROP" and "within 60s" in stale["reason"]
+    # Made long before (an outage longer than DECISION_HOLD): kept all the same, not dropped.
+    early = deliver(approvals, "approval-cancellations", cancelled(NOW))
+    assert early["status"] == "SUCCESS" and "will start closed" in early["reason"]
+    assert not gateway.workflows.raised and not gateway.workflows.scheduled
+    started = deliver(approvals, "approval-requests", request())
+    assert started["status"] == "SUCCESS" and "closed" in started["reason"]
+    ((_, iid, _),) = gateway.workflows.scheduled
+    ((raised_to, name, data),) = gateway.workflows.raised
+    assert (iid, raised_to, name) == ("approval-o-1", "approval-o-1", "cancel")
+    assert data["cancelled_by"] == "olga" and data["reason"] == "customer withdrew"
+    # A redelivered cancellation, and a redelivered request once the approval has ended,
+    # start and raise nothing more.
+    gateway.workflows._move("approval-o-1", "COMPLETED")
+    assert deliver(approvals, "approval-cancellations", cancelled())["status"] == "SUCCESS"
+    assert deliver(approvals, "approval-requests", request())["status"] == "SUCCESS"
+    assert len(gateway.workflows.scheduled) == 1 and len(gateway.workflows.raised) == 1
+
+
+def test_a_cancellation_after_its_approval_started_is_raised_into_it(
+    approvals: TestClient, gateway: Any
+) -> None:
+    assert deliver(approvals, "approval-requests", request())["status"] == "SUCCESS"
+    assert deliver(approvals, "approval-cancellations", cancelled())["status"] == "SUCCESS"
+    ((iid, name, _),) = gateway.workflows.raised
+    assert (iid, name) == ("approval-o-1", "cancel")
+
+
+def test_an_approval_started_while_the_cancellation_is_marked_is_still_closed(
+    approvals: TestClient, gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The request's delivery schedules the approval and finds no marker yet, between the
+    cancellation's first look (no approval) and its marker: the cancellation looks again."""
+    claim = gateway.state.claim
+
+    def meanwhile(key: str, value: Any) -> bool:
+        if key.startswith("approval-cancelled:"):
+            assert deliver(approvals, "approval-requests", request())["reason"] == ""
+        return bool(claim(key, value))
+
+    monkeypatch.setattr(gateway.state, "claim", meanwhile)
+    assert deliver(approvals, "approval-cancellations", cancelled())["status"] == "SUCCESS"
+    assert len(gateway.workflows.scheduled) == 1
+    ((iid, name, _),) = gateway.workflows.raised
+    assert (iid, name) == ("approval-o-1", "cancel")
 
 
 def test_a_cancellation_of_a_finished_approval_changes_nothing(

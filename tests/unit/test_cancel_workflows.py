@@ -144,6 +144,18 @@ def test_an_approval_is_closed_undecided_when_its_order_is_cancelled() -> None:
     h.assert_deterministic()
 
 
+def test_an_approval_cancelled_before_it_starts_waiting_records_pending_then_cancelled() -> None:
+    """What the approvals app does for a cancellation that came before the request: it
+    starts the approval and raises the cancel at once, before the approval's first step."""
+    h = approval_harness().hold(RECORD_APPROVAL).start()
+    h.raise_event(APPROVAL_CANCEL, approval_cancelled())
+    h.release(RECORD_APPROVAL)
+    assert h.done and h.result["outcome"] == "cancelled"
+    assert [c.input["status"] for c in h.calls_to(RECORD_APPROVAL)] == ["pending", "cancelled"]
+    assert not h.calls_to(PUBLISH_OUTCOME)
+    h.assert_deterministic()
+
+
 def test_an_escalated_approval_is_closed_at_its_vp_stage() -> None:
     h = approval_harness().start()
     h.advance(timedelta(days=3, seconds=1))
