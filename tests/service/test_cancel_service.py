@@ -50,8 +50,11 @@ def test_cancel_raises_the_event_into_the_waiting_order_and_is_audited(
     ((iid, name, data),) = gateway.workflows.raised
     assert (iid, name) == ("order-o-1", "cancel")
     assert data["by"] == "olga" and data["reason"] == "customer withdrew"
+    # Requested, not taken: the workflow may have moved on before the event reaches it.
+    assert resp.json()["detail"].startswith("cancellation requested: its workflow takes it if")
     (rec,) = orders.get("/audit", params={"target": "o-1"}).json()
-    assert (rec["action"], rec["actor"], rec["outcome"]) == ("cancel_order", "olga", "ok")
+    assert (rec["action"], rec["actor"]) == ("cancel_order", "olga")
+    assert rec["outcome"] == "ok: requested"
     assert rec["reason"] == "customer withdrew"
 
 
@@ -134,6 +137,39 @@ def test_a_failed_raise_lets_the_next_cancel_try_again(orders: TestClient, gatew
     assert cancel(orders).status_code == 503
     gateway.workflows.failing.clear()
     assert cancel(orders).status_code == 202
+    assert len(gateway.workflows.raised) == 1
+
+
+def test_the_cancel_is_recorded_only_once_raised(
+    orders: TestClient, gateway: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the two steps must leave no record, or every later cancel would be
+    answered "already requested" and never raise: the raise comes first."""
+    waiting_order(gateway)
+    steps: list[str] = []
+    claim, raise_event = gateway.state.claim, gateway.workflows.raise_event
+
+    def claiming(key: str, value: Any) -> bool:
+        steps.append(key.split(":")[0])
+        return bool(claim(key, value))
+
+    def raising(*args: Any) -> None:
+        steps.append("raise")
+        raise_event(*args)
+
+    monkeypatch.setattr(gateway.state, "claim", claiming)
+    monkeypatch.setattr(gateway.workflows, "raise_event", raising)
+    assert cancel(orders).status_code == 202
+    assert [s for s in steps if s in ("raise", "order-cancel")] == ["raise", "order-cancel"]
+
+
+def test_a_cancel_raised_but_not_recorded_is_still_requested(
+    orders: TestClient, gateway: Any
+) -> None:
+    waiting_order(gateway)
+    gateway.state.refuse_writes = ("order-cancel:",)
+    resp = cancel(orders)
+    assert resp.status_code == 202 and "cancellation requested" in resp.json()["detail"]
     assert len(gateway.workflows.raised) == 1
 
 
