@@ -84,7 +84,9 @@ def test_a_suspended_order_takes_the_cancellation_once_resumed(
         (
             "awaiting_approval",
             "STALLED",
-            "workflow is STALLED: it cannot take a cancellation; terminate its workflow instead",
+            "workflow is STALLED: it cannot take a cancellation now. An older replica replayed "
+            "it during a rollout; it goes on once a newer one takes it: wait for the rollout to "
+            "finish and cancel again; if it stays STALLED, terminate its workflow instead",
         ),
     ],
 )
