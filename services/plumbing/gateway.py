@@ -307,9 +307,7 @@ def _status_name(raw: Any) -> str:
 WORKFLOW_ENGINE = "the Dapr sidecar's workflow engine"
 
 
-# The durabletask client inside the SDK's DaprWorkflowClient (a name-mangled private
-# attribute in the Dapr Python SDK 1.19): the one that returns a history's raw events.
-RAW_CLIENT = "_DaprWorkflowClient__obj"
+RAW_CLIENT = "_DaprWorkflowClient__obj"  # its durabletask client, private in SDK 1.19
 
 
 class DaprWorkflows:
@@ -399,10 +397,8 @@ class DaprWorkflows:
         raw = getattr(self._client, RAW_CLIENT, None)
         if raw is None or not hasattr(raw, "get_instance_history"):
             raise SdkMismatch(
-                f"history of {instance_id}: DaprWorkflowClient has no {RAW_CLIENT} with "
-                "get_instance_history; this code expects the Dapr Python SDK 1.19 "
-                "(dapr[workflow]==1.19.0, as locked): an SDK upgrade moved it, so adapt "
-                "DaprWorkflows.history"
+                f"history of {instance_id}: no {RAW_CLIENT}.get_instance_history in this SDK; "
+                "this code expects the Dapr Python SDK 1.19 (dapr[workflow]==1.19.0, as locked)"
             )
         with _translated(f"history of {instance_id}", WORKFLOW_ENGINE):
             events = raw.get_instance_history(instance_id)
