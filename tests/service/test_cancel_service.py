@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +20,7 @@ from plumbing.settings import ServiceSettings
 from tests.fakes import bearer
 from tests.service.conftest import AppFactory, deliver
 
+ROOT = Path(__file__).resolve().parents[2]
 WAITS = [
     {"event_id": 5, "type": "TIMER_CREATED", "waits_for": "approval_outcome", "fire_at": None},
     {"event_id": 6, "type": "TIMER_CREATED", "waits_for": "approval_stage", "fire_at": None},
@@ -131,6 +134,21 @@ def test_cancel_needs_an_operator_a_reason_and_a_known_order(
     extra = orders.post("/orders/o-1/cancel", json={"reason": "x", "output": {}})
     assert extra.status_code == 422
     assert not gateway.workflows.raised
+
+
+def test_an_operator_id_the_approval_cannot_record_is_refused_before_anything_is_raised(
+    client: AppFactory, gateway: Any
+) -> None:
+    """ApprovalCancelled.cancelled_by holds 128 characters; principal ids have no limit. The
+    workflow would ignore such a cancel, so the route says so instead of a 202."""
+    long = "p" * 129
+    tokens = json.loads((ROOT / "secrets" / "dev-secrets.json").read_text())["api-tokens"]
+    gateway.secrets.secrets = {"api-tokens": tokens | {"dev-operator-long": f"{long}:operator"}}
+    orders = client(create_orders, ServiceSettings(app_id="orders"), who="operator")
+    waiting_order(gateway)
+    resp = cancel(orders, headers={"Authorization": "Bearer dev-operator-long"})
+    assert resp.status_code == 409 and "cancelled_by" in resp.json()["detail"], resp.text
+    assert not gateway.workflows.raised and gateway.state.get("order-cancel:o-1") == (None, None)
 
 
 def test_a_failed_raise_lets_the_next_cancel_try_again(orders: TestClient, gateway: Any) -> None:
