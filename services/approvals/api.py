@@ -52,16 +52,22 @@ def accept_request(gateway: Gateway, settings: ServiceSettings, req: ApprovalReq
         return Answer.success("later stage of an existing approval")
     wf_input = ApprovalInput(request=req.model_dump(mode="json"), policy=settings.policy.snapshot())
     escalation = settings.policy.vp_deadline if req.tier is Tier.MANAGER else timedelta(0)
-    if not instances.start_once(
+    iid = instance_id(req.order_id)
+    started = instances.start_once(
         gateway,
         f"approval-seen:{req.order_id}",
         APPROVAL_WORKFLOW,
-        instance_id(req.order_id),
+        iid,
         wf_input.model_dump(mode="json"),
         req.due_at + escalation,
-    ):
-        return Answer.success("duplicate request")
-    return Answer.success()
+    )
+    # Read after starting (a duplicate too: its first delivery may have died in between), so
+    # that a cancellation marked while it started is seen here or sees the instance there.
+    early, _ = gateway.state.get(cancel_marker(req.order_id))
+    if early is not None:
+        _raise_cancel(gateway, iid, ApprovalCancelled.model_validate(early))
+        return Answer.success("started and closed: its order was cancelled before")
+    return Answer.success() if started else Answer.success("duplicate request")
 
 
 def _held(iid: str, made_at: datetime, hold_for_s: float, what: str) -> Answer:
@@ -98,11 +104,28 @@ def deliver_decision(
     return Answer.success()
 
 
-def close_approval(gateway: Gateway, stop: ApprovalCancelled, hold_for_s: float) -> Answer:
+def cancel_marker(order_id: str) -> str:
+    return f"approval-cancelled:{order_id}"
+
+
+def _raise_cancel(gateway: Gateway, iid: str, stop: ApprovalCancelled) -> None:
+    """Raise the cancellation into an approval that has not ended (twice is harmless: the
+    approval ends at the first, and the second finds nothing waiting)."""
+    assert gateway.workflows is not None
+    state = gateway.workflows.state(iid)
+    if state is not None and state.status not in instances.TERMINAL:
+        gateway.workflows.raise_event(iid, CANCEL_EVENT, stop.model_dump(mode="json"))
+
+
+def close_approval(gateway: Gateway, stop: ApprovalCancelled) -> Answer:
     """Raise the order's cancellation into its approval workflow, which ends it `cancelled`.
 
-    The request and the cancellation travel on different topics: a cancellation that arrives
-    before its approval exists is held (RETRY) like an early decision, then dead-lettered."""
+    The request and the cancellation travel on different topics, and the request may come
+    much later (after an outage): a cancellation that arrives first is kept as a marker under
+    `cancel_marker(order_id)`, which accept_request honours by starting the approval and
+    closing it at once, so the approval's record and the inbox read `cancelled`. The marker is
+    written before the instance is looked at again: whichever of the two comes second sees
+    the other."""
     wf = gateway.workflows
     assert wf is not None
     iid = instance_id(stop.order_id)
@@ -111,7 +134,11 @@ def close_approval(gateway: Gateway, stop: ApprovalCancelled, hold_for_s: float)
         view = load_view(gateway.state, stop.order_id)
         if view is not None:  # its workflow was purged: it ended long ago
             return Answer.success(f"approval of {stop.order_id} already {view.status}")
-        return _held(iid, stop.cancelled_at, hold_for_s, "cancellation")
+        gateway.state.claim(cancel_marker(stop.order_id), stop.model_dump(mode="json"))
+        if wf.state(iid) is None:
+            return Answer.success(f"approval {iid} does not exist yet; it will start closed")
+        _raise_cancel(gateway, iid, stop)
+        return Answer.success()
     if state.status in instances.TERMINAL:
         return Answer.success(f"{iid} already {state.status.lower()}; nothing to close")
     wf.raise_event(iid, CANCEL_EVENT, stop.model_dump(mode="json"))
@@ -177,7 +204,7 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         settings,
         topic=APPROVAL_CANCELLATIONS,
         model=ApprovalCancelled,
-        handler=lambda m: close_approval(gw(), m, settings.decision_hold_s),
+        handler=lambda m: close_approval(gw(), m),
         signed_by=keys_of(app, "orders"),  # only orders cancels an order
     )
     app.include_router(router)

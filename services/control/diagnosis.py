@@ -211,7 +211,12 @@ def _findings(
     if state.status == "SUSPENDED":
         out.append("it is suspended: nothing runs and events wait until it is resumed")
     if state.status == "STALLED":
-        out.append("it is STALLED: the runtime stopped it (a version mismatch); terminate it")
+        out.append(
+            "it is STALLED: a replica whose code lacks a version mark (`is_patched`) in its "
+            "history replayed it, as in a rolling deploy (or a rollback); it goes on once a "
+            "replica of the newer release takes it: wait for the rollout to finish, and "
+            "terminate it only if it stays STALLED after"
+        )
     workers = c.engine.get("workflow_workers")
     if c.engine.get("sidecar") != "ok":
         out.append(f"the sidecar does not answer: {c.engine.get('sidecar')}")

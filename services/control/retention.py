@@ -3,9 +3,11 @@
 The schedule is a job in Dapr's scheduler (plumbing.scheduler), not a timer in the app: the
 scheduler fires it once per schedule to one replica of the app, keeps it across restarts, and
 the app only answers the trigger (`POST /job/retention`, from its sidecar) by starting a bulk
-purge job (control.jobs) with the configured age, or a dry run: the same job the management API
-runs, audited the same way (`retention_run` when it starts, `job_finished` when it ends), and
-keeping each order's business record before its history goes. Each app that hosts workflows
+purge job (control.jobs) with the configured age, or a dry run (only when retention is on and
+the job's data is what this replica's settings want; otherwise it logs why and skips): the
+same job the management API runs, audited the same way (`retention_run` when it starts,
+`job_finished` when it ends), and keeping each order's business record before its history
+goes. Each app that hosts workflows
 schedules its own job at start-up (RETENTION_SCHEDULE, RETENTION_AGE, RETENTION_DRY_RUN) and
 replaces it only when the settings changed, so a restart does not move the next run.
 `GET /retention` says what is scheduled, when it runs next and what the last run did.
@@ -13,6 +15,7 @@ replaces it only when the settings changed, so a restart does not move the next 
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -70,6 +73,21 @@ def ensure_scheduled(gateway: Gateway, settings: ServiceSettings) -> str:
         )
     log.info(said)
     return said
+
+
+def why_not_run(settings: ServiceSettings, data: Any) -> str | None:
+    """Why a trigger with the job's `data` must not run here, or None when it may: retention
+    is off, or the data is not what this replica's settings want (a job scheduled by another
+    release or replica with other settings, or by hand). Keys beyond those are allowed."""
+    want = wanted(settings)
+    if want is None:
+        return "retention is off here (RETENTION_SCHEDULE=off)"
+    if not isinstance(data, dict):
+        return f"the job's data is not a JSON object; this replica's settings want {want['data']}"
+    differ = {k: data.get(k) for k, v in want["data"].items() if data.get(k) != v}
+    if differ:
+        return f"the job's data has {differ}; this replica's settings want {want['data']}"
+    return None
 
 
 def run(
@@ -151,10 +169,17 @@ def mount_retention(app: FastAPI, keep: jobs.Keeper) -> None:
         refused = require_app_token(request, settings.app_api_token)
         if refused is not None:
             return refused
-        # The job's data says what was scheduled; the run follows this app's settings.
-        log.info(
-            "retention: triggered by the scheduler (job data %s)", (await request.body())[:300]
-        )
+        body = await request.body()
+        log.info("retention: triggered by the scheduler (job data %s)", body[:300])
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        # Answered 200 either way: an error would have the scheduler try the trigger again.
+        skip = why_not_run(settings, data)
+        if skip is not None:
+            log.warning("retention: this trigger is skipped: %s", skip)
+            return JSONResponse({"status": "skipped", "reason": skip})
         done = await run_in_threadpool(run, app.state.gateway, app.state.audit, settings, keep)
         return JSONResponse(done)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from contracts.messages import (
     TRUSTED,
+    ApprovalCancelled,
     ApprovalOutcome,
     ApprovalRequested,
     BusinessId,
@@ -359,16 +360,28 @@ def cancel_order(
     if problem:
         raise NotCancellable(problem)
     asked = Cancellation(by=operator.id, reason=body.reason, at=datetime.now(UTC))
+    try:  # the workflow would ignore a cancel its approval's closing cannot carry
+        ApprovalCancelled(
+            order_id=order_id, cancelled_by=asked.by, reason=asked.reason, cancelled_at=asked.at
+        )
+    except ValidationError as exc:
+        raise NotCancellable(f"cannot record this cancellation: {describe_errors(exc)}") from exc
     answer = {"order_id": order_id, "instance_id": iid, "status": "cancelling"}
-    if not gateway.state.claim(cancel_key(order_id), asked.model_dump(mode="json")):
-        first, _ = gateway.state.get(cancel_key(order_id))
+    first, _ = gateway.state.get(cancel_key(order_id))
+    if first is not None:
         record(request, target=order_id, outcome="ok: already requested", reason=body.reason)
-        return answer | {"detail": f"cancellation already requested by {(first or {}).get('by')}"}
+        return answer | {"detail": f"cancellation already requested by {first.get('by')}"}
+    # Raised first, recorded after: a crash in between leaves no record, so asking again
+    # raises again, which is harmless (a workflow that ended at the first cancel drops the
+    # second). The record only spares a double click a second raise.
+    with audited(request, target=order_id, outcome="ok: requested", reason=body.reason):
+        workflows_of(gateway).raise_event(iid, CANCEL_EVENT, asked.model_dump(mode="json"))
     try:
-        with audited(request, target=order_id, reason=body.reason):
-            workflows_of(gateway).raise_event(iid, CANCEL_EVENT, asked.model_dump(mode="json"))
-    except Exception:
-        gateway.state.delete(cancel_key(order_id))  # a retry may ask again
-        raise
+        gateway.state.claim(cancel_key(order_id), asked.model_dump(mode="json"))
+    except Exception as exc:  # raised already: the answer stays true without the record
+        log.warning("order %s: cancellation raised but not recorded: %s", order_id, exc)
     later = " once it is resumed" if wf_status == "SUSPENDED" else ""
-    return answer | {"detail": f"its workflow takes the cancellation{later}"}
+    return answer | {
+        "detail": "cancellation requested: its workflow takes it if it still waits for its "
+        f"approval{later}"
+    }

@@ -45,6 +45,13 @@ def why_not_cancel(
         return (
             f"order {order_id} has not started yet (its workflow is not running); try again shortly"
         )
+    if workflow_status == "STALLED":
+        return (
+            f"order {order_id}'s workflow is STALLED: it cannot take a cancellation now. An "
+            "older replica replayed it during a rollout; it goes on once a newer one takes it: "
+            "wait for the rollout to finish and cancel again; if it stays STALLED, "
+            + STUCK_HINT.format(iid=iid)
+        )
     if workflow_status not in CANCELLABLE_WORKFLOW:
         return (
             f"order {order_id}'s workflow is {workflow_status}: it cannot take a cancellation; "

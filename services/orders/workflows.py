@@ -208,21 +208,16 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             waits = [event, stage_event, backstop] + ([cancel] if cancel is not None else [])
             winner = yield when_any(waits)
             if cancel is not None and winner is cancel:
-                stop = _parse_cancel(cancel.get_result())
-                if stop is None:
+                closing = _parse_cancel(cancel.get_result(), order.order_id, now(ctx))
+                if closing is None:
                     if not ctx.is_replaying:
                         log.warning("order %s: ignored a malformed cancel event", order_id)
                     cancel = ctx.wait_for_external_event(CANCEL_EVENT)
                     continue
-                closing = ApprovalCancelled(
-                    order_id=order.order_id,
-                    cancelled_by=stop.by,
-                    reason=stop.reason,
-                    cancelled_at=now(ctx),
-                )
                 yield activity(ctx, CLOSE_APPROVAL, closing.model_dump(mode="json"))
-                done = result(OrderStatus.CANCELLED, stop.reason, stop.by, tier.value)
-                detail = f"cancelled by {stop.by}: {stop.reason}"
+                by, why = closing.cancelled_by, closing.reason
+                done = result(OrderStatus.CANCELLED, why, by, tier.value)
+                detail = f"cancelled by {by}: {why}"
                 yield status(OrderStatus.CANCELLED, detail, result=done)
                 return done
             if winner is backstop:
@@ -310,10 +305,15 @@ def _parse_stage(data: Any, order_id: str) -> ApprovalRequested | None:
     return request if request.order_id == order_id else None
 
 
-def _parse_cancel(data: Any) -> Cancellation | None:
-    """The cancellation, or None when the event is not one (it is then ignored)."""
+def _parse_cancel(data: Any, order_id: str, at: datetime) -> ApprovalCancelled | None:
+    """The approval's closing for this cancellation, or None when the event is not one (it is
+    then ignored): it must also fit ApprovalCancelled's limits (a `by` of at most 128
+    characters, a non-empty reason), or closing the approval would fail the workflow."""
     try:
-        return Cancellation.model_validate(data)
+        stop = Cancellation.model_validate(data)
+        return ApprovalCancelled(
+            order_id=order_id, cancelled_by=stop.by, reason=stop.reason, cancelled_at=at
+        )
     except ValidationError:
         return None
 

@@ -8,6 +8,7 @@ Errors (all GatewayError):
   Transient       the sidecar or a component is not ready or timed out: retry later
   NotFound        the workflow instance or key does not exist
   Conflict        an optimistic-concurrency write lost (etag mismatch, first-write taken)
+  SdkMismatch     the installed Dapr SDK lacks a private part this module relies on
 
 An error's message is for the caller: what failed, through which component, and whether to
 retry. What the sidecar said (a gRPC error's repr carries its debug string) stays out of it: it
@@ -57,6 +58,10 @@ class NotFound(GatewayError):
 
 class Conflict(GatewayError):
     """A concurrent write won (etag mismatch or first-write already taken)."""
+
+
+class SdkMismatch(GatewayError):
+    """The Dapr SDK is not the one this code was written for (a private part moved)."""
 
 
 class Publisher(Protocol):
@@ -302,6 +307,9 @@ def _status_name(raw: Any) -> str:
 WORKFLOW_ENGINE = "the Dapr sidecar's workflow engine"
 
 
+RAW_CLIENT = "_DaprWorkflowClient__obj"  # its durabletask client, private in SDK 1.19
+
+
 class DaprWorkflows:
     """Dapr Workflow management for the instances this app hosts."""
 
@@ -386,7 +394,12 @@ class DaprWorkflows:
 
         Read from the durabletask client under the SDK's: its summary drops timers' due times
         and which event a wait is for, which a diagnosis needs."""
-        raw = getattr(self._client, "_DaprWorkflowClient__obj", self._client)
+        raw = getattr(self._client, RAW_CLIENT, None)
+        if raw is None or not hasattr(raw, "get_instance_history"):
+            raise SdkMismatch(
+                f"history of {instance_id}: no {RAW_CLIENT}.get_instance_history in this SDK; "
+                "this code expects the Dapr Python SDK 1.19 (dapr[workflow]==1.19.0, as locked)"
+            )
         with _translated(f"history of {instance_id}", WORKFLOW_ENGINE):
             events = raw.get_instance_history(instance_id)
         return [history_row(e) for e in events]

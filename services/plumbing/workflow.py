@@ -8,7 +8,8 @@ from typing import Any
 from dapr.ext.workflow import RetryPolicy
 
 # Activities publish and write state through the sidecar: a hiccup there must not fail an
-# order for good. Five attempts over about 30 seconds, then the workflow fails visibly.
+# order for good. Five attempts, 1 + 2 + 4 + 8 = 15 s of back-off between them (plus the
+# attempts' own time), then the workflow fails visibly.
 ACTIVITY_RETRY = RetryPolicy(
     first_retry_interval=timedelta(seconds=1),
     max_number_of_attempts=5,

@@ -353,7 +353,7 @@ def test_cancel_asks_for_a_reason_and_the_order_ends_cancelled(flow: Flow, chrom
     assert (asked["actor"], asked["reason"], asked["outcome"]) == (
         "olga",
         "customer withdrew",
-        "ok",
+        "ok: requested",
     )
 
 

@@ -30,7 +30,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory: pytest.TempPathFactory, webhook: WebhookSink) -> Iterator[Stack]:
     run_dir = tmp_path_factory.mktemp("replicas") / ".run"  # as `make run` has it
-    yield from e2e_stack(run_dir, E2E_ENV, webhook, replicas=2)
+    # Dry runs: the retention test's job carries the data these settings want, and purges nothing.
+    yield from e2e_stack(run_dir, {**E2E_ENV, "RETENTION_DRY_RUN": "true"}, webhook, replicas=2)
 
 
 @pytest.fixture
@@ -183,8 +184,9 @@ def test_the_readme_replicas_section_works_as_pasted(flow: Flow, replicated: Sta
 
 def test_each_scheduled_retention_run_fires_in_one_replica(flow: Flow, replicated: Stack) -> None:
     """The retention job (control.retention), replaced through the orders sidecar's Jobs API
-    by one that fires every second, six times, with a marker in its data: the two replicas
-    together are triggered six times, each tick once, never in both."""
+    by one that fires every second, six times, with the data this stack's settings want (a
+    dry run of the default age) and a marker: the two replicas together are triggered six
+    times, each tick once, never in both, and what ran was a dry run."""
 
     def ready(app_url: str) -> bool:
         try:
@@ -223,3 +225,16 @@ def test_each_scheduled_retention_run_fires_in_one_replica(flow: Flow, replicate
     # both replicas had some: both were live, and still no tick fired twice.
     assert all(got.values()), f"triggers per replica: {got}"
     print(f"retention triggers per replica over six runs: {got}")
+    # The data matched (a replica skips a trigger whose data its settings do not want), and
+    # the runs were dry runs.
+    skipped = [
+        line
+        for name in replicated.replica_names("orders")
+        for line in replicated.log_of(name).read_text(errors="replace").splitlines()
+        if "retention: this trigger is skipped" in line and "settings want" in line
+    ]
+    assert not skipped, skipped
+    runs = flow.http.get(
+        f"{flow.orders}/audit", params={"actor": "retention", "action": "retention_run"}
+    ).json()
+    assert runs and all("dry_run=True" in r["reason"] for r in runs), runs

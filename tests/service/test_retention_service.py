@@ -22,6 +22,7 @@ from tests.service.conftest import AppFactory
 TOKEN = "sidecar-to-app-token-0123456789abcdef"
 SETTINGS = ServiceSettings(app_id="orders", app_api_token=TOKEN, retention_age=timedelta(days=1))
 OLD = datetime.now(UTC) - timedelta(days=3)
+SCHEDULED = {"older_than": "86400s", "dry_run": False}
 
 
 @pytest.fixture
@@ -29,8 +30,10 @@ def ops(client: AppFactory) -> TestClient:
     return client(create_app, SETTINGS, who="viewer")
 
 
-def trigger(ops: TestClient, token: str = TOKEN) -> Any:
-    return ops.post("/job/retention", json={}, headers={"dapr-api-token": token})
+def trigger(ops: TestClient, token: str = TOKEN, data: Any = None) -> Any:
+    """The sidecar's trigger, with the job's data as these settings schedule it unless told."""
+    sent = SCHEDULED if data is None else data
+    return ops.post("/job/retention", json=sent, headers={"dapr-api-token": token})
 
 
 def finished(gateway: Any, order_id: str, at: datetime, status: str = "COMPLETED") -> None:
@@ -105,7 +108,8 @@ def test_a_trigger_purges_what_finished_before_the_age_and_keeps_the_orders(
 def test_a_dry_run_purges_nothing_and_says_what_it_would(client: AppFactory, gateway: Any) -> None:
     ops = client(create_app, dataclasses.replace(SETTINGS, retention_dry_run=True), who="viewer")
     finished(gateway, "old", OLD)
-    job = settled(gateway, trigger(ops).json()["job_id"])
+    dry = SCHEDULED | {"dry_run": True}
+    job = settled(gateway, trigger(ops, data=dry).json()["job_id"])
     assert job["results"] == {"order-old": "would purge"} and job["dry_run"] is True
     assert "order-old" in gateway.workflows.instances
     assert ops.get("/retention").json()["last_run"]["counts"] == {"would purge": 1}
@@ -117,6 +121,45 @@ def test_a_trigger_while_the_last_run_goes_on_is_skipped(ops: TestClient, gatewa
     resp = trigger(ops)
     assert resp.json() == {"status": "skipped", "reason": "job-000000000001 is still running"}
     assert not [k for k in gateway.state.data if k.startswith("job:") and "0001" not in k]
+
+
+def test_a_trigger_while_retention_is_off_purges_nothing(client: AppFactory, gateway: Any) -> None:
+    off = dataclasses.replace(SETTINGS, retention_schedule="off")
+    ops = client(create_app, off, who="viewer")
+    finished(gateway, "old", OLD)
+    resp = trigger(ops)
+    assert resp.status_code == 200
+    assert resp.json() == {
+        "status": "skipped",
+        "reason": "retention is off here (RETENTION_SCHEDULE=off)",
+    }
+    assert "order-old" in gateway.workflows.instances
+    assert gateway.state.get("retention:last") == (None, None)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        ({"older_than": "1s", "dry_run": False}, "has {'older_than': '1s'}"),
+        ({"older_than": "86400s"}, "has {'dry_run': None}"),  # a dry run would run for real
+        ({}, "has {'older_than': None, 'dry_run': None}"),
+        ([1], "is not a JSON object"),
+    ],
+)
+def test_a_trigger_whose_data_is_not_what_the_settings_want_is_skipped(
+    ops: TestClient, gateway: Any, data: Any, says: str
+) -> None:
+    finished(gateway, "old", OLD)
+    resp = trigger(ops, data=data)
+    assert resp.status_code == 200 and resp.json()["status"] == "skipped"
+    assert says in resp.json()["reason"] and "want {'older_than': '86400s'" in resp.json()["reason"]
+    assert "order-old" in gateway.workflows.instances
+    assert gateway.state.get("retention:last") == (None, None)
+
+
+def test_extra_keys_in_the_job_s_data_do_not_stop_a_run(ops: TestClient, gateway: Any) -> None:
+    resp = trigger(ops, data=SCHEDULED | {"probe": "x"})
+    assert resp.json()["status"] == "started"
 
 
 def test_a_scheduler_that_is_down_is_tried_again(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,6 +4,8 @@ step by step on a virtual clock."""
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from approvals.workflows import CANCEL_EVENT as APPROVAL_CANCEL
 from approvals.workflows import DECISION_EVENT, PUBLISH_OUTCOME, RECORD_APPROVAL, REMIND_APPROVERS
 from control.instances import TRACK_INSTANCE
@@ -91,6 +93,29 @@ def test_a_malformed_cancel_is_ignored_and_the_order_goes_on() -> None:
     h.assert_deterministic()
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        cancel(by="", reason="customer withdrew"),
+        cancel(by="olga", reason=""),
+        cancel(by="p" * 129),  # a principal id has no length limit; cancelled_by has
+    ],
+    ids=["empty by", "empty reason", "by over 128"],
+)
+def test_a_cancel_the_approval_could_not_carry_is_ignored_and_the_order_goes_on(
+    bad: dict[str, Any],
+) -> None:
+    h = order_harness("1200.00").start()
+    h.raise_event(CANCEL_EVENT, bad)
+    assert not h.done and CANCEL_EVENT in h.waiting_for
+    assert not h.calls_to(CLOSE_APPROVAL)
+    h.raise_event(CANCEL_EVENT, cancel())
+    assert h.status == "COMPLETED" and h.result["status"] == "cancelled"
+    (closing,) = h.calls_to(CLOSE_APPROVAL)
+    assert closing.input["cancelled_by"] == "olga"
+    h.assert_deterministic()
+
+
 def test_a_cancel_after_the_outcome_changes_nothing() -> None:
     h = order_harness("1200.00").start()
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected", tier="manager"))
@@ -116,6 +141,18 @@ def test_an_approval_is_closed_undecided_when_its_order_is_cancelled() -> None:
     assert view["reason"] == "customer withdrew"
     assert kinds(h) == ["requested", "cancelled"]
     assert h.calls_to(TRACK_INSTANCE)[-1].input["status"] == "COMPLETED"
+    h.assert_deterministic()
+
+
+def test_an_approval_cancelled_before_it_starts_waiting_records_pending_then_cancelled() -> None:
+    """What the approvals app does for a cancellation that came before the request: it
+    starts the approval and raises the cancel at once, before the approval's first step."""
+    h = approval_harness().hold(RECORD_APPROVAL).start()
+    h.raise_event(APPROVAL_CANCEL, approval_cancelled())
+    h.release(RECORD_APPROVAL)
+    assert h.done and h.result["outcome"] == "cancelled"
+    assert [c.input["status"] for c in h.calls_to(RECORD_APPROVAL)] == ["pending", "cancelled"]
+    assert not h.calls_to(PUBLISH_OUTCOME)
     h.assert_deterministic()
 
 

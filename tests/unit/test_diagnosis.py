@@ -138,7 +138,7 @@ def test_a_held_activity_is_running_and_an_overdue_timer_points_at_the_scheduler
         ("SUSPENDED", ENGINE, "it is suspended: nothing runs"),
         ("RUNNING", {**ENGINE, "workflow_workers": 0}, "no workflow worker is connected"),
         ("RUNNING", {"sidecar": "no answer within 2s"}, "the sidecar does not answer"),
-        ("STALLED", ENGINE, "it is STALLED"),
+        ("STALLED", ENGINE, "it is STALLED: a replica whose code lacks a version mark"),
     ],
 )
 def test_what_holds_every_instance_comes_first(status: str, engine: dict, first: str) -> None:
@@ -146,6 +146,9 @@ def test_what_holds_every_instance_comes_first(status: str, engine: dict, first:
     found = diagnose(context(rows_of(h.history), h.now, state=state(status), engine=engine))
     assert found["summary"].startswith(first), found["findings"]
     assert found["runtime"] == engine
+    if status == "STALLED":  # expected mid-rollout: wait first, terminate only if it stays
+        assert "wait for the rollout to finish" in found["summary"]
+        assert "terminate it only if it stays STALLED" in found["summary"]
 
 
 def test_dead_letters_of_the_business_id_are_listed() -> None:

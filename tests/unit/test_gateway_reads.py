@@ -6,8 +6,10 @@ from types import SimpleNamespace
 from typing import Any
 
 import dapr.ext.workflow._durabletask.internal.protos as pb
+import pytest
+from dapr.ext.workflow import DaprWorkflowClient
 
-from plumbing.gateway import DaprWorkflows
+from plumbing.gateway import RAW_CLIENT, DaprWorkflows, SdkMismatch
 from plumbing.history import history_row
 from workflow_harness import load_history
 
@@ -55,10 +57,25 @@ def recorded(path: str) -> list[Any]:
     return load_history(Path(__file__).resolve().parents[1] / "histories" / path)
 
 
+def test_the_sdk_client_still_holds_the_durabletask_client_history_reads() -> None:
+    """The history read relies on a private attribute of the SDK's client: an SDK upgrade
+    that moves it fails here, not in a diagnosis in production. Building the client needs
+    no sidecar."""
+    client = DaprWorkflowClient(host="127.0.0.1", port="1")
+    raw = getattr(client, RAW_CLIENT, None)
+    assert raw is not None and callable(raw.get_instance_history)
+
+
+def test_a_client_without_it_is_a_clear_error_not_a_silent_fallback() -> None:
+    client = SimpleNamespace(get_instance_history=lambda instance_id: [])
+    with pytest.raises(SdkMismatch, match=r"Dapr Python SDK 1\.19 \(dapr\[workflow\]==1\.19\.0"):
+        DaprWorkflows(client).history("wf")
+
+
 def test_history_times_are_rfc3339_with_z() -> None:
     events = recorded("order_workflow/escalation_followed_then_vp_approves.json")
-    client = SimpleNamespace(get_instance_history=lambda instance_id: events)
-    shown = DaprWorkflows(client).history("wf")
+    raw = SimpleNamespace(get_instance_history=lambda instance_id: events)
+    shown = DaprWorkflows(SimpleNamespace(**{RAW_CLIENT: raw})).history("wf")
     assert shown[1]["type"] == "EXECUTION_STARTED" and shown[1]["name"] == "order_workflow"
     assert shown[0]["timestamp"] == "2026-11-23T14:47:22.349752Z"
     assert all(r["timestamp"].endswith("Z") for r in shown)
