@@ -1,0 +1,209 @@
+"""Jaeger v2, the local trace backend: built once from its Go module, cached by version, run
+with a config that binds only 127.0.0.1 and keeps traces in memory.
+
+Order of preference: a previous build in the cache (~/.cache/order-approvals/jaeger/<version>),
+else a build of ./cmd/jaeger from the Go module github.com/jaegertracing/jaeger (a few minutes,
+once). The module has a replace directive, so it builds from a writable copy, like daprd. A
+lock file keeps two runs (two test sessions, `make run` and a test) from building it twice.
+
+Errors: RuntimeUnavailable (from devstack.runtime) with a one-line, actionable message.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from devstack.errors import DevstackError
+from devstack.log import say
+from devstack.runtime import (
+    ModuleNotServed,
+    RuntimeUnavailable,
+    _go_env,
+    _go_version,
+    _run_go,
+    cache_root,
+)
+
+# Jaeger 2.13.0: the v2 binary is published under the module's v1 version numbers.
+PINNED_VERSION = "1.76.0"
+MODULE = "github.com/jaegertracing/jaeger"
+MARKER = ".complete.json"
+
+
+@dataclass(frozen=True)
+class Ports:
+    """Where a running Jaeger listens; every address is on 127.0.0.1."""
+
+    otlp_grpc: int
+    otlp_http: int
+    query_http: int
+    query_grpc: int
+    health: int
+    metrics: int
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://127.0.0.1:{self.query_http}"
+
+    @property
+    def otlp_grpc_address(self) -> str:
+        return f"127.0.0.1:{self.otlp_grpc}"
+
+
+def jaeger_dir(version: str) -> Path:
+    return cache_root() / "jaeger" / version
+
+
+def cached_binary(version: str = PINNED_VERSION) -> Path | None:
+    """The cached binary of this version, or None when it was never (completely) built."""
+    d = jaeger_dir(version)
+    return d / "jaeger" if (d / MARKER).is_file() and (d / "jaeger").is_file() else None
+
+
+def ensure_jaeger(version: str = PINNED_VERSION) -> Path:
+    """Return the path of the jaeger binary, building it (minutes, once) when not cached."""
+    found = cached_binary(version)
+    if found:
+        return found
+    if not shutil.which("go"):
+        raise RuntimeUnavailable(
+            f"Jaeger {version} is not built yet and Go is not installed: install Go "
+            "(https://go.dev/doc/install), or run without Jaeger (DEVSTACK_TRACING=off), or "
+            "send traces elsewhere (OTLP_ENDPOINT=host:port)"
+        )
+    cache_root().mkdir(parents=True, exist_ok=True)
+    with open(cache_root() / f"jaeger-{version}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"jaeger: another process is building Jaeger {version}; waiting for it")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return cached_binary(version) or _build(version)
+
+
+def _build(version: str) -> Path:
+    final = jaeger_dir(version)
+    say(
+        f"jaeger: building Jaeger v2 ({MODULE} v{version}) from Go modules; this takes "
+        f"several minutes the first time and is cached in {final}"
+    )
+    for stale in cache_root().glob("building-jaeger-*"):  # left by an interrupted build
+        shutil.rmtree(stale, ignore_errors=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"building-jaeger-{version}-", dir=cache_root()))
+    try:
+        src = module_source(f"{MODULE}@v{version}", scratch)
+        out = scratch / "out"
+        out.mkdir()
+        ldflags = f"-s -w -X {MODULE}/internal/version.latestVersion=v{version}"
+        say(f"jaeger: compiling ./cmd/jaeger {version}")
+        _run_go(
+            ["go", "build", "-v", "-trimpath", "-ldflags", ldflags]
+            + ["-o", str(out / "jaeger"), "./cmd/jaeger"],
+            cwd=src,
+            env=_go_env(),
+            label="go build jaeger",
+        )
+        (out / MARKER).write_text(json.dumps({"version": version, "go": _go_version()}) + "\n")
+        if final.exists():
+            shutil.rmtree(final)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        out.rename(final)
+        say(f"jaeger: Jaeger {version} ready in {final}")
+        return final / "jaeger"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def module_source(module: str, scratch: Path) -> Path:
+    """Download `module` (path@version) and copy it to <scratch>/src, writable, to build in."""
+    # The checksum database may be unreachable: skip it for the top-level module only; its
+    # go.sum then verifies every dependency during the build.
+    env = _go_env(GONOSUMDB=module.split("@")[0])
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", module],
+        cwd=scratch,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
+    if out.returncode != 0 or not info.get("Dir"):
+        reason = " ".join(str(info.get("Error") or out.stderr or "unknown error").split())
+        if "not available" in reason or "403" in reason or "404" in reason:
+            raise ModuleNotServed(f"{module} is not served: {reason}")
+        raise RuntimeUnavailable(f"`go mod download {module}` failed: {reason}")
+    src = scratch / "src"
+    shutil.copytree(info["Dir"], src)
+    for path in [src, *src.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+    return src
+
+
+def config(ports: Ports) -> str:
+    """A Jaeger v2 config: OTLP in, memory storage, query UI and API, all on 127.0.0.1."""
+    host = "127.0.0.1"
+    doc = {
+        "service": {
+            "extensions": ["jaeger_storage", "jaeger_query", "healthcheckv2"],
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch"],
+                    "exporters": ["jaeger_storage_exporter"],
+                }
+            },
+            "telemetry": {
+                "resource": {"service.name": "jaeger"},
+                "metrics": {
+                    "level": "basic",
+                    "readers": [
+                        {"pull": {"exporter": {"prometheus": {"host": host, "port": ports.metrics}}}}
+                    ],
+                },
+                "logs": {"level": "warn"},
+            },
+        },
+        "extensions": {
+            "jaeger_query": {
+                "storage": {"traces": "memstore"},
+                "http": {"endpoint": f"{host}:{ports.query_http}"},
+                "grpc": {"endpoint": f"{host}:{ports.query_grpc}"},
+            },
+            "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 100000}}}},
+            "healthcheckv2": {"use_v2": True, "http": {"endpoint": f"{host}:{ports.health}"}},
+        },
+        "receivers": {
+            "otlp": {
+                "protocols": {
+                    "grpc": {"endpoint": f"{host}:{ports.otlp_grpc}"},
+                    "http": {"endpoint": f"{host}:{ports.otlp_http}"},
+                }
+            }
+        },
+        # A short timeout: a trace shows in the UI within a second of its last span.
+        "processors": {"batch": {"timeout": "200ms"}},
+        "exporters": {"jaeger_storage_exporter": {"trace_storage": "memstore"}},
+    }
+    # JSON is YAML: no YAML writer needed.
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def main_jaeger(version: str | None) -> int:
+    """`devstack jaeger`: make sure Jaeger is built and say where."""
+    try:
+        path = ensure_jaeger(version or PINNED_VERSION)
+    except DevstackError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    say(f"jaeger: {path}")
+    print(path)
+    return 0
