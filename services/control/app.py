@@ -25,6 +25,7 @@ from plumbing.audit_keys import AuditConfigError, Keyring
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
 from plumbing.health import Readiness
+from plumbing.metrics import Metrics, metrics_router
 from plumbing.refusals import RefusalLimiter
 from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifiers, open_dapr
 from plumbing.settings import ServiceSettings
@@ -138,6 +139,7 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gateway is not None:
+            gateway.metrics = app.state.metrics
             app.state.gateway = gateway
             load_secrets(app, gateway)
             await asyncio.to_thread(run_ready_hooks, app, gateway)
@@ -150,6 +152,7 @@ def build_app(
             workflows,
             _with_tracking(activities) if workflows else None,
             signs,
+            app.state.metrics,
         )
         app.state.gateway = res.gateway
         try:
@@ -170,6 +173,7 @@ def build_app(
     )
     app.state.settings = settings
     app.state.waiting_reads = WaitingReads()
+    app.state.metrics = Metrics()
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
 
@@ -206,6 +210,7 @@ def build_app(
     app.include_router(health_router(readiness))
     app.include_router(dead_letters_router(lambda: app.state.gateway))
     app.include_router(audit_router())
+    app.include_router(metrics_router(app.state.metrics))
     if workflows:
         app.include_router(console_router())
     register(app, DaprApp(app), settings)

@@ -19,6 +19,7 @@ from plumbing.gateway import (
     Secrets,
 )
 from plumbing.health import SidecarReadiness
+from plumbing.metrics import Metrics
 from plumbing.scheduler import DaprScheduler
 from plumbing.settings import ServiceSettings
 
@@ -48,6 +49,7 @@ def open_dapr(
     workflows: dict[str, Callable[..., Any]] | None = None,
     activities: ActivityFactory | None = None,
     signs: bool = False,
+    metrics: Metrics | None = None,
 ) -> DaprResources:
     """Build the clients (this waits for the sidecar) and start the workflow worker.
 
@@ -70,6 +72,7 @@ def open_dapr(
             settings.pubsub,
             settings.readiness_pubsub,
         ),
+        metrics=metrics or Metrics(),
     )
     res = DaprResources(gateway, [client.close])
     if workflows:

@@ -160,14 +160,14 @@ def make_endpoint(
             )
             return refused
         body = await request.body()
-        event_id = "?"
+        event_id, kind = "?", "rejected"  # why a DROP is dropped, as a metric label
         try:
             verifier = signed_by() if signed_by is not None else None
             event_id, message = unwrap(
                 body, model, limits or settings.policy.limits, verifier, signed_if
             )
         except Unverified as exc:
-            event_id, answer = exc.event_id, Answer.drop(str(exc))
+            event_id, answer, kind = exc.event_id, Answer.drop(str(exc)), "unsigned"
             # Came through the sidecar: whoever published it is unknown, so count per topic.
             await run_in_threadpool(
                 record_forgery,
@@ -178,9 +178,9 @@ def make_endpoint(
                 event_id,
             )
         except BadPayload as exc:
-            event_id, answer = exc.event_id, Answer.drop(str(exc))
+            event_id, answer, kind = exc.event_id, Answer.drop(str(exc)), "bad_payload"
         except BadEnvelope as exc:
-            event_id, answer = _lenient_id(body), Answer.drop(str(exc))
+            event_id, answer, kind = _lenient_id(body), Answer.drop(str(exc)), "bad_envelope"
         else:
             try:
                 answer = await run_in_threadpool(handler, message)
@@ -191,7 +191,10 @@ def make_endpoint(
                     "topic %s: handler failed on event %s; asking for a retry", topic, event_id
                 )
                 answer = Answer.retry("unexpected error")
+        metrics = gateway().metrics
+        metrics.subscription_answers.labels(topic=topic, verdict=answer.verdict.value).inc()
         if answer.verdict is Verdict.DROP:
+            metrics.dead_letter(topic, "refused" if answer.audited else kind)
             await run_in_threadpool(record_drop, event_id, answer.reason)
         if answer.audited:  # also from whoever holds a sidecar token: count per topic
             await run_in_threadpool(
@@ -260,6 +263,8 @@ def make_dead_letter_endpoint(
         envelope = envelope if isinstance(envelope, dict) else {}
         event_id = str(envelope.get("id", "?"))
         dropped, _ = gateway().state.get(_drop_key(settings.app_id, topic, event_id))
+        if dropped is None:  # retries ran out, or the sidecar could not parse it
+            gateway().metrics.dead_letter(topic, "undelivered")
         record = {
             "topic": topic,
             "event_id": event_id,
