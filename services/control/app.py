@@ -25,6 +25,7 @@ from plumbing.audit_keys import AuditConfigError, Keyring
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
 from plumbing.health import Readiness
+from plumbing.logs import configure_logging
 from plumbing.metrics import Metrics, metrics_router
 from plumbing.refusals import RefusalLimiter
 from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifiers, open_dapr
@@ -36,7 +37,6 @@ from plumbing.web import (
     TooManyWaiting,
     TrustedHosts,
     WaitingReads,
-    configure_logging,
     health_router,
 )
 
@@ -122,7 +122,7 @@ def build_app(
     With `signs`, what the app publishes is signed with its key. Every app loads the signers'
     public keys (`app.state.verifiers`, by signer) for subscriptions that take signed messages."""
     if gateway is None:
-        configure_logging(settings.app_id)
+        configure_logging(settings.app_id, log_format=settings.log_format)
         problem = settings.token_problem()
         if problem:
             raise TokenConfigError(problem)

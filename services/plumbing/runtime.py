@@ -19,6 +19,7 @@ from plumbing.gateway import (
     Secrets,
 )
 from plumbing.health import SidecarReadiness
+from plumbing.logs import about_activity
 from plumbing.metrics import Metrics
 from plumbing.scheduler import DaprScheduler
 from plumbing.settings import ServiceSettings
@@ -80,7 +81,7 @@ def open_dapr(
         for name, fn in workflows.items():
             runtime.register_workflow(fn, name=name)
         for name, fn in (activities(gateway) if activities else {}).items():
-            runtime.register_activity(fn, name=name)
+            runtime.register_activity(about_activity(fn), name=name)
         runtime.start()
         res.workflow_runtime = runtime
         res.closers.append(runtime.shutdown)

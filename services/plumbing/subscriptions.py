@@ -39,6 +39,7 @@ from contracts.topics import dead_letter
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.auth import Reader
 from plumbing.gateway import Gateway, GatewayError, Transient
+from plumbing.logs import bound
 from plumbing.settings import ServiceSettings
 from plumbing.state import update
 from plumbing.web import require_app_token
@@ -161,6 +162,7 @@ def make_endpoint(
             return refused
         body = await request.body()
         event_id, kind = "?", "rejected"  # why a DROP is dropped, as a metric label
+        order_id: str | None = None  # what the log lines are about, once known
         try:
             verifier = signed_by() if signed_by is not None else None
             event_id, message = unwrap(
@@ -182,8 +184,10 @@ def make_endpoint(
         except BadEnvelope as exc:
             event_id, answer, kind = _lenient_id(body), Answer.drop(str(exc)), "bad_envelope"
         else:
+            order_id = getattr(message, "order_id", None)
             try:
-                answer = await run_in_threadpool(handler, message)
+                with bound(order_id=order_id):
+                    answer = await run_in_threadpool(handler, message)
             except Transient as exc:
                 answer = Answer.retry(str(exc))
             except Exception:
@@ -206,14 +210,15 @@ def make_endpoint(
                 event_id,
             )
         level = logging.INFO if answer.verdict is Verdict.SUCCESS else logging.WARNING
-        log.log(
-            level,
-            "topic %s event %s -> %s%s",
-            topic,
-            event_id,
-            answer.verdict,
-            f" ({answer.reason})" if answer.reason else "",
-        )
+        with bound(order_id=order_id):
+            log.log(
+                level,
+                "topic %s event %s -> %s%s",
+                topic,
+                event_id,
+                answer.verdict,
+                f" ({answer.reason})" if answer.reason else "",
+            )
         return JSONResponse({"status": answer.verdict.value, "reason": answer.reason})
 
     endpoint.__name__ = f"on_{topic.replace('-', '_')}"

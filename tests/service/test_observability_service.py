@@ -1,7 +1,11 @@
-"""/metrics: what each app counts, read back the way Prometheus reads it (the text format)."""
+"""/metrics: what each app counts, read back the way Prometheus reads it (the text format);
+and the JSON log lines of a delivery and an activity."""
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +23,7 @@ from orders.app import create_app as orders_app
 from orders.workflows import PUBLISH_STATUS
 from orders.workflows import make_activities as order_activities
 from plumbing.gateway import Gateway
+from plumbing.logs import about_activity, configure_logging
 from plumbing.settings import ServiceSettings
 from tests.fakes import LOCAL
 from tests.service.conftest import AppFactory, deliver
@@ -218,3 +223,39 @@ def test_a_bulk_job_counts_its_progress_and_its_end(client: AppFactory, gateway)
     assert value(samples, "bulk_job_instances_total", action="purge", result="would") == 2
     assert value(samples, "bulk_job_instances_total", action="purge", result="purged") == 2
     assert value(samples, "bulk_jobs_total", action="purge", outcome="ok") == 2
+
+
+def test_a_delivery_s_log_lines_name_its_order(client: AppFactory, root_logging: None) -> None:
+    app = client(approvals_app, ServiceSettings(app_id="approvals"))
+    stream = io.StringIO()
+    configure_logging("approvals", stream)
+    request = ApprovalRequested(
+        request_id="o-7-s1-manager",
+        order_id="o-7",
+        customer_id="c",
+        amount="900.00",
+        currency="EUR",
+        tier="manager",
+        stage=1,
+        due_at=NOW,
+    )
+    assert deliver(app, "approval-requests", request)["status"] == "SUCCESS"
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (answered,) = [r for r in lines if "approval-requests event o-7-s1-manager" in r["message"]]
+    assert answered["order_id"] == "o-7" and answered["app"] == "approvals"
+
+
+def test_an_activity_s_log_lines_name_its_instance_and_order(root_logging: None) -> None:
+    stream = io.StringIO()
+    configure_logging("orders", stream)
+
+    def activity(ctx: Any, data: dict[str, Any]) -> str:
+        logging.getLogger("orders.workflows").info("working")
+        return "done"
+
+    class Ctx:
+        workflow_id = "order-o-8"
+
+    assert about_activity(activity)(Ctx(), {"order_id": "o-8"}) == "done"
+    (line,) = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert (line["order_id"], line["instance_id"]) == ("o-8", "order-o-8")
