@@ -31,6 +31,7 @@ from plumbing.refusals import RefusalLimiter
 from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifiers, open_dapr
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import dead_letters_router
+from plumbing.tracing import start_tracing
 from plumbing.web import (
     BodyLimit,
     InvalidInput,
@@ -162,6 +163,8 @@ def build_app(
             await asyncio.to_thread(app.state.audit.flush_suppressed, everything=True)
         finally:
             await asyncio.to_thread(res.close)
+            if stop_tracing is not None:
+                await asyncio.to_thread(stop_tracing)
 
     # Swagger UI and ReDoc load their scripts from a CDN: development only. /openapi.json stays.
     app = FastAPI(
@@ -174,6 +177,10 @@ def build_app(
     app.state.settings = settings
     app.state.waiting_reads = WaitingReads()
     app.state.metrics = Metrics()
+    # Only a real app (no gateway given) exports traces; tests that pass a fake never do.
+    stop_tracing = (
+        start_tracing(app, settings.app_id) if gateway is None and settings.tracing else None
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
 

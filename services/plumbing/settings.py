@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 from plumbing.cron import parse_schedule
+from plumbing.tracing import tracing_wanted
 
 
 @dataclass(frozen=True)
@@ -17,8 +18,8 @@ class ServiceSettings:
     APP_API_TOKEN, DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
     SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE, LOG_FORMAT, STUCK_AFTER,
     RETENTION_SCHEDULE, RETENTION_AGE, RETENTION_DRY_RUN (scheduled purges: control.retention),
-    AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
-    (see contracts.policy).
+    OTEL_* and TRACES_URL (plumbing.tracing), AUDIT_* (the audit log: its key secret, checkpoint
+    interval, refusal rate) and POLICY_* (see contracts.policy).
 
     DEV_MODE=true marks a development stack (devstack sets it): development-only conveniences
     (the readable `dev-` tokens, the API docs page) are refused without it."""
@@ -60,6 +61,8 @@ class ServiceSettings:
     retention_dry_run: bool = False
     # How the app writes its log: "json" (one object per line) or "text" (plumbing.logs).
     log_format: str = "json"
+    # Export traces over OTLP (plumbing.tracing): an OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    tracing: bool = False
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -95,6 +98,7 @@ class ServiceSettings:
             retention_age=parse_duration(env.get("RETENTION_AGE", "2160h")),
             retention_dry_run=env.get("RETENTION_DRY_RUN", "").lower() in ("1", "true", "yes"),
             log_format=env.get("LOG_FORMAT", "json").lower(),
+            tracing=tracing_wanted(env),
         )
 
     @property

@@ -218,4 +218,10 @@ def test_the_workflow_sdk_s_log_lines_appear_once(stack: Stack) -> None:
         assert starts >= 1, app
         assert log.count("Starting gRPC worker that connects to") == starts, app
         assert log.count("Registering workflow") == starts, app
-        assert f"{app} INFO durabletask-worker: Starting gRPC worker" in log  # in our format
+        # In our format: every line of the app's log is one JSON object, the SDK's too.
+        records = [json.loads(line) for line in log.splitlines()]
+        assert {r["app"] for r in records} == {app}
+        assert any(
+            r["logger"] == "durabletask-worker" and "Starting gRPC worker" in r["message"]
+            for r in records
+        )
