@@ -50,5 +50,10 @@ def start_tracing(app: FastAPI, app_id: str) -> Callable[[], None]:
     instrumentor = GrpcInstrumentorClient()
     if not instrumentor.is_instrumented_by_opentelemetry:  # the workflow SDK may have done it
         instrumentor.instrument()
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=provider, excluded_urls=UNTRACED)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=provider,
+        excluded_urls=UNTRACED,
+        exclude_spans=["receive", "send"],  # one span per request, not one per ASGI message
+    )
     return provider.shutdown

@@ -73,6 +73,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\n  Open {docs} for the orders API. Ctrl-C stops everything.")
     if mailbox is not None:
         print(f"  E-mail to approvers and customers: the inbox at {mailbox.url}")
+    if stack.tracing is not None:
+        where = stack.tracing.ui_url or f"the OTLP endpoint {stack.tracing.endpoint}"
+        print(f"  Traces: {where} (one trace per order; DEVSTACK_TRACING=off runs without)")
     there = "" if args.run_dir == ".run" else f" --run-dir {args.run_dir}"
     victim = stack.replica_names("orders")[0] if "orders" in stack.apps else "redis"
     print(

@@ -1,5 +1,16 @@
-"""Jaeger v2, the local trace backend: built once from its Go module, cached by version, run
-with a config that binds only 127.0.0.1 and keeps traces in memory.
+"""Traces for a local stack: Jaeger v2 as the trace backend (the default), another OTLP
+endpoint, or none.
+
+  (default)               Jaeger v2 on 127.0.0.1: OTLP in, traces kept in memory, the UI and
+                          query API on JAEGER_UI_PORT (16686)
+  OTLP_ENDPOINT=host:port send to that OTLP/gRPC endpoint instead (OTLP_INSECURE=false for TLS)
+  DEVSTACK_TRACING=off    no traces at all (the sidecars' samplingRate stays "0")
+
+Each sidecar's Configuration gets an `otel` exporter and samplingRate "1"; each app gets
+OTEL_EXPORTER_OTLP_ENDPOINT (plumbing.tracing).
+
+Jaeger is built once from its Go module, cached by version, run with a config that binds
+only 127.0.0.1 and keeps traces in memory.
 
 Order of preference: a previous build in the cache (~/.cache/order-approvals/jaeger/<version>),
 else a build of ./cmd/jaeger from the Go module github.com/jaegertracing/jaeger (a few minutes,
@@ -13,15 +24,21 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
 
 from devstack.errors import DevstackError
 from devstack.log import say
+from devstack.procs import LOOPBACK, http_ok
 from devstack.runtime import (
     ModuleNotServed,
     RuntimeUnavailable,
@@ -30,6 +47,9 @@ from devstack.runtime import (
     _run_go,
     cache_root,
 )
+
+if TYPE_CHECKING:
+    from devstack.stack import Stack
 
 # Jaeger 2.13.0: the v2 binary is published under the module's v1 version numbers.
 PINNED_VERSION = "1.76.0"
@@ -103,9 +123,9 @@ def _build(version: str) -> Path:
         out.mkdir()
         ldflags = f"-s -w -X {MODULE}/internal/version.latestVersion=v{version}"
         say(f"jaeger: compiling ./cmd/jaeger {version}")
+        flags = ["-v", "-trimpath", "-ldflags", ldflags, "-o", str(out / "jaeger")]
         _run_go(
-            ["go", "build", "-v", "-trimpath", "-ldflags", ldflags]
-            + ["-o", str(out / "jaeger"), "./cmd/jaeger"],
+            ["go", "build", *flags, "./cmd/jaeger"],
             cwd=src,
             env=_go_env(),
             label="go build jaeger",
@@ -166,7 +186,11 @@ def config(ports: Ports) -> str:
                 "metrics": {
                     "level": "basic",
                     "readers": [
-                        {"pull": {"exporter": {"prometheus": {"host": host, "port": ports.metrics}}}}
+                        {
+                            "pull": {
+                                "exporter": {"prometheus": {"host": host, "port": ports.metrics}}
+                            }
+                        }
                     ],
                 },
                 "logs": {"level": "warn"},
@@ -179,7 +203,13 @@ def config(ports: Ports) -> str:
                 "grpc": {"endpoint": f"{host}:{ports.query_grpc}"},
             },
             "jaeger_storage": {"backends": {"memstore": {"memory": {"max_traces": 100000}}}},
-            "healthcheckv2": {"use_v2": True, "http": {"endpoint": f"{host}:{ports.health}"}},
+            "healthcheckv2": {
+                "use_v2": True,
+                "http": {
+                    "endpoint": f"{host}:{ports.health}",
+                    "status": {"enabled": True, "path": "/status"},
+                },
+            },
         },
         "receivers": {
             "otlp": {
@@ -195,6 +225,74 @@ def config(ports: Ports) -> str:
     }
     # JSON is YAML: no YAML writer needed.
     return json.dumps(doc, indent=2) + "\n"
+
+
+@dataclass(frozen=True)
+class Tracing:
+    """Where a stack's spans go; `ui_url` when it runs its own Jaeger."""
+
+    endpoint: str  # host:port, OTLP over gRPC
+    insecure: bool
+    ui_url: str | None = None
+
+
+def start_tracing(stack: Stack, config_path: Path) -> Tracing | None:
+    """Start Jaeger (unless told otherwise), point the sidecars' Configuration and the apps'
+    environment at it; None when tracing is off."""
+    if os.environ.get("DEVSTACK_TRACING", "on").lower() in ("off", "0", "false", "no"):
+        say("tracing: off (DEVSTACK_TRACING=off)")
+        return None
+    endpoint = os.environ.get("OTLP_ENDPOINT", "")
+    if endpoint:
+        tracing = Tracing(endpoint, os.environ.get("OTLP_INSECURE", "true").lower() == "true")
+        say(f"tracing: sending spans to {endpoint} (OTLP_ENDPOINT)")
+    else:
+        tracing = _start_jaeger(stack)
+    _point_at(tracing, stack, config_path)
+    return tracing
+
+
+def _start_jaeger(stack: Stack) -> Tracing:
+    binary = ensure_jaeger()
+    ports = Ports(
+        otlp_grpc=stack._port(int(os.environ.get("JAEGER_OTLP_PORT", "4317")), "jaeger OTLP"),
+        otlp_http=stack._free(),
+        query_http=stack._port(int(os.environ.get("JAEGER_UI_PORT", "16686")), "jaeger UI"),
+        query_grpc=stack._free(),
+        health=stack._free(),
+        metrics=stack._free(),
+    )
+    conf = stack.run_dir / "jaeger.yaml"
+    conf.write_text(config(ports))
+    ready = partial(http_ok, f"http://{LOOPBACK}:{ports.health}/status")
+    # Jaeger's own spans would go to the OTLP default (localhost:4317): it keeps none.
+    quiet = {"OTEL_TRACES_EXPORTER": "none", "OTEL_SDK_DISABLED": "true"}
+    proc = stack._spawn("jaeger", [str(binary), "--config", str(conf)], quiet, probe=ready)
+    proc.wait_ready(ready, f"healthy at {LOOPBACK}:{ports.health}", 30)
+    say(f"jaeger: UI {ports.ui_url}, OTLP {ports.otlp_grpc_address} (pid {proc.pid})")
+    return Tracing(ports.otlp_grpc_address, insecure=True, ui_url=ports.ui_url)
+
+
+def _point_at(tracing: Tracing, stack: Stack, config_path: Path) -> None:
+    conf = yaml.safe_load(config_path.read_text())
+    conf["spec"]["tracing"] = {
+        "samplingRate": "1",
+        "otel": {
+            "endpointAddress": tracing.endpoint,
+            "isSecure": not tracing.insecure,
+            "protocol": "grpc",
+        },
+    }
+    config_path.write_text(yaml.safe_dump(conf, sort_keys=False))
+    scheme = "http" if tracing.insecure else "https"
+    stack.env.update(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"{scheme}://{tracing.endpoint}",
+            "OTEL_EXPORTER_OTLP_INSECURE": str(tracing.insecure).lower(),
+            # Spans leave every half second (the SDK's default is 5 s): the UI is current.
+            "OTEL_BSP_SCHEDULE_DELAY": "500",
+        }
+    )
 
 
 def main_jaeger(version: str | None) -> int:
