@@ -20,6 +20,7 @@ from contracts.messages import reworded
 from control import instances
 from control.auditing import audit_router, record_refusal
 from control.console import console_router
+from control.overview import overview_router
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.audit_keys import AuditConfigError, Keyring
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
@@ -177,6 +178,7 @@ def build_app(
     app.state.settings = settings
     app.state.waiting_reads = WaitingReads()
     app.state.metrics = Metrics()
+    app.state.overview_parts = {}  # control.overview: what the app adds to GET /overview
     # Only a real app (no gateway given) exports traces; tests that pass a fake never do.
     stop_tracing = (
         start_tracing(app, settings.app_id) if gateway is None and settings.tracing else None
@@ -218,6 +220,7 @@ def build_app(
     app.include_router(dead_letters_router(lambda: app.state.gateway))
     app.include_router(audit_router())
     app.include_router(metrics_router(app.state.metrics))
+    app.include_router(overview_router())
     if workflows:
         app.include_router(console_router())
     register(app, DaprApp(app), settings)

@@ -142,20 +142,24 @@ class ReadModelGauges(Collector):
         except Exception as exc:  # a scrape must answer; the gauges are simply absent
             log.warning("approvals gauges not read: %s", exc)
             return
-        now = datetime.now(UTC)
-        counts = {t: [0, 0] for t in ("manager", "vp")}
-        for line in index.values():
-            if line.get("status") != "pending":
-                continue
-            tier = counts.setdefault(str(line.get("tier")), [0, 0])
-            tier[0] += 1
-            if datetime.fromisoformat(line["due_at"]) < now:
-                tier[1] += 1
-        for tier_name, (waiting, late) in sorted(counts.items()):
-            pending.add_metric([tier_name], waiting)
-            overdue.add_metric([tier_name], late)
+        for tier, counts in waiting_by_tier(index, datetime.now(UTC)).items():
+            pending.add_metric([tier], counts["pending"])
+            overdue.add_metric([tier], counts["overdue"])
         yield pending
         yield overdue
+
+
+def waiting_by_tier(index: dict[str, Any], now: datetime) -> dict[str, dict[str, int]]:
+    """Pending and overdue approvals by tier, from the approvals index (approvals.readmodel)."""
+    counts = {t: {"pending": 0, "overdue": 0} for t in ("manager", "vp")}
+    for line in index.values():
+        if line.get("status") != "pending":
+            continue
+        tier = counts.setdefault(str(line.get("tier")), {"pending": 0, "overdue": 0})
+        tier["pending"] += 1
+        if datetime.fromisoformat(line["due_at"]) < now:
+            tier["overdue"] += 1
+    return dict(sorted(counts.items()))
 
 
 def metrics_router(metrics: Metrics) -> APIRouter:

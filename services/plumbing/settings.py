@@ -63,6 +63,8 @@ class ServiceSettings:
     log_format: str = "json"
     # Export traces over OTLP (plumbing.tracing): an OTEL_EXPORTER_OTLP_ENDPOINT is set.
     tracing: bool = False
+    # Where people read traces (a Jaeger UI): the console links instances there. "" for none.
+    traces_url: str = ""
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -99,6 +101,7 @@ class ServiceSettings:
             retention_dry_run=env.get("RETENTION_DRY_RUN", "").lower() in ("1", "true", "yes"),
             log_format=env.get("LOG_FORMAT", "json").lower(),
             tracing=tracing_wanted(env),
+            traces_url=env.get("TRACES_URL", "").rstrip("/"),
         )
 
     @property

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 from fastapi import FastAPI
+from opentelemetry import trace
 
 # Probes and scrapes, many a minute, each a trace of its own: not worth keeping.
 UNTRACED = "healthz,readyz,metrics"
@@ -33,10 +34,15 @@ def tracing_wanted(env: Mapping[str, str]) -> bool:
     return bool(endpoint) and env.get("OTEL_SDK_DISABLED", "").lower() != "true"
 
 
+def current_trace_id() -> str | None:
+    """The id of the trace the current span belongs to (32 hex digits), None outside one."""
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None
+
+
 def start_tracing(app: FastAPI, app_id: str) -> Callable[[], None]:
     """Export this process's spans as service `app_id`; instrument the app and gRPC. Returns
     what flushes and stops the exporter (the lifespan calls it at shutdown)."""
-    from opentelemetry import trace
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
     from opentelemetry.instrumentation.grpc import GrpcInstrumentorClient

@@ -6,17 +6,20 @@ from __future__ import annotations
 import io
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client.parser import text_string_to_metric_families
 
 from approvals.app import create_app as approvals_app
 from approvals.workflows import RECORD_APPROVAL, REQUEST_NEXT_STAGE
 from approvals.workflows import make_activities as approval_activities
 from contracts.messages import ApprovalRequested, OrderStatusChanged
+from control import instances
 from notifier.app import create_app as notifier_app
 from notifier.settings import NotifierSettings
 from orders.app import create_app as orders_app
@@ -259,3 +262,50 @@ def test_an_activity_s_log_lines_name_its_instance_and_order(root_logging: None)
     assert about_activity(activity)(Ctx(), {"order_id": "o-8"}) == "done"
     (line,) = (json.loads(line) for line in stream.getvalue().splitlines())
     assert (line["order_id"], line["instance_id"]) == ("o-8", "order-o-8")
+
+
+def test_the_overview_counts_what_an_operator_looks_at_first(
+    client: AppFactory, gateway: Gateway
+) -> None:
+    settings = replace(ServiceSettings(app_id="approvals"), traces_url="http://127.0.0.1:16686")
+    app = client(approvals_app, settings, who="viewer")
+    run = approval_activities(gateway)
+    asked = NOW - timedelta(hours=2)
+    late = view("pending", "manager", NOW - timedelta(hours=1), [entry("requested", asked)])
+    run[RECORD_APPROVAL](None, late)
+    run[RECORD_APPROVAL](None, view("pending", "vp", NOW + timedelta(days=1), []))
+    for iid, status in (
+        ("approval-a", "FAILED"),
+        ("approval-b", "COMPLETED"),
+        ("approval-c", "FAILED"),
+    ):
+        gateway.workflows.add(iid, status, "approval_workflow")  # type: ignore[union-attr]
+    assert client(approvals_app, settings).post("/workflows/reconcile").json()["added"] == 3
+    assert deliver(app, "decisions", b"not json")["status"] == "DROP"
+    app.post("/deadletters/decisions", content=b'{"id": "x-1"}')
+
+    seen = app.get("/overview")
+    assert seen.status_code == 200, seen.text
+    body = seen.json()
+    assert body["app"] == "approvals" and body["traces_url"] == "http://127.0.0.1:16686"
+    assert body["workflows"] == {"COMPLETED": 1, "FAILED": 2}
+    assert body["dead_letters"] == {"decisions": 1}
+    assert sorted(f["instance_id"] for f in body["recent_failures"]) == ["approval-a", "approval-c"]
+    assert body["approvals"] == {
+        "manager": {"pending": 1, "overdue": 1},
+        "vp": {"pending": 1, "overdue": 0},
+    }
+    assert TestClient(app.app, base_url=LOCAL).get("/overview").status_code == 401
+
+
+def test_an_instance_remembers_the_trace_it_was_started_in(gateway: Gateway) -> None:
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("delivery") as span:
+        instances.start(gateway, "order_workflow", "order-o-5", {})
+    instances.set_status(gateway.state, "order-o-5", "COMPLETED")  # later, outside the trace
+    (entry_,) = instances.entries(gateway.state)
+    assert entry_.trace_id == format(span.get_span_context().trace_id, "032x")
+    instances.start(gateway, "order_workflow", "order-o-6", {})
+    assert {e.instance_id: e.trace_id for e in instances.entries(gateway.state)}[
+        "order-o-6"
+    ] is None
