@@ -293,6 +293,8 @@ def _point_at(tracing: Tracing, stack: Stack, config_path: Path) -> None:
             "OTEL_BSP_SCHEDULE_DELAY": "500",
         }
     )
+    if tracing.ui_url:  # the console links each instance to its trace there
+        stack.env["TRACES_URL"] = tracing.ui_url
 
 
 def main_jaeger(version: str | None) -> int:
