@@ -7,11 +7,14 @@ import secrets
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devstack.stack import Stack
 from tests.e2e.flow import Flow
 from tests.stack import eventually
+from tests.unit.test_deploy import DAPR_METRICS
 
 pytestmark = pytest.mark.e2e
 
@@ -123,3 +126,42 @@ def test_one_order_is_one_trace_across_the_three_services_and_both_workflows(
     for delivered in told:
         assert any(a["operationName"].startswith("activity: ") for a in trace.ancestors(delivered))
         assert any(trace.is_under(c, delivered) for c in trace.named("InvokeBinding", "notifier"))
+
+
+def sidecar_metrics(stack: Stack, app: str) -> str:
+    """What `app`'s sidecar serves on its metrics port (loopback, no token: Dapr's own)."""
+    (daprd,) = [p for p in stack.procs if p.name == f"{app}-daprd"]
+    port = daprd.args[daprd.args.index("--metrics-port") + 1]
+    return httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def test_the_apps_and_sidecars_serve_the_metrics_the_alerts_read(flow: Flow, stack: Stack) -> None:
+    order = flow.place("1300.00")
+    flow.pending(order.order_id)
+    assert flow.decide(order.order_id, "manager", reason="ok").status_code == 202
+    flow.finished(order.order_id)
+    assert httpx.get(f"{flow.orders}/metrics").status_code == 401  # a token, like every route
+    orders = samples(flow.http.get(f"{flow.orders}/metrics").text)
+    approvals = samples(flow.http.get(f"{flow.approvals}/metrics").text)
+    notifier = samples(flow.http.get(f"{flow.notifier}/metrics").text)
+    assert orders[("orders_finished_total", frozenset({("outcome", "completed")}))] >= 1
+    assert orders[("orders_received_total", frozenset())] >= 1
+    decided = ("approval_decision_seconds_count", frozenset({("tier", "manager")}))
+    assert approvals[decided] >= 1
+    assert ("approvals_pending", frozenset({("tier", "manager")})) in approvals
+    delivered = frozenset({("channel", "webhook"), ("result", "delivered")})
+    assert notifier[("notifications_total", delivered)] >= 5
+    took = frozenset({("topic", "orders"), ("verdict", "SUCCESS")})
+    assert orders[("subscription_answers_total", took)] >= 1
+    served = {
+        name for app in ("orders", "approvals") for name, _ in samples(sidecar_metrics(stack, app))
+    }
+    assert served >= DAPR_METRICS, DAPR_METRICS - served
