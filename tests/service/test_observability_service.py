@@ -65,6 +65,19 @@ def view(status: str, tier: str, due: datetime, log: list[dict[str, Any]]) -> di
     }
 
 
+def request_for(order_id: str, tier: str = "manager", stage: int = 1) -> ApprovalRequested:
+    return ApprovalRequested(
+        request_id=f"{order_id}-s{stage}-{tier}",
+        order_id=order_id,
+        customer_id="c",
+        amount="900.00",
+        currency="EUR",
+        tier=tier,
+        stage=stage,
+        due_at=NOW,
+    )
+
+
 def entry(kind: str, at: datetime) -> dict[str, Any]:
     return {"at": at.isoformat(), "kind": kind, "stage": 1, "tier": "manager"}
 
@@ -136,16 +149,7 @@ def test_approvals_count_decision_time_escalations_and_the_waiting_ones(
     )
     # An expiry is the policy's decision, not an approver's: no decision time.
     run[RECORD_APPROVAL](None, view("expired", "vp", NOW, [entry("requested", asked)]))
-    request = ApprovalRequested(
-        request_id="o-9-s2-vp",
-        order_id="o-9",
-        customer_id="c",
-        amount="900.00",
-        currency="EUR",
-        tier="vp",
-        stage=2,
-        due_at=NOW,
-    )
+    request = request_for("o-9", "vp", 2)
     run[REQUEST_NEXT_STAGE](None, request.model_dump(mode="json"))
 
     samples = scrape(app)
@@ -163,16 +167,7 @@ def test_approvals_count_decision_time_escalations_and_the_waiting_ones(
 
 def test_subscriptions_count_answers_and_dead_letters_by_reason(client: AppFactory) -> None:
     app = client(approvals_app, ServiceSettings(app_id="approvals"))
-    request = ApprovalRequested(
-        request_id="o-1-s1-manager",
-        order_id="o-1",
-        customer_id="c",
-        amount="900.00",
-        currency="EUR",
-        tier="manager",
-        stage=1,
-        due_at=NOW,
-    )
+    request = request_for("o-1")
     assert deliver(app, "approval-requests", request)["status"] == "SUCCESS"
     assert deliver(app, "approval-requests", b"not json")["status"] == "DROP"
     assert (
@@ -232,16 +227,7 @@ def test_a_delivery_s_log_lines_name_its_order(client: AppFactory, root_logging:
     app = client(approvals_app, ServiceSettings(app_id="approvals"))
     stream = io.StringIO()
     configure_logging("approvals", stream)
-    request = ApprovalRequested(
-        request_id="o-7-s1-manager",
-        order_id="o-7",
-        customer_id="c",
-        amount="900.00",
-        currency="EUR",
-        tier="manager",
-        stage=1,
-        due_at=NOW,
-    )
+    request = request_for("o-7")
     assert deliver(app, "approval-requests", request)["status"] == "SUCCESS"
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     (answered,) = [r for r in lines if "approval-requests event o-7-s1-manager" in r["message"]]
