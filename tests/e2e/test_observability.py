@@ -101,6 +101,7 @@ def test_one_order_is_one_trace_across_the_three_services_and_both_workflows(
                 )
             )
             and len(t.named("POST /events/order-status", "notifier")) >= 4
+            and len(t.roots()) == 1  # and the parent of every span that came
         )
 
     trace = jaeger_trace(flow, trace_id, complete)
