@@ -26,7 +26,6 @@ import fcntl
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -40,12 +39,12 @@ from devstack.errors import DevstackError
 from devstack.log import say
 from devstack.procs import LOOPBACK, http_ok
 from devstack.runtime import (
-    ModuleNotServed,
     RuntimeUnavailable,
     _go_env,
     _go_version,
     _run_go,
     cache_root,
+    module_copy,
 )
 
 if TYPE_CHECKING:
@@ -118,7 +117,8 @@ def _build(version: str) -> Path:
         shutil.rmtree(stale, ignore_errors=True)
     scratch = Path(tempfile.mkdtemp(prefix=f"building-jaeger-{version}-", dir=cache_root()))
     try:
-        src = module_source(f"{MODULE}@v{version}", scratch)
+        # The checksum database may be unreachable: skipped for the top-level module only.
+        src = module_copy(MODULE, version, scratch / "src", _go_env(GONOSUMDB=MODULE))
         out = scratch / "out"
         out.mkdir()
         ldflags = f"-s -w -X {MODULE}/internal/version.latestVersion=v{version}"
@@ -139,33 +139,6 @@ def _build(version: str) -> Path:
         return final / "jaeger"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def module_source(module: str, scratch: Path) -> Path:
-    """Download `module` (path@version) and copy it to <scratch>/src, writable, to build in."""
-    # The checksum database may be unreachable: skip it for the top-level module only; its
-    # go.sum then verifies every dependency during the build.
-    env = _go_env(GONOSUMDB=module.split("@")[0])
-    out = subprocess.run(
-        ["go", "mod", "download", "-json", module],
-        cwd=scratch,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
-    if out.returncode != 0 or not info.get("Dir"):
-        reason = " ".join(str(info.get("Error") or out.stderr or "unknown error").split())
-        if "not available" in reason or "403" in reason or "404" in reason:
-            raise ModuleNotServed(f"{module} is not served: {reason}")
-        raise RuntimeUnavailable(f"`go mod download {module}` failed: {reason}")
-    src = scratch / "src"
-    shutil.copytree(info["Dir"], src)
-    for path in [src, *src.rglob("*")]:
-        if not path.is_symlink():
-            path.chmod(path.stat().st_mode | 0o200)
-    return src
 
 
 def config(ports: Ports) -> str:
