@@ -40,6 +40,7 @@ from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.auth import Reader
 from plumbing.gateway import Gateway, GatewayError, Transient
 from plumbing.logs import bound
+from plumbing.metrics import Metrics
 from plumbing.settings import ServiceSettings
 from plumbing.state import update
 from plumbing.web import require_app_token
@@ -195,7 +196,8 @@ def make_endpoint(
                     "topic %s: handler failed on event %s; asking for a retry", topic, event_id
                 )
                 answer = Answer.retry("unexpected error")
-        metrics = gateway().metrics
+        # The app's metrics (build_app makes them); an app without them counts nothing.
+        metrics: Metrics = getattr(request.app.state, "metrics", None) or Metrics()
         metrics.subscription_answers.labels(topic=topic, verdict=answer.verdict.value).inc()
         if answer.verdict is Verdict.DROP:
             metrics.dead_letter(topic, "refused" if answer.audited else kind)
