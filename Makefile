@@ -18,9 +18,11 @@ setup: ## install uv (if missing) and the locked Python dependencies into .venv
 	@$(UV) sync --frozen --quiet
 
 # Mailpit is the local mail server; without it `make run` runs without e-mail (so `-`).
-runtime: setup ## find or build the pinned Dapr runtime and Mailpit (minutes the first time, then cached)
+runtime: setup ## find or build the pinned Dapr runtime, Mailpit and Jaeger (minutes the first time, then cached)
 	@$(UV) run --frozen devstack runtime >/dev/null
 	-@$(UV) run --frozen devstack mail >/dev/null
+	@if [ "$$DEVSTACK_TRACING" != off ] && [ -z "$$OTLP_ENDPOINT" ]; then \
+	  $(UV) run --frozen devstack jaeger >/dev/null; fi
 
 kube-parts: setup ## check that the k8s tier can run here, then find or build its control plane (Go modules; ~10 min once, then cached)
 	@$(UV) run --frozen devstack kube-parts >/dev/null
@@ -33,7 +35,7 @@ export K8S_TIER
 k8s-off:
 	@echo "*** K8S_TIER=off: the Kubernetes tier (tests/k8s) is SKIPPED: not built, not run ***"
 
-run: runtime ## run the mail server, redis, sentry, placement, scheduler, the apps and sidecars; REPLICAS=2 for two of each
+run: runtime ## run the mail server, redis, sentry, placement, scheduler, Jaeger, the apps and sidecars; REPLICAS=2 for two of each
 	@$(UV) run --frozen devstack run $(if $(REPLICAS),--replicas $(REPLICAS))
 
 test: audit-deps runtime $(K8S_PARTS) ## audit, every tier on Redis, then e2e and faults on PostgreSQL too (K8S_TIER=off: without the Kubernetes tier)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide, why_not_decide
-from approvals.readmodel import list_index, load_view, save_view
+from approvals.readmodel import INDEX_KEY, list_index, load_view, save_view
 from approvals.workflows import (
     APPROVAL_WORKFLOW,
     CANCEL_EVENT,
@@ -39,6 +39,7 @@ from control.auditing import audited
 from control.management import MAX_WAIT_S, WorkflowRules, mount_management
 from plumbing.auth import Approver, Principal, Reader, Role
 from plumbing.gateway import Gateway, InstanceState
+from plumbing.metrics import ReadModelGauges, waiting_by_tier
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, keys_of, subscribe
 from plumbing.web import GatewayDep, Waiting
@@ -208,6 +209,10 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         signed_by=keys_of(app, "orders"),  # only orders cancels an order
     )
     app.include_router(router)
+    app.state.metrics.registry.register(ReadModelGauges(lambda: gw().state.get(INDEX_KEY)[0]))
+    app.state.overview_parts["approvals"] = lambda gateway: waiting_by_tier(
+        gateway.state.get(INDEX_KEY)[0] or {}, datetime.now(UTC)
+    )
     rules = WorkflowRules(
         started_by="an ApprovalRequested on the approval-requests topic", keep=keep_ending
     )

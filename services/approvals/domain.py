@@ -119,3 +119,15 @@ def check_can_decide(
     if problem:
         raise NotAuthorised(f"{problem} (order {order_id} is at the {view.tier.value} stage)")
     return view
+
+
+def decision_time(view: ApprovalView) -> float | None:
+    """Seconds from the approval's request to an approver's accepted decision (workflow time);
+    None while nobody has decided, or when the policy decided (a timeout)."""
+    if view.status == "pending":
+        return None
+    requested = next((e.at for e in view.log if e.kind == "requested"), None)
+    accepted = next((e.at for e in reversed(view.log) if e.kind == "accepted"), None)
+    if requested is None or accepted is None:
+        return None
+    return (accepted - requested).total_seconds()

@@ -34,7 +34,7 @@ from typing import Any, Literal
 from dapr.ext.workflow import when_any
 from pydantic import BaseModel, ValidationError
 
-from approvals.domain import ApprovalView, LogEntry
+from approvals.domain import ApprovalView, LogEntry, decision_time
 from approvals.readmodel import save_view
 from contracts.messages import (
     TRUSTED,
@@ -281,12 +281,15 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
         gateway.publisher.publish(APPROVAL_OUTCOMES, ApprovalOutcome.model_validate(data))
 
     def request_next_stage(ctx: Any, data: dict[str, Any]) -> None:
-        gateway.publisher.publish(
-            APPROVAL_REQUESTS, ApprovalRequested.model_validate(data, context=TRUSTED)
-        )
+        request = ApprovalRequested.model_validate(data, context=TRUSTED)
+        gateway.publisher.publish(APPROVAL_REQUESTS, request)
+        gateway.metrics.escalations.labels(to_tier=request.tier.value).inc()
 
     def record_approval(ctx: Any, data: dict[str, Any]) -> None:
-        save_view(gateway.state, ApprovalView.model_validate(data))
+        view = ApprovalView.model_validate(data)
+        save_view(gateway.state, view)
+        if (waited := decision_time(view)) is not None:
+            gateway.metrics.decision_seconds.labels(tier=view.tier.value).observe(waited)
 
     def remind_approvers(ctx: Any, data: dict[str, Any]) -> None:
         gateway.publisher.publish(

@@ -20,22 +20,25 @@ from contracts.messages import reworded
 from control import instances
 from control.auditing import audit_router, record_refusal
 from control.console import console_router
+from control.overview import overview_router
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.audit_keys import AuditConfigError, Keyring
 from plumbing.auth import AuthConfigError, Forbidden, TokenTable, Unauthenticated
 from plumbing.gateway import Conflict, Gateway, GatewayError, NotFound, Transient
 from plumbing.health import Readiness
+from plumbing.logs import configure_logging
+from plumbing.metrics import Metrics, metrics_router
 from plumbing.refusals import RefusalLimiter
 from plumbing.runtime import ActivityFactory, KeyConfigError, load_verifiers, open_dapr
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import dead_letters_router
+from plumbing.tracing import start_tracing
 from plumbing.web import (
     BodyLimit,
     InvalidInput,
     TooManyWaiting,
     TrustedHosts,
     WaitingReads,
-    configure_logging,
     health_router,
 )
 
@@ -121,7 +124,7 @@ def build_app(
     With `signs`, what the app publishes is signed with its key. Every app loads the signers'
     public keys (`app.state.verifiers`, by signer) for subscriptions that take signed messages."""
     if gateway is None:
-        configure_logging(settings.app_id)
+        configure_logging(settings.app_id, log_format=settings.log_format)
         problem = settings.token_problem()
         if problem:
             raise TokenConfigError(problem)
@@ -138,6 +141,7 @@ def build_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gateway is not None:
+            gateway.metrics = app.state.metrics
             app.state.gateway = gateway
             load_secrets(app, gateway)
             await asyncio.to_thread(run_ready_hooks, app, gateway)
@@ -150,6 +154,7 @@ def build_app(
             workflows,
             _with_tracking(activities) if workflows else None,
             signs,
+            app.state.metrics,
         )
         app.state.gateway = res.gateway
         try:
@@ -159,6 +164,8 @@ def build_app(
             await asyncio.to_thread(app.state.audit.flush_suppressed, everything=True)
         finally:
             await asyncio.to_thread(res.close)
+            if stop_tracing is not None:
+                await asyncio.to_thread(stop_tracing)
 
     # Swagger UI and ReDoc load their scripts from a CDN: development only. /openapi.json stays.
     app = FastAPI(
@@ -170,6 +177,12 @@ def build_app(
     )
     app.state.settings = settings
     app.state.waiting_reads = WaitingReads()
+    app.state.metrics = Metrics()
+    app.state.overview_parts = {}  # control.overview: what the app adds to GET /overview
+    # Only a real app (no gateway given) exports traces; tests that pass a fake never do.
+    stop_tracing = (
+        start_tracing(app, settings.app_id) if gateway is None and settings.tracing else None
+    )
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
 
@@ -206,6 +219,8 @@ def build_app(
     app.include_router(health_router(readiness))
     app.include_router(dead_letters_router(lambda: app.state.gateway))
     app.include_router(audit_router())
+    app.include_router(metrics_router(app.state.metrics))
+    app.include_router(overview_router())
     if workflows:
         app.include_router(console_router())
     register(app, DaprApp(app), settings)

@@ -40,6 +40,67 @@ function actionsOf(wf) {
   return cancellable ? ["cancel", ...actions] : actions;
 }
 
+// The trace UI (GET /overview says where), and the trace each listed instance was started in.
+let traces = null;
+let appId = "";
+const traceOf = {};
+// Where an instance's trace is: its own trace when the index knows it, else a search for the
+// spans of its activities (the workflow SDK tags each with the instance id).
+function traceLink(id) {
+  if (!traces) return "";
+  const url = traceOf[id] ? `${traces}/trace/${encodeURIComponent(traceOf[id])}`
+    : `${traces}/search?service=${encodeURIComponent(appId)}&tags=${encodeURIComponent(
+      JSON.stringify({"dapr.ext.workflow._durabletask.task.instance_id": id}))}`;
+  return `<a class="trace" href="${esc(url)}" target="_blank" rel="noopener noreferrer">trace</a>`;
+}
+// A figure that opens the list behind it.
+const goto = (text, attrs) => `<a href="#" class="goto" ${Object.entries(attrs).map(([k, v]) =>
+  `data-${k}="${esc(v)}"`).join(" ")}>${esc(text)}</a>`;
+
+async function loadOverview() {
+  const o = await api("GET", "/overview");
+  traces = o.traces_url;
+  appId = o.app;
+  $("traces").innerHTML = traces ? `Traces: <a href="${esc(traces)}" target="_blank"
+    rel="noopener noreferrer">${esc(traces)}</a>` : "Tracing is off (no TRACES_URL).";
+  const statuses = Object.entries(o.workflows);
+  $("by-status").innerHTML = statuses.length ? statuses.map(([s, n]) => `<tr>
+    <td><span class="badge ${esc(s)}">${esc(s)}</span></td>
+    <td>${goto(n, {view: "workflows", status: s})}</td></tr>`).join("")
+    : "<tr><td>no instances</td></tr>";
+  $("approvals-card").classList.toggle("hidden", !o.approvals);
+  $("by-tier").innerHTML = Object.entries(o.approvals ?? {}).map(([tier, c]) => `<tr>
+    <td>${esc(tier)}</td><td>${goto(c.pending, {view: "inbox"})}</td>
+    <td class="${c.overdue ? "late" : ""}">${goto(c.overdue, {view: "inbox"})}</td></tr>`).join("");
+  const topics = Object.entries(o.dead_letters);
+  $("by-topic").innerHTML = topics.length ? topics.map(([t, n]) => `<tr><td>${esc(t)}</td>
+    <td>${goto(n, {view: "deadletters", topic: t})}</td></tr>`).join("")
+    : "<tr><td>none</td></tr>";
+  o.recent_failures.forEach((f) => { if (f.trace_id) traceOf[f.instance_id] = f.trace_id; });
+  $("failures").innerHTML = o.recent_failures.length ? o.recent_failures.map((f) => `<tr>
+    <td>${goto(f.instance_id, {view: "workflows", instance: f.instance_id})}</td>
+    <td>${when(f.updated_at)}</td><td>${traceLink(f.instance_id)}</td></tr>`).join("")
+    : "<tr><td>none</td></tr>";
+  document.querySelectorAll("a.goto").forEach((a) => a.onclick = (event) => {
+    event.preventDefault();
+    if (a.dataset.status !== undefined) $("status").value = a.dataset.status;
+    deadTopic = a.dataset.topic ?? "";
+    view(a.dataset.view);
+    if (a.dataset.instance) show(a.dataset.instance).catch((err) => say(err.message, true));
+  });
+}
+
+let deadTopic = "";
+async function loadDeadLetters() {
+  const rows = await api("GET", "/deadletters" + (deadTopic ?
+    `?topic=${encodeURIComponent(deadTopic)}` : ""));
+  $("deadletters-total").textContent = `${rows.length} dead letters` +
+    (deadTopic ? ` on ${deadTopic}` : "");
+  $("deadletter-rows").innerHTML = rows.reverse().map((d) => `<tr><td>${esc(d.topic)}</td>
+    <td>${brk(d.event_id)}</td><td>${esc(d.reason)}</td><td>${when(d.received_at)}</td></tr>`)
+    .join("");
+}
+
 function token() { return sessionStorage.getItem("token") || ""; }
 function say(text, error = false) {
   $("message").textContent = text;
@@ -74,6 +135,7 @@ async function loadWorkflows() {
   const data = await api("GET", "/workflows?limit=200" + filter);
   $("total").textContent = `${data.total} ${stuck ? "stuck " : ""}instances`;
   $("last-head").textContent = stuck ? "Why stuck" : "Updated";
+  data.instances.forEach((i) => { if (i.trace_id) traceOf[i.instance_id] = i.trace_id; });
   $("rows").innerHTML = data.instances.map((i) => `<tr class="row" data-id="${esc(i.instance_id)}">
     <td>${brk(i.instance_id)}</td><td>${brk(i.name)}</td>
     <td><span class="badge ${esc(i.status)}">${esc(i.status)}</span></td>
@@ -109,7 +171,8 @@ async function show(id) {
   const actions = actionsOf(wf);
   $("detail").innerHTML = `<h3>${brk(wf.instance_id)}
       <span class="badge ${esc(wf.status)}">${esc(wf.status)}</span></h3>
-    <p>${esc(wf.name)} · created ${when(wf.created_at)} · updated ${when(wf.updated_at)}</p>
+    <p>${esc(wf.name)} · created ${when(wf.created_at)} · updated ${when(wf.updated_at)}
+      ${traceLink(wf.instance_id)}</p>
     <p><b>Status:</b> ${esc(JSON.stringify(wf.custom_status))}</p>
     ${wf.failure ? `<p class="error"><b>Failure:</b> ${esc(wf.failure)}</p>` : ""}
     <div class="actions">${actions.map((a) => `<button data-act="${a}">${
@@ -223,12 +286,15 @@ async function loadAudit() {
 }
 
 function view(name) {
-  for (const id of ["workflows", "inbox", "audit"]) $(id).classList.toggle("hidden", id !== name);
+  for (const id of ["overview", "workflows", "inbox", "deadletters", "audit"]) {
+    $(id).classList.toggle("hidden", id !== name);
+  }
   // The instance panel belongs to the workflows view, and only once one is chosen.
   showDetail(name === "workflows" && $("detail").innerHTML.trim() !== "");
   document.querySelectorAll("nav button").forEach((b) =>
     b.classList.toggle("on", b.dataset.view === name));
-  const load = {workflows: loadWorkflows, inbox: loadInbox, audit: loadAudit}[name];
+  const load = {overview: loadOverview, workflows: loadWorkflows, inbox: loadInbox,
+                deadletters: loadDeadLetters, audit: loadAudit}[name];
   load().catch((err) => say(err.message, true));
 }
 
@@ -243,11 +309,13 @@ async function start() {
     history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));
   }
   $("token").value = token();
-  $("token").onchange = () => { sessionStorage.setItem("token", $("token").value); view("workflows"); };
+  $("token").onchange = () => { sessionStorage.setItem("token", $("token").value); view("overview"); };
   document.querySelectorAll("nav button").forEach((b) => b.onclick = () => view(b.dataset.view));
   $("refresh").onclick = () => loadWorkflows().catch((err) => say(err.message, true));
   $("status").onchange = $("refresh").onclick;
   $("inbox-refresh").onclick = () => loadInbox().catch((err) => say(err.message, true));
+  $("overview-refresh").onclick = () => loadOverview().catch((err) => say(err.message, true));
+  $("deadletters-refresh").onclick = () => loadDeadLetters().catch((err) => say(err.message, true));
   $("verify").onclick = async () => {
     try { $("verdict").textContent = (await api("GET", "/audit/verify")).summary; }
     catch (err) { say(err.message, true); }
@@ -258,7 +326,10 @@ async function start() {
       $("inbox-tab").classList.remove("hidden");
   } catch (err) { /* the page still works without its title */ }
   if (!token()) { say("Enter a bearer token to start."); return; }
-  view(params.get("view") || "workflows");
-  if (params.get("instance")) show(params.get("instance")).catch((err) => say(err.message, true));
+  const instance = params.get("instance");
+  // The trace UI's address, for an instance's trace link, even when the page opens elsewhere.
+  if (params.get("view") || instance) await loadOverview().catch(() => {});
+  view(params.get("view") || (instance ? "workflows" : "overview"));
+  if (instance) show(instance).catch((err) => say(err.message, true));
 }
 start();

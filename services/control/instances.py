@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from plumbing.gateway import Gateway, StateStore, Workflows, schedule_once
 from plumbing.state import update
+from plumbing.tracing import current_trace_id
 from plumbing.workflow import now
 
 SHARDS = 16
@@ -37,6 +38,8 @@ class Entry(BaseModel):
     created_at: datetime
     updated_at: datetime
     deadline: datetime | None = None
+    # The trace the instance was started in (plumbing.tracing), when tracing is on.
+    trace_id: str | None = None
 
 
 def _shard(instance_id: str) -> str:
@@ -54,6 +57,7 @@ def track(
     status: str,
     at: datetime,
     deadline: datetime | None = None,
+    trace_id: str | None = None,
 ) -> None:
     """Record (or update) an instance's status; the first record fixes its creation time."""
     current, _ = state.get(_key(instance_id))
@@ -64,6 +68,7 @@ def track(
         created_at=(current or {}).get("created_at", at),
         updated_at=at,
         deadline=deadline or (current or {}).get("deadline"),
+        trace_id=trace_id or (current or {}).get("trace_id"),
     )
     state.put(_key(instance_id), entry.model_dump(mode="json"))
     _add_id(state, instance_id)
@@ -81,7 +86,15 @@ def start(
 ) -> None:
     """Schedule a workflow (an instance already running counts as done) and index it."""
     schedule_once(gateway, name, instance_id, input)
-    track(gateway.state, instance_id, name, "RUNNING", datetime.now(UTC), deadline)
+    track(
+        gateway.state,
+        instance_id,
+        name,
+        "RUNNING",
+        datetime.now(UTC),
+        deadline,
+        current_trace_id(),
+    )
 
 
 def start_once(

@@ -28,6 +28,7 @@ from contracts.timestamps import rfc3339
 from control import instances
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.gateway import Gateway, GatewayError, InstanceState, StateStore, workflows_of
+from plumbing.metrics import result_kind
 from plumbing.state import update
 
 log = logging.getLogger(__name__)
@@ -251,6 +252,7 @@ def run_job(
     if job is None:
         return
     results: dict[str, str] = dict(job["results"])
+    progress = gateway.metrics.bulk_job_instances
     todo = [t for t in job["targets"] if t not in results]
     with ThreadPoolExecutor(max_workers=JOB_WORKERS) as pool:
         for start in range(0, len(todo), JOB_CHUNK):
@@ -259,6 +261,7 @@ def run_job(
                 chunk, pool.map(lambda i: _attempt(gateway, job, i, keep), chunk), strict=True
             ):
                 results[iid] = result
+                progress.labels(action=job["action"], result=result_kind(result)).inc()
             gone = [i for i in chunk if results[i] in ("purged", "gone")]
             terminated = [i for i in chunk if results[i] == "terminated"]
             try:
@@ -274,6 +277,9 @@ def run_job(
         return
     _running(gateway.state, remove=job_id)
     failed = sum(1 for r in results.values() if r.startswith("failed"))
+    gateway.metrics.bulk_jobs.labels(
+        action=job["action"], outcome="failed" if failed else "ok"
+    ).inc()
     try:
         audit.append(
             actor=job["actor"],

@@ -84,13 +84,16 @@ def deliver(gateway: Gateway, note: Notification, channels: list[Channel]) -> An
             continue
         if taken.get("holder") is not None:
             return Answer.retry(f"{channel.name} delivery of {note.id} is in progress elsewhere")
+        counted = gateway.metrics.notifications
         try:
             channel.send(note)
         except BaseException as exc:
+            counted.labels(channel=channel.name, result="failed").inc()
             _release(gateway, lease_key, me)  # whatever went wrong, a retry may send it
             if isinstance(exc, GatewayError):
                 return Answer.retry(f"{channel.name} delivery failed: {exc}")
             raise
+        counted.labels(channel=channel.name, result="delivered").inc()
         sent[channel.name] = rfc3339(datetime.now(UTC))
         _SENT_HERE[lease_key] = (me, sent[channel.name])  # until the mark is stored
         _mark_sent(gateway, lease_key, me, sent[channel.name])

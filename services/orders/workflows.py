@@ -345,6 +345,7 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
         if msg.customer_id is None and (record := load(gateway.state, msg.order_id)):
             msg = msg.model_copy(update={"customer_id": record.customer_id})  # for the e-mail
         gateway.publisher.publish(ORDER_STATUS, msg)
+        gateway.metrics.order_status(msg.status.value)
 
     def record_order(ctx: Any, data: dict[str, Any]) -> None:
         save(gateway.state, OrderRecord.model_validate(data))

@@ -23,7 +23,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from contracts.signing import Signer
 from contracts.timestamps import utc
 from plumbing.health import Readiness
 from plumbing.history import history_row
+from plumbing.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -133,6 +134,8 @@ class Gateway:
     scheduler: Scheduler | None = None
     # What /readyz asks (plumbing.health); None: the app cannot tell, so it is not ready.
     readiness: Readiness | None = None
+    # The app's business metrics: every handler and activity gets the gateway, so they count here.
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 READ_ATTEMPTS = 5

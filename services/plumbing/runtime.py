@@ -19,6 +19,8 @@ from plumbing.gateway import (
     Secrets,
 )
 from plumbing.health import SidecarReadiness
+from plumbing.logs import about_activity
+from plumbing.metrics import Metrics
 from plumbing.scheduler import DaprScheduler
 from plumbing.settings import ServiceSettings
 
@@ -48,6 +50,7 @@ def open_dapr(
     workflows: dict[str, Callable[..., Any]] | None = None,
     activities: ActivityFactory | None = None,
     signs: bool = False,
+    metrics: Metrics | None = None,
 ) -> DaprResources:
     """Build the clients (this waits for the sidecar) and start the workflow worker.
 
@@ -70,6 +73,7 @@ def open_dapr(
             settings.pubsub,
             settings.readiness_pubsub,
         ),
+        metrics=metrics or Metrics(),
     )
     res = DaprResources(gateway, [client.close])
     if workflows:
@@ -77,7 +81,7 @@ def open_dapr(
         for name, fn in workflows.items():
             runtime.register_workflow(fn, name=name)
         for name, fn in (activities(gateway) if activities else {}).items():
-            runtime.register_activity(fn, name=name)
+            runtime.register_activity(about_activity(fn), name=name)
         runtime.start()
         res.workflow_runtime = runtime
         res.closers.append(runtime.shutdown)

@@ -18,5 +18,12 @@ def serve(app_id: str, factory: str, default_port: int) -> None:
     parser.add_argument("--port", type=int, default=int(os.environ.get("APP_PORT", default_port)))
     args = parser.parse_args()
     uvicorn.run(
-        factory, factory=True, host=args.host, port=args.port, log_level="info", access_log=False
+        factory,
+        factory=True,
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=False,
+        # uvicorn's lines go through the app's own handler (plumbing.logs), in its format, once.
+        log_config=None,
     )

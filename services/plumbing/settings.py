@@ -9,16 +9,17 @@ from datetime import timedelta
 
 from contracts.policy import ApprovalPolicy, load_policy, parse_duration
 from plumbing.cron import parse_schedule
+from plumbing.tracing import tracing_wanted
 
 
 @dataclass(frozen=True)
 class ServiceSettings:
     """Read from APP_ID, PUBSUB_NAME, STATE_STORE_NAME, READINESS_PUBSUB, MAX_BODY_BYTES,
     APP_API_TOKEN, DAPR_API_TOKEN, ALLOWED_HOSTS, DAPR_HTTP_PORT, DAPR_RUNTIME_HOST, DECISION_HOLD,
-    SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE, STUCK_AFTER,
+    SECRET_STORE, TOKENS_SECRET, SIGNING_STORE, SIGNING_SECRET, DEV_MODE, LOG_FORMAT, STUCK_AFTER,
     RETENTION_SCHEDULE, RETENTION_AGE, RETENTION_DRY_RUN (scheduled purges: control.retention),
-    AUDIT_* (the audit log: its key secret, checkpoint interval, refusal rate) and POLICY_*
-    (see contracts.policy).
+    OTEL_* and TRACES_URL (plumbing.tracing), AUDIT_* (the audit log: its key secret, checkpoint
+    interval, refusal rate) and POLICY_* (see contracts.policy).
 
     DEV_MODE=true marks a development stack (devstack sets it): development-only conveniences
     (the readable `dev-` tokens, the API docs page) are refused without it."""
@@ -58,6 +59,12 @@ class ServiceSettings:
     retention_schedule: str = "0 30 3 * * 0"
     retention_age: timedelta = timedelta(days=90)
     retention_dry_run: bool = False
+    # How the app writes its log: "json" (one object per line) or "text" (plumbing.logs).
+    log_format: str = "json"
+    # Export traces over OTLP (plumbing.tracing): an OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    tracing: bool = False
+    # Where people read traces (a Jaeger UI): the console links instances there. "" for none.
+    traces_url: str = ""
 
     @classmethod
     def from_env(cls, app_id: str, env: Mapping[str, str] | None = None) -> ServiceSettings:
@@ -92,6 +99,9 @@ class ServiceSettings:
             retention_schedule=_schedule(env.get("RETENTION_SCHEDULE", "0 30 3 * * 0")),
             retention_age=parse_duration(env.get("RETENTION_AGE", "2160h")),
             retention_dry_run=env.get("RETENTION_DRY_RUN", "").lower() in ("1", "true", "yes"),
+            log_format=env.get("LOG_FORMAT", "json").lower(),
+            tracing=tracing_wanted(env),
+            traces_url=env.get("TRACES_URL", "").rstrip("/"),
         )
 
     @property

@@ -39,6 +39,8 @@ from contracts.topics import dead_letter
 from plumbing.audit import AuditLog, AuditUnavailable
 from plumbing.auth import Reader
 from plumbing.gateway import Gateway, GatewayError, Transient
+from plumbing.logs import bound
+from plumbing.metrics import Metrics
 from plumbing.settings import ServiceSettings
 from plumbing.state import update
 from plumbing.web import require_app_token
@@ -160,14 +162,15 @@ def make_endpoint(
             )
             return refused
         body = await request.body()
-        event_id = "?"
+        event_id, kind = "?", "rejected"  # why a DROP is dropped, as a metric label
+        order_id: str | None = None  # what the log lines are about, once known
         try:
             verifier = signed_by() if signed_by is not None else None
             event_id, message = unwrap(
                 body, model, limits or settings.policy.limits, verifier, signed_if
             )
         except Unverified as exc:
-            event_id, answer = exc.event_id, Answer.drop(str(exc))
+            event_id, answer, kind = exc.event_id, Answer.drop(str(exc)), "unsigned"
             # Came through the sidecar: whoever published it is unknown, so count per topic.
             await run_in_threadpool(
                 record_forgery,
@@ -178,12 +181,14 @@ def make_endpoint(
                 event_id,
             )
         except BadPayload as exc:
-            event_id, answer = exc.event_id, Answer.drop(str(exc))
+            event_id, answer, kind = exc.event_id, Answer.drop(str(exc)), "bad_payload"
         except BadEnvelope as exc:
-            event_id, answer = _lenient_id(body), Answer.drop(str(exc))
+            event_id, answer, kind = _lenient_id(body), Answer.drop(str(exc)), "bad_envelope"
         else:
+            order_id = getattr(message, "order_id", None)
             try:
-                answer = await run_in_threadpool(handler, message)
+                with bound(order_id=order_id):
+                    answer = await run_in_threadpool(handler, message)
             except Transient as exc:
                 answer = Answer.retry(str(exc))
             except Exception:
@@ -191,7 +196,11 @@ def make_endpoint(
                     "topic %s: handler failed on event %s; asking for a retry", topic, event_id
                 )
                 answer = Answer.retry("unexpected error")
+        # The app's metrics (build_app makes them); an app without them counts nothing.
+        metrics: Metrics = getattr(request.app.state, "metrics", None) or Metrics()
+        metrics.subscription_answers.labels(topic=topic, verdict=answer.verdict.value).inc()
         if answer.verdict is Verdict.DROP:
+            metrics.dead_letter(topic, "refused" if answer.audited else kind)
             await run_in_threadpool(record_drop, event_id, answer.reason)
         if answer.audited:  # also from whoever holds a sidecar token: count per topic
             await run_in_threadpool(
@@ -203,14 +212,15 @@ def make_endpoint(
                 event_id,
             )
         level = logging.INFO if answer.verdict is Verdict.SUCCESS else logging.WARNING
-        log.log(
-            level,
-            "topic %s event %s -> %s%s",
-            topic,
-            event_id,
-            answer.verdict,
-            f" ({answer.reason})" if answer.reason else "",
-        )
+        with bound(order_id=order_id):
+            log.log(
+                level,
+                "topic %s event %s -> %s%s",
+                topic,
+                event_id,
+                answer.verdict,
+                f" ({answer.reason})" if answer.reason else "",
+            )
         return JSONResponse({"status": answer.verdict.value, "reason": answer.reason})
 
     endpoint.__name__ = f"on_{topic.replace('-', '_')}"
@@ -260,6 +270,8 @@ def make_dead_letter_endpoint(
         envelope = envelope if isinstance(envelope, dict) else {}
         event_id = str(envelope.get("id", "?"))
         dropped, _ = gateway().state.get(_drop_key(settings.app_id, topic, event_id))
+        if dropped is None:  # retries ran out, or the sidecar could not parse it
+            gateway().metrics.dead_letter(topic, "undelivered")
         record = {
             "topic": topic,
             "event_id": event_id,

@@ -7,39 +7,18 @@ import logging
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import IO, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.text import escaped
 from plumbing.audit import AuditUnavailable
 from plumbing.gateway import Gateway
 from plumbing.health import Readiness
 
 log = logging.getLogger(__name__)
-
-
-class OneLineFormatter(logging.Formatter):
-    """Writes control characters and bidi overrides in a record's line as escapes, so text from
-    outside (an event id, a sidecar's error) can neither start a forged line nor make the log
-    binary nor reverse the console. A traceback stays on its own lines below."""
-
-    def formatMessage(self, record: logging.LogRecord) -> str:
-        return escaped(super().formatMessage(record))
-
-
-def configure_logging(app_id: str, stream: IO[str] | None = None) -> None:
-    """One line per record, with the app id, on stderr (or `stream`)."""
-    handler = logging.StreamHandler(stream)
-    handler.setFormatter(
-        OneLineFormatter(f"%(asctime)s {app_id} %(levelname)s %(name)s: %(message)s")
-    )
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    # httpx logs each request at INFO; only /readyz uses it, three requests per probe.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def get_gateway(request: Request) -> Gateway:

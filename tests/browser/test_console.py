@@ -8,6 +8,7 @@ page's dialogs as a person would, over the DevTools protocol (tests/browser/cdp.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -317,7 +318,7 @@ def test_long_values_wrap_and_the_instance_panel_shows_only_with_an_instance(
         audit, main = "document.getElementById('audit')", "document.querySelector('main')"
         assert b.evaluate(f"{audit}.offsetWidth / {main}.clientWidth") > 0.9
     with cdp.browser(chromium, LIVE, width=900) as b:
-        b.open(f"{flow.orders}/console#token=dev-viewer-vic")
+        b.open(f"{flow.orders}/console#token=dev-viewer-vic&view=workflows")
         b.wait_for("document.querySelectorAll('#rows tr').length", what="the workflows")
         assert b.evaluate(panel) == "none"  # no empty "select an instance" panel
         assert "Select an instance" in b.text("#workflows")
@@ -382,3 +383,74 @@ def test_the_diagnosis_panel_and_the_stuck_filter(flow: Flow, chromium: str) -> 
         retention = b.text("#retention")  # the shared stack keeps the default schedule
         assert retention.startswith("Retention: finished instances older than 90 days are ")
         assert "purged on schedule 0 30 3 * * 0; next " in retention and " UTC;" in retention
+
+
+def test_the_overview_links_each_figure_to_its_list_and_an_instance_to_its_trace(
+    flow: Flow, chromium: str, tmp_path: Path
+) -> None:
+    order = flow.place("42.00")
+    flow.finished(order.order_id)
+    waiting = frozen_pending(flow, "1400")
+    marker = unique("not-an-order")
+    garbage = {"specversion": "1.0", "id": marker, "source": "e2e", "type": "t", "data": {}}
+    flow.publish(json.dumps(garbage).encode(), "orders")
+    eventually(
+        lambda: any(
+            d["event_id"] == marker for d in flow.http.get(f"{flow.orders}/deadletters").json()
+        ),
+        what="the malformed order among the dead letters",
+    )
+    jaeger = flow.stack.tracing.ui_url  # type: ignore[union-attr]
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(f"{flow.orders}/console#token=dev-viewer-vic")
+        b.wait_for("document.querySelectorAll('#by-status a.goto').length", what="the overview")
+        assert f"Traces: {jaeger}" in b.text("#traces")
+        assert (
+            b.evaluate("getComputedStyle(document.getElementById('approvals-card')).display")
+            == "none"
+        )
+        b.screenshot(tmp_path / "overview.png")
+        # Dead letters on `orders` -> the list of them, with the one just refused.
+        b.click('#by-topic a.goto[data-topic="orders"]')
+        b.wait_for(
+            f"document.getElementById('deadletter-rows').innerText.includes('{marker}')", "it"
+        )
+        assert "OrderPlaced is invalid" in b.text("#deadletter-rows")
+        topics = (
+            "[...document.querySelectorAll('#deadletter-rows tr')].map(r => r.cells[0].innerText)"
+        )
+        assert set(b.evaluate(topics)) == {"orders"}
+        # Completed instances -> the workflow list, filtered to them.
+        b.click('nav button[data-view="overview"]')
+        b.wait_for("document.querySelectorAll('#by-status a.goto').length", what="the overview")
+        b.click('#by-status a.goto[data-status="COMPLETED"]')
+        b.wait_for(
+            f"document.getElementById('rows').innerText.includes('order-{order.order_id}')", "it"
+        )
+        badges = b.evaluate("[...document.querySelectorAll('#rows .badge')].map(x => x.innerText)")
+        assert set(badges) == {"COMPLETED"}
+        # An instance -> its trace in Jaeger, which holds that instance's activities.
+        b.click(f'tr.row[data-id="order-{order.order_id}"]')
+        href = b.wait_for("document.querySelector('#detail a.trace')?.href", what="a trace link")
+    assert href.startswith(f"{jaeger}/trace/")
+    found = flow.http.get(f"{jaeger}/api/traces/{href.rsplit('/', 1)[1]}").json()["data"][0]
+    tags = {
+        t["value"]
+        for s in found["spans"]
+        for t in s["tags"]
+        if t["key"] == "dapr.ext.workflow._durabletask.task.instance_id"
+    }
+    assert f"order-{order.order_id}" in tags
+    # The approvals console: approvals waiting by tier, each figure opening the inbox.
+    with cdp.browser(chromium, LIVE) as b:
+        b.open(f"{flow.approvals}/console#token=dev-manager-bob")
+        b.wait_for("document.querySelectorAll('#by-tier tr').length", what="approvals by tier")
+        tiers = b.evaluate(
+            "Object.fromEntries([...document.querySelectorAll('#by-tier tr')]"
+            ".map(r => [r.cells[0].innerText, Number(r.cells[1].innerText)]))"
+        )
+        assert tiers["manager"] >= 1
+        b.click("#by-tier a.goto")
+        b.wait_for(
+            f"document.getElementById('inbox-rows').innerText.includes('{waiting.order_id}')", "it"
+        )

@@ -7,6 +7,7 @@ Service spreads calls over the ready pods; what the apps logged is read from eve
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -156,13 +157,13 @@ class Flow:
 
     def answers(self, app: str, topic: str) -> list[tuple[str, str, str]]:
         """Every delivery on `topic` that `app` answered, oldest first, from the logs of all
-        its replicas, where the subscription helper writes one line per delivery:
-        `<time> ... topic T event ID -> VERDICT (reason)`. (replica, event id, verdict)."""
+        its replicas (JSON lines), where the subscription helper writes one message per
+        delivery: `topic T event ID -> VERDICT (reason)`. (replica, event id, verdict)."""
         line = re.compile(rf"topic {re.escape(topic)} event (\S+) -> (.+)$")
         found = []
         for replica in self.stack.replica_names(app):
-            log = self.stack.log_of(replica).read_text(errors="replace").splitlines()
-            found += [(ln[:23], replica, *m.groups()) for ln in log if (m := line.search(ln))]
+            log = log_lines(self.stack.log_of(replica).read_text(errors="replace"))
+            found += [(at, replica, *m.groups()) for at, msg in log if (m := line.search(msg))]
         return [(replica, event, verdict) for _, replica, event, verdict in sorted(found)]
 
     def deliveries(self, app: str, topic: str, event_id: str, expect: int) -> list[str]:
@@ -232,3 +233,16 @@ class Flow:
             return got if until in got and len(got) >= (expect or 0) else None
 
         return eventually(seen, timeout, f"customer told {until!r} about {order_id}")
+
+
+def log_lines(text: str) -> list[tuple[str, str]]:
+    """(time, message) of each line of an app's log: a JSON line's `time` and `message`; any
+    other line (devstack's restart marks, or a line still being written) as it is."""
+    lines = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+            lines.append((str(record["time"]), str(record["message"])))
+        except (ValueError, KeyError, TypeError):
+            lines.append((line[:23], line))
+    return lines

@@ -29,6 +29,7 @@ TOUR_ENV = {"POLICY_MANAGER_DEADLINE": "45s"}
 STUMBLES = [
     "curl: (7)",  # connection refused
     "command not found",
+    "jq: error",  # a log line that is not one JSON object
     "Traceback",
     "Internal Server Error",
     '"detail":"Not Found"',  # a route that does not exist
@@ -60,7 +61,9 @@ def readdress(script: str, stack: Stack) -> str:
         ports[mail.WEB_PORT] = int(inbox.rsplit(":", 1)[1])
     for default, actual in ports.items():
         script = re.sub(rf"\b(localhost|127\.0\.0\.1):{default}\b", f"127.0.0.1:{actual}", script)
-    return script.replace(".run/tokens.env", str(stack.run_dir / "tokens.env"))
+    for kept in ("tokens.env", "logs/"):
+        script = script.replace(f".run/{kept}", f"{stack.run_dir}/{kept}")
+    return script
 
 
 @pytest.fixture(scope="module")

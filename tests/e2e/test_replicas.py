@@ -20,7 +20,7 @@ import pytest
 
 from devstack.stack import Stack
 from tests import resp
-from tests.e2e.flow import Flow
+from tests.e2e.flow import Flow, log_lines
 from tests.e2e.test_readme_tour import STUMBLES, readdress
 from tests.stack import E2E_ENV, ROOT, WebhookSink, e2e_stack, eventually
 
@@ -44,9 +44,9 @@ def host_of(stack: Stack, app: str, instance: str) -> str | None:
     (the SDK logs `<instance>: Orchestrator yielded ...` for each step it runs)."""
     latest: tuple[str, str] | None = None
     for name in stack.replica_names(app):
-        for line in stack.log_of(name).read_text(errors="replace").splitlines():
-            if f"{instance}: Orchestrator" in line and (latest is None or line[:23] > latest[0]):
-                latest = (line[:23], name)
+        for at, message in log_lines(stack.log_of(name).read_text(errors="replace")):
+            if f"{instance}: Orchestrator" in message and (latest is None or at > latest[0]):
+                latest = (at, name)
     return latest[1] if latest else None
 
 

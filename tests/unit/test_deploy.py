@@ -2,6 +2,8 @@
 
 tests/k8s applies deploy/ to a real API server; these checks are the fast, static half."""
 
+import json
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -142,3 +144,89 @@ def test_the_e_mailed_decision_links_point_at_a_host_approvals_answers() -> None
 
     link_host = urlsplit(env("notifier")["DECISION_LINK_BASE"]).hostname
     assert link_host in env("approvals")["ALLOWED_HOSTS"].split(",")
+
+
+MONITORING = ROOT / "deploy" / "monitoring"
+# Dapr's metrics the alerts and the dashboard use; tests/e2e/test_observability.py checks that
+# a live sidecar serves each of them.
+DAPR_METRICS = {
+    "dapr_component_pubsub_ingress_count",
+    "dapr_component_pubsub_egress_latencies_bucket",
+    "dapr_runtime_workflow_execution_count",
+    "dapr_runtime_workflow_activity_execution_count",
+    "dapr_runtime_workflow_activity_execution_latency_bucket",
+}
+KUBE_STATE_METRICS = {"kube_pod_container_status_ready"}
+PROMQL_WORDS = {"sum", "max", "by", "rate", "increase", "histogram_quantile", "and", "or"}
+
+
+def app_metric_names() -> set[str]:
+    """Every series name the apps can serve, as Prometheus sees it (with its suffixes)."""
+    from plumbing.metrics import Metrics, ReadModelGauges
+
+    families = [*Metrics().registry.collect(), *ReadModelGauges(dict).collect()]
+    names = set()
+    for family in families:
+        if family.type == "counter":
+            names.add(f"{family.name}_total")
+        elif family.type == "histogram":
+            names |= {f"{family.name}_{s}" for s in ("bucket", "sum", "count")}
+        else:
+            names.add(family.name)
+    return names
+
+
+def metric_names(expr: str) -> set[str]:
+    """The series an expression reads: its identifiers less label matchers, groupings, ranges,
+    strings, numbers and PromQL's own words."""
+    bare = re.sub(r"\{[^}]*\}|\b(by|without)\s*\([^)]*\)|\[[^\]]*\]|\"[^\"]*\"", " ", expr)
+    return set(re.findall(r"[a-z_][a-z0-9_]*", bare)) - PROMQL_WORDS
+
+
+def alert_rules() -> list[dict]:
+    (doc,) = [d for d in yaml.safe_load_all((MONITORING / "rules.yaml").read_text()) if d]
+    return [r for group in doc["spec"]["groups"] for r in group["rules"]]
+
+
+def test_alerts_and_the_dashboard_read_only_metrics_that_exist() -> None:
+    known = app_metric_names() | DAPR_METRICS | KUBE_STATE_METRICS
+    dashboard = json.loads((MONITORING / "dashboard.json").read_text())
+    exprs = [r["expr"] for r in alert_rules()] + [
+        t["expr"] for p in dashboard["panels"] for t in p["targets"]
+    ]
+    for expr in exprs:
+        assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+        assert metric_names(expr) and metric_names(expr) <= known, (
+            expr,
+            metric_names(expr) - known,
+        )
+    alerts = {r["alert"] for r in alert_rules()}
+    assert {"ApprovalsOverdue", "DeadLettersGrowing", "WorkflowsFailing"} <= alerts
+    assert "DaprSidecarNotReady" in alerts
+    assert all(r["annotations"]["summary"] for r in alert_rules())
+
+
+def test_the_checker_would_catch_a_misspelt_metric() -> None:
+    assert metric_names('sum by (tier) (approvals_overdu{tier="vp"}) > 0') == {"approvals_overdu"}
+    assert "approvals_overdu" not in app_metric_names() | DAPR_METRICS
+
+
+def test_apps_and_sidecars_send_spans_to_one_collector_and_are_scraped() -> None:
+    cluster = resources(BASE / "dapr-components.yaml")
+    apps = resources(BASE / "apps.yaml")
+    monitors = resources(MONITORING / "podmonitors.yaml")
+    scrape = monitors["PodMonitor", "order-approvals-apps"]["spec"]["podMetricsEndpoints"][0]
+    assert scrape["authorization"]["type"] == "Bearer"  # /metrics wants a token
+    for (kind, name), dep in apps.items():
+        if kind != "Deployment":
+            continue
+        pod = dep["spec"]["template"]
+        (container,) = (c for c in pod["spec"]["containers"] if c["name"] == name)
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        tracing = cluster["Configuration", pod["metadata"]["annotations"]["dapr.io/config"]]
+        otel = tracing["spec"]["tracing"]["otel"]
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://{otel['endpointAddress']}"
+        assert tracing["spec"]["tracing"]["samplingRate"] == "1"
+        assert scrape["port"] in {p.get("name") for p in container["ports"]}
+    kustomize = yaml.safe_load((MONITORING / "kustomization.yaml").read_text())
+    assert all((MONITORING / r).is_file() for r in kustomize["resources"])

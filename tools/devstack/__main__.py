@@ -3,6 +3,7 @@
 devstack runtime        build or find daprd/placement/scheduler at the pinned version
 devstack mail           build or find Mailpit, the local mail server `run` starts
 devstack kube-parts     build or find the Kubernetes tier's parts (kube-apiserver, etcd, ...)
+devstack jaeger         build or find Jaeger v2, the local trace backend
 devstack run            start redis, sentry, placement, scheduler and every app with its sidecar
                         (--replicas: more than one of each), and keep them running (a process
                         that exits is restarted)
@@ -32,6 +33,8 @@ from devstack.control import (
     wait_until_back,
 )
 from devstack.errors import DevstackError
+from devstack.jaeger import PINNED_VERSION as JAEGER_VERSION
+from devstack.jaeger import main_jaeger
 from devstack.kube import ETCD_VERSION, KUBERNETES_VERSION, main_kube_parts
 from devstack.log import say
 from devstack.mail import MAILPIT_VERSION, main_mail, with_mail
@@ -70,6 +73,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"\n  Open {docs} for the orders API. Ctrl-C stops everything.")
     if mailbox is not None:
         print(f"  E-mail to approvers and customers: the inbox at {mailbox.url}")
+    if stack.tracing is not None:
+        where = stack.tracing.ui_url or f"the OTLP endpoint {stack.tracing.endpoint}"
+        print(f"  Traces: {where} (one trace per order; DEVSTACK_TRACING=off runs without)")
     there = "" if args.run_dir == ".run" else f" --run-dir {args.run_dir}"
     victim = stack.replica_names("orders")[0] if "orders" in stack.apps else "redis"
     print(
@@ -146,6 +152,13 @@ def _parser() -> argparse.ArgumentParser:
         f"{ETCD_VERSION}, and Dapr's sentry, injector and operator at the runtime's version "
         "(with Dapr's CRDs); print each one's path.",
     )
+    jg = sub.add_parser(
+        "jaeger",
+        help="find or build Jaeger v2; print its path",
+        description="Find Jaeger v2 in the cache, else build ./cmd/jaeger from the Go module "
+        "github.com/jaegertracing/jaeger (minutes, once; cached by version).",
+    )
+    jg.add_argument("--version", default=None, help=f"module version (default {JAEGER_VERSION})")
     run = sub.add_parser(
         "run",
         help="run the apps of dapr.yaml under real sidecars, restarting what exits",
@@ -227,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
         return main_mail()
     if args.command == "kube-parts":
         return main_kube_parts()
+    if args.command == "jaeger":
+        return main_jaeger(args.version)
     if args.command == "run":
         return _run(args)
     commands = {"ps": _ps, "kill": _kill, "restart": _restart}

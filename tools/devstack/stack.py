@@ -29,6 +29,7 @@ from devstack.control import in_background
 from devstack.control_plane import start_placement_and_scheduler, start_sentry
 from devstack.errors import DevstackError
 from devstack.identity import Identity
+from devstack.jaeger import Tracing, start_tracing
 from devstack.keys import StackSecrets, write_private
 from devstack.log import say
 from devstack.procs import (
@@ -89,6 +90,7 @@ class Stack:
     _given: set[int] = field(default_factory=set, repr=False)
     postgres_cluster: postgres.Cluster | None = field(default=None, repr=False)
     _unsupervise: Callable[[], None] | None = field(default=None, repr=False)
+    tracing: Tracing | None = None  # where spans go (devstack.jaeger); None: tracing is off
 
     def __enter__(self) -> Stack:
         return self.start()
@@ -150,6 +152,7 @@ class Stack:
                 start_sentry(self, rt)
             placement, scheduler = start_placement_and_scheduler(self, rt, spec)
             resources, config = render_resources(self, spec)
+            self.tracing = start_tracing(self, config)
             start_apps(self, rt, spec, Wiring(placement, scheduler, resources, config))
         except BaseException:
             self.stop()
