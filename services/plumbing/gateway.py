@@ -1,8 +1,7 @@
 """The one seam between our code and the Dapr sidecar: pub/sub, state, workflows.
 
-Each concern is a small Protocol with a Dapr implementation; tests pass fakes
-(tests/fakes.py) that record what happened. The clients are synchronous and thread-safe
-(gRPC channels), built once per app in the lifespan; routes that use them are plain `def`.
+Each concern is a small Protocol with a Dapr implementation; tests pass fakes (tests/fakes.py).
+Clients are synchronous, thread-safe, built once per app; routes using them are plain `def`.
 
 Errors (all GatewayError):
   Transient       the sidecar or a component is not ready or timed out: retry later
@@ -10,9 +9,8 @@ Errors (all GatewayError):
   Conflict        an optimistic-concurrency write lost (etag mismatch, first-write taken)
   SdkMismatch     the installed Dapr SDK lacks a private part this module relies on
 
-An error's message is for the caller: what failed, through which component, and whether to
-retry. What the sidecar said (a gRPC error's repr carries its debug string) stays out of it: it
-is in `detail` and in the app's log.
+An error's message is for the caller: what failed, through which component, whether to retry.
+What the sidecar said (a gRPC error's debug string) stays out of it: it is in `detail` and logs.
 """
 
 from __future__ import annotations
@@ -399,10 +397,8 @@ class DaprWorkflows:
         and which event a wait is for, which a diagnosis needs."""
         raw = getattr(self._client, RAW_CLIENT, None)
         if raw is None or not hasattr(raw, "get_instance_history"):
-            raise SdkMismatch(
-                f"history of {instance_id}: no {RAW_CLIENT}.get_instance_history in this SDK; "
-                "this code expects the Dapr Python SDK 1.19 (dapr[workflow]==1.19.0, as locked)"
-            )
+            need = "Dapr Python SDK 1.19 (dapr[workflow]==1.19.0, as locked)"
+            raise SdkMismatch(f"history of {instance_id}: no {RAW_CLIENT}; needs {need}")
         with _translated(f"history of {instance_id}", WORKFLOW_ENGINE):
             events = raw.get_instance_history(instance_id)
         return [history_row(e) for e in events]

@@ -213,10 +213,17 @@ class Flow:
         return resp.json() if resp.status_code == 200 else None  # type: ignore[no-any-return]
 
     def notifications(self, order_id: str) -> list[dict[str, Any]]:
-        return self.http.get(
-            f"{self.notifier}/notifications",  # type: ignore[no-any-return]
-            params={"order_id": order_id},
-        ).json()
+        """What the notifier recorded for the order; asked again while it cannot answer (its
+        sidecar restarting answers 503), so an error body is never read as the records."""
+
+        def answered() -> tuple[list[dict[str, Any]]] | None:  # a tuple: [] is an answer too
+            try:
+                got = self.http.get(f"{self.notifier}/notifications", params={"order_id": order_id})
+            except httpx.TransportError:  # the notifier itself restarting
+                return None
+            return (got.json(),) if got.status_code == 200 else None
+
+        return eventually(answered, 60, f"the notifier's records of {order_id}")[0]
 
     def customer_statuses(
         self, order_id: str, until: str, timeout: float = 20, expect: int | None = None
