@@ -45,9 +45,11 @@ def channels_for(app: FastAPI, settings: NotifierSettings, note: Notification) -
 
 
 # How long one delivery may hold a channel for a notification before another delivery of the
-# same message may try it: longer than a webhook call with all its retries (resiliency.yaml:
-# 10 s per try, 6 tries, back-off) takes. A crash while sending frees it only after this.
-SENDING_LEASE = timedelta(seconds=120)
+# same message may try it: longer than the slowest outbound binding call with all its retries
+# takes (resiliency.yaml: e-mail 20 s per try, 6 tries, up to 10 s of back-off, about 130 s;
+# tests/unit/test_sending_lease.py checks every outbound policy). A crash while sending frees
+# it only after this.
+SENDING_LEASE = timedelta(seconds=180)
 # Channels this process used whose "sent" mark it could not store yet (the store was down just
 # then): lease key -> (holder, sent at). A redelivery in this process stores the mark instead
 # of waiting for the lease to run out and sending again. Only a process that dies between the
