@@ -116,6 +116,8 @@ def check_link(
     request.state.principal = principal  # the audit says whose link it was
     gateway: Gateway = request.app.state.gateway
     used, _ = gateway.state.get(_used_key(link))
+    if not used:  # used up before link_id changed, under its legacy id
+        used, _ = gateway.state.get(f"link-used:{link.legacy_id}")
     if used and _published(used):
         raise LinkRefused(410, f"this link was used already, at {used['at']}, to {used['action']}")
     if link.expired(datetime.now(UTC)):

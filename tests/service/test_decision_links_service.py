@@ -183,6 +183,16 @@ def test_a_publish_that_timed_out_after_going_through_decides_once(
     assert len(fake.published) == 2 and len(ids) == 1  # the approval takes one decision id once
 
 
+@pytest.mark.parametrize("key", ["link-used:o-1/s1/bob", "link-used:o-1-s1-bob"])
+def test_a_link_used_under_its_id_or_the_id_before_it_changed_is_used_up(
+    approvals: TestClient, gateway, key: str
+) -> None:
+    gateway.state.claim(key, {"at": "2026-11-23T10:00:00Z", "action": "approve"})
+    page = approvals.post(f"/links/reject/{link()}")
+    assert page.status_code == 410 and "to approve" in page.text
+    assert gateway.publisher.published == []
+
+
 def test_an_unknown_action_is_a_404_page(approvals: TestClient) -> None:
     page = approvals.get(f"/links/delete/{link()}")
     assert page.status_code == 404 and "approve or reject" in page.text
