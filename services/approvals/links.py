@@ -63,11 +63,12 @@ STATUS: dict[type[DecisionRefused], int] = {
 
 
 class LinkRefused(Exception):
-    """The link cannot decide anything now; `status` and the message say why."""
+    """The link cannot decide anything now; `status` and the message say why. `submitted`:
+    a decision made with it earlier was submitted, so the page must not say nothing was."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, submitted: bool = False) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.submitted = status, submitted
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -120,6 +121,22 @@ def check_link(
         used, _ = gateway.state.get(f"link-used:{link.legacy_id}")
     if used and _published(used):
         raise LinkRefused(410, f"this link was used already, at {used['at']}, to {used['action']}")
+    try:
+        view = _decidable(gateway, link, principal)
+    except LinkRefused as exc:
+        if not used:
+            raise
+        raise LinkRefused(
+            exc.status,
+            f"this link was used at {used['at']} to {used['action']}, and that decision was "
+            f"submitted; it cannot be submitted again: {exc}",
+            submitted=True,
+        ) from None
+    return link, view, used or None
+
+
+def _decidable(gateway: Gateway, link: DecisionLink, principal: Principal) -> ApprovalView:
+    """The approval, if the link's approver may decide its stage now."""
     if link.expired(datetime.now(UTC)):
         raise LinkRefused(410, f"this link expired at {rfc3339(link.expires_at)}, with its stage")
     view = load_view(gateway.state, link.order_id)
@@ -134,7 +151,7 @@ def check_link(
         view = check_can_decide(view, link.order_id, principal.id, principal.level)
     except DecisionRefused as exc:
         raise LinkRefused(STATUS.get(type(exc), 403), str(exc)) from None
-    return link, view, used or None
+    return view
 
 
 def refused(request: Request, exc: LinkRefused, target: str) -> HTMLResponse:
@@ -155,7 +172,10 @@ def refused(request: Request, exc: LinkRefused, target: str) -> HTMLResponse:
             )
     except (AuditUnavailable, GatewayError):
         return page("Try again later", "<p>The decision service is busy.</p>", 503)
-    body = f"<p>{html.escape(str(exc))}.</p><p>Nothing was decided.</p>"
+    outcome_text = (
+        "Whether it counted, the order shows." if exc.submitted else "Nothing was decided."
+    )
+    body = f"<p>{html.escape(str(exc))}.</p><p>{outcome_text}</p>"
     return page("This link cannot be used", body, exc.status)
 
 

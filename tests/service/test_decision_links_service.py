@@ -156,6 +156,24 @@ def test_a_link_whose_decision_could_not_be_published_publishes_the_same_decisio
     ]
 
 
+def test_a_link_whose_submitted_decision_then_counted_never_says_nothing_was_decided(
+    approvals: TestClient, gateway
+) -> None:
+    token = link()
+    gateway.publisher.down = True
+    assert approvals.post(f"/links/approve/{token}").status_code == 503
+    gateway.publisher.down = False
+    # It went through after all: the approval is decided, by this very decision.
+    save_view(gateway.state, view(status="approved").model_copy(update={"decided_by": "bob"}))
+    for method in ("GET", "POST"):
+        page = approvals.request(method, f"/links/approve/{token}")
+        assert (
+            page.status_code == 409 and "to approve, and that decision was submitted" in page.text
+        )
+        assert "Nothing was decided" not in page.text
+    assert gateway.publisher.published == []
+
+
 class DeliveredButTimedOut:
     """A publisher whose first publish reaches the broker but answers the caller with an error."""
 
