@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
 
-.PHONY: help setup runtime kube-parts k8s-off run test test-postgres test-faults test-unit test-service test-e2e test-browser \
+.PHONY: help setup runtime mail kube-parts k8s-off run test test-postgres test-faults test-unit test-service test-e2e test-browser \
 	test-k8s lint fmt \
 	audit-deps bench mutate clean
 
@@ -17,12 +17,16 @@ setup: ## install uv (if missing) and the locked Python dependencies into .venv
 	      exit 1; }; }
 	@$(UV) sync --frozen --quiet
 
-# Mailpit is the local mail server; without it `make run` runs without e-mail (so `-`).
-runtime: setup ## find or build the pinned Dapr runtime, Mailpit and Jaeger (minutes the first time, then cached)
+runtime: setup ## find or build the pinned Dapr runtime and Jaeger (minutes the first time, then cached)
 	@$(UV) run --frozen devstack runtime >/dev/null
-	-@$(UV) run --frozen devstack mail >/dev/null
 	@if [ "$$DEVSTACK_TRACING" != off ] && [ -z "$$OTLP_ENDPOINT" ]; then \
 	  $(UV) run --frozen devstack jaeger >/dev/null; fi
+
+# Mailpit is the local mail server. The end-to-end stacks need it, so the targets that run them
+# stop here, with the build's reason, instead of failing once per test module; `make run` goes
+# on without e-mail, saying so.
+mail: setup ## find or build Mailpit, the local mail server (Go; minutes the first time, then cached)
+	@$(UV) run --frozen devstack mail >/dev/null
 
 kube-parts: setup ## check that the k8s tier can run here, then find or build its control plane (Go modules; ~10 min once, then cached)
 	@$(UV) run --frozen devstack kube-parts >/dev/null
@@ -36,13 +40,15 @@ k8s-off:
 	@echo "*** K8S_TIER=off: the Kubernetes tier (tests/k8s) is SKIPPED: not built, not run ***"
 
 run: runtime ## run the mail server, redis, sentry, placement, scheduler, Jaeger, the apps and sidecars; REPLICAS=2 for two of each
+	@$(UV) run --frozen devstack mail >/dev/null || \
+	  echo "*** make run: Mailpit could not be built (why above): running WITHOUT e-mail ***" >&2
 	@$(UV) run --frozen devstack run $(if $(REPLICAS),--replicas $(REPLICAS))
 
-test: audit-deps runtime $(K8S_PARTS) ## audit, every tier on Redis, then e2e and faults on PostgreSQL too (K8S_TIER=off: without the Kubernetes tier)
+test: audit-deps runtime mail $(K8S_PARTS) ## audit, every tier on Redis, then e2e and faults on PostgreSQL too (K8S_TIER=off: without the Kubernetes tier)
 	@$(UV) run --frozen pytest
 	@if [ -z "$$STATE_STORE" ]; then $(MAKE) --no-print-directory test-postgres; fi
 
-test-postgres: setup ## the end-to-end and fault tiers with PostgreSQL as the workflow state store
+test-postgres: runtime mail ## the end-to-end and fault tiers with PostgreSQL as the workflow state store
 	@echo "end-to-end tier again, with PostgreSQL as the state store (STATE_STORE=postgres)"
 	@STATE_STORE=postgres $(UV) run --frozen pytest tests/e2e tests/faults \
 	  --deselect tests/e2e/test_readme_tour.py
@@ -56,13 +62,13 @@ test-unit: setup ## unit tests only (no sidecar, seconds)
 test-service: setup ## service tests only (FastAPI apps with a fake gateway)
 	@$(UV) run --frozen pytest tests/service
 
-test-e2e: runtime ## end-to-end tests only (real daprd, placement, scheduler, redis)
+test-e2e: runtime mail ## end-to-end tests only (real daprd, placement, scheduler, redis)
 	@$(UV) run --frozen pytest tests/e2e
 
 test-k8s: runtime kube-parts ## deploy/'s overlays applied to a real kube-apiserver with Dapr's injector
 	@$(UV) run --frozen pytest tests/k8s
 
-test-browser: runtime ## the web console in headless Chromium (installs Debian's chromium if root)
+test-browser: runtime mail ## the web console in headless Chromium (installs Debian's chromium if root)
 	@$(UV) run --frozen pytest tests/browser
 
 lint: setup audit-deps ## ruff, mypy and the dependency audit

@@ -243,8 +243,13 @@ def submit_decision(
 ) -> dict[str, str]:
     """Publish a decision that passed check_can_decide, audited first (the API and the
     one-click links both decide through here)."""
+    return publish_decision(gateway, request, new_decision(view, approver, body), view.amount_text)
+
+
+def new_decision(view: ApprovalView, approver: Principal, body: DecisionBody) -> DecisionSubmitted:
+    """The decision an approver's body makes, with a fresh decision id."""
     assert approver.level is not None
-    decision = DecisionSubmitted(
+    return DecisionSubmitted(
         decision_id=f"d-{uuid.uuid4().hex}",
         order_id=view.order_id,
         approved=body.approved,
@@ -253,11 +258,22 @@ def submit_decision(
         reason=body.reason,
         decided_at=datetime.now(UTC),
     )
-    verb = "approve" if body.approved else "reject"
-    outcome = f"ok: {verb} {view.amount_text} as {decision.decision_id}"
-    with audited(request, target=view.order_id, reason=body.reason, outcome=outcome):
+
+
+def publish_decision(
+    gateway: Gateway, request: Request, decision: DecisionSubmitted, amount_text: str
+) -> dict[str, str]:
+    """Publish a decision, audited first. Publishing one decision id again is harmless: the
+    approval takes each decision id once (`decision-seen`, deliver_decision)."""
+    verb = "approve" if decision.approved else "reject"
+    outcome = f"ok: {verb} {amount_text} as {decision.decision_id}"
+    with audited(request, target=decision.order_id, reason=decision.reason, outcome=outcome):
         gateway.publisher.publish(DECISIONS, decision)
-    return {"decision_id": decision.decision_id, "order_id": view.order_id, "status": "submitted"}
+    return {
+        "decision_id": decision.decision_id,
+        "order_id": decision.order_id,
+        "status": "submitted",
+    }
 
 
 @router.get("/approvals")

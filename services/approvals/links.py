@@ -6,6 +6,12 @@ POST /links/{action}/{token}  the confirmation (a form on that page): the decisi
                               through the checks and the audit of POST /approvals/{id}/decisions,
                               as the approver the link was made for, and uses the link up.
 
+The decision (with its decision id) is stored in the link's `link-used` claim before it is
+published, and the claim is never given back: a confirmation that finds the claim held by a
+decision not yet known to be published publishes that same decision again (the approval takes
+a decision id once), so neither a crash before publishing nor a publish that timed out after
+it went through can leave the link used with nothing decided, or decide twice.
+
 A link (contracts.links) is signed by the notifier for one approver, order and stage, and
 expires when the stage is due. Refused, each with a page saying why and an audit record: a
 link that is not one of ours or was altered (400), an approver who is no longer one (403), a
@@ -16,6 +22,7 @@ check_can_decide refuses (the approval was decided, or expired).
 from __future__ import annotations
 
 import html
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -25,7 +32,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from approvals.api import DecisionBody, submit_decision
+from approvals.api import DecisionBody, new_decision, publish_decision
 from approvals.domain import (
     AlreadyDecided,
     ApprovalExpired,
@@ -36,11 +43,15 @@ from approvals.domain import (
 )
 from approvals.readmodel import load_view
 from contracts.links import Action, BadLink, DecisionLink, read_token
+from contracts.messages import DecisionSubmitted
 from contracts.timestamps import rfc3339
 from control.auditing import audit_log, caller_of, record
 from plumbing.audit import AuditUnavailable
 from plumbing.auth import Principal, Role
 from plumbing.gateway import Gateway, GatewayError
+from plumbing.state import update
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(tags=["one-click decisions"])
 
@@ -52,11 +63,12 @@ STATUS: dict[type[DecisionRefused], int] = {
 
 
 class LinkRefused(Exception):
-    """The link cannot decide anything now; `status` and the message say why."""
+    """The link cannot decide anything now; `status` and the message say why. `submitted`:
+    a decision made with it earlier was submitted, so the page must not say nothing was."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, submitted: bool = False) -> None:
         super().__init__(message)
-        self.status = status
+        self.status, self.submitted = status, submitted
 
 
 def page(title: str, body: str, status: int = 200) -> HTMLResponse:
@@ -84,8 +96,17 @@ def _used_key(link: DecisionLink) -> str:
     return f"link-used:{link.link_id}"
 
 
-def check_link(request: Request, action: str, token: str) -> tuple[DecisionLink, ApprovalView]:
-    """Everything a link must pass, in the order a person would want to hear about it."""
+def _published(used: dict[str, Any]) -> bool:
+    """Whether the claim's decision is known to be in (claims made before decisions were
+    stored in them were given back when publishing failed: they count as published)."""
+    return bool(used.get("published", True)) or "decision" not in used
+
+
+def check_link(
+    request: Request, action: str, token: str
+) -> tuple[DecisionLink, ApprovalView, dict[str, Any] | None]:
+    """Everything a link must pass, in the order a person would want to hear about it; with
+    the link's claim when it holds a decision not yet known to be published."""
     if action not in {a.value for a in Action}:
         raise LinkRefused(404, f"no such action {action[:20]!r}: approve or reject")
     try:
@@ -96,8 +117,26 @@ def check_link(request: Request, action: str, token: str) -> tuple[DecisionLink,
     request.state.principal = principal  # the audit says whose link it was
     gateway: Gateway = request.app.state.gateway
     used, _ = gateway.state.get(_used_key(link))
-    if used:
+    if not used:  # used up before link_id changed, under its legacy id
+        used, _ = gateway.state.get(f"link-used:{link.legacy_id}")
+    if used and _published(used):
         raise LinkRefused(410, f"this link was used already, at {used['at']}, to {used['action']}")
+    try:
+        view = _decidable(gateway, link, principal)
+    except LinkRefused as exc:
+        if not used:
+            raise
+        raise LinkRefused(
+            exc.status,
+            f"this link was used at {used['at']} to {used['action']}, and that decision was "
+            f"submitted; it cannot be submitted again: {exc}",
+            submitted=True,
+        ) from None
+    return link, view, used or None
+
+
+def _decidable(gateway: Gateway, link: DecisionLink, principal: Principal) -> ApprovalView:
+    """The approval, if the link's approver may decide its stage now."""
     if link.expired(datetime.now(UTC)):
         raise LinkRefused(410, f"this link expired at {rfc3339(link.expires_at)}, with its stage")
     view = load_view(gateway.state, link.order_id)
@@ -112,7 +151,7 @@ def check_link(request: Request, action: str, token: str) -> tuple[DecisionLink,
         view = check_can_decide(view, link.order_id, principal.id, principal.level)
     except DecisionRefused as exc:
         raise LinkRefused(STATUS.get(type(exc), 403), str(exc)) from None
-    return link, view
+    return view
 
 
 def refused(request: Request, exc: LinkRefused, target: str) -> HTMLResponse:
@@ -133,7 +172,10 @@ def refused(request: Request, exc: LinkRefused, target: str) -> HTMLResponse:
             )
     except (AuditUnavailable, GatewayError):
         return page("Try again later", "<p>The decision service is busy.</p>", 503)
-    body = f"<p>{html.escape(str(exc))}.</p><p>Nothing was decided.</p>"
+    outcome_text = (
+        "Whether it counted, the order shows." if exc.submitted else "Nothing was decided."
+    )
+    body = f"<p>{html.escape(str(exc))}.</p><p>{outcome_text}</p>"
     return page("This link cannot be used", body, exc.status)
 
 
@@ -145,10 +187,19 @@ def _target(token: str) -> str:
 def open_link(action: str, token: str, request: Request) -> HTMLResponse:
     """The confirmation page: what the link would decide, and a button to do it."""
     try:
-        link, view = check_link(request, action, token)
+        link, view, pending = check_link(request, action, token)
     except LinkRefused as exc:
         return refused(request, exc, _target(token))
     e = html.escape
+    if pending is not None:
+        body = (
+            f"<p>This link was used at {e(pending['at'])} to <b>{e(pending['action'])}</b> order "
+            f"<b>{e(view.order_id)}</b>. That decision was submitted, but is not confirmed "
+            "yet.</p>"
+            '<form method="post"><p><button type="submit">Submit that decision again'
+            "</button></p></form><p>Submitting it again cannot decide twice.</p>"
+        )
+        return page("Decision submitted", body)
     verb = "Approve" if action == Action.APPROVE else "Reject"
     body = (
         f"<p>{e(link.approver_id)}, you are about to <b>{verb.lower()}</b> order "
@@ -173,26 +224,54 @@ async def confirm_link(action: str, token: str, request: Request) -> HTMLRespons
 
 def _confirm(request: Request, action: str, token: str, reason: str) -> HTMLResponse:
     try:
-        link, view = check_link(request, action, token)
+        link, view, pending = check_link(request, action, token)
         body = _decision(action, reason)
     except LinkRefused as exc:
         return refused(request, exc, _target(token))
     gateway: Gateway = request.app.state.gateway
-    used: dict[str, Any] = {"at": rfc3339(datetime.now(UTC)), "action": action}
-    if not gateway.state.claim(_used_key(link), used):
-        return refused(request, LinkRefused(410, "this link was used already"), link.order_id)
-    try:
-        submitted = submit_decision(gateway, request, view, request.state.principal, body)
-    except Exception:
-        gateway.state.delete(_used_key(link))  # nothing was decided: the link stays usable
-        raise
+    key = _used_key(link)
+    if pending is None:
+        decision = new_decision(view, request.state.principal, body)
+        claim: dict[str, Any] = {
+            "at": rfc3339(datetime.now(UTC)),
+            "action": action,
+            "decision": decision.model_dump(mode="json"),
+            "amount_text": view.amount_text,
+            "published": False,
+        }
+        if gateway.state.claim(key, claim):
+            pending = claim
+        else:  # another confirmation came first: go on with its decision, if still pending
+            pending, _ = gateway.state.get(key)
+            if not pending or _published(pending):
+                refusal = LinkRefused(410, "this link was used already")
+                return refused(request, refusal, link.order_id)
+    # The claim stays whatever happens: a failed publish is retried with the same decision.
+    decision = DecisionSubmitted.model_validate(pending["decision"])
+    submitted = publish_decision(gateway, request, decision, pending["amount_text"])
+    _mark_published(gateway, key, decision.decision_id)
     e = html.escape
     text = (
-        f"<p>Your decision to <b>{action}</b> order <b>{e(view.order_id)}</b> was submitted "
-        f"({e(submitted['decision_id'])}). The order follows in a moment.</p>"
+        f"<p>Your decision to <b>{e(pending['action'])}</b> order <b>{e(view.order_id)}</b> was "
+        f"submitted ({e(submitted['decision_id'])}). The order follows in a moment.</p>"
         "<p>You can close this page.</p>"
     )
     return page("Decision submitted", text, 202)
+
+
+def _mark_published(gateway: Gateway, key: str, decision_id: str) -> None:
+    """Note in the claim that its decision is in; until then the link publishes it again."""
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any] | None:
+        if current is None or current.get("published"):
+            return None
+        mine = current.get("decision", {}).get("decision_id") == decision_id
+        return current | {"published": True} if mine else None
+
+    try:
+        update(gateway.state, key, change)
+    except GatewayError as exc:  # the decision is in; a later confirmation sends it again
+        log.warning("could not mark %s published: %s", key, exc)
 
 
 def _decision(action: str, reason: str) -> DecisionBody:

@@ -47,7 +47,14 @@ class DecisionLink(BaseModel):
 
     @property
     def link_id(self) -> str:
-        """One link per approver, order and stage: using it once uses it up."""
+        """One link per approver, order and stage: using it once uses it up. `/` cannot be in
+        an order id (BusinessId) and the stage is digits, so no two links share an id."""
+        return f"{self.order_id}/s{self.stage}/{self.approver_id}"
+
+    @property
+    def legacy_id(self) -> str:
+        """The id links were signed with and used up under before the release that introduced
+        link_id: ambiguous ("a", 1, "s2-x" and "a-s1", 2, "x" share it), so read only."""
         return f"{self.order_id}-s{self.stage}-{self.approver_id}"
 
     def expired(self, now: datetime) -> bool:
@@ -80,9 +87,14 @@ def read_token(token: str, verifier: Verifier) -> DecisionLink:
         link = DecisionLink.model_validate(data)
     except (binascii.Error, ValueError, ValidationError):
         raise BadLink("this is not a decision link: its content cannot be read") from None
-    attrs = {"type": LINK_TYPE, "id": link.link_id, KEY_ID: key_id, SIGNATURE: sig + "=" * 2}
-    try:
-        verifier.verify(attrs, link.model_dump(mode="json"))
-    except BadSignature as exc:
-        raise BadLink(f"this link was not made by the notifier or was altered ({exc})") from None
-    return link
+    # Links mailed before link_id changed were signed with legacy_id; the signature covers the
+    # whole payload either way, so accepting it lets nobody decide more.
+    failed: BadSignature | None = None
+    for link_id in (link.link_id, link.legacy_id):
+        attrs = {"type": LINK_TYPE, "id": link_id, KEY_ID: key_id, SIGNATURE: sig + "=" * 2}
+        try:
+            verifier.verify(attrs, link.model_dump(mode="json"))
+            return link
+        except BadSignature as exc:
+            failed = failed or exc
+    raise BadLink(f"this link was not made by the notifier or was altered ({failed})")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, FastAPI, Query
 from contracts.messages import TRUSTED, ApprovalReminded, ApprovalRequested, OrderStatusChanged
 from contracts.timestamps import rfc3339
 from contracts.topics import APPROVAL_REMINDERS, APPROVAL_REQUESTS, ORDER_STATUS
-from notifier.channels import Channel, LogChannel, WebhookChannel
+from notifier.channels import Channel, LogChannel, Skipped, WebhookChannel
 from notifier.domain import Notification, for_approval_request, for_status_change
 from notifier.email import email_channels
 from notifier.settings import NotifierSettings
@@ -45,9 +45,11 @@ def channels_for(app: FastAPI, settings: NotifierSettings, note: Notification) -
 
 
 # How long one delivery may hold a channel for a notification before another delivery of the
-# same message may try it: longer than a webhook call with all its retries (resiliency.yaml:
-# 10 s per try, 6 tries, back-off) takes. A crash while sending frees it only after this.
-SENDING_LEASE = timedelta(seconds=120)
+# same message may try it: longer than the slowest outbound binding call with all its retries
+# takes (resiliency.yaml: e-mail 20 s per try, 6 tries, up to 10 s of back-off, about 130 s;
+# tests/unit/test_sending_lease.py checks every outbound policy). A crash while sending frees
+# it only after this.
+SENDING_LEASE = timedelta(seconds=180)
 # Channels this process used whose "sent" mark it could not store yet (the store was down just
 # then): lease key -> (holder, sent at). A redelivery in this process stores the mark instead
 # of waiting for the lease to run out and sending again. Only a process that dies between the
@@ -63,15 +65,20 @@ def deliver(gateway: Gateway, note: Notification, channels: list[Channel]) -> An
     sidecar reclaims a message still being handled after the pub/sub's processing timeout).
     So each channel is taken under a lease before it is used: a second delivery that finds it
     taken answers RETRY while the lease runs, and skips the channel once it is marked sent. A
-    failed channel gives its lease back and answers RETRY; nothing is recorded as sent.
+    failed channel gives its lease back and answers RETRY; nothing is recorded as sent. A
+    Skipped channel sends nothing and is recorded under `skipped` with its reason.
     """
     key = f"notification:{note.id}"
     done, _ = gateway.state.get(key)
     if done:
         return Answer.success("already delivered")
     sent: dict[str, str] = {}
+    skipped: dict[str, str] = {}
     me = uuid.uuid4().hex
     for channel in channels:
+        if isinstance(channel, Skipped):
+            skipped[channel.name] = channel.reason
+            continue
         lease_key = f"notification-sending:{note.id}:{channel.name}"
         if known := _SENT_HERE.get(lease_key):  # sent by this process; the mark was not stored
             _mark_sent(gateway, lease_key, *known)
@@ -99,6 +106,8 @@ def deliver(gateway: Gateway, note: Notification, channels: list[Channel]) -> An
         _mark_sent(gateway, lease_key, me, sent[channel.name])
         _SENT_HERE.pop(lease_key, None)
     record = note.model_dump(mode="json") | {"delivered": sent}
+    if skipped:
+        record["skipped"] = skipped
     if not gateway.state.claim(key, record):
         return Answer.success("already delivered")
     _append(gateway, f"notifications-by-order:{note.order_id}", record)

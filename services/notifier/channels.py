@@ -17,6 +17,17 @@ class Channel(Protocol):
     def send(self, note: Notification) -> None: ...
 
 
+class Skipped:
+    """A recipient that cannot be written to: nothing is sent, and the delivery log says why
+    under the channel's name (`skipped`)."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        self.name, self.reason = name, reason
+
+    def send(self, note: Notification) -> None:
+        raise AssertionError(f"{self.name} is skipped: {self.reason}")  # deliver() never sends it
+
+
 class LogChannel:
     """Writes the notification to the service log (the default, for development)."""
 

@@ -6,11 +6,17 @@ each with Approve and Reject links signed for them alone (contracts.links). An o
 goes to its customer (`<customer_id>@CUSTOMER_EMAIL_DOMAIN`) as a fixed text: never who decided
 or why. The message is HTML from templates/ (Dapr's SMTP binding sends one text/html part; a
 mail client shows its text where it cannot show HTML).
+
+Every address is checked against settings.ADDRESS (one plain address) before anything is sent:
+ids come from outside (a customer id may hold ";" or "@", and Dapr's SMTP binding splits
+`emailTo` at ";"), so a recipient whose address is not one plain address is skipped, logged,
+and recorded as skipped in the delivery log, never written to.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,10 +28,13 @@ from zoneinfo import ZoneInfo
 from contracts.links import Action, DecisionLink, make_token
 from contracts.messages import Tier
 from contracts.signing import Signer
+from notifier.channels import Skipped
 from notifier.domain import Notification
-from notifier.settings import NotifierSettings
+from notifier.settings import ADDRESS, NotifierSettings
 from plumbing.auth import Principal, Role
 from plumbing.gateway import Bindings
+
+log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 
@@ -158,15 +167,25 @@ def email_channels(
     settings: NotifierSettings,
     principals: Iterable[Principal],
     signer: Signer | None,
-) -> list[EmailChannel]:
-    """A channel per recipient of this notification."""
+) -> list[EmailChannel | Skipped]:
+    """A channel per recipient of this notification; Skipped for an address that is not one
+    plain address."""
     if note.audience == "customer":
         customer = customer_of(note, settings)
-        mails = [(customer.id, customer_mail(note, customer, settings))] if customer else []
+        recipients = [customer] if customer else []
     else:
         assert note.tier is not None
-        mails = [
-            (r.id, approver_mail(note, r, settings, signer))
-            for r in approvers_of(note.tier, principals, settings)
-        ]
-    return [EmailChannel(bindings, settings.email_binding, who, mail) for who, mail in mails]
+        recipients = approvers_of(note.tier, principals, settings)
+    chosen: list[EmailChannel | Skipped] = []
+    for r in recipients:
+        if not ADDRESS.fullmatch(r.address):
+            reason = f"{r.address!r} is not one plain e-mail address"
+            log.warning("not e-mailing %s about %s: %s", r.id, note.id, reason)
+            chosen.append(Skipped(f"email:{r.id}", reason))
+            continue
+        if note.audience == "customer":
+            mail = customer_mail(note, r, settings)
+        else:
+            mail = approver_mail(note, r, settings, signer)
+        chosen.append(EmailChannel(bindings, settings.email_binding, r.id, mail))
+    return chosen

@@ -12,6 +12,7 @@ from contracts.links import DecisionLink, make_token
 from contracts.messages import DecisionSubmitted, Tier
 from contracts.signing import Signer
 from contracts.topics import DECISIONS
+from plumbing.gateway import Transient
 from plumbing.settings import ServiceSettings
 from tests.fakes import dev_signer
 from tests.service.conftest import AppFactory
@@ -135,13 +136,79 @@ def test_a_cancelled_order_s_approval_refuses_its_links(approvals: TestClient, g
     assert gateway.publisher.published == []
 
 
-def test_a_link_whose_decision_could_not_be_published_can_be_used_again(
+def test_a_link_whose_decision_could_not_be_published_publishes_the_same_decision_again(
     approvals: TestClient, gateway
 ) -> None:
+    token = link()
     gateway.publisher.down = True
-    assert approvals.post(f"/links/approve/{link()}").status_code == 503
+    assert approvals.post(f"/links/reject/{token}", data={"reason": "too dear"}).status_code == 503
     gateway.publisher.down = False
-    assert approvals.post(f"/links/approve/{link()}").status_code == 202
+    pending = approvals.get(f"/links/approve/{token}")  # says what was submitted, decides nothing
+    assert pending.status_code == 200 and "to <b>reject</b>" in pending.text
+    assert "not confirmed" in pending.text and gateway.publisher.published == []
+    again = approvals.post(f"/links/approve/{token}")  # the button on that page, or the link
+    assert again.status_code == 202 and "decision to <b>reject</b>" in again.text
+    ((_, decision),) = gateway.publisher.published
+    assert (decision.approved, decision.reason) == (False, "too dear")
+    claims = [v for k, (v, _) in gateway.state.data.items() if k.startswith("link-used:")]
+    assert [(c["decision"]["decision_id"], c["published"]) for c in claims] == [
+        (decision.decision_id, True)
+    ]
+
+
+def test_a_link_whose_submitted_decision_then_counted_never_says_nothing_was_decided(
+    approvals: TestClient, gateway
+) -> None:
+    token = link()
+    gateway.publisher.down = True
+    assert approvals.post(f"/links/approve/{token}").status_code == 503
+    gateway.publisher.down = False
+    # It went through after all: the approval is decided, by this very decision.
+    save_view(gateway.state, view(status="approved").model_copy(update={"decided_by": "bob"}))
+    for method in ("GET", "POST"):
+        page = approvals.request(method, f"/links/approve/{token}")
+        assert (
+            page.status_code == 409 and "to approve, and that decision was submitted" in page.text
+        )
+        assert "Nothing was decided" not in page.text
+    assert gateway.publisher.published == []
+
+
+class DeliveredButTimedOut:
+    """A publisher whose first publish reaches the broker but answers the caller with an error."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.failed = inner, False
+
+    def publish(self, topic, message) -> None:
+        self.inner.publish(topic, message)
+        if not self.failed:
+            self.failed = True
+            raise Transient("publish timed out")
+
+
+def test_a_publish_that_timed_out_after_going_through_decides_once(
+    approvals: TestClient, gateway
+) -> None:
+    gateway.publisher = DeliveredButTimedOut(fake := gateway.publisher)
+    token = link()
+    assert approvals.post(f"/links/approve/{token}").status_code == 503
+    assert approvals.post(f"/links/approve/{token}").status_code == 202  # a second click
+    later = approvals.post(f"/links/approve/{token}")
+    assert later.status_code == 410 and "used already" in later.text
+    assert "to approve" in approvals.get(f"/links/approve/{token}").text
+    ids = {m.decision_id for m in fake.to(DECISIONS)}
+    assert len(fake.published) == 2 and len(ids) == 1  # the approval takes one decision id once
+
+
+@pytest.mark.parametrize("key", ["link-used:o-1/s1/bob", "link-used:o-1-s1-bob"])
+def test_a_link_used_under_its_id_or_the_id_before_it_changed_is_used_up(
+    approvals: TestClient, gateway, key: str
+) -> None:
+    gateway.state.claim(key, {"at": "2026-11-23T10:00:00Z", "action": "approve"})
+    page = approvals.post(f"/links/reject/{link()}")
+    assert page.status_code == 410 and "to approve" in page.text
+    assert gateway.publisher.published == []
 
 
 def test_an_unknown_action_is_a_404_page(approvals: TestClient) -> None:

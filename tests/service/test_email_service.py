@@ -9,9 +9,12 @@ from contracts.links import read_token
 from contracts.messages import ApprovalReminded, ApprovalRequested, OrderStatusChanged, Tier
 from contracts.signing import Verifier
 from notifier.app import create_app
-from notifier.email import local_time
+from notifier.channels import Skipped
+from notifier.domain import for_approval_request
+from notifier.email import email_channels, local_time
 from notifier.settings import NotifierSettings, SettingsError
-from tests.fakes import FakeSecrets, dev_signer
+from plumbing.auth import Principal, Role
+from tests.fakes import FakeBindings, FakeSecrets, dev_signer
 from tests.service.conftest import AppFactory, deliver
 
 DUE = datetime(2026, 11, 26, 13, tzinfo=UTC)
@@ -92,6 +95,37 @@ def test_the_customer_is_told_the_status_and_nothing_of_who_decided(
     assert subject == "Order o-1: rejected"
     assert "Your order o-1 was not approved." in body
     assert "bob" not in body and "too dear" not in body
+
+
+def test_a_customer_id_that_would_add_recipients_is_skipped_and_logged(
+    client: AppFactory, gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dapr's SMTP binding splits `emailTo` at ";": this id must not reach evil@attacker."""
+    notifier = client(create_app, EMAIL)
+    evil = "evil@attacker.example;x"
+    status = OrderStatusChanged(order_id="o-1", status="approved", at=DUE, customer_id=evil)
+    assert deliver(notifier, "order-status", status)["status"] == "SUCCESS"
+    assert gateway.bindings.calls == []
+    (note,) = notifier.get("/notifications", params={"order_id": "o-1"}).json()
+    assert note["delivered"] == {}
+    assert note["skipped"] == {
+        "email:customer": "'evil@attacker.example;x@customers.example.test' is not one plain "
+        "e-mail address"
+    }
+    assert any("not e-mailing customer" in r.getMessage() for r in caplog.records)
+
+
+def test_an_approver_whose_address_is_not_one_address_is_skipped_the_others_mailed() -> None:
+    principals = [
+        Principal("bob", frozenset({Role.APPROVER}), Tier.MANAGER),
+        Principal("x;evil@attacker.example", frozenset({Role.APPROVER}), Tier.MANAGER),
+    ]
+    note = for_approval_request(request(), DUE)
+    channels = email_channels(FakeBindings(), note, EMAIL, principals, None)
+    assert [(c.name, isinstance(c, Skipped)) for c in channels] == [
+        ("email:bob", False),
+        ("email:x;evil@attacker.example", True),
+    ]
 
 
 def test_a_status_without_its_customer_sends_no_mail(client: AppFactory, gateway) -> None:

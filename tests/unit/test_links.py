@@ -1,12 +1,14 @@
 """Decision links: made by the notifier's key, readable only if nobody altered them."""
 
+import base64
+import json
 from datetime import UTC, datetime
 
 import pytest
 
-from contracts.links import BadLink, DecisionLink, make_token, read_token
+from contracts.links import LINK_TYPE, BadLink, DecisionLink, make_token, read_token
 from contracts.messages import Tier
-from contracts.signing import Verifier
+from contracts.signing import KEY_ID, SIGNATURE, Verifier
 from tests.fakes import FakeSecrets, dev_signer
 
 DUE = datetime(2026, 11, 26, 13, tzinfo=UTC)
@@ -20,7 +22,7 @@ def notifier_keys() -> Verifier:
 def test_a_link_reads_back_as_it_was_made() -> None:
     token = make_token(LINK, dev_signer("notifier"))
     assert read_token(token, notifier_keys()) == LINK
-    assert LINK.link_id == "o-1-s1-bob"
+    assert LINK.link_id == "o-1/s1/bob"
     assert not LINK.expired(datetime(2026, 11, 26, 12, 59, tzinfo=UTC)) and LINK.expired(DUE)
 
 
@@ -34,6 +36,28 @@ def test_a_link_for_another_approver_or_stage_does_not_verify() -> None:
         forged = make_token(other, dev_signer("notifier")).split(".")[0]
         with pytest.raises(BadLink, match="altered"):
             read_token(f"{forged}.{key}.{sig}", notifier_keys())
+
+
+def test_links_of_different_orders_stages_and_approvers_never_share_an_id() -> None:
+    one = LINK.model_copy(update={"order_id": "a", "stage": 1, "approver_id": "s2-x"})
+    other = LINK.model_copy(update={"order_id": "a-s1", "stage": 2, "approver_id": "x"})
+    assert one.link_id != other.link_id
+
+
+def signed_with(link_id: str) -> str:
+    """LINK's token, its signature made over `link_id` as the id."""
+    data = LINK.model_dump(mode="json")
+    sig = dev_signer("notifier").sign(LINK_TYPE, link_id, data)
+    payload = json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
+    text = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    return f"{text}.{sig[KEY_ID]}.{sig[SIGNATURE].rstrip('=')}"
+
+
+def test_links_signed_with_the_new_id_or_mailed_before_it_both_read() -> None:
+    for link_id in ("o-1/s1/bob", "o-1-s1-bob"):
+        assert read_token(signed_with(link_id), notifier_keys()) == LINK
+    with pytest.raises(BadLink, match="altered"):
+        read_token(signed_with("o-1/s1/mia"), notifier_keys())
 
 
 @pytest.mark.parametrize(
