@@ -71,6 +71,9 @@ def deliver(gateway: Gateway, note: Notification, channels: list[Channel]) -> An
     key = f"notification:{note.id}"
     done, _ = gateway.state.get(key)
     if done:
+        # The delivery that stored the record may have died (or met a store outage) before
+        # adding it to the order's log: adding is idempotent, so every redelivery makes sure.
+        _append(gateway, f"notifications-by-order:{note.order_id}", done)
         return Answer.success("already delivered")
     sent: dict[str, str] = {}
     skipped: dict[str, str] = {}
@@ -108,10 +111,12 @@ def deliver(gateway: Gateway, note: Notification, channels: list[Channel]) -> An
     record = note.model_dump(mode="json") | {"delivered": sent}
     if skipped:
         record["skipped"] = skipped
-    if not gateway.state.claim(key, record):
-        return Answer.success("already delivered")
-    _append(gateway, f"notifications-by-order:{note.order_id}", record)
-    return Answer.success()
+    if gateway.state.claim(key, record):
+        _append(gateway, f"notifications-by-order:{note.order_id}", record)
+        return Answer.success()
+    kept, _ = gateway.state.get(key)  # a delivery beside this one stored it first
+    _append(gateway, f"notifications-by-order:{note.order_id}", kept or record)
+    return Answer.success("already delivered")
 
 
 def _take(gateway: Gateway, key: str, me: str) -> dict[str, Any]:

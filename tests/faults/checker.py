@@ -28,9 +28,10 @@ READERS |= {
 }
 
 
-def settled(flow: Flow, plan: Plan) -> list[str]:
+def settled(flow: Flow, plan: Plan, webhook: WebhookSink) -> list[str]:
     """What has not settled yet: orders not at an end (dead letters for the malformed ones),
-    their customers not told of the end, messages still unacknowledged."""
+    their customers not told of the end, webhook calls not recorded yet (a notifier killed
+    after the call records it on a redelivery, after its lease), messages unacknowledged."""
     waiting = []
     junk = _dead_letters(flow)
     for o in plan.orders:
@@ -41,8 +42,13 @@ def settled(flow: Flow, plan: Plan) -> list[str]:
         record = flow.order(o.order_id)
         if not record or record["status"] not in TERMINAL_ORDER:
             waiting.append(o.order_id)
-        elif not any(_ends(n, o.order_id) for n in flow.notifications(o.order_id)):
+            continue
+        notes = flow.notifications(o.order_id)
+        if not any(_ends(n, o.order_id) for n in notes):
             waiting.append(f"{o.order_id} (its customer not told yet)")
+        called = {n["id"] for _, n in webhook.for_order(o.order_id)}
+        if unrecorded := called - {n["id"] for n in notes}:
+            waiting.append(f"{o.order_id} (webhook called for {sorted(unrecorded)}, not recorded)")
     return waiting + _streams(flow)
 
 

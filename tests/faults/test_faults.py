@@ -78,7 +78,7 @@ def test_every_order_ends_as_expected_once_while_processes_die(
     assert not nemesis.errors, nemesis.errors
     assert {f.kind for f in nemesis.faults} == set(nemesis.kinds), report(nemesis, driver)
     deadline = time.monotonic() + 300  # then the checker says what did not settle, and why
-    while checker.settled(flow, plan) and time.monotonic() < deadline:
+    while checker.settled(flow, plan, webhook) and time.monotonic() < deadline:
         time.sleep(2)
     notifier_killed = any(f.target == "notifier" for f in nemesis.faults)
     found = checker.problems(flow, plan, webhook, notifier_killed)

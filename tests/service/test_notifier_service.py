@@ -117,6 +117,22 @@ def test_a_webhook_sent_while_the_store_failed_to_record_it_is_not_sent_again(
     assert list(note["delivered"]) == ["webhook"]
 
 
+def test_a_notification_stored_before_the_store_failed_still_reaches_the_order_s_log(
+    client: AppFactory, gateway
+) -> None:
+    """The record is stored, then the store fails before the order's log has it (found by the
+    fault tier when redis-server was killed): the redelivery, which finds the record and so
+    sends nothing, adds it to the log."""
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("webhook",)))
+    gateway.state.refuse_writes = ("notifications-by-order",)
+    assert deliver(notifier, "order-status", STATUS)["status"] == "RETRY"
+    gateway.state.refuse_writes = ()
+    assert deliver(notifier, "order-status", STATUS)["reason"] == "already delivered"
+    assert len(gateway.bindings.calls) == 1
+    (note,) = notifier.get("/notifications", params={"order_id": "o-1"}).json()
+    assert note["id"] == "o-1-approved" and list(note["delivered"]) == ["webhook"]
+
+
 def test_customer_is_told_a_fixed_text_never_the_approver_or_their_reason(
     client: AppFactory, gateway
 ) -> None:
