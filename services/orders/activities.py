@@ -98,19 +98,17 @@ def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
         for kind, data in todo:
             if kind == "fulfil":
                 fulfil_order(ctx, data)
-        statuses = [
-            (d := dict(data), OrderStatusChanged.model_validate(d | {"record": None}))
-            for kind, data in todo
-            if kind == "status"
-        ]
-        stored = None
-        if statuses:
-            changes = [_change(d.pop("record", None) or {}, msg) for d, msg in statuses]
-            stored = save_all(gateway.state, changes)
-        by_status = iter(msg for _, msg in statuses)
+        said: list[tuple[dict[str, Any], OrderStatusChanged]] = []
         for kind, data in todo:
             if kind == "status":
-                msg = next(by_status)
+                step = dict(data)
+                learnt = step.pop("record", None) or {}
+                said.append((learnt, OrderStatusChanged.model_validate(step)))
+        stored = save_all(gateway.state, [_change(*s) for s in said]) if said else None
+        announcements = iter(msg for _, msg in said)
+        for kind, data in todo:
+            if kind == "status":
+                msg = next(announcements)
                 if msg.customer_id is None and stored is not None:
                     msg = msg.model_copy(update={"customer_id": stored.customer_id})
                 gateway.publisher.publish(ORDER_STATUS, msg)
