@@ -119,6 +119,12 @@ def save(state: StateStore, change: OrderRecord) -> None:
     save_all(state, [change])
 
 
+def create(state: StateStore, record: OrderRecord) -> None:
+    """Write the record of an order first seen now: one write, or `save` if one exists."""
+    if not state.claim(record_key(record.order_id), record.model_dump(mode="json")):
+        save(state, record)
+
+
 def save_all(state: StateStore, changes: list[OrderRecord]) -> OrderRecord | None:
     """Apply several changes of one order, in order, in one read-modify-write; the record as
     stored afterwards (None if there is none)."""
