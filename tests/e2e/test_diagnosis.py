@@ -27,6 +27,15 @@ def diagnosis(flow: Flow, iid: str, app: str = "orders") -> dict[str, Any]:
     return out  # type: ignore[no-any-return]
 
 
+def started(flow: Flow, iid: str) -> dict[str, Any] | None:
+    """The diagnosis, or None while the instance does not exist yet."""
+    code, out = ctl(flow.stack, "viewer", "--app", "orders", "diagnose", iid)
+    if code != 0 and f"no workflow instance '{iid}'" in str(out):
+        return None
+    assert code == 0, out
+    return out  # type: ignore[no-any-return]
+
+
 def raise_by_hand(flow: Flow, iid: str, event: str, data: Any) -> None:
     """Raise an event through the orders sidecar's workflow API, around the app."""
     orders = flow.stack.apps["orders"]
@@ -92,8 +101,9 @@ def test_a_failing_activity_is_diagnosed_with_its_failures_and_retry(
 ) -> None:
     order = flow.place("130.00")  # auto-approved: one advance_order, which fails
     iid = f"order-{order.order_id}"
+    # The order is accepted before its workflow is scheduled: until then diagnose says 404.
     found = eventually(
-        lambda: (d := diagnosis(flow, iid))["activities"]["failures"] and d,
+        lambda: (d := started(flow, iid)) and d["activities"]["failures"] and d,
         what="advance_order to fail",
     )
     (failure, *_) = found["activities"]["failures"]
