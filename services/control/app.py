@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from dapr.ext.fastapi import DaprApp
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
@@ -36,6 +35,7 @@ from plumbing.tracing import start_tracing
 from plumbing.web import (
     BodyLimit,
     InvalidInput,
+    RequestId,
     TooManyWaiting,
     TrustedHosts,
     WaitingReads,
@@ -186,15 +186,7 @@ def build_app(
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(TrustedHosts, allowed=settings.allowed_hosts)
 
-    @app.middleware("http")
-    async def request_id(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        rid = request.headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["x-request-id"] = rid
-        return response
+    app.add_middleware(RequestId)
 
     _install_error_handlers(
         app,

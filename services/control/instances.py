@@ -11,6 +11,7 @@ Dapr on demand (an instance that failed, or one started by other means).
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,19 +59,37 @@ def track(
     at: datetime,
     deadline: datetime | None = None,
     trace_id: str | None = None,
+    first: bool = False,
 ) -> None:
     """Record (or update) an instance's status; the first record fixes its creation time."""
-    current, _ = state.get(_key(instance_id))
-    entry = Entry(
-        instance_id=instance_id,
-        name=name or (current or {}).get("name", ""),
-        status=status,
-        created_at=(current or {}).get("created_at", at),
-        updated_at=at,
-        deadline=deadline or (current or {}).get("deadline"),
-        trace_id=trace_id or (current or {}).get("trace_id"),
-    )
-    state.put(_key(instance_id), entry.model_dump(mode="json"))
+    if first:
+        new = Entry(
+            instance_id=instance_id,
+            name=name,
+            status=status,
+            created_at=at,
+            updated_at=at,
+            deadline=deadline,
+            trace_id=trace_id,
+        )
+        if state.claim(_key(instance_id), new.model_dump(mode="json")):
+            _add_id(state, instance_id)
+            return
+
+    def change(current: dict[str, Any] | None) -> dict[str, Any]:
+        return Entry(
+            instance_id=instance_id,
+            name=name or (current or {}).get("name", ""),
+            status=status,
+            created_at=(current or {}).get("created_at", at),
+            updated_at=at,
+            deadline=deadline or (current or {}).get("deadline"),
+            trace_id=trace_id or (current or {}).get("trace_id"),
+        ).model_dump(mode="json")
+
+    # Under optimistic concurrency: a document first written with a claim takes writes with
+    # its etag only (Dapr's Redis store refuses a plain write over it).
+    update(state, _key(instance_id), change)
     _add_id(state, instance_id)
 
 
@@ -94,6 +113,7 @@ def start(
         datetime.now(UTC),
         deadline,
         current_trace_id(),
+        first=True,  # usually: one write instead of a read and a write
     )
 
 
@@ -205,19 +225,21 @@ def reconcile(state: StateStore, workflows: Workflows) -> dict[str, int]:
         if entry is None or entry.status != real.status:
             counts["added" if entry is None else "updated"] += 1
             now = datetime.now(UTC)
-            state.put(
-                _key(iid),
-                Entry(
-                    instance_id=iid,
-                    name=real.name,
-                    status=real.status,
-                    created_at=_aware(real.created_at) or now,
-                    updated_at=_aware(real.updated_at) or now,
-                    deadline=entry.deadline if entry else None,
-                ).model_dump(mode="json"),
-            )
+            fixed = Entry(
+                instance_id=iid,
+                name=real.name,
+                status=real.status,
+                created_at=_aware(real.created_at) or now,
+                updated_at=_aware(real.updated_at) or now,
+                deadline=entry.deadline if entry else None,
+            ).model_dump(mode="json")
+            update(state, _key(iid), functools.partial(_replaced_by, fixed))
             _add_id(state, iid)
     return counts
+
+
+def _replaced_by(new: dict[str, Any], _: Any) -> dict[str, Any]:
+    return new
 
 
 def _aware(value: Any) -> datetime | None:

@@ -73,13 +73,16 @@ def accept_order(gateway: Gateway, settings: ServiceSettings, order: OrderPlaced
     """Record the order as accepted, then schedule one order_workflow per order id, however
     often the message arrives; the same id with other content is a conflicting duplicate
     (dead-lettered and audited)."""
-    _, differ = claim_content(gateway.state, order)
+    first, differ = claim_content(gateway.state, order)
     if differ:
         return Answer.refuse(f"conflicting duplicate: {'; '.join(differ)}")
     iid = instance_id(order.order_id)
-    seen, _ = gateway.state.get(seen_key(order.order_id))
-    if (seen or {}).get("status") != "scheduled":  # not a redelivery of a started order
-        readmodel.save(gateway.state, accepted(order, settings))
+    if first:  # the order is new: its record is too (a write cannot take a record back)
+        readmodel.create(gateway.state, accepted(order, settings))
+    else:
+        seen, _ = gateway.state.get(seen_key(order.order_id))
+        if (seen or {}).get("status") != "scheduled":  # not a redelivery of a started order
+            readmodel.save(gateway.state, accepted(order, settings))
     wf_input = OrderInput(order=order.model_dump(mode="json"), policy=settings.policy.snapshot())
     deadline = datetime.now(UTC) + settings.policy.order_backstop
     if not instances.start_once(

@@ -10,8 +10,9 @@ from fastapi import FastAPI
 
 from control.app import build_app
 from orders import api
+from orders.activities import make_activities
 from orders.domain import ConflictingOrder, NotCancellable
-from orders.workflows import ORDER_WORKFLOW, make_activities, order_workflow
+from orders.workflows import ORDER_WORKFLOW, order_workflow
 from plumbing.gateway import Gateway
 from plumbing.settings import ServiceSettings
 

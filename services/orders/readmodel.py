@@ -116,13 +116,29 @@ def load(state: StateStore, order_id: str) -> OrderRecord | None:
 
 def save(state: StateStore, change: OrderRecord) -> None:
     """Apply `change` to the stored record under optimistic concurrency (created if absent)."""
+    save_all(state, [change])
+
+
+def create(state: StateStore, record: OrderRecord) -> None:
+    """Write the record of an order first seen now: one write, or `save` if one exists."""
+    if not state.claim(record_key(record.order_id), record.model_dump(mode="json")):
+        save(state, record)
+
+
+def save_all(state: StateStore, changes: list[OrderRecord]) -> OrderRecord | None:
+    """Apply several changes of one order, in order, in one read-modify-write; the record as
+    stored afterwards (None if there is none)."""
 
     def apply(data: dict[str, Any] | None) -> dict[str, Any] | None:
         current = OrderRecord.model_validate(data) if data else None
-        new = advance(current, change)
-        return new.model_dump(mode="json") if new is not None else None
+        moved = False
+        for change in changes:
+            if (new := advance(current, change)) is not None:
+                current, moved = new, True
+        return current.model_dump(mode="json") if moved and current is not None else None
 
-    update(state, record_key(change.order_id), apply)
+    stored = update(state, record_key(changes[0].order_id), apply)
+    return OrderRecord.model_validate(stored) if stored else None
 
 
 def _output(raw: str | None) -> Any:

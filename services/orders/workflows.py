@@ -16,6 +16,13 @@ every step is written to the order record (orders.readmodel) before it is announ
 approval escalates, the orders app raises `approval_stage` (the signed ApprovalRequested of the
 new stage) and the workflow records the new stage, tier and deadline.
 
+Since the lean release (version mark `lean`), the steps that follow one another without a
+wait between them run as one activity (`advance_order`): an auto-approved order runs one
+activity instead of five, an order that needs approval one to ask and one to end. Each
+activity is a round trip through the sidecar, the scheduler and the state store, which is
+where an order's time went (docs/architecture.md, "Performance"). Orders started before the
+release replay their steps one activity each, as they were recorded.
+
 An operator cancels an order (POST /orders/{id}/cancel) by raising `cancel` into its workflow,
 which takes it wherever it waits for its approval: it closes the approval (an ApprovalCancelled
 on `approval-cancellations`; the approvals workflow ends it as `cancelled`), announces
@@ -25,10 +32,11 @@ an order is fulfilled only once approved, and an approved order takes no cancell
 
 from __future__ import annotations
 
-import contextlib
+import functools
+import itertools
 import logging
 from collections.abc import Callable, Generator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from dapr.ext.workflow import when_any
@@ -48,10 +56,8 @@ from contracts.messages import (
 from contracts.money import MoneyError, Valuation
 from contracts.policy import PolicySnapshot, covers
 from contracts.timestamps import rfc3339
-from contracts.topics import APPROVAL_CANCELLATIONS, APPROVAL_REQUESTS, ORDER_STATUS
 from control.instances import TRACK_INSTANCE, tracked
-from orders.readmodel import ApprovalStage, OrderRecord, RecordStatus, load, save
-from plumbing.gateway import Gateway
+from orders.readmodel import ApprovalStage, OrderRecord, RecordStatus
 from plumbing.workflow import activity, now
 
 log = logging.getLogger(__name__)
@@ -67,6 +73,18 @@ RECORD_ORDER = "record_order"
 REQUEST_APPROVAL = "request_approval"
 FULFIL_ORDER = "fulfil_order"
 CLOSE_APPROVAL = "close_approval"
+ADVANCE_ORDER = "advance_order"
+# The version mark of workflows that run consecutive steps as one `advance_order` activity.
+LEAN_PATCH = "lean"
+# Before the lean release, each step was an activity of its own (and the index's update the
+# wrapper's last activity): the kinds of step and the activity each one was.
+STEP_ACTIVITIES = {
+    "status": PUBLISH_STATUS,
+    "request": REQUEST_APPROVAL,
+    "fulfil": FULFIL_ORDER,
+    "close": CLOSE_APPROVAL,
+    "track": TRACK_INSTANCE,
+}
 INSTANCE_PREFIX = "order-"
 
 
@@ -101,12 +119,17 @@ class OrderResult(BaseModel):
 
 def order_workflow(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
     """received -> tier -> (auto | request approval, wait for outcome or backstop) -> result."""
-    result = yield from _order(ctx, raw)
-    yield activity(ctx, TRACK_INSTANCE, tracked(ctx, ORDER_WORKFLOW, "COMPLETED"))
+    lean = ctx.is_patched(LEAN_PATCH)
+    result = yield from _order(ctx, raw, lean)
+    if not lean:  # a lean order's last step updated the index
+        yield activity(ctx, TRACK_INSTANCE, tracked(ctx, ORDER_WORKFLOW, "COMPLETED"))
     return result
 
 
-def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]:
+Step = tuple[str, Any]
+
+
+def _order(ctx: Any, raw: dict[str, Any], lean: bool) -> Generator[Any, Any, dict[str, Any]]:
     inp = OrderInput.model_validate(raw)
     snap = PolicySnapshot.read(inp.policy)
     policy = snap.policy
@@ -114,10 +137,27 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
     # What the order record learns with every step: the order as it was accepted.
     summary: dict[str, Any] = {}
 
-    def status(value: OrderStatus, detail: str = "", **record: Any) -> Any:
-        msg = OrderStatusChanged(order_id=order_id, status=value, at=now(ctx), detail=detail)
-        step = msg.model_dump(mode="json") | {"record": summary | record}
-        return activity(ctx, PUBLISH_STATUS, step)
+    # A lean order says several statuses at one moment of the workflow: each is a microsecond
+    # after the one before, so their times still tell their order.
+    ticks = itertools.count() if lean else itertools.repeat(0)
+
+    def status(value: OrderStatus, detail: str = "", **record: Any) -> Step:
+        at = now(ctx) + timedelta(microseconds=next(ticks))
+        msg = OrderStatusChanged(order_id=order_id, status=value, at=at, detail=detail)
+        return "status", msg.model_dump(mode="json") | {"record": summary | record}
+
+    def steps(*todo: Callable[[], Step], last: bool = False) -> Generator[Any, Any, None]:
+        """Run the steps in order: as one activity (lean), or one activity each, each made
+        just before it runs (its time is the time it ran, as it was recorded)."""
+        if not lean:
+            for make in todo:
+                kind, data = make()
+                yield activity(ctx, STEP_ACTIVITIES[kind], data)
+            return
+        made = [make() for make in todo]
+        if last:
+            made.append(("track", tracked(ctx, ORDER_WORKFLOW, "COMPLETED")))
+        yield activity(ctx, ADVANCE_ORDER, [{"kind": k, "data": d} for k, d in made])
 
     worth: Valuation | None = None
 
@@ -144,8 +184,12 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             log.warning("order %s rejected: %s", order_id, reason)
         done = result(OrderStatus.REJECTED, "invalid_order")
         # An unusable order id leaves nothing to publish the status under.
-        with contextlib.suppress(ValidationError):
-            yield status(OrderStatus.REJECTED, reason, result=done)
+        try:
+            rejected = status(OrderStatus.REJECTED, reason, result=done)
+        except ValidationError:
+            yield from steps(last=True)
+        else:
+            yield from steps(lambda: rejected, last=True)
         return done
 
     price = snap.describe(order.amount, order.currency, worth)
@@ -157,7 +201,10 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
         valuation=worth.model_dump(mode="json") if worth else None,
         placed_at=rfc3339(order.placed_at),
     )
-    yield status(OrderStatus.RECEIVED, price)
+    received: tuple[Callable[[], Step], ...] = (lambda: status(OrderStatus.RECEIVED, price),)
+    if not lean:  # one activity of its own; a lean order says it with the next steps
+        yield from steps(*received)
+        received = ()
     tier = snap.tier(order.amount, order.currency)
     outcome: ApprovalOutcome | None
     if tier is None:
@@ -188,12 +235,16 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
             context=TRUSTED,
         )
         ctx.set_custom_status(_awaiting(request))
-        yield activity(ctx, REQUEST_APPROVAL, request.model_dump(mode="json"))
-        yield status(
-            OrderStatus.AWAITING_APPROVAL,
-            f"{tier.value} approval due {rfc3339(due)}",
-            approval=_stage_of(request).model_dump(mode="json"),
+        yield from steps(
+            *received,
+            _given("request", request.model_dump(mode="json")),
+            lambda: status(
+                OrderStatus.AWAITING_APPROVAL,
+                f"{tier.value} approval due {rfc3339(due)}",
+                approval=_stage_of(request).model_dump(mode="json"),
+            ),
         )
+        received = ()
         backstop = ctx.create_timer(now(ctx) + policy.order_backstop)
         # One waiter per event name at a time, reused until it fires: durabletask hands an
         # event to the oldest pending waiter, so an abandoned one would swallow the next.
@@ -214,11 +265,11 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
                         log.warning("order %s: ignored a malformed cancel event", order_id)
                     cancel = ctx.wait_for_external_event(CANCEL_EVENT)
                     continue
-                yield activity(ctx, CLOSE_APPROVAL, closing.model_dump(mode="json"))
                 by, why = closing.cancelled_by, closing.reason
                 done = result(OrderStatus.CANCELLED, why, by, tier.value)
                 detail = f"cancelled by {by}: {why}"
-                yield status(OrderStatus.CANCELLED, detail, result=done)
+                said = functools.partial(status, OrderStatus.CANCELLED, detail, result=done)
+                yield from steps(_given("close", closing.model_dump(mode="json")), said, last=True)
                 return done
             if winner is backstop:
                 outcome = ApprovalOutcome(
@@ -261,15 +312,35 @@ def _order(ctx: Any, raw: dict[str, Any]) -> Generator[Any, Any, dict[str, Any]]
     assert outcome is not None
     tier_name = tier.value if tier else None
     if outcome.outcome is Outcome.APPROVED:
-        yield status(OrderStatus.APPROVED, f"by {outcome.decided_by}: {outcome.reason}".strip())
-        yield activity(ctx, FULFIL_ORDER, order.model_dump(mode="json"))
-        done = result(OrderStatus.COMPLETED, outcome.reason, outcome.decided_by, tier_name)
-        yield status(OrderStatus.COMPLETED, result=done)
-        return done
+        approved = outcome
+        fulfilled: dict[str, Any] = {}
+
+        def completed() -> Step:
+            fulfilled.update(
+                result(OrderStatus.COMPLETED, approved.reason, approved.decided_by, tier_name)
+            )
+            return status(OrderStatus.COMPLETED, result=dict(fulfilled))
+
+        yield from steps(
+            *received,
+            lambda: status(
+                OrderStatus.APPROVED, f"by {approved.decided_by}: {approved.reason}".strip()
+            ),
+            _given("fulfil", order.model_dump(mode="json")),
+            completed,
+            last=True,
+        )
+        return fulfilled
     final = OrderStatus.EXPIRED if outcome.outcome is Outcome.EXPIRED else OrderStatus.REJECTED
-    done = result(final, outcome.reason, outcome.decided_by, tier_name)
-    yield status(final, outcome.reason, result=done)
-    return done
+    ended = result(final, outcome.reason, outcome.decided_by, tier_name)
+    why = outcome.reason
+    yield from steps(lambda: status(final, why, result=ended), last=True)
+    return ended
+
+
+def _given(kind: str, data: Any) -> Callable[[], Step]:
+    """A step whose data is known already."""
+    return lambda: (kind, data)
 
 
 def _awaiting(request: ApprovalRequested) -> str:
@@ -325,59 +396,3 @@ def _parse_outcome(data: Any, order_id: str) -> ApprovalOutcome | None:
     except ValidationError:
         return None
     return outcome if outcome.order_id == order_id else None
-
-
-def make_activities(gateway: Gateway) -> dict[str, Callable[..., Any]]:
-    """The order activities, bound to this app's gateway; registered by name."""
-
-    def publish_order_status(ctx: Any, data: dict[str, Any]) -> None:
-        """Record the step in the order record, then announce it on `order-status`."""
-        step = dict(data)
-        learnt = step.pop("record", None) or {}  # absent in steps scheduled before records
-        msg = OrderStatusChanged.model_validate(step)
-        change = learnt | {
-            "order_id": msg.order_id,
-            "status": msg.status.value,
-            "detail": msg.detail,
-            "updated_at": msg.at,
-        }
-        save(gateway.state, OrderRecord.model_validate(change))
-        if msg.customer_id is None and (record := load(gateway.state, msg.order_id)):
-            msg = msg.model_copy(update={"customer_id": record.customer_id})  # for the e-mail
-        gateway.publisher.publish(ORDER_STATUS, msg)
-        gateway.metrics.order_status(msg.status.value)
-
-    def record_order(ctx: Any, data: dict[str, Any]) -> None:
-        save(gateway.state, OrderRecord.model_validate(data))
-
-    def request_approval(ctx: Any, data: dict[str, Any]) -> None:
-        gateway.publisher.publish(
-            APPROVAL_REQUESTS, ApprovalRequested.model_validate(data, context=TRUSTED)
-        )
-
-    def close_approval(ctx: Any, data: dict[str, Any]) -> None:
-        gateway.publisher.publish(APPROVAL_CANCELLATIONS, ApprovalCancelled.model_validate(data))
-
-    def fulfil_order(ctx: Any, data: dict[str, Any]) -> dict[str, Any]:
-        order = OrderPlaced.model_validate(data, context=TRUSTED)
-        record = {
-            "order_id": order.order_id,
-            "amount": str(order.amount),
-            "currency": order.currency,
-            "items": [i.model_dump() for i in order.items],
-        }
-        # An activity runs at least once (again after a crash before its completion was
-        # recorded): the first run's record wins, and a repeat ships nothing twice.
-        key = f"fulfilment:{order.order_id}"
-        if not gateway.state.claim(key, record):
-            log.info("order %s was fulfilled already; not again", order.order_id)
-            return dict(gateway.state.get(key)[0] or record)
-        return record
-
-    return {
-        PUBLISH_STATUS: publish_order_status,
-        RECORD_ORDER: record_order,
-        REQUEST_APPROVAL: request_approval,
-        FULFIL_ORDER: fulfil_order,
-        CLOSE_APPROVAL: close_approval,
-    }

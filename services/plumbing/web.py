@@ -5,6 +5,7 @@ from __future__ import annotations
 import hmac
 import logging
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated
@@ -31,6 +32,32 @@ GatewayDep = Annotated[Gateway, Depends(get_gateway)]
 
 class InvalidInput(ValueError):
     """Input a route could not accept; answered 422 with the message."""
+
+
+class RequestId:
+    """Give every request an id (the caller's `x-request-id`, or a new one), kept in
+    `request.state.request_id` for the audit log and sent back on the response. Plain ASGI:
+    Starlette's `@app.middleware("http")` runs every request through a task group, which cost
+    the notifier a tenth of its CPU per delivery."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope.get("headers") or []).get(b"x-request-id", b"")
+        rid = given.decode("latin-1")[:64] or uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+
+        async def with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0] != b"x-request-id"]
+                message = {**message, "headers": [*headers, (b"x-request-id", rid.encode())]}
+            await send(message)
+
+        await self.app(scope, receive, with_id)
 
 
 class BodyLimit:

@@ -234,7 +234,9 @@ class Flow:
         def seen() -> list[str] | None:
             notes = sorted(
                 (n for n in self.notifications(order_id) if n["audience"] == "customer"),
-                key=lambda n: n["at"],
+                key=lambda n: datetime.fromisoformat(
+                    n["at"]
+                ),  # not the text: 10:00:00.5Z < 10:00:00Z
             )
             got = [n["id"].removeprefix(f"{order_id}-") for n in notes]
             return got if until in got and len(got) >= (expect or 0) else None

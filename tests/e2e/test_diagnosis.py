@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack
-from orders.workflows import FULFIL_ORDER
+from orders.workflows import ADVANCE_ORDER
 from tests.e2e.flow import Flow
 from tests.e2e.test_control_room import ctl
 from tests.e2e.test_durability import restart_hooked
@@ -23,6 +23,15 @@ pytestmark = pytest.mark.e2e
 
 def diagnosis(flow: Flow, iid: str, app: str = "orders") -> dict[str, Any]:
     code, out = ctl(flow.stack, "viewer", "--app", app, "diagnose", iid)
+    assert code == 0, out
+    return out  # type: ignore[no-any-return]
+
+
+def started(flow: Flow, iid: str) -> dict[str, Any] | None:
+    """The diagnosis, or None while the instance does not exist yet."""
+    code, out = ctl(flow.stack, "viewer", "--app", "orders", "diagnose", iid)
+    if code != 0 and f"no workflow instance '{iid}'" in str(out):
+        return None
     assert code == 0, out
     return out  # type: ignore[no-any-return]
 
@@ -79,9 +88,9 @@ def test_a_misnamed_event_and_a_suspension_are_diagnosed(flow: Flow) -> None:
 
 @pytest.fixture
 def failing_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
-    """The orders app restarted with `fulfil_order` failing until `<tmp_path>/release` exists;
+    """The orders app restarted with `advance_order` failing until `<tmp_path>/release` exists;
     put back as it was afterwards."""
-    restart_hooked(stack, {"E2E_FAIL_ACTIVITY": FULFIL_ORDER}, tmp_path)
+    restart_hooked(stack, {"E2E_FAIL_ACTIVITY": ADVANCE_ORDER}, tmp_path)
     yield tmp_path
     (tmp_path / "release").touch()
     stack.restart("orders", crash=False)
@@ -90,19 +99,20 @@ def failing_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
 def test_a_failing_activity_is_diagnosed_with_its_failures_and_retry(
     flow: Flow, failing_orders: Path
 ) -> None:
-    order = flow.place("130.00")  # auto-approved: straight on to fulfil_order, which fails
+    order = flow.place("130.00")  # auto-approved: one advance_order, which fails
     iid = f"order-{order.order_id}"
+    # The order is accepted before its workflow is scheduled: until then diagnose says 404.
     found = eventually(
-        lambda: (d := diagnosis(flow, iid))["activities"]["failures"] and d,
-        what="fulfil_order to fail",
+        lambda: (d := started(flow, iid)) and d["activities"]["failures"] and d,
+        what="advance_order to fail",
     )
     (failure, *_) = found["activities"]["failures"]
-    assert failure["name"] == FULFIL_ORDER and failure["attempt"] == 1
-    assert "injected failure of fulfil_order" in failure["failure"]
+    assert failure["name"] == ADVANCE_ORDER and failure["attempt"] == 1
+    assert "injected failure of advance_order" in failure["failure"]
     # Five attempts over about 15 s: it is between attempts (a retry timer) or in the next one.
     assert found["status"] == "RUNNING", found
     assert any(
-        "activity 'fulfil_order' failed (attempt" in f or "has been running since" in f
+        "activity 'advance_order' failed (attempt" in f or "has been running since" in f
         for f in found["findings"]
     ), found["findings"]
     (failing_orders / "release").touch()
@@ -110,4 +120,4 @@ def test_a_failing_activity_is_diagnosed_with_its_failures_and_retry(
     assert done["status"] == "completed"
     after = diagnosis(flow, iid)
     assert after["summary"] == "it has ended (COMPLETED): nothing waits"
-    assert after["activities"]["failures"][0]["name"] == FULFIL_ORDER
+    assert after["activities"]["failures"][0]["name"] == ADVANCE_ORDER

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from devstack.stack import Stack
-from orders.workflows import FULFIL_ORDER
+from orders.workflows import ADVANCE_ORDER
 from tests.e2e.flow import Flow
 from tests.stack import WebhookSink, eventually
 
@@ -92,9 +92,9 @@ def restart_hooked(stack: Stack, hook: dict[str, str], folder: Path) -> Any:
 
 @pytest.fixture
 def held_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
-    """The orders app restarted with its `fulfil_order` activity held open (tests/e2e/hold).
+    """The orders app restarted with its `advance_order` activity held open (tests/e2e/hold).
     Its next restart, in the test or after it, brings the orders app back as it was."""
-    proc = restart_hooked(stack, {"E2E_HOLD_ACTIVITY": FULFIL_ORDER}, tmp_path)
+    proc = restart_hooked(stack, {"E2E_HOLD_ACTIVITY": ADVANCE_ORDER}, tmp_path)
     held_pid = proc.pid
     yield tmp_path
     if proc.pid == held_pid:  # the test stopped before its own restart
@@ -105,12 +105,13 @@ def held_orders(stack: Stack, tmp_path: Path) -> Iterator[Path]:
 def test_an_order_whose_app_dies_while_an_activity_runs_finishes_it_once_after_the_restart(
     flow: Flow, stack: Stack, held_orders: Path, webhook: WebhookSink
 ) -> None:
-    order = flow.place("120.00")  # auto-approved: straight on to fulfil_order
+    order = flow.place("120.00")  # auto-approved: one advance_order, which fulfils it
     marker = eventually(
         lambda: next(iter(held_orders.glob("running-*.json")), None),
-        what="fulfil_order to start in the orders app",
+        what="advance_order to start in the orders app",
     )
-    assert json.loads(marker.read_text())["order_id"] == order.order_id
+    (fulfil,) = [s["data"] for s in json.loads(marker.read_text()) if s["kind"] == "fulfil"]
+    assert fulfil["order_id"] == order.order_id
     record = flow.order(order.order_id)
     assert record is not None and record["workflow_status"] == "RUNNING"
     assert flow.fulfilment(order.order_id) is None  # held before it wrote anything
@@ -121,10 +122,10 @@ def test_an_order_whose_app_dies_while_an_activity_runs_finishes_it_once_after_t
     assert flow.fulfilment(order.order_id)["amount"] == "120.00"
     history = flow.http.get(f"{flow.orders}/workflows/order-{order.order_id}/history").json()
     steps = [(e["type"], e["name"]) for e in history]
-    assert steps.count(("TASK_SCHEDULED", FULFIL_ORDER)) == 1  # scheduled once, run again
+    assert steps.count(("TASK_SCHEDULED", ADVANCE_ORDER)) == 1  # scheduled once, run again
     fulfilled = [e for e in history if e["type"] == "TASK_COMPLETED"]
     assert [e["task_scheduled_id"] for e in fulfilled].count(
-        next(e["event_id"] for e in history if e["name"] == FULFIL_ORDER)
+        next(e["event_id"] for e in history if e["name"] == ADVANCE_ORDER)
     ) == 1
     told_once(flow, webhook, order.order_id)
 

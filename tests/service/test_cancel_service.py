@@ -327,3 +327,15 @@ def test_a_cancelled_approval_leaves_the_pending_inbox(approvals: TestClient, ga
     assert post.status_code == 409 and "already cancelled by olga" in post.json()["detail"]
     stored = load_view(gateway.state, "o-1")
     assert stored is not None and stored.status == "cancelled"
+
+
+def test_the_request_id_is_sent_back_and_audited(orders: TestClient, gateway: Any) -> None:
+    """Every answer carries the request's id (the caller's, or a new one); the audit record of
+    what the request did carries it too, so a caller's report finds its record."""
+    waiting_order(gateway)
+    resp = cancel(orders, headers={"x-request-id": "ticket-4711"})
+    assert resp.status_code == 202 and resp.headers["x-request-id"] == "ticket-4711"
+    (rec,) = orders.get("/audit", params={"target": "o-1"}).json()
+    assert rec["request_id"] == "ticket-4711"
+    made = orders.get("/healthz").headers["x-request-id"]
+    assert len(made) == 32 and made != orders.get("/healthz").headers["x-request-id"]

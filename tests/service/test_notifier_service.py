@@ -31,6 +31,18 @@ def test_each_message_is_delivered_once(client: AppFactory) -> None:
     assert notifier.get("/notifications", params={"order_id": "a b"}).status_code == 422
 
 
+def test_the_log_channel_takes_no_sending_lease_but_the_webhook_does(
+    client: AppFactory, gateway
+) -> None:
+    """A log line written twice harms no one: only outbound channels pay for a lease."""
+    notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("log", "webhook")))
+    assert deliver(notifier, "order-status", STATUS)["status"] == "SUCCESS"
+    leases = sorted(k for k in gateway.state.data if k.startswith("notification-sending:"))
+    assert leases == ["notification-sending:o-1-approved:webhook"]
+    (note,) = notifier.get("/notifications", params={"order_id": "o-1"}).json()
+    assert sorted(note["delivered"]) == ["log", "webhook"]
+
+
 def test_webhook_channel_posts_through_the_binding(client: AppFactory, gateway) -> None:
     notifier = client(create_app, NotifierSettings(app_id="notifier", channels=("log", "webhook")))
     request = ApprovalRequested(

@@ -22,9 +22,9 @@ from contracts.messages import ApprovalRequested, OrderStatusChanged
 from control import instances
 from notifier.app import create_app as notifier_app
 from notifier.settings import NotifierSettings
+from orders.activities import make_activities as order_activities
 from orders.app import create_app as orders_app
 from orders.workflows import PUBLISH_STATUS
-from orders.workflows import make_activities as order_activities
 from plumbing.gateway import Gateway
 from plumbing.logs import about_activity, configure_logging
 from plumbing.settings import ServiceSettings

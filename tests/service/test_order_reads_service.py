@@ -16,8 +16,9 @@ from approvals.app import create_app as approvals_app
 from approvals.domain import ApprovalView
 from approvals.readmodel import save_view
 from contracts.messages import ApprovalRequested, OrderPlaced, Tier
+from orders.activities import make_activities
 from orders.app import create_app as orders_app
-from orders.workflows import APPROVAL_STAGE_EVENT, PUBLISH_STATUS, RECORD_ORDER, make_activities
+from orders.workflows import APPROVAL_STAGE_EVENT, PUBLISH_STATUS, RECORD_ORDER
 from plumbing.settings import ServiceSettings
 from tests.fakes import dev_signer
 from tests.service.conftest import AppFactory, deliver

@@ -13,9 +13,9 @@ from approvals.workflows import PUBLISH_OUTCOME, RECORD_APPROVAL, REQUEST_NEXT_S
 from approvals.workflows import make_activities as approval_activities
 from contracts.messages import ApprovalOutcome, ApprovalRequested, OrderStatusChanged
 from contracts.topics import APPROVAL_OUTCOMES, APPROVAL_REQUESTS, ORDER_STATUS
+from orders.activities import make_activities as order_activities
 from orders.readmodel import load
 from orders.workflows import FULFIL_ORDER, PUBLISH_STATUS, RECORD_ORDER, REQUEST_APPROVAL
-from orders.workflows import make_activities as order_activities
 from tests.fakes import fake_gateway
 
 NOW = datetime(2026, 11, 23, 10, 0, tzinfo=UTC)

@@ -10,15 +10,18 @@ from approvals.workflows import CANCEL_EVENT as APPROVAL_CANCEL
 from approvals.workflows import DECISION_EVENT, PUBLISH_OUTCOME, RECORD_APPROVAL, REMIND_APPROVERS
 from control.instances import TRACK_INSTANCE
 from orders.workflows import (
+    ADVANCE_ORDER,
     APPROVAL_OUTCOME_EVENT,
     APPROVAL_STAGE_EVENT,
     CANCEL_EVENT,
     CANCEL_PATCH,
     CLOSE_APPROVAL,
     FULFIL_ORDER,
+    LEAN_PATCH,
     PUBLISH_STATUS,
     REQUEST_APPROVAL,
 )
+from tests.unit.order_steps import calls_to
 from tests.unit.test_approval_workflow import decision, kinds
 from tests.unit.test_approval_workflow import harness as approval_harness
 from tests.unit.test_order_workflow import harness as order_harness
@@ -47,21 +50,21 @@ def test_an_order_waiting_for_its_manager_is_cancelled_and_its_approval_closed()
     assert h.done and h.status == "COMPLETED"
     assert h.result["status"] == "cancelled"
     assert h.result["decided_by"] == "olga" and h.result["reason"] == "customer withdrew"
-    (closing,) = h.calls_to(CLOSE_APPROVAL)
+    (closing,) = calls_to(h, CLOSE_APPROVAL)
     assert closing.input["order_id"] == "o-1" and closing.input["cancelled_by"] == "olga"
     assert statuses(h) == ["received", "awaiting_approval", "cancelled"]
-    last = h.calls_to(PUBLISH_STATUS)[-1].input
+    last = calls_to(h, PUBLISH_STATUS)[-1].input
     assert last["detail"] == "cancelled by olga: customer withdrew"
     assert last["record"]["result"]["status"] == "cancelled"
-    assert not h.calls_to(FULFIL_ORDER)
-    assert h.calls_to(TRACK_INSTANCE)[-1].input["status"] == "COMPLETED"
+    assert not calls_to(h, FULFIL_ORDER)
+    assert calls_to(h, TRACK_INSTANCE)[-1].input["status"] == "COMPLETED"
     assert h.custom_status == "cancelled: customer withdrew"
     h.assert_deterministic()
 
 
 def test_an_order_escalated_to_a_vp_is_cancelled_as_well() -> None:
     h = order_harness("1200.00").start()
-    stage2 = h.calls_to(REQUEST_APPROVAL)[0].input | {
+    stage2 = calls_to(h, REQUEST_APPROVAL)[0].input | {
         "request_id": "o-1-s2-vp",
         "tier": "vp",
         "stage": 2,
@@ -71,15 +74,15 @@ def test_an_order_escalated_to_a_vp_is_cancelled_as_well() -> None:
     assert not h.done
     h.raise_event(CANCEL_EVENT, cancel("ada", "duplicate order"))
     assert h.result["status"] == "cancelled" and h.result["decided_by"] == "ada"
-    assert len(h.calls_to(CLOSE_APPROVAL)) == 1
+    assert len(calls_to(h, CLOSE_APPROVAL)) == 1
     h.assert_deterministic()
 
 
 def test_a_cancel_raised_before_the_order_waits_is_taken_once_it_does() -> None:
-    h = order_harness("1200.00").hold(REQUEST_APPROVAL).start()
+    h = order_harness("1200.00").hold(ADVANCE_ORDER).start()  # asking for the approval
     h.raise_event(CANCEL_EVENT, cancel())
-    assert not h.done and not h.calls_to(CLOSE_APPROVAL)
-    h.release(REQUEST_APPROVAL)
+    assert not h.done and not calls_to(h, CLOSE_APPROVAL)
+    h.release(ADVANCE_ORDER)
     assert h.result["status"] == "cancelled"
     assert statuses(h) == ["received", "awaiting_approval", "cancelled"]
 
@@ -89,7 +92,7 @@ def test_a_malformed_cancel_is_ignored_and_the_order_goes_on() -> None:
     h.raise_event(CANCEL_EVENT, {"reason": "no one said who"})
     assert not h.done and CANCEL_EVENT in h.waiting_for
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("approved", tier="manager"))
-    assert h.result["status"] == "completed" and not h.calls_to(CLOSE_APPROVAL)
+    assert h.result["status"] == "completed" and not calls_to(h, CLOSE_APPROVAL)
     h.assert_deterministic()
 
 
@@ -108,10 +111,10 @@ def test_a_cancel_the_approval_could_not_carry_is_ignored_and_the_order_goes_on(
     h = order_harness("1200.00").start()
     h.raise_event(CANCEL_EVENT, bad)
     assert not h.done and CANCEL_EVENT in h.waiting_for
-    assert not h.calls_to(CLOSE_APPROVAL)
+    assert not calls_to(h, CLOSE_APPROVAL)
     h.raise_event(CANCEL_EVENT, cancel())
     assert h.status == "COMPLETED" and h.result["status"] == "cancelled"
-    (closing,) = h.calls_to(CLOSE_APPROVAL)
+    (closing,) = calls_to(h, CLOSE_APPROVAL)
     assert closing.input["cancelled_by"] == "olga"
     h.assert_deterministic()
 
@@ -120,14 +123,14 @@ def test_a_cancel_after_the_outcome_changes_nothing() -> None:
     h = order_harness("1200.00").start()
     h.raise_event(APPROVAL_OUTCOME_EVENT, outcome("rejected", tier="manager"))
     h.raise_event(CANCEL_EVENT, cancel())
-    assert h.result["status"] == "rejected" and not h.calls_to(CLOSE_APPROVAL)
+    assert h.result["status"] == "rejected" and not calls_to(h, CLOSE_APPROVAL)
     assert h.dropped_events == [(CANCEL_EVENT, cancel())]
 
 
 def test_the_version_mark_is_recorded_in_the_history() -> None:
     h = order_harness("1200.00").start()
     marks = [p for e in h.history for p in e.workflowStarted.version.patches]
-    assert marks == [CANCEL_PATCH]
+    assert marks == [LEAN_PATCH, CANCEL_PATCH]
 
 
 def test_an_approval_is_closed_undecided_when_its_order_is_cancelled() -> None:
@@ -135,12 +138,12 @@ def test_an_approval_is_closed_undecided_when_its_order_is_cancelled() -> None:
     h.advance(timedelta(hours=2)).raise_event(APPROVAL_CANCEL, approval_cancelled())
     assert h.done and h.status == "COMPLETED"
     assert h.result["outcome"] == "cancelled" and h.result["decided_by"] == "olga"
-    assert not h.calls_to(PUBLISH_OUTCOME)
-    view = h.calls_to(RECORD_APPROVAL)[-1].input
+    assert not calls_to(h, PUBLISH_OUTCOME)
+    view = calls_to(h, RECORD_APPROVAL)[-1].input
     assert view["status"] == "cancelled" and view["decided_by"] == "olga"
     assert view["reason"] == "customer withdrew"
     assert kinds(h) == ["requested", "cancelled"]
-    assert h.calls_to(TRACK_INSTANCE)[-1].input["status"] == "COMPLETED"
+    assert calls_to(h, TRACK_INSTANCE)[-1].input["status"] == "COMPLETED"
     h.assert_deterministic()
 
 
@@ -151,20 +154,20 @@ def test_an_approval_cancelled_before_it_starts_waiting_records_pending_then_can
     h.raise_event(APPROVAL_CANCEL, approval_cancelled())
     h.release(RECORD_APPROVAL)
     assert h.done and h.result["outcome"] == "cancelled"
-    assert [c.input["status"] for c in h.calls_to(RECORD_APPROVAL)] == ["pending", "cancelled"]
-    assert not h.calls_to(PUBLISH_OUTCOME)
+    assert [c.input["status"] for c in calls_to(h, RECORD_APPROVAL)] == ["pending", "cancelled"]
+    assert not calls_to(h, PUBLISH_OUTCOME)
     h.assert_deterministic()
 
 
 def test_an_escalated_approval_is_closed_at_its_vp_stage() -> None:
     h = approval_harness().start()
     h.advance(timedelta(days=3, seconds=1))
-    assert h.calls_to(RECORD_APPROVAL)[-1].input["tier"] == "vp"
+    assert calls_to(h, RECORD_APPROVAL)[-1].input["tier"] == "vp"
     h.raise_event(APPROVAL_CANCEL, approval_cancelled())
     assert h.result["outcome"] == "cancelled" and h.result["stages"] == 2
     # The manager's stage reminded its approvers a day before it was due; the VP's never came to.
     assert kinds(h) == ["requested", "reminded", "timed_out", "escalated", "cancelled"]
-    assert [c.input["stage"] for c in h.calls_to(REMIND_APPROVERS)] == [1]
+    assert [c.input["stage"] for c in calls_to(h, REMIND_APPROVERS)] == [1]
     h.assert_deterministic()
 
 
@@ -172,20 +175,20 @@ def test_a_cancelled_approval_reminds_nobody_afterwards() -> None:
     h = approval_harness().start()
     h.advance(timedelta(hours=2)).raise_event(APPROVAL_CANCEL, approval_cancelled())
     assert h.done and h.next_timer is None  # the reminder's timer went with the workflow
-    assert not h.calls_to(REMIND_APPROVERS)
+    assert not calls_to(h, REMIND_APPROVERS)
     h.assert_deterministic()
 
 
 def test_the_cancel_wait_outlives_a_reminder() -> None:
     h = approval_harness().start()
     h.advance(timedelta(days=2))  # a day before the manager's three: the reminder
-    assert len(h.calls_to(REMIND_APPROVERS)) == 1 and not h.done
-    assert h.calls_to(RECORD_APPROVAL)[-1].input["status"] == "pending"
+    assert len(calls_to(h, REMIND_APPROVERS)) == 1 and not h.done
+    assert calls_to(h, RECORD_APPROVAL)[-1].input["status"] == "pending"
     h.raise_event(APPROVAL_CANCEL, approval_cancelled())
     assert h.result["outcome"] == "cancelled" and h.result["stages"] == 1
     assert kinds(h) == ["requested", "reminded", "cancelled"]
-    assert h.calls_to(RECORD_APPROVAL)[-1].input["status"] == "cancelled"
-    assert not h.calls_to(PUBLISH_OUTCOME) and len(h.calls_to(REMIND_APPROVERS)) == 1
+    assert calls_to(h, RECORD_APPROVAL)[-1].input["status"] == "cancelled"
+    assert not calls_to(h, PUBLISH_OUTCOME) and len(calls_to(h, REMIND_APPROVERS)) == 1
     h.assert_deterministic()
 
 
@@ -197,7 +200,7 @@ def test_a_cancel_raised_while_the_reminder_is_sent_is_taken_after_it() -> None:
     h.release(REMIND_APPROVERS)
     assert h.result["outcome"] == "cancelled"
     assert kinds(h) == ["requested", "reminded", "cancelled"]
-    assert len(h.calls_to(REMIND_APPROVERS)) == 1
+    assert len(calls_to(h, REMIND_APPROVERS)) == 1
     h.assert_deterministic()
 
 
@@ -205,7 +208,7 @@ def test_a_malformed_cancel_then_a_reminder_leave_the_cancel_wait_in_place() -> 
     h = approval_harness().start()
     h.raise_event(APPROVAL_CANCEL, approval_cancelled(order_id="o-2"))
     h.advance(timedelta(days=2))
-    assert len(h.calls_to(REMIND_APPROVERS)) == 1 and not h.done
+    assert len(calls_to(h, REMIND_APPROVERS)) == 1 and not h.done
     h.raise_event(APPROVAL_CANCEL, approval_cancelled())
     assert kinds(h) == ["requested", "malformed", "reminded", "cancelled"]
     h.assert_deterministic()

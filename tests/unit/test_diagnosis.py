@@ -13,7 +13,7 @@ import pytest
 from control.diagnosis import Context, belongs, diagnose, resembles, stuck_because
 from control.instances import Entry
 from control.views import in_time_order
-from orders.workflows import APPROVAL_OUTCOME_EVENT, PUBLISH_STATUS
+from orders.workflows import ADVANCE_ORDER, APPROVAL_OUTCOME_EVENT, PUBLISH_STATUS
 from plumbing.gateway import InstanceState
 from plumbing.history import history_row
 from tests.unit.test_order_workflow import harness, outcome
@@ -106,22 +106,22 @@ def test_a_failing_activity_shows_its_failures_and_the_next_attempt() -> None:
     found = diagnose(context(rows_of(h.history), h.now))
     failures = found["activities"]["failures"]
     assert [(f["name"], f["attempt"], f["failure"]) for f in failures] == [
-        (PUBLISH_STATUS, 1, "pub/sub down"),
-        (PUBLISH_STATUS, 2, "pub/sub down"),
+        (ADVANCE_ORDER, 1, "pub/sub down"),
+        (ADVANCE_ORDER, 2, "pub/sub down"),
     ]
     (retry,) = found["waiting_for"]["timers"]
     assert retry["kind"] == "retry" and retry["fire_at"] == "2026-01-05T09:00:03Z"
     assert found["summary"] == (
-        "activity 'publish_order_status' failed (attempt 2): pub/sub down; "
+        "activity 'advance_order' failed (attempt 2): pub/sub down; "
         "the next attempt is due at 2026-01-05T09:00:03Z"
     )
 
 
 def test_a_held_activity_is_running_and_an_overdue_timer_points_at_the_scheduler() -> None:
-    h = harness("1200.00").hold(PUBLISH_STATUS).start()
+    h = harness("1200.00").hold(ADVANCE_ORDER).start()
     found = diagnose(context(rows_of(h.history), h.now))
     assert found["activities"]["running"] == [
-        {"name": PUBLISH_STATUS, "since": "2026-01-05T09:00:00Z"}
+        {"name": ADVANCE_ORDER, "since": "2026-01-05T09:00:00Z"}
     ]
     w = waiting_order()
     late = w.now + timedelta(days=11)  # past the backstop, which has not fired

@@ -25,6 +25,7 @@ from orders.workflows import (
     REQUEST_APPROVAL,
     OrderInput,
 )
+from tests.unit.order_steps import calls_to
 from tests.unit.test_approval_workflow import harness_for as approval_harness_for
 from tests.unit.test_order_workflow import harness_for as order_harness_for
 from workflow_harness import DEFAULT_START, WorkflowHarness
@@ -103,7 +104,7 @@ def test_an_order_needing_approval_runs_on_its_snapshot_alone(
 ) -> None:
     h = order_harness(amount, currency, SNAPSHOT).start()
     assert h.failure is None
-    (req,) = h.calls_to(REQUEST_APPROVAL)
+    (req,) = calls_to(h, REQUEST_APPROVAL)
     assert (req.input["tier"], req.input["reason"]) == (tier, reason)
     h.raise_event(
         APPROVAL_OUTCOME_EVENT,
@@ -139,14 +140,14 @@ def test_an_order_decided_at_once_runs_on_its_snapshot_alone(
 ) -> None:
     h = order_harness(amount, currency, SNAPSHOT).start()
     assert h.failure is None and h.result["status"] == status
-    assert detail in h.calls_to(PUBLISH_STATUS)[0].input["detail"]
+    assert detail in calls_to(h, PUBLISH_STATUS)[0].input["detail"]
     h.assert_deterministic()
 
 
 def test_an_order_from_before_base_currencies_replays_without_babel(no_babel: None) -> None:
     h = order_harness("9000.00", "JPY", PRE_UPGRADE).start()
     assert h.failure is None
-    (req,) = h.calls_to(REQUEST_APPROVAL)
+    (req,) = calls_to(h, REQUEST_APPROVAL)
     assert (req.input["tier"], req.input["reason"]) == ("vp", "9000.00 JPY needs vp approval")
     h.assert_deterministic()
 
@@ -193,7 +194,7 @@ def test_an_approval_escalates_and_is_decided_on_its_snapshot_alone(
     }
     h = approval_harness(request, snapshot).start()
     h.advance(timedelta(days=3))
-    (nxt,) = h.calls_to(REQUEST_NEXT_STAGE)
+    (nxt,) = calls_to(h, REQUEST_NEXT_STAGE)
     assert nxt.input["tier"] == "vp" and nxt.input["amount"] == amount
     h.raise_event(
         DECISION_EVENT,
@@ -207,5 +208,5 @@ def test_an_approval_escalates_and_is_decided_on_its_snapshot_alone(
         },
     )
     assert h.failure is None and h.result["outcome"] == "approved"
-    assert h.calls_to(RECORD_APPROVAL)[-1].input["status"] == "approved"
+    assert calls_to(h, RECORD_APPROVAL)[-1].input["status"] == "approved"
     h.assert_deterministic()
