@@ -109,8 +109,8 @@ fmt: setup ## format and fix what ruff can
 	@$(UV) run --frozen ruff format .
 	@$(UV) run --frozen ruff check --fix .
 
-bench: runtime ## the six figures against bare Dapr (minutes; BENCH=--quick: under a minute)
-	@$(UV) run --frozen python bench/run.py $(BENCH)
+bench: runtime ## the six figures against bare Dapr (minutes; BENCH=--quick: under a minute; REPLICAS=2: M1 again on 2 replicas)
+	@$(UV) run --frozen python bench/run.py $(BENCH) $(if $(REPLICAS),--replicas $(REPLICAS))
 
 # Not part of `make test`: it runs the fast tiers once per mutant (docs/testing.md).
 # MUTANTS=--again tests again what the last run did not kill; MUTANTS="name or glob ..." those.

@@ -35,7 +35,17 @@ def wf_client(stack: Stack, app: str) -> DaprWorkflowClient:
 
 
 def pids(stack: Stack, apps: tuple[str, ...], shared: bool = True) -> list[int]:
-    names = {*apps, *(f"{a}-daprd" for a in apps), *(SHARED if shared else ())}
+    """The processes of these apps (every replica, with its sidecar), and the shared ones."""
+    names = replicas(stack, apps)
+    return named(stack, [*names, *(f"{n}-daprd" for n in names), *(SHARED if shared else ())])
+
+
+def replicas(stack: Stack, apps: tuple[str, ...]) -> list[str]:
+    """The process names of these apps' replicas (`orders`, or `orders-1`, `orders-2`)."""
+    return [name for app in apps for name in stack.replica_names(app)]
+
+
+def named(stack: Stack, names: list[str]) -> list[int]:
     return [p.pid for p in stack.procs if p.name in names and p.pid]
 
 
@@ -143,35 +153,50 @@ class Bench:
 
     # M4: memory held by orders waiting for a manager.
 
-    def waiting(self, side: str, n: int) -> dict[str, float]:
-        everything = [p.pid for p in self.stack.procs if p.pid]
-        apps = pids(self.stack, OURS if side == "ours" else BARE, shared=False)
-        apps = [p.pid for p in self.stack.procs if p.pid in apps and not p.name.endswith("-daprd")]
+    def waiting(self, side: str, n: int) -> dict[str, Any]:
+        """MiB that n more orders waiting for a manager hold, per 1,000, by where: the side's
+        apps and sidecars, the shared control plane, and the data Redis holds (its used
+        memory: its RSS, which holds that data too, is recorded but not added)."""
+        before = self.memory(side)
+        self.start_waiting(side, n)
+        after = self.memory(side)
+        held = {part: (after[part] - before[part]) * 1000 / n for part in after}
+        return {
+            "all_mib_per_1000": sum(v for part, v in held.items() if part != "redis rss"),
+            "apps_mib_per_1000": held["apps"],
+            "held_per_1000": held,
+        }
+
+    def memory(self, side: str) -> dict[str, float]:
+        apps = replicas(self.stack, OURS if side == "ours" else BARE)
+        parts = {
+            "apps": apps,
+            "sidecars": [f"{a}-daprd" for a in apps],
+            **{name: [name] for name in SHARED if name != "redis"},
+        }
+        mib = {part: measure.rss_mib(named(self.stack, names)) for part, names in parts.items()}
         redis = (self.stack.redis_port, self.stack.own_secrets.redis_password)
-        before = (
-            measure.rss_mib(everything),
-            measure.redis_used_mib(*redis),
-            measure.rss_mib(apps),
-        )
+        return mib | {
+            "redis used": measure.redis_used_mib(*redis),
+            "redis rss": measure.rss_mib(named(self.stack, ["redis"])),
+        }
+
+    def start_waiting(self, side: str, n: int) -> None:
+        """n orders waiting for a manager: ours as a shop places them, bare as two waiting
+        workflows each (an event or a timer), started and running."""
         if side == "ours":
             self.pending_orders("ours", n)
-        else:
-            base = self.stack.apps["baseline"].app_url
-            run = uuid.uuid4().hex[:6]
-            client = wf_client(self.stack, "baseline")
-            for i in range(n):
-                self.http.post(f"{base}/waiting/m4{run}{i:05d}").raise_for_status()
-            for i in range(n):
-                for part in ("a", "b"):
-                    client.wait_for_workflow_start(
-                        f"bare-wait-m4{run}{i:05d}-{part}", timeout_in_seconds=60
-                    )
-        after = (measure.rss_mib(everything), measure.redis_used_mib(*redis), measure.rss_mib(apps))
-        per = 1000 / n
-        return {
-            "all_mib_per_1000": (after[0] - before[0] + after[1] - before[1]) * per,
-            "apps_mib_per_1000": (after[2] - before[2]) * per,
-        }
+            return
+        base = self.stack.apps["baseline"].app_url
+        run = uuid.uuid4().hex[:6]
+        client = wf_client(self.stack, "baseline")
+        for i in range(n):
+            self.http.post(f"{base}/waiting/m4{run}{i:05d}").raise_for_status()
+        for i in range(n):
+            for part in ("a", "b"):
+                client.wait_for_workflow_start(
+                    f"bare-wait-m4{run}{i:05d}-{part}", timeout_in_seconds=60
+                )
 
     # M6: one delivery through our subscription helper, or a bare subscriber.
 

@@ -2,8 +2,9 @@
 
 `plumbing.subscriptions.subscribe` is what every service's subscriptions go through: the app
 token check, the CloudEvent envelope, the message model and its money limits, the handler in
-the threadpool, the SUCCESS/RETRY/DROP answer and its log line. The handler here only records
-when the order arrived, as bench/baseline_app.py's bare subscriber does on `bench`.
+the threadpool, the SUCCESS/RETRY/DROP answer, its count and its log line (JSON, at INFO, as
+every app writes them: build_app's logging and metrics). The handler here only records when the
+order arrived, as bench/baseline_app.py's bare subscriber does on `bench`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from fastapi import FastAPI
 
 from contracts.messages import OrderPlaced
 from plumbing.gateway import Gateway
+from plumbing.logs import configure_logging
+from plumbing.metrics import Metrics
 from plumbing.settings import ServiceSettings
 from plumbing.subscriptions import Answer, subscribe
 
@@ -25,9 +28,11 @@ TOPIC = "bench-ours"
 
 def create_app() -> FastAPI:
     settings = ServiceSettings.from_env("benchours")
+    configure_logging(settings.app_id, log_format=settings.log_format)
     arrivals: dict[str, float] = {}
     app = FastAPI()
     app.state.audit = None  # refusals are audited; nothing here is refused
+    app.state.metrics = Metrics()
 
     def no_gateway() -> Gateway:
         raise RuntimeError("the benchmark's messages are never dropped")

@@ -1,6 +1,6 @@
 """The benchmark: issue 13's six figures, each beside its bare-Dapr baseline on the same stack.
 
-    uv run python bench/run.py [--quick] [--orders 300] [--rounds 2]
+    uv run python bench/run.py [--quick] [--orders 300] [--rounds 2] [--replicas 2]
 
 Starts the three apps, a bare Dapr app (bench/baseline_app.py: the SDK and nothing of ours)
 and an app with one subscription through our helper (bench/ours_app.py), each under its own
@@ -14,15 +14,20 @@ counted, with rounds alternating between ours and bare:
   M3  decision POST -> order COMPLETED, p50/p95/p99, decisions posted at a fixed rate (half of
       our M1 saturation, open loop) against the same hops done bare (publish, raise, an
       activity that publishes, raise, the activities our order runs after an approval);
-  M4  memory held per 1,000 orders waiting for a manager (RSS of every process plus Redis's
-      used memory), against bare workflows that wait the same way (two per order, each on an
-      event and a timer), and our apps' own share;
+  M4  memory held per 1,000 orders waiting for a manager (RSS of the side's apps and sidecars
+      and of the shared processes, plus Redis's used memory), against bare workflows that wait
+      the same way (two per order, each on an event and a timer), and where it is held (apps,
+      sidecars, scheduler, placement, sentry, Redis). Each side first starts a smaller wave of
+      its own that is not counted, so neither pays alone for what every process allocates
+      once (RSS never shrinks);
   M5  purging finished instances: our bulk job against a bare sequential purge loop;
   M6  one delivery through our subscription helper against a bare subscriber: latency one by
       one, and throughput in a burst.
 
-Prints a table and writes bench/results/<date>.json. Numbers are for this machine and this
-run, with whatever else it was doing; they are not assertions.
+With --replicas N, M1 is measured again afterwards on a second stack running N replicas of
+each app, ours and bare alike ("M1 with N replicas"; the other figures run once, on one
+replica). Prints a table and writes bench/results/<date>.json. Numbers are for this machine
+and this run, with whatever else it was doing; they are not assertions.
 """
 
 from __future__ import annotations
@@ -42,7 +47,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.figures import ADMIN, Bench, wf_client  # noqa: E402
+from bench.figures import ADMIN, BARE, OURS, Bench, wf_client  # noqa: E402
+from bench.report import show, table  # noqa: E402
 from devstack.stack import Stack  # noqa: E402
 
 EXTRA_APPS = {
@@ -51,6 +57,13 @@ EXTRA_APPS = {
     "benchours": ("ours_app.py", "bench-ours"),
 }
 GOALS = {"M1": 1.0, "M2": 1.3, "M3 p50": 1.5, "M3 p99": 3.0, "M4": 1.2, "M5": 2.0, "M6": 1.2}
+COUNTS = {  # option: (a full run's, --quick's)
+    "orders": (300, 40),
+    "decisions": (60, 10),
+    "waiting": (500, 40),
+    "deliveries": (300, 40),
+    "rounds": (2, 1),
+}
 
 
 def run_file(tmp: Path) -> Path:
@@ -139,14 +152,24 @@ def best(results: list[dict[str, Any]], key: str, low: bool = False) -> Any:
     return min(values) if low else max(values)
 
 
+def mean(results: list[Any]) -> Any:
+    """The mean over rounds of each number in these (nested) dicts."""
+    if isinstance(results[0], dict):
+        return {key: mean([r[key] for r in results]) for key in results[0]}
+    return sum(results) / len(results)
+
+
 def figures(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     say = print
     say("warm-up (not counted)")
     for side in ("ours", "bare"):
         bench.burst(side, 20)
         bench.deliveries(side, 20, 5)
-    say(f"M4: {args.waiting} orders waiting for a manager, ours then bare")
-    m4 = {side: bench.waiting(side, args.waiting) for side in ("ours", "bare")}
+    warm = max(10, args.waiting // 5)
+    say(f"M4: {warm} waiting orders a side (not counted), then {args.waiting} a side and round")
+    for side in ("ours", "bare"):
+        bench.start_waiting(side, warm)
+    m4 = alternate(args.rounds, lambda side: bench.waiting(side, args.waiting))
     say(f"M1/M2: bursts of {args.orders} auto-approved orders, {args.rounds} rounds")
     m1 = alternate(args.rounds, lambda side: bench.burst(side, args.orders))
     saturation = best(m1["ours"], "throughput")
@@ -170,7 +193,8 @@ def figures(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
         "M2": {s: best(m1[s], "cpu_per_order", low=True) for s in m1},
         "M3": {s: min((x for x in m3[s]), key=lambda x: x.p50).__dict__ for s in m3},
         "M3 rate": rate,
-        "M4": m4,
+        "M4": {s: mean(m4[s]) for s in m4},  # rounds alternate who goes first: the mean
+        "M4 rounds": m4,
         "M5": {"ours": ours_purge, "bare": bare_purge},
         "M6": {
             s: {
@@ -184,104 +208,45 @@ def figures(bench: Bench, args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def table(f: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:
-    """(figure, ours, bare, ratio, goal) rows; ratios are ours/bare, higher-is-better ones
-    inverted so that every ratio reads 'how many times bare'."""
-    m3o, m3b = f["M3"]["ours"], f["M3"]["bare"]
-    m4o, m4b = f["M4"]["ours"], f["M4"]["bare"]
-    m6o, m6b = f["M6"]["ours"], f["M6"]["bare"]
-    ms = 1000
-    return [
-        (
-            "M1 orders/s (burst)",
-            f"{f['M1']['ours']:.1f}",
-            f"{f['M1']['bare']:.1f}",
-            f"{f['M1']['ours'] / f['M1']['bare']:.2f}x",
-            ">= 1.0x",
-        ),
-        (
-            "M2 CPU ms per order",
-            f"{f['M2']['ours'] * ms:.0f}",
-            f"{f['M2']['bare'] * ms:.0f}",
-            f"{f['M2']['ours'] / f['M2']['bare']:.2f}x",
-            "<= 1.3x",
-        ),
-        (
-            f"M3 decision->COMPLETED p50 ms at {f['M3 rate']:.1f}/s",
-            f"{m3o['p50'] * ms:.0f}",
-            f"{m3b['p50'] * ms:.0f}",
-            f"{m3o['p50'] / m3b['p50']:.2f}x",
-            "<= 1.5x",
-        ),
-        (
-            "M3 p95 ms",
-            f"{m3o['p95'] * ms:.0f}",
-            f"{m3b['p95'] * ms:.0f}",
-            f"{m3o['p95'] / m3b['p95']:.2f}x",
-            "",
-        ),
-        (
-            "M3 p99 ms",
-            f"{m3o['p99'] * ms:.0f}",
-            f"{m3b['p99'] * ms:.0f}",
-            f"{m3o['p99'] / m3b['p99']:.2f}x",
-            "<= 3x",
-        ),
-        (
-            "M4 MiB per 1,000 waiting orders",
-            f"{m4o['all_mib_per_1000']:.0f}",
-            f"{m4b['all_mib_per_1000']:.0f}",
-            f"{m4o['all_mib_per_1000'] / max(m4b['all_mib_per_1000'], 0.1):.2f}x",
-            "<= 1.2x",
-        ),
-        (
-            "M4 our apps' own share, MiB",
-            f"{m4o['apps_mib_per_1000']:.1f}",
-            f"{m4b['apps_mib_per_1000']:.1f}",
-            "",
-            "<= 10 MiB",
-        ),
-        (
-            f"list {f['listing']['instances']} instances with status, ms",
-            f"{f['listing']['ours'] * ms:.0f}",
-            f"{f['listing']['bare'] * ms:.0f}",
-            f"{f['listing']['ours'] / f['listing']['bare']:.2f}x",
-            "",
-        ),
-        (
-            "M5 purge, instances/s",
-            f"{f['M5']['ours']:.0f}",
-            f"{f['M5']['bare']:.0f}",
-            f"{f['M5']['ours'] / f['M5']['bare']:.2f}x",
-            ">= 2x",
-        ),
-        (
-            "M6 delivery latency p50 ms",
-            f"{m6o['latency'] * ms:.1f}",
-            f"{m6b['latency'] * ms:.1f}",
-            f"{m6o['latency'] / m6b['latency']:.2f}x",
-            "<= 1.2x",
-        ),
-        (
-            "M6 deliveries/s (burst)",
-            f"{m6o['throughput']:.0f}",
-            f"{m6b['throughput']:.0f}",
-            f"{m6o['throughput'] / m6b['throughput']:.2f}x",
-            ">= 0.8x",
-        ),
-    ]
+def replicated_m1(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    """M1 (and M2) again, on a stack with `args.replicas` replicas of each app."""
+    print(f"M1 with {args.replicas} replicas: warm-up (not counted), then {args.rounds} rounds")
+    with stack, httpx.Client(timeout=60) as http:
+        bench = Bench(stack, http)
+        for side in ("ours", "bare"):
+            bench.burst(side, 20)
+        m1 = alternate(args.rounds, lambda side: bench.burst(side, args.orders))
+    return {s: best(m1[s], "throughput") for s in m1} | {
+        "cpu_per_order": {s: best(m1[s], "cpu_per_order", low=True) for s in m1},
+        "replicas": args.replicas,
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--quick", action="store_true", help="small counts, one round (< 1 min)")
-    parser.add_argument("--orders", type=int, default=300, help="M1: orders per burst")
-    parser.add_argument("--decisions", type=int, default=60, help="M3: decisions per round")
-    parser.add_argument("--waiting", type=int, default=500, help="M4: waiting orders")
-    parser.add_argument("--deliveries", type=int, default=300, help="M6: messages per burst")
-    parser.add_argument("--rounds", type=int, default=2, help="rounds per figure, alternated")
+    parser.add_argument(
+        "--quick", action="store_true", help="small counts, one round (< 1 min); options win"
+    )
+    for option, what in [
+        ("orders", "M1: orders per burst"),
+        ("decisions", "M3: decisions per round"),
+        ("waiting", "M4: waiting orders per side and round"),
+        ("deliveries", "M6: messages per burst"),
+        ("rounds", "rounds per figure, alternated"),
+    ]:
+        full, quick = COUNTS[option]
+        parser.add_argument(
+            f"--{option}", type=int, help=f"{what} (default {full}; with --quick {quick})"
+        )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="then M1 again with N replicas of each app, ours and bare (default 1: not again)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results")
     parser.add_argument(
         "--run-dir",
@@ -289,24 +254,31 @@ def main() -> int:
         help="keep the stack's logs and data here (default: a temporary dir)",
     )
     args = parser.parse_args()
-    if args.quick:
-        args.orders, args.decisions, args.waiting, args.deliveries, args.rounds = 40, 10, 40, 40, 1
+    for option, (full, quick) in COUNTS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, quick if args.quick else full)
+    if args.replicas < 1:
+        parser.error("--replicas: one or more")
     started = datetime.now(UTC)
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(
-            run_file=run_file(Path(tmp)),
-            run_dir=args.run_dir or Path(tmp) / "run",
-            free_ports=True,
-            component_metadata=scopes_with_bench_apps(),
-            also_scope=tuple(EXTRA_APPS),
-        )
-        with stack, httpx.Client(timeout=60) as http:
-            found = figures(Bench(stack, http), args)
+        run_dir = args.run_dir or Path(tmp) / "run"
+
+        def stack(replicas: int) -> Stack:
+            return Stack(
+                run_file=run_file(Path(tmp)),
+                run_dir=run_dir if replicas == 1 else run_dir / f"replicas-{replicas}",
+                free_ports=True,
+                component_metadata=scopes_with_bench_apps(),
+                also_scope=tuple(EXTRA_APPS),
+                replicas=dict.fromkeys((*OURS, *BARE), replicas),
+            )
+
+        with stack(1) as one, httpx.Client(timeout=60) as http:
+            found = figures(Bench(one, http), args)
+        if args.replicas > 1:
+            found[f"M1 with {args.replicas} replicas"] = replicated_m1(stack(args.replicas), args)
     rows = table(found)
-    width = max(len(r[0]) for r in rows)
-    print(f"\n{'figure':<{width}}  {'ours':>8}  {'bare':>8}  {'ratio':>7}  goal")
-    for name, ours, bare, ratio, goal in rows:
-        print(f"{name:<{width}}  {ours:>8}  {bare:>8}  {ratio:>7}  {goal}")
+    show(rows, found)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / f"{started:%Y-%m-%dT%H%M%SZ}{'-quick' if args.quick else ''}.json"
     record = {

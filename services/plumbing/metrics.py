@@ -82,6 +82,7 @@ class Metrics:
             ["topic", "verdict"],
             registry=r,
         )
+        self._answers: dict[tuple[str, str], Counter] = {}
         self.notifications = Counter(
             "notifications",
             "Notification deliveries by channel and result (delivered, failed)",
@@ -107,6 +108,15 @@ class Metrics:
             self.orders_received.inc()
         elif status in FINISHED:
             self.orders_finished.labels(outcome=status).inc()
+
+    def answered(self, topic: str, verdict: str) -> None:
+        """Count an answer to a delivery. The labelled child is kept: `labels()` costs more
+        than the count itself, and this runs once per delivery."""
+        child = self._answers.get((topic, verdict))
+        if child is None:  # two deliveries racing here get the same child from the client
+            child = self.subscription_answers.labels(topic=topic, verdict=verdict)
+            self._answers[(topic, verdict)] = child
+        child.inc()
 
     def dead_letter(self, topic: str, reason: str) -> None:
         self.dead_letters.labels(topic=topic, reason=reason).inc()

@@ -152,6 +152,19 @@ def make_endpoint(
         except (AuditUnavailable, GatewayError):
             log.warning("could not audit a refused delivery on %s", topic)
 
+    # Hoisted out of the delivery: settings and their policy are frozen, so the limits a
+    # message is checked under are the same for every delivery on this topic.
+    checked_under = limits or settings.policy.limits
+    unmetered: list[Metrics] = []  # what an app without metrics counts into (nobody reads it)
+
+    def metrics_of(request: Request) -> Metrics:
+        metrics: Metrics | None = getattr(request.app.state, "metrics", None)
+        if metrics is not None:  # build_app makes them
+            return metrics
+        if not unmetered:
+            unmetered.append(Metrics())
+        return unmetered[0]
+
     async def endpoint(request: Request) -> JSONResponse:
         audit: AuditLog = request.app.state.audit
         refused = require_app_token(request, settings.app_api_token)
@@ -166,9 +179,7 @@ def make_endpoint(
         order_id: str | None = None  # what the log lines are about, once known
         try:
             verifier = signed_by() if signed_by is not None else None
-            event_id, message = unwrap(
-                body, model, limits or settings.policy.limits, verifier, signed_if
-            )
+            event_id, message = unwrap(body, model, checked_under, verifier, signed_if)
         except Unverified as exc:
             event_id, answer, kind = exc.event_id, Answer.drop(str(exc)), "unsigned"
             # Came through the sidecar: whoever published it is unknown, so count per topic.
@@ -196,9 +207,8 @@ def make_endpoint(
                     "topic %s: handler failed on event %s; asking for a retry", topic, event_id
                 )
                 answer = Answer.retry("unexpected error")
-        # The app's metrics (build_app makes them); an app without them counts nothing.
-        metrics: Metrics = getattr(request.app.state, "metrics", None) or Metrics()
-        metrics.subscription_answers.labels(topic=topic, verdict=answer.verdict.value).inc()
+        metrics = metrics_of(request)
+        metrics.answered(topic, answer.verdict.value)
         if answer.verdict is Verdict.DROP:
             metrics.dead_letter(topic, "refused" if answer.audited else kind)
             await run_in_threadpool(record_drop, event_id, answer.reason)
@@ -212,15 +222,16 @@ def make_endpoint(
                 event_id,
             )
         level = logging.INFO if answer.verdict is Verdict.SUCCESS else logging.WARNING
-        with bound(order_id=order_id):
-            log.log(
-                level,
-                "topic %s event %s -> %s%s",
-                topic,
-                event_id,
-                answer.verdict,
-                f" ({answer.reason})" if answer.reason else "",
-            )
+        if log.isEnabledFor(level):  # the line and its ids are built only to be written
+            with bound(order_id=order_id):
+                log.log(
+                    level,
+                    "topic %s event %s -> %s%s",
+                    topic,
+                    event_id,
+                    answer.verdict,
+                    f" ({answer.reason})" if answer.reason else "",
+                )
         return JSONResponse({"status": answer.verdict.value, "reason": answer.reason})
 
     endpoint.__name__ = f"on_{topic.replace('-', '_')}"

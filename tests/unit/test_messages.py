@@ -4,6 +4,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
+from cloudevents.core.formats.json import JSONFormat
 from pydantic import ValidationError
 
 from contracts.envelope import (
@@ -11,6 +12,7 @@ from contracts.envelope import (
     BadEnvelope,
     BadPayload,
     TooDeep,
+    envelope,
     load_json,
     nesting_depth,
     unwrap,
@@ -204,6 +206,45 @@ def test_unwrap_refuses_what_can_never_succeed(body: bytes, error: type, says: s
         unwrap(body, OrderPlaced)
 
 
+HEAD = '"id": "e-1", "source": "s", "type": "t"'
+
+
+@pytest.mark.parametrize(
+    "rest",
+    [
+        ', "specversion": "1.0", "time": "2026-11-23T22:18:25.456853Z", "data": {"a": 1}',
+        ', "specversion": "1.0", "time": "2026-11-23T22:18:25+01:00", "data": "text"',
+        ', "specversion": "1.0", "time": "2026-11-23T22:18:25.123456789Z"',
+        ', "specversion": "1.0", "time": "2026-11-23"',
+        ', "specversion": "1.0", "time": "2026-02-30T10:00:00Z"',
+        ', "specversion": "1.0", "time": "2026-11-23T24:00:00Z"',
+        ', "specversion": "1.0", "time": null',
+        ', "specversion": "1.0", "time": 5',
+        ', "specversion": "1.0", "data_base64": "aGk="',
+        ', "specversion": "1.0", "data": null, "data_base64": "aGk="',
+        ', "specversion": "1.0", "traceparent": "00-ab-cd-01", "signature": "x"',
+        ', "specversion": "1.0", "Bad_Name": 1',
+        ', "time": "2026-11-23T22:18:25Z"',
+        ', "specversion": "0.3", "datacontentencoding": "base64", "data": "aGk="',
+        ', "specversion": "2.0"',
+    ],
+)
+def test_the_envelope_reads_what_the_cloudevents_library_reads(rest: str) -> None:
+    # envelope() builds the usual event from the body it parsed once; the rest goes to the
+    # library: either way, the same attributes and data, or a refusal where it refuses.
+    body = f"{{{HEAD}{rest}}}".encode()
+    try:
+        event = JSONFormat().read(None, body)
+    except Exception:
+        with pytest.raises(BadEnvelope, match=r"not a CloudEvents 1\.0 envelope:"):
+            envelope(body)
+        return
+    got, read = envelope(body), {**event.get_attributes(), "data": event.get_data()}
+    if '"time"' not in rest:  # each reading stamps an event without a time with its own now
+        del got["time"], read["time"]
+    assert got == read
+
+
 def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
@@ -213,6 +254,7 @@ def test_nesting_depth_counts_brackets_outside_strings_only() -> None:
     assert nesting_depth(nested(MAX_DEPTH)) == MAX_DEPTH
     assert nesting_depth('"unterminated [[[[') == 0
     assert load_json(nested(MAX_DEPTH)) is not None
+    assert load_json(json.dumps({"a": "[" * 100})) == {"a": "[" * 100}  # brackets in a string
 
 
 @pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 100, 100_000])
