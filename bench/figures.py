@@ -152,6 +152,16 @@ class Bench:
         return 1.0 if view.status_code == 200 and view.json()["status"] == "pending" else None
 
     def decisions(self, side: str, ids: list[str], rate: float) -> measure.Spread:
+        sent, ended = self._decide(side, ids, rate)
+        return measure.Spread.of(measure.latencies(sent, ended))
+
+    def decision_saturation(self, side: str, ids: list[str]) -> float:
+        """Decisions to COMPLETED orders per second when all are posted at once."""
+        return measure.throughput(*self._decide(side, ids, None))
+
+    def _decide(
+        self, side: str, ids: list[str], rate: float | None
+    ) -> tuple[dict[str, float], dict[str, float]]:
         if side == "ours":
             approvals = self.stack.apps["approvals"].app_url
             client = wf_client(self.stack, "orders")
@@ -170,7 +180,7 @@ class Bench:
                 self.http.post(f"{base}/decide/{oid}").raise_for_status()
 
         sent = measure.open_loop(ids, rate, send)
-        return measure.Spread.of(measure.latencies(sent, measure.completions(client, instances)))
+        return sent, measure.completions(client, instances)
 
     # M4: memory held by orders waiting for a manager.
 
