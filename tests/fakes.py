@@ -24,7 +24,7 @@ from contracts.messages import (
     OrderStatusChanged,
 )
 from contracts.signing import Signer, new_key_pair
-from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
+from plumbing.gateway import Conflict, Gateway, GatewayError, InstanceState, NotFound, Transient
 from plumbing.health import SidecarReadiness
 from plumbing.settings import ServiceSettings
 
@@ -99,6 +99,13 @@ class FakeStateStore:
             self.data.pop(key, None)
             self.first_written.discard(key)
 
+    def delete_many(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._check(key)
+            for key in keys:
+                self.delete(key)
+
 
 @dataclass
 class FakeWorkflows:
@@ -108,6 +115,8 @@ class FakeWorkflows:
     scheduled: list[tuple[str, str, Any]] = field(default_factory=list)
     raised: list[tuple[str, str, Any]] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
+    # Every purge asked for, in order, whether or not it found the instance.
+    purges: list[str] = field(default_factory=list)
     # History rows per instance (as plumbing.history makes them); one start event otherwise.
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -158,9 +167,17 @@ class FakeWorkflows:
         self._check("resume")
         self._move(instance_id, "RUNNING")
 
-    def purge(self, instance_id: str) -> bool:
+    def purge(self, instance_id: str, recursive: bool = True) -> bool:
+        """As Dapr: an instance that has not finished is refused, a missing one not found."""
         self._check("purge")
-        return self.instances.pop(instance_id, None) is not None
+        self.purges.append(instance_id)
+        st = self.instances.get(instance_id)
+        if st is None:
+            raise NotFound(f"purge {instance_id}: not found")
+        if st.status not in {"COMPLETED", "FAILED", "TERMINATED"}:
+            raise GatewayError(f"purge {instance_id}: workflow is not completed")
+        del self.instances[instance_id]
+        return True
 
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
         return self.instances.get(instance_id)

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path, Request
 
 from control import jobs
 from control.auditing import audit_log, audited
+from control.bulk import Keeper
 from plumbing.auth import Admin, Reader
 from plumbing.gateway import Gateway, NotFound
 
 
-def job_router(keep: jobs.Keeper) -> APIRouter:
+def job_router(keep: Keeper) -> APIRouter:
     """The bulk-job routes; `keep` keeps each instance's business outcome before it goes."""
     router = APIRouter(prefix="/workflows", tags=["workflow management"])
 
