@@ -19,6 +19,7 @@ from typing import Any
 
 from control import instances
 from plumbing.gateway import Gateway, GatewayError, InstanceState, workflows_of
+from plumbing.tracing import untraced
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +74,12 @@ def run_chunk(
 
 def _attempt(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper, settled: bool) -> str:
     try:
-        if job["action"] == "terminate":
-            return _terminate(gateway, job, iid, keep)
-        if settled:
-            return _purge_settled(gateway, iid)
-        return _purge(gateway, job, iid, keep)
+        with untraced():
+            if job["action"] == "terminate":
+                return _terminate(gateway, job, iid, keep)
+            if settled:
+                return _purge_settled(gateway, iid)
+            return _purge(gateway, job, iid, keep)
     except GatewayError as exc:
         return f"failed: {exc}"[:300]
 

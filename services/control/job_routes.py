@@ -43,7 +43,11 @@ def job_router(keep: Keeper) -> APIRouter:
         job = jobs.load(gateway.state, job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
-        if job["status"] != "done" and jobs.resume(gateway, audit_log(request), keep):
+        if (
+            job["status"] != "done"
+            and jobs.lease_over(job)
+            and jobs.resume(gateway, audit_log(request), keep)
+        ):
             job = jobs.load(gateway.state, job_id) or job
         return jobs.public(job)
 

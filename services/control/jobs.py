@@ -140,7 +140,7 @@ def resume(gateway: Gateway, audit: AuditLog, keep: Keeper = NOTHING_TO_KEEP) ->
         job = load(gateway.state, job_id)
         if job is None or job["status"] == "done":
             _running(gateway.state, remove=job_id)
-        elif _lease_over(job) and launch(gateway, audit, job_id, keep):
+        elif lease_over(job) and launch(gateway, audit, job_id, keep):
             log.warning(
                 "%s: its runner stopped; resuming at %d/%d", job_id, job["done"], job["total"]
             )
@@ -170,7 +170,8 @@ def keep_resuming(gateway: Gateway, audit: AuditLog, keep: Keeper = NOTHING_TO_K
         timer.start()
 
 
-def _lease_over(job: dict[str, Any], now: datetime | None = None) -> bool:
+def lease_over(job: dict[str, Any], now: datetime | None = None) -> bool:
+    """Whether the job's runner stopped renewing its lease (or none holds it)."""
     until = job.get("lease_until")
     return until is None or datetime.fromisoformat(until) <= (now or datetime.now(UTC))
 
@@ -185,7 +186,7 @@ def _take(state: StateStore, job_id: str, runner: str) -> dict[str, Any] | None:
         taken = None
         if job is None or job["status"] == "done":
             return None
-        if job.get("runner") not in (None, runner) and not _lease_over(job):
+        if job.get("runner") not in (None, runner) and not lease_over(job):
             return None
         until = rfc3339(datetime.now(UTC) + JOB_LEASE)
         again = int(job.get("runner") not in (None, runner))
