@@ -73,6 +73,10 @@ class FakeStateStore:
         with self._lock:
             return {k: copy.deepcopy(self.data[k][0]) for k in keys if k in self.data}
 
+    def get_many_with_etags(self, keys: list[str]) -> dict[str, tuple[Any, str]]:
+        with self._lock:
+            return {k: copy.deepcopy(self.data[k]) for k in keys if k in self.data}
+
     def put(self, key: str, value: Any, etag: str | None = None) -> None:
         with self._lock:
             self._check(key)
@@ -99,11 +103,17 @@ class FakeStateStore:
             self.data.pop(key, None)
             self.first_written.discard(key)
 
-    def delete_many(self, keys: list[str]) -> None:
+    def transact(self, puts: dict[str, tuple[Any, str]], deletes: list[str]) -> None:
+        """All or nothing, as PostgreSQL does (Redis makes the changes it can: see the gateway)."""
         with self._lock:
-            for key in keys:
+            for key in [*puts, *deletes]:
                 self._check(key)
-            for key in keys:
+            for key, (_, etag) in puts.items():
+                if key not in self.data or self.data[key][1] != etag:
+                    raise Conflict(f"etag mismatch on {key}")
+            for key, (value, etag) in puts.items():
+                self.put(key, value, etag)
+            for key in deletes:
                 self.delete(key)
 
 

@@ -131,15 +131,12 @@ def _terminate(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) ->
     return "terminated"
 
 
-def reindex(
-    gateway: Gateway, job_id: str, results: dict[str, str], pool: Executor | None = None
-) -> None:
-    """Bring the instance index up to date with these results (its shards side by side on
-    `pool` if given)."""
+def reindex(gateway: Gateway, job_id: str, results: dict[str, str]) -> None:
+    """Bring the instance index up to date with these results."""
     gone = [i for i, r in results.items() if r in ("purged", "gone")]
     terminated = [i for i, r in results.items() if r == "terminated"]
     try:
-        instances.forget_many(gateway.state, gone, pool)
+        instances.forget_many(gateway.state, gone)
         for iid in terminated:
             instances.set_status(gateway.state, iid, "TERMINATED")
     except GatewayError as exc:  # the index is rebuilt by reconcile; the job goes on

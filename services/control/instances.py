@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import zlib
 from collections.abc import Callable
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from plumbing.gateway import Gateway, StateStore, Workflows, schedule_once
-from plumbing.state import update
+from plumbing.state import update, update_many
 from plumbing.tracing import current_trace_id
 from plumbing.workflow import now
 
@@ -150,23 +149,21 @@ def set_status(state: StateStore, instance_id: str, status: str) -> None:
         track(state, instance_id, current["name"], status, datetime.now(UTC))
 
 
-def forget_many(state: StateStore, instance_ids: list[str], pool: Executor | None = None) -> None:
-    """Drop several instances from the index: one transaction for their documents (per 100),
-    then one write per touched shard, side by side on `pool` if given."""
-    state.delete_many([_key(iid) for iid in instance_ids])
-    by_shard: dict[str, set[str]] = {}
-    for iid in instance_ids:
-        by_shard.setdefault(_shard(iid), set()).add(iid)
+def forget_many(state: StateStore, instance_ids: list[str]) -> None:
+    """Drop several instances from the index: their documents and their ids in the shards, in
+    one transaction per 80 instances."""
+    for start in range(0, len(instance_ids), 80):
+        some = instance_ids[start : start + 80]
+        by_shard: dict[str, set[str]] = {}
+        for iid in some:
+            by_shard.setdefault(_shard(iid), set()).add(iid)
 
-    def drop_from(shard: str) -> None:
-        def drop(ids: list[str] | None) -> list[str] | None:
-            if not ids or not by_shard[shard] & set(ids):
+        def drop(shard: str, ids: list[str], gone: dict[str, set[str]] = by_shard) -> Any:
+            if not gone[shard] & set(ids):
                 return None
-            return [i for i in ids if i not in by_shard[shard]]
+            return [i for i in ids if i not in gone[shard]]
 
-        update(state, shard, drop)
-
-    list((pool.map if pool else map)(drop_from, by_shard))
+        update_many(state, sorted(by_shard), drop, deletes=[_key(iid) for iid in some])
 
 
 def forget(state: StateStore, instance_id: str) -> None:

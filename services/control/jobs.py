@@ -37,8 +37,6 @@ JOB_CHUNK = 64
 # Instances handled side by side. Purges are a round trip each through the sidecar: a bare loop
 # waits for each in turn; 16 at a time keep the sidecar busy (docs/operations.md, "Performance").
 JOB_WORKERS = 16
-# The index is brought up to date every so many instances: each time costs a write per shard.
-INDEX_EVERY = 256
 # How long a job is held without news from its runner before another may take it up: a chunk
 # takes well under a second; a runner that is alive renews it after every chunk.
 JOB_LEASE = timedelta(seconds=30)
@@ -246,21 +244,19 @@ def run_job(
         for start in range(0, len(todo), JOB_CHUNK):
             done = bulk.run_chunk(gateway, job, todo[start : start + JOB_CHUNK], keep, pool)
             results |= done
-            unindexed |= done
             for result in done.values():
                 progress.labels(action=job["action"], result=result_kind(result)).inc()
-            if len(unindexed) >= INDEX_EVERY:
-                if indexing is not None:
-                    indexing.result()
-                # The index catches up on a worker while the next chunk goes on.
-                indexing = pool.submit(bulk.reindex, gateway, job_id, unindexed)
-                unindexed = {}
+            if indexing is not None:
+                indexing.result()
+            # The index catches up on a worker while the next chunk goes on.
+            indexing = pool.submit(bulk.reindex, gateway, job_id, unindexed | done)
+            unindexed = {}
             if not _save(gateway, job_id, runner, results, finished=False):
                 log.warning("%s: taken over by another runner; this one stops", job_id)
                 return
         if indexing is not None:
             indexing.result()
-        bulk.reindex(gateway, job_id, unindexed, pool)
+    bulk.reindex(gateway, job_id, unindexed)
     if not _save(gateway, job_id, runner, results, finished=True):
         return
     _running(gateway.state, remove=job_id)

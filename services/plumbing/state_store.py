@@ -1,5 +1,5 @@
 """The gateway's state concern: JSON values in a Dapr state store, with etags, an atomic first
-write, and deletes of many keys in one transaction."""
+write, and transactions over many keys."""
 
 from __future__ import annotations
 
@@ -25,14 +25,18 @@ class DaprStateStore:
 
     def get_many(self, keys: list[str]) -> dict[str, Any]:
         """The values of the keys that exist, in one round trip per 100 keys."""
-        found: dict[str, Any] = {}
+        return {k: value for k, (value, _) in self.get_many_with_etags(keys).items()}
+
+    def get_many_with_etags(self, keys: list[str]) -> dict[str, tuple[Any, str]]:
+        """The values and etags of the keys that exist, in one round trip per 100 keys."""
+        found: dict[str, tuple[Any, str]] = {}
         for start in range(0, len(keys), 100):
             chunk = keys[start : start + 100]
             with _translated(f"get {len(chunk)} keys", self._via):
                 items = self._client.get_bulk_state(self._store, chunk, parallelism=8).items
             for item in items:
                 if item.data:
-                    found[item.key] = json.loads(item.data)
+                    found[item.key] = (json.loads(item.data), item.etag)
         return found
 
     def put(self, key: str, value: Any, etag: str | None = None) -> None:
@@ -62,15 +66,15 @@ class DaprStateStore:
         with _translated(f"delete state {key}", self._via):
             self._client.delete_state(self._store, key)
 
-    def delete_many(self, keys: list[str]) -> None:
-        """Delete the keys (those that exist), in one transaction per 100 keys."""
-        from dapr.clients.grpc._request import TransactionalStateOperation, TransactionOperationType
+    def transact(self, puts: dict[str, tuple[Any, str]], deletes: list[str]) -> None:
+        """Write (each value under the etag it was read with) and delete, in one transaction.
 
-        for start in range(0, len(keys), 100):
-            chunk = keys[start : start + 100]
-            ops = [
-                TransactionalStateOperation(key=k, operation_type=TransactionOperationType.delete)
-                for k in chunk
-            ]
-            with _translated(f"delete {len(chunk)} keys", self._via):
-                self._client.execute_state_transaction(self._store, ops)
+        A stale etag raises Conflict. Redis has then made the other changes (it cannot roll a
+        transaction back), PostgreSQL none: either way, read again and redo what is left."""
+        from dapr.clients.grpc._request import TransactionalStateOperation as Op
+        from dapr.clients.grpc._request import TransactionOperationType
+
+        ops = [Op(k, json.dumps(value), etag=etag) for k, (value, etag) in puts.items()]
+        ops += [Op(k, operation_type=TransactionOperationType.delete) for k in deletes]
+        with _translated(f"write {len(puts)} and delete {len(deletes)} keys", self._via):
+            self._client.execute_state_transaction(self._store, ops)
