@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -58,18 +58,32 @@ def as_terminated(state: InstanceState, output: dict[str, Any]) -> InstanceState
     return replace(state, status="TERMINATED", output=json.dumps(output))
 
 
-def run_chunk(
+# A chunk under way: each instance with the future of what happens to it.
+Started = list[tuple[str, Future[str]]]
+
+
+def start_chunk(
     gateway: Gateway, job: dict[str, Any], chunk: list[str], keep: Keeper, pool: Executor
-) -> dict[str, str]:
-    """What happened to each instance of the chunk, its instances handled side by side."""
+) -> Started:
+    """Set the chunk's instances going on the pool, side by side."""
     settled: set[str] = set()
     if job["action"] == "purge" and not job["dry_run"]:
         try:
             settled = keep.settled(gateway, chunk)
         except GatewayError as exc:  # then each is read and kept first, as any other
             log.warning("%s: outcomes not checked in bulk: %s", job["job_id"], exc)
-    found = pool.map(lambda iid: _attempt(gateway, job, iid, keep, iid in settled), chunk)
-    return dict(zip(chunk, found, strict=True))
+    return [(i, pool.submit(_attempt, gateway, job, i, keep, i in settled)) for i in chunk]
+
+
+def results_of(started: Started) -> dict[str, str]:
+    """What happened to each instance of a chunk, once it has."""
+    return {iid: future.result() for iid, future in started}
+
+
+def stop(started: Started) -> None:
+    """Drop what of a chunk has not begun; what has, ends."""
+    for _, future in started:
+        future.cancel()
 
 
 def _attempt(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper, settled: bool) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -230,19 +231,26 @@ def run_job(
     gateway: Gateway, audit: AuditLog, job_id: str, runner: str, keep: Keeper = NOTHING_TO_KEEP
 ) -> None:
     """Work through the targets not done yet in chunks, saving progress and renewing the lease
-    after each chunk; stop if another runner took the job over."""
+    after each chunk; stop if another runner took the job over. The next chunk is under way
+    while one ends and is saved, as long as the lease renewed last has most of its time left."""
     job = load(gateway.state, job_id)
     if job is None:
         return
     results: dict[str, str] = dict(job["results"])
     progress = gateway.metrics.bulk_job_instances
     todo = [t for t in job["targets"] if t not in results]
+    chunks = [todo[n : n + JOB_CHUNK] for n in range(0, len(todo), JOB_CHUNK)]
     # A runner that stopped may have left its last results out of the index: they go in again.
     unindexed: dict[str, str] = dict(results)
     indexing: Future[None] | None = None
+    renewed = time.monotonic()
     with ThreadPoolExecutor(max_workers=JOB_WORKERS) as pool:
-        for start in range(0, len(todo), JOB_CHUNK):
-            done = bulk.run_chunk(gateway, job, todo[start : start + JOB_CHUNK], keep, pool)
+        started = bulk.start_chunk(gateway, job, chunks[0], keep, pool) if chunks else []
+        for n in range(len(chunks)):
+            following: bulk.Started | None = None
+            if n + 1 < len(chunks) and time.monotonic() - renewed < JOB_LEASE.total_seconds() / 2:
+                following = bulk.start_chunk(gateway, job, chunks[n + 1], keep, pool)
+            done = bulk.results_of(started)
             results |= done
             for result in done.values():
                 progress.labels(action=job["action"], result=result_kind(result)).inc()
@@ -253,7 +261,12 @@ def run_job(
             unindexed = {}
             if not _save(gateway, job_id, runner, results, finished=False):
                 log.warning("%s: taken over by another runner; this one stops", job_id)
+                bulk.stop(following or [])
                 return
+            renewed = time.monotonic()
+            if following is None and n + 1 < len(chunks):
+                following = bulk.start_chunk(gateway, job, chunks[n + 1], keep, pool)
+            started = following or []
         if indexing is not None:
             indexing.result()
     bulk.reindex(gateway, job_id, unindexed)
