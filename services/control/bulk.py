@@ -102,13 +102,16 @@ def _purge_settled(gateway: Gateway, iid: str) -> str:
     """Purge an instance with nothing to keep; Dapr refuses one that has not finished."""
     wf = workflows_of(gateway)
     try:
-        # Our workflows start no child workflows (workflow_harness refuses them), so Dapr's
+        # Our workflows start no child workflows (their tests' harness refuses them), so Dapr's
         # search for children, a second read of the whole instance, is skipped.
         wf.purge(iid, recursive=False)
         return "purged"
     except GatewayError as exc:
         refused = exc
-    state = wf.state(iid)
+    try:  # why it was refused
+        state = wf.state(iid)
+    except GatewayError:
+        raise refused from None
     if state is None:
         return "gone"
     if state.status not in instances.TERMINAL:
