@@ -24,7 +24,7 @@ from contracts.messages import (
     OrderStatusChanged,
 )
 from contracts.signing import Signer, new_key_pair
-from plumbing.gateway import Conflict, Gateway, InstanceState, NotFound, Transient
+from plumbing.gateway import Conflict, Gateway, GatewayError, InstanceState, NotFound, Transient
 from plumbing.health import SidecarReadiness
 from plumbing.settings import ServiceSettings
 
@@ -73,6 +73,10 @@ class FakeStateStore:
         with self._lock:
             return {k: copy.deepcopy(self.data[k][0]) for k in keys if k in self.data}
 
+    def get_many_with_etags(self, keys: list[str]) -> dict[str, tuple[Any, str]]:
+        with self._lock:
+            return {k: copy.deepcopy(self.data[k]) for k in keys if k in self.data}
+
     def put(self, key: str, value: Any, etag: str | None = None) -> None:
         with self._lock:
             self._check(key)
@@ -99,6 +103,19 @@ class FakeStateStore:
             self.data.pop(key, None)
             self.first_written.discard(key)
 
+    def transact(self, puts: dict[str, tuple[Any, str]], deletes: list[str]) -> None:
+        """All or nothing, as PostgreSQL does (Redis makes the changes it can: see the gateway)."""
+        with self._lock:
+            for key in [*puts, *deletes]:
+                self._check(key)
+            for key, (_, etag) in puts.items():
+                if key not in self.data or self.data[key][1] != etag:
+                    raise Conflict(f"etag mismatch on {key}")
+            for key, (value, etag) in puts.items():
+                self.put(key, value, etag)
+            for key in deletes:
+                self.delete(key)
+
 
 @dataclass
 class FakeWorkflows:
@@ -108,6 +125,8 @@ class FakeWorkflows:
     scheduled: list[tuple[str, str, Any]] = field(default_factory=list)
     raised: list[tuple[str, str, Any]] = field(default_factory=list)
     failing: set[str] = field(default_factory=set)
+    # Every purge asked for, in order, whether or not it found the instance.
+    purges: list[str] = field(default_factory=list)
     # History rows per instance (as plumbing.history makes them); one start event otherwise.
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
@@ -158,9 +177,17 @@ class FakeWorkflows:
         self._check("resume")
         self._move(instance_id, "RUNNING")
 
-    def purge(self, instance_id: str) -> bool:
+    def purge(self, instance_id: str, recursive: bool = True) -> bool:
+        """As Dapr: an instance that has not finished is refused, a missing one not found."""
         self._check("purge")
-        return self.instances.pop(instance_id, None) is not None
+        self.purges.append(instance_id)
+        st = self.instances.get(instance_id)
+        if st is None:
+            raise NotFound(f"purge {instance_id}: not found")
+        if st.status not in {"COMPLETED", "FAILED", "TERMINATED"}:
+            raise GatewayError(f"purge {instance_id}: workflow is not completed")
+        del self.instances[instance_id]
+        return True
 
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
         return self.instances.get(instance_id)

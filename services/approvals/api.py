@@ -15,7 +15,7 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from pydantic import BaseModel, Field
 
 from approvals.domain import ApprovalView, UnknownApproval, check_can_decide, why_not_decide
-from approvals.readmodel import INDEX_KEY, list_index, load_view, save_view
+from approvals.readmodel import INDEX_KEY, list_index, load_view, save_view, view_key
 from approvals.workflows import (
     APPROVAL_WORKFLOW,
     CANCEL_EVENT,
@@ -173,6 +173,18 @@ def keep_ending(gateway: Gateway, state: InstanceState) -> None:
     save_view(gateway.state, view.model_copy(update=change))
 
 
+def ending_kept(gateway: Gateway, instance_ids: list[str]) -> set[str]:
+    """The approval workflows among these with no pending approval in the inbox: purging them
+    leaves nothing pending (`keep_ending` would change nothing)."""
+    keys = {
+        view_key(i.removeprefix(INSTANCE_PREFIX)): i
+        for i in instance_ids
+        if i.startswith(INSTANCE_PREFIX)
+    }
+    views = gateway.state.get_many(list(keys))
+    return {i for k, i in keys.items() if k not in views or views[k].get("status") != "pending"}
+
+
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
     """Mount the subscriptions and routes on the app."""
 
@@ -214,7 +226,9 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
         gateway.state.get(INDEX_KEY)[0] or {}, datetime.now(UTC)
     )
     rules = WorkflowRules(
-        started_by="an ApprovalRequested on the approval-requests topic", keep=keep_ending
+        started_by="an ApprovalRequested on the approval-requests topic",
+        keep=keep_ending,
+        kept=ending_kept,
     )
     mount_management(app, {APPROVAL_WORKFLOW: rules})
 

@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from plumbing.gateway import Gateway, StateStore, Workflows, schedule_once
-from plumbing.state import update
+from plumbing.state import update, update_many
 from plumbing.tracing import current_trace_id
 from plumbing.workflow import now
 
@@ -150,20 +150,20 @@ def set_status(state: StateStore, instance_id: str, status: str) -> None:
 
 
 def forget_many(state: StateStore, instance_ids: list[str]) -> None:
-    """Drop several instances from the index: one write per document and per touched shard."""
-    for iid in instance_ids:
-        state.delete(_key(iid))
-    by_shard: dict[str, set[str]] = {}
-    for iid in instance_ids:
-        by_shard.setdefault(_shard(iid), set()).add(iid)
-    for shard, gone in by_shard.items():
+    """Drop several instances from the index: their documents and their ids in the shards, in
+    one transaction per 80 instances."""
+    for start in range(0, len(instance_ids), 80):
+        some = instance_ids[start : start + 80]
+        by_shard: dict[str, set[str]] = {}
+        for iid in some:
+            by_shard.setdefault(_shard(iid), set()).add(iid)
 
-        def drop(ids: list[str] | None, gone: set[str] = gone) -> list[str] | None:
-            if not ids or not gone & set(ids):
+        def drop(shard: str, ids: list[str], gone: dict[str, set[str]] = by_shard) -> Any:
+            if not gone[shard] & set(ids):
                 return None
-            return [i for i in ids if i not in gone]
+            return [i for i in ids if i not in gone[shard]]
 
-        update(state, shard, drop)
+        update_many(state, sorted(by_shard), drop, deletes=[_key(iid) for iid in some])
 
 
 def forget(state: StateStore, instance_id: str) -> None:

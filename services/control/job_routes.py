@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path, Request
 
 from control import jobs
 from control.auditing import audit_log, audited
+from control.bulk import Keeper
 from plumbing.auth import Admin, Reader
 from plumbing.gateway import Gateway, NotFound
 
 
-def job_router(keep: jobs.Keeper) -> APIRouter:
+def job_router(keep: Keeper) -> APIRouter:
     """The bulk-job routes; `keep` keeps each instance's business outcome before it goes."""
     router = APIRouter(prefix="/workflows", tags=["workflow management"])
 
@@ -42,7 +43,11 @@ def job_router(keep: jobs.Keeper) -> APIRouter:
         job = jobs.load(gateway.state, job_id)
         if job is None:
             raise NotFound(f"no job {job_id!r}")
-        if job["status"] != "done" and jobs.resume(gateway, audit_log(request), keep):
+        if (
+            job["status"] != "done"
+            and jobs.lease_over(job)
+            and jobs.resume(gateway, audit_log(request), keep)
+        ):
             job = jobs.load(gateway.state, job_id) or job
         return jobs.public(job)
 

@@ -1,23 +1,22 @@
 """Bulk jobs over this app's workflow instances: purge or terminate many, with a dry run.
 
 A job is a record in the state store ("job:<id>") with its targets, its progress and what
-happened to each instance; the work runs in a thread of the app, 8 instances at a time, saving
-progress after each chunk. Each instance is re-read from Dapr before it is touched, so a job is
-safe to run again, and it is: the thread holds the job under a lease it renews with each
-chunk, and a job whose lease ran out (its app died) is taken up where it stopped by the next
-replica of the app that starts, once the lease runs out, or that is asked about it (`resume`,
-`keep_resuming`).
+happened to each instance; the work runs in a thread of the app, a chunk of 64 instances at a
+time, 16 side by side (control.bulk), saving progress after each chunk while the instance
+index catches up with the chunk before. What Dapr says about each instance decides what is
+done to it, so a job is safe to run again, and it is: the thread holds the job under a lease it
+renews with each chunk, and a job whose lease ran out (its app died) is taken up where it
+stopped by the next replica of the app that starts, once the lease runs out, or that is asked
+about it (`resume`, `keep_resuming`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
+import time
 import uuid
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
@@ -25,19 +24,22 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator
 
 from contracts.policy import parse_duration
 from contracts.timestamps import rfc3339
-from control import instances
+from control import bulk, instances
+from control.bulk import NOTHING_TO_KEEP, Keeper
 from plumbing.audit import AuditLog, AuditUnavailable
-from plumbing.gateway import Gateway, GatewayError, InstanceState, StateStore, workflows_of
+from plumbing.gateway import Gateway, GatewayError, StateStore
 from plumbing.metrics import result_kind
 from plumbing.state import update
 
 log = logging.getLogger(__name__)
 
 LONGEST = timedelta(days=36500)
-JOB_CHUNK = 25
-JOB_WORKERS = 8
+JOB_CHUNK = 64
+# Instances handled side by side. Purges are a round trip each through the sidecar: a bare loop
+# waits for each in turn; 16 at a time keep the sidecar busy (docs/operations.md, "Performance").
+JOB_WORKERS = 16
 # How long a job is held without news from its runner before another may take it up: a chunk
-# of 25 takes a second or two; a runner that is alive renews it after every chunk.
+# takes well under a second; a runner that is alive renews it after every chunk.
 JOB_LEASE = timedelta(seconds=30)
 RUNNING_JOBS = "jobs-running"  # the ids of the jobs not done yet
 MAX_LISTED = 1000  # instance ids one job may name
@@ -80,11 +82,6 @@ class JobBody(BaseModel):
         return value
 
 
-def terminated_output(who: str, reason: str) -> dict[str, Any]:
-    """The output of an instance an operator or a job terminated: never a business outcome."""
-    return {"terminated": True, "by": who, "reason": reason}
-
-
 def create(gateway: Gateway, body: JobBody, actor: str) -> tuple[dict[str, Any], list[str]]:
     """Choose the targets and save the job record; `launch` then runs it."""
     targets = select_targets(gateway, body, datetime.now(UTC))
@@ -125,21 +122,7 @@ def _running(state: StateStore, add: str | None = None, remove: str | None = Non
     return update(state, RUNNING_JOBS, change) or []
 
 
-# Keeps an instance's business outcome when it is terminated and before its history is purged
-# (WorkflowRules.keep).
-Keeper = Callable[[Gateway, InstanceState], None]
-
-
-def as_terminated(state: InstanceState, output: dict[str, Any]) -> InstanceState:
-    """The instance as it is once the terminate it was just sent has taken effect."""
-    return replace(state, status="TERMINATED", output=json.dumps(output))
-
-
-def _keep_nothing(gateway: Gateway, state: InstanceState) -> None:
-    return None
-
-
-def launch(gateway: Gateway, audit: AuditLog, job_id: str, keep: Keeper = _keep_nothing) -> bool:
+def launch(gateway: Gateway, audit: AuditLog, job_id: str, keep: Keeper = NOTHING_TO_KEEP) -> bool:
     """Take the job's lease and run it in the background; False if it runs elsewhere."""
     runner = uuid.uuid4().hex
     if _take(gateway.state, job_id, runner) is None:
@@ -149,14 +132,14 @@ def launch(gateway: Gateway, audit: AuditLog, job_id: str, keep: Keeper = _keep_
     return True
 
 
-def resume(gateway: Gateway, audit: AuditLog, keep: Keeper = _keep_nothing) -> list[str]:
+def resume(gateway: Gateway, audit: AuditLog, keep: Keeper = NOTHING_TO_KEEP) -> list[str]:
     """Take up every job not done whose runner stopped renewing its lease (its app died)."""
     resumed = []
     for job_id in _running(gateway.state):
         job = load(gateway.state, job_id)
         if job is None or job["status"] == "done":
             _running(gateway.state, remove=job_id)
-        elif _lease_over(job) and launch(gateway, audit, job_id, keep):
+        elif lease_over(job) and launch(gateway, audit, job_id, keep):
             log.warning(
                 "%s: its runner stopped; resuming at %d/%d", job_id, job["done"], job["total"]
             )
@@ -164,7 +147,7 @@ def resume(gateway: Gateway, audit: AuditLog, keep: Keeper = _keep_nothing) -> l
     return resumed
 
 
-def keep_resuming(gateway: Gateway, audit: AuditLog, keep: Keeper = _keep_nothing) -> None:
+def keep_resuming(gateway: Gateway, audit: AuditLog, keep: Keeper = NOTHING_TO_KEEP) -> None:
     """`resume` now, and again when the earliest lease still held elsewhere runs out. An app
     restarted quickly finds its own dead runner's lease still live; without this the job would
     wait for someone to ask about it. Checks stop once no job is held elsewhere."""
@@ -186,7 +169,8 @@ def keep_resuming(gateway: Gateway, audit: AuditLog, keep: Keeper = _keep_nothin
         timer.start()
 
 
-def _lease_over(job: dict[str, Any], now: datetime | None = None) -> bool:
+def lease_over(job: dict[str, Any], now: datetime | None = None) -> bool:
+    """Whether the job's runner stopped renewing its lease (or none holds it)."""
     until = job.get("lease_until")
     return until is None or datetime.fromisoformat(until) <= (now or datetime.now(UTC))
 
@@ -201,7 +185,7 @@ def _take(state: StateStore, job_id: str, runner: str) -> dict[str, Any] | None:
         taken = None
         if job is None or job["status"] == "done":
             return None
-        if job.get("runner") not in (None, runner) and not _lease_over(job):
+        if job.get("runner") not in (None, runner) and not lease_over(job):
             return None
         until = rfc3339(datetime.now(UTC) + JOB_LEASE)
         again = int(job.get("runner") not in (None, runner))
@@ -244,35 +228,48 @@ def select_targets(gateway: Gateway, body: JobBody, now: datetime) -> list[str]:
 
 
 def run_job(
-    gateway: Gateway, audit: AuditLog, job_id: str, runner: str, keep: Keeper = _keep_nothing
+    gateway: Gateway, audit: AuditLog, job_id: str, runner: str, keep: Keeper = NOTHING_TO_KEEP
 ) -> None:
-    """Work through the targets not done yet in chunks, 8 at a time, saving progress and
-    renewing the lease after each chunk; stop if another runner took the job over."""
+    """Work through the targets not done yet in chunks, saving progress and renewing the lease
+    after each chunk; stop if another runner took the job over. The next chunk is under way
+    while one ends and is saved, as long as the lease renewed last has most of its time left."""
     job = load(gateway.state, job_id)
     if job is None:
         return
     results: dict[str, str] = dict(job["results"])
     progress = gateway.metrics.bulk_job_instances
     todo = [t for t in job["targets"] if t not in results]
+    chunks = [todo[n : n + JOB_CHUNK] for n in range(0, len(todo), JOB_CHUNK)]
+    # A runner that stopped may have left its last results out of the index: they go in again.
+    unindexed: dict[str, str] = dict(results)
+    indexing: Future[None] | None = None
+    renewed = time.monotonic()
     with ThreadPoolExecutor(max_workers=JOB_WORKERS) as pool:
-        for start in range(0, len(todo), JOB_CHUNK):
-            chunk = todo[start : start + JOB_CHUNK]
-            for iid, result in zip(
-                chunk, pool.map(lambda i: _attempt(gateway, job, i, keep), chunk), strict=True
-            ):
-                results[iid] = result
+        started = bulk.start_chunk(gateway, job, chunks[0], keep, pool) if chunks else []
+        for n in range(len(chunks)):
+            following: bulk.Started | None = None
+            if n + 1 < len(chunks) and time.monotonic() - renewed < JOB_LEASE.total_seconds() / 2:
+                following = bulk.start_chunk(gateway, job, chunks[n + 1], keep, pool)
+            done = bulk.results_of(started)
+            results |= done
+            for result in done.values():
                 progress.labels(action=job["action"], result=result_kind(result)).inc()
-            gone = [i for i in chunk if results[i] in ("purged", "gone")]
-            terminated = [i for i in chunk if results[i] == "terminated"]
-            try:
-                instances.forget_many(gateway.state, gone)
-                for iid in terminated:
-                    instances.set_status(gateway.state, iid, "TERMINATED")
-            except GatewayError as exc:  # the index is rebuilt by reconcile; the job goes on
-                log.warning("%s: index not updated for a chunk: %s", job_id, exc)
+            if indexing is not None:
+                indexing.result()
+            # The index catches up on a worker while the next chunk goes on.
+            indexing = pool.submit(bulk.reindex, gateway, job_id, unindexed | done)
+            unindexed = {}
             if not _save(gateway, job_id, runner, results, finished=False):
                 log.warning("%s: taken over by another runner; this one stops", job_id)
+                bulk.stop(following or [])
                 return
+            renewed = time.monotonic()
+            if following is None and n + 1 < len(chunks):
+                following = bulk.start_chunk(gateway, job, chunks[n + 1], keep, pool)
+            started = following or []
+        if indexing is not None:
+            indexing.result()
+    bulk.reindex(gateway, job_id, unindexed)
     if not _save(gateway, job_id, runner, results, finished=True):
         return
     _running(gateway.state, remove=job_id)
@@ -291,36 +288,6 @@ def run_job(
         )
     except AuditUnavailable:
         log.exception("could not audit the end of %s", job_id)
-
-
-def _attempt(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) -> str:
-    try:
-        return _apply(gateway, job, iid, keep)
-    except GatewayError as exc:
-        return f"failed: {exc}"[:300]
-
-
-def _apply(gateway: Gateway, job: dict[str, Any], iid: str, keep: Keeper) -> str:
-    wf = workflows_of(gateway)
-    state = wf.state(iid)
-    if state is None:
-        return "gone"
-    if job["action"] == "purge":
-        if state.status not in instances.TERMINAL:
-            return f"skipped: {state.status}"
-        if job["dry_run"]:
-            return "would purge"
-        keep(gateway, state)
-        wf.purge(iid)
-        return "purged"
-    if state.status in instances.TERMINAL:
-        return f"skipped: {state.status}"
-    if job["dry_run"]:
-        return "would terminate"
-    output = terminated_output(job["job_id"], "stuck")
-    wf.terminate(iid, output)
-    keep(gateway, as_terminated(state, output))
-    return "terminated"
 
 
 def _save(

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from contracts.text import PlainText
 from control import instances, jobs
 from control.auditing import audited, record
+from control.bulk import Keeper, as_terminated, terminated_output
 from control.diagnosis import diagnosis_router, stuck_entries
 from control.job_routes import job_router
 from control.retention import mount_retention
@@ -76,7 +77,11 @@ class WorkflowRules:
     started_by: str = "its business flow"
     # Keeps its business outcome in the app's own record: when it is terminated, and before its
     # history is purged.
-    keep: jobs.Keeper | None = None
+    keep: Callable[[Gateway, InstanceState], None] | None = None
+    # Which of these instance ids (its own only) have their outcome in that record already, from
+    # one bulk read: a bulk purge of those needs no keep, so no read of the instance. None: each
+    # instance is read and kept first.
+    kept: Callable[[Gateway, list[str]], set[str]] | None = None
 
     def accepts(self, event: str) -> bool:
         return event.casefold() in {e.casefold() for e in self.events}
@@ -316,7 +321,7 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
         Its output records who terminated it and why; it is never a business outcome."""
         gateway = gateway_of(request)
         wf = workflows_of(gateway)
-        output = jobs.terminated_output(operator.id, body.reason)
+        output = terminated_output(operator.id, body.reason)
         answer = _transition(
             request,
             instance_id,
@@ -328,7 +333,7 @@ def management_router(workflows: dict[str, WorkflowRules]) -> APIRouter:
         )
         current = wf.state(instance_id)
         if current is not None:  # the app's record says it ended so, not that it still waits
-            keep(gateway, jobs.as_terminated(current, output))
+            keep(gateway, as_terminated(current, output))
         return answer
 
     @router.delete("/{instance_id}")
@@ -375,12 +380,18 @@ def mount_management(app: FastAPI, workflows: dict[str, WorkflowRules]) -> None:
     app.state.on_ready = [*hooks, lambda gateway, audit: jobs.keep_resuming(gateway, audit, keep)]
 
 
-def keeper(workflows: dict[str, WorkflowRules]) -> jobs.Keeper:
-    """Keeps each workflow's business outcome by its own rules (WorkflowRules.keep)."""
+def keeper(workflows: dict[str, WorkflowRules]) -> Keeper:
+    """Keeps each workflow's business outcome by its own rules (WorkflowRules.keep, .kept)."""
 
     def keep(gateway: Gateway, state: InstanceState) -> None:
         rules = workflows.get(state.name)
         if rules is not None and rules.keep is not None:
             rules.keep(gateway, state)
 
-    return keep
+    def settled(gateway: Gateway, instance_ids: list[str]) -> set[str]:
+        keeping = [rules for rules in workflows.values() if rules.keep is not None]
+        if not keeping:
+            return set(instance_ids)
+        return {i for rules in keeping if rules.kept for i in rules.kept(gateway, instance_ids)}
+
+    return Keeper(keep, settled)

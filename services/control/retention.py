@@ -29,6 +29,7 @@ from starlette.concurrency import run_in_threadpool
 
 from contracts.timestamps import rfc3339
 from control import jobs
+from control.bulk import Keeper
 from plumbing.audit import AuditLog
 from plumbing.auth import Reader
 from plumbing.cron import parse_schedule
@@ -91,7 +92,7 @@ def why_not_run(settings: ServiceSettings, data: Any) -> str | None:
 
 
 def run(
-    gateway: Gateway, audit: AuditLog, settings: ServiceSettings, keep: jobs.Keeper
+    gateway: Gateway, audit: AuditLog, settings: ServiceSettings, keep: Keeper
 ) -> dict[str, Any]:
     """One scheduled run: a bulk purge job of the finished instances older than the age,
     unless the last run's job is still going (then this trigger is skipped)."""
@@ -161,7 +162,7 @@ def _human(age: timedelta) -> str:
     return f"{seconds} second{'s' * (seconds != 1)}"
 
 
-def mount_retention(app: FastAPI, keep: jobs.Keeper) -> None:
+def mount_retention(app: FastAPI, keep: Keeper) -> None:
     """The trigger route, GET /retention, and scheduling the job once the clients are open."""
     settings: ServiceSettings = app.state.settings
 

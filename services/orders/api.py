@@ -170,6 +170,15 @@ def keep_outcome(gateway: Gateway, state: InstanceState) -> None:
         readmodel.save(gateway.state, end)
 
 
+def outcome_kept(gateway: Gateway, instance_ids: list[str]) -> set[str]:
+    """The order workflows among these whose record already says how the order ended: purging
+    them loses nothing (`keep_outcome` would change nothing)."""
+    orders = {
+        i.removeprefix(INSTANCE_PREFIX): i for i in instance_ids if i.startswith(INSTANCE_PREFIX)
+    }
+    return {orders[o] for o in readmodel.ended(gateway.state, list(orders))}
+
+
 def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None:
     """Mount the subscriptions and routes on the app."""
 
@@ -221,7 +230,10 @@ def register(app: FastAPI, dapr_app: DaprApp, settings: ServiceSettings) -> None
 
     app.include_router(router)
     rules = WorkflowRules(
-        start=start_order, started_by="an OrderPlaced on the orders topic", keep=keep_outcome
+        start=start_order,
+        started_by="an OrderPlaced on the orders topic",
+        keep=keep_outcome,
+        kept=outcome_kept,
     )
     mount_management(app, {ORDER_WORKFLOW: rules})
 

@@ -114,6 +114,12 @@ def load(state: StateStore, order_id: str) -> OrderRecord | None:
     return OrderRecord.model_validate(data) if data else None
 
 
+def ended(state: StateStore, order_ids: list[str]) -> set[str]:
+    """The orders whose record says how they ended (which no later write changes): one bulk read."""
+    found = state.get_many([record_key(o) for o in order_ids])
+    return {o for o in order_ids if (r := found.get(record_key(o))) and r.get("status") in ENDED}
+
+
 def save(state: StateStore, change: OrderRecord) -> None:
     """Apply `change` to the stored record under optimistic concurrency (created if absent)."""
     save_all(state, [change])

@@ -1,6 +1,7 @@
 """The one seam between our code and the Dapr sidecar: pub/sub, state, workflows.
 
-Each concern is a small Protocol with a Dapr implementation; tests pass fakes (tests/fakes.py).
+Each concern is a small Protocol with a Dapr implementation (the state store's is in
+state_store.py); tests pass fakes (tests/fakes.py).
 Clients are synchronous, thread-safe, built once per app; routes using them are plain `def`.
 
 Errors (all GatewayError):
@@ -16,7 +17,6 @@ What the sidecar said (a gRPC error's debug string) stays out of it: it is in `d
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -70,9 +70,11 @@ class Publisher(Protocol):
 class StateStore(Protocol):
     def get(self, key: str) -> tuple[Any | None, str | None]: ...
     def get_many(self, keys: list[str]) -> dict[str, Any]: ...
+    def get_many_with_etags(self, keys: list[str]) -> dict[str, tuple[Any, str]]: ...
     def put(self, key: str, value: Any, etag: str | None = None) -> None: ...
     def claim(self, key: str, value: Any) -> bool: ...
     def delete(self, key: str) -> None: ...
+    def transact(self, puts: dict[str, tuple[Any, str]], deletes: list[str]) -> None: ...
 
 
 class Secrets(Protocol):
@@ -114,7 +116,7 @@ class Workflows(Protocol):
     def terminate(self, instance_id: str, output: Any = None) -> None: ...
     def suspend(self, instance_id: str, reason: str) -> None: ...
     def resume(self, instance_id: str, reason: str) -> None: ...
-    def purge(self, instance_id: str) -> bool: ...
+    def purge(self, instance_id: str, recursive: bool = True) -> bool: ...
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None: ...
     def list_ids(self) -> list[str]: ...
     def history(self, instance_id: str) -> list[dict[str, Any]]: ...
@@ -222,60 +224,6 @@ class DaprPublisher:
             )
 
 
-class DaprStateStore:
-    """JSON values in the Dapr state store, with etags and an atomic first write."""
-
-    def __init__(self, client: Any, store: str) -> None:
-        self._client, self._store = client, store
-        self._via = f"the Dapr sidecar or its state store {store!r}"
-
-    def get(self, key: str) -> tuple[Any | None, str | None]:
-        with _translated(f"get state {key}", self._via):
-            resp = self._client.get_state(self._store, key)
-        if not resp.data:
-            return None, None
-        return json.loads(resp.data), resp.etag or None
-
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
-        """The values of the keys that exist, in one round trip per 100 keys."""
-        found: dict[str, Any] = {}
-        for start in range(0, len(keys), 100):
-            chunk = keys[start : start + 100]
-            with _translated(f"get {len(chunk)} keys", self._via):
-                items = self._client.get_bulk_state(self._store, chunk, parallelism=8).items
-            for item in items:
-                if item.data:
-                    found[item.key] = json.loads(item.data)
-        return found
-
-    def put(self, key: str, value: Any, etag: str | None = None) -> None:
-        from dapr.clients.grpc._state import Concurrency, StateOptions
-
-        options = StateOptions(concurrency=Concurrency.first_write) if etag else None
-        with _translated(f"save state {key}", self._via):
-            self._client.save_state(self._store, key, json.dumps(value), etag=etag, options=options)
-
-    def claim(self, key: str, value: Any) -> bool:
-        """Write `value` only if `key` does not exist yet; True when this call won."""
-        from dapr.clients.grpc._state import Concurrency, StateOptions
-
-        try:
-            with _translated(f"claim {key}", self._via):
-                self._client.save_state(
-                    self._store,
-                    key,
-                    json.dumps(value),
-                    options=StateOptions(concurrency=Concurrency.first_write),
-                )
-        except Conflict:
-            return False
-        return True
-
-    def delete(self, key: str) -> None:
-        with _translated(f"delete state {key}", self._via):
-            self._client.delete_state(self._store, key)
-
-
 class DaprSecrets:
     """Dapr secret stores (a local file in development, Kubernetes secrets in a cluster)."""
 
@@ -371,9 +319,13 @@ class DaprWorkflows:
         with _translated(f"resume {instance_id}", WORKFLOW_ENGINE):
             self._client.resume_workflow(instance_id)
 
-    def purge(self, instance_id: str) -> bool:
+    def purge(self, instance_id: str, recursive: bool = True) -> bool:
+        """Delete a finished instance's history; Dapr refuses one that has not finished.
+
+        `recursive` (the SDK's default) first reads the instance once more to find child
+        workflows to purge with it; without it only the instance goes."""
         with _translated(f"purge {instance_id}", WORKFLOW_ENGINE):
-            return bool(self._client.purge_workflow(instance_id))
+            return bool(self._client.purge_workflow(instance_id, recursive=recursive))
 
     def wait(self, instance_id: str, timeout_s: float) -> InstanceState | None:
         with (

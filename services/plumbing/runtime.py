@@ -12,7 +12,6 @@ from plumbing.gateway import (
     DaprBindings,
     DaprPublisher,
     DaprSecrets,
-    DaprStateStore,
     DaprWorkflows,
     Gateway,
     GatewayError,
@@ -23,6 +22,7 @@ from plumbing.logs import about_activity
 from plumbing.metrics import Metrics
 from plumbing.scheduler import DaprScheduler
 from plumbing.settings import ServiceSettings
+from plumbing.state_store import DaprStateStore
 
 log = logging.getLogger(__name__)
 

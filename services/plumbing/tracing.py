@@ -17,7 +17,8 @@ What carries the W3C trace context from hop to hop:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 
 from fastapi import FastAPI
 from opentelemetry import trace
@@ -38,6 +39,16 @@ def current_trace_id() -> str | None:
     """The id of the trace the current span belongs to (32 hex digits), None outside one."""
     context = trace.get_current_span().get_span_context()
     return format(context.trace_id, "032x") if context.is_valid else None
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """No spans for the calls made inside: a bulk job's calls to the sidecar, thousands of them,
+    each of which would be a trace of its own."""
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+
+    with suppress_instrumentation():
+        yield
 
 
 def start_tracing(app: FastAPI, app_id: str) -> Callable[[], None]:

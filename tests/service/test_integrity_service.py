@@ -190,6 +190,7 @@ def test_an_operator_start_of_a_used_order_id_says_nothing_started(
     ops: TestClient, gateway
 ) -> None:
     assert start(ops, "order-o-10").status_code == 201
+    gateway.workflows.terminate("order-o-10")
     gateway.workflows.purge("order-o-10")  # finished and purged: the id stays claimed
     again = start(ops, "order-o-10")
     assert again.status_code == 200 and again.json()["created"] is False

@@ -8,12 +8,12 @@ import pytest
 from plumbing.gateway import (
     Conflict,
     DaprPublisher,
-    DaprStateStore,
     GatewayError,
     NotFound,
     Transient,
     _translated,
 )
+from plumbing.state_store import DaprStateStore
 
 
 class RpcError(Exception):
