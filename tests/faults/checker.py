@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import httpx
+
 from tests import resp
 from tests.e2e.flow import Flow
 from tests.faults.workload import Plan, Planned
@@ -139,5 +141,10 @@ def _exists(flow: Flow, topic: str) -> bool:
 
 
 def _dead_letters(flow: Flow) -> list[dict[str, Any]]:
-    resp_ = flow.http.get(f"{flow.orders}/deadletters", params={"topic": "orders"})
+    """The orders app's dead letters; none while it cannot answer (an app catching up after
+    the faults timed a read out once in CI): `settled` then asks again, `problems` reports."""
+    try:
+        resp_ = flow.http.get(f"{flow.orders}/deadletters", params={"topic": "orders"})
+    except httpx.TransportError:
+        return []
     return resp_.json() if resp_.status_code == 200 else []  # type: ignore[no-any-return]
